@@ -1,0 +1,566 @@
+//! Settings of the connection engine, named after the Zeek script constants
+//! they mirror (`tcp_inactivity_timeout`, `Tunnel::max_depth`, ...) so that a
+//! Zeek user can carry a `redef` over as `--set NAME=VALUE`.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+use super::service::{Analyzer, AnalyzerSet};
+
+/// Transport part of a port, as in Zeek's `80/tcp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortProto {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+/// A set of transport ports (`likely_server_ports`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSet {
+    tcp: Box<[u64; 1024]>,
+    udp: Box<[u64; 1024]>,
+    icmp: BTreeSet<u16>,
+}
+
+impl Default for PortSet {
+    fn default() -> Self {
+        PortSet::new()
+    }
+}
+
+impl PortSet {
+    pub fn new() -> Self {
+        PortSet {
+            tcp: Box::new([0; 1024]),
+            udp: Box::new([0; 1024]),
+            icmp: BTreeSet::new(),
+        }
+    }
+
+    pub fn insert(&mut self, proto: PortProto, port: u16) {
+        let (w, b) = (usize::from(port) / 64, port % 64);
+        match proto {
+            PortProto::Tcp => self.tcp[w] |= 1 << b,
+            PortProto::Udp => self.udp[w] |= 1 << b,
+            PortProto::Icmp => {
+                self.icmp.insert(port);
+            }
+        }
+    }
+
+    pub fn contains(&self, proto: PortProto, port: u16) -> bool {
+        let (w, b) = (usize::from(port) / 64, port % 64);
+        match proto {
+            PortProto::Tcp => self.tcp[w] & (1 << b) != 0,
+            PortProto::Udp => self.udp[w] & (1 << b) != 0,
+            PortProto::Icmp => self.icmp.contains(&port),
+        }
+    }
+
+    /// Parses `80/tcp,53/udp` (spaces and braces allowed, as in Zeek syntax).
+    pub fn parse_list(s: &str) -> Result<Vec<(PortProto, u16)>, String> {
+        let s = s.trim().trim_start_matches('{').trim_end_matches('}');
+        let mut out = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (num, proto) = item
+                .split_once('/')
+                .ok_or_else(|| format!("port {item:?} lacks its transport (e.g. 80/tcp)"))?;
+            let port: u16 = num
+                .trim()
+                .parse()
+                .map_err(|_| format!("port {item:?}: {num:?} is not a port number"))?;
+            let proto = match proto.trim() {
+                "tcp" => PortProto::Tcp,
+                "udp" => PortProto::Udp,
+                "icmp" => PortProto::Icmp,
+                other => return Err(format!("port {item:?}: unknown transport {other:?}")),
+            };
+            out.push((proto, port));
+        }
+        Ok(out)
+    }
+
+    pub fn from_list(s: &str) -> Result<Self, String> {
+        let mut set = PortSet::new();
+        for (p, n) in Self::parse_list(s)? {
+            set.insert(p, n);
+        }
+        Ok(set)
+    }
+
+    /// Ports every Zeek run has: the UDP tunnel decapsulation ports.
+    pub const TUNNEL_PORTS: &'static str =
+        "2123/udp,2152/udp,3544/udp,4754/udp,4789/udp,5072/udp,6081/udp";
+
+    /// The server ports registered by the protocol scripts that plain `zeek`
+    /// (all of `base/`) loads: `Analyzer::register_for_ports` adds each
+    /// analyzer's server ports to `likely_server_ports`.
+    pub const ZEEK_DEFAULT_SERVER_PORTS: &'static str =
+        "135/tcp,67/udp,4011/udp,20000/tcp,20000/udp,\
+        53/udp,53/tcp,137/udp,5353/udp,5355/udp,79/tcp,21/tcp,2811/tcp,\
+        80/tcp,81/tcp,631/tcp,1080/tcp,3128/tcp,8000/tcp,8080/tcp,8888/tcp,143/tcp,\
+        6666/tcp,6667/tcp,6668/tcp,6669/tcp,88/tcp,88/udp,389/tcp,3268/tcp,389/udp,502/tcp,\
+        1883/tcp,1434/tcp,3306/tcp,123/udp,5432/tcp,443/udp,1812/udp,3389/tcp,3389/udp,\
+        6379/tcp,5060/udp,139/tcp,445/tcp,25/tcp,587/tcp,161/udp,162/udp,22/tcp,\
+        443/tcp,465/tcp,563/tcp,585/tcp,614/tcp,636/tcp,989/tcp,990/tcp,992/tcp,993/tcp,\
+        995/tcp,5223/tcp,514/udp,514/tcp,5222/tcp,5269/tcp";
+
+    /// Zeek's default-mode `likely_server_ports`.
+    pub fn zeek_default() -> Self {
+        let mut set = PortSet::new();
+        for list in [Self::TUNNEL_PORTS, Self::ZEEK_DEFAULT_SERVER_PORTS] {
+            for (p, n) in Self::parse_list(list).unwrap_or_default() {
+                set.insert(p, n);
+            }
+        }
+        set
+    }
+}
+
+/// `Site::private_address_space` (scripts/base/utils/site.zeek), which
+/// `Site::private_address_space_is_local = T` copies into `Site::local_nets`.
+pub const ZEEK_PRIVATE_ADDRESS_SPACE: &[&str] = &[
+    "0.0.0.0/8",
+    "2002::/24",
+    "10.0.0.0/8",
+    "2002:a00::/24",
+    "100.64.0.0/10",
+    "2002:6440::/26",
+    "127.0.0.0/8",
+    "2002:7f00::/24",
+    "169.254.0.0/16",
+    "2002:a9fe::/32",
+    "172.16.0.0/12",
+    "2002:ac10::/28",
+    "192.0.0.0/24",
+    "2002:c000::/40",
+    "192.0.2.0/24",
+    "2002:c000:200::/40",
+    "192.168.0.0/16",
+    "2002:c0a8::/32",
+    "198.18.0.0/15",
+    "2002:c612::/31",
+    "198.51.100.0/24",
+    "2002:c633:6400::/40",
+    "203.0.113.0/24",
+    "2002:cb00:7100::/40",
+    "224.0.0.0/24",
+    "2002:e000::/40",
+    "239.0.0.0/8",
+    "2002:ef00::/24",
+    "240.0.0.0/4",
+    "2002:f000::/20",
+    "255.255.255.255/32",
+    "2002:ffff:ffff::/48",
+    "::/128",
+    "::1/128",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "2001::/23",
+    "2001:2::/48",
+    "2001:db8::/32",
+    "fc00::/7",
+    "fe80::/10",
+    "fec0::/10",
+];
+
+/// A list of networks with a membership test.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetSet {
+    nets: Vec<IpNet>,
+}
+
+impl NetSet {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut set = NetSet::default();
+        set.extend_from(s)?;
+        Ok(set)
+    }
+
+    pub fn extend_from(&mut self, s: &str) -> Result<(), String> {
+        let s = s.trim().trim_start_matches('{').trim_end_matches('}');
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let item = item.trim_start_matches('[').replace("]/", "/");
+            let net = match IpNet::from_str(&item) {
+                Ok(n) => n,
+                Err(_) => match IpAddr::from_str(&item) {
+                    Ok(a) => IpNet::from(a),
+                    Err(_) => return Err(format!("{item:?} is not a network (CIDR) or address")),
+                },
+            };
+            self.nets.push(net.trunc());
+        }
+        Ok(())
+    }
+
+    pub fn zeek_private() -> Self {
+        let mut set = NetSet::default();
+        for n in ZEEK_PRIVATE_ADDRESS_SPACE {
+            if let Ok(net) = IpNet::from_str(n) {
+                set.nets.push(net);
+            }
+        }
+        set
+    }
+
+    pub fn contains(&self, a: &IpAddr) -> bool {
+        // Zeek compares IPv4 addresses in their IPv4-mapped IPv6 form, so a
+        // v4 network never matches a v6 address and vice versa.
+        self.nets.iter().any(|n| n.contains(a))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty()
+    }
+}
+
+/// Everything that changes what the engine logs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Zeek's `-C`.
+    pub ignore_checksums: bool,
+    pub ignore_checksums_nets: NetSet,
+    pub likely_server_ports: PortSet,
+    /// `Site::local_nets`; when empty, local_orig/local_resp are unset.
+    pub local_nets: NetSet,
+    pub analyzers: AnalyzerSet,
+    /// Seed for connection uids (`None`: random).
+    pub seed: Option<u64>,
+    /// Upper bound on tracked connections; beyond it the oldest-idle
+    /// connection is evicted (logged as if it timed out) and counted.
+    pub max_connections: usize,
+
+    pub tcp_inactivity_timeout: f64,
+    pub udp_inactivity_timeout: f64,
+    pub icmp_inactivity_timeout: f64,
+    pub unknown_ip_inactivity_timeout: f64,
+    pub tcp_syn_timeout: f64,
+    pub tcp_session_timer: f64,
+    pub tcp_connection_linger: f64,
+    pub tcp_attempt_delay: f64,
+    pub tcp_close_delay: f64,
+    pub tcp_max_initial_window: u64,
+    pub tcp_max_above_hole_without_any_acks: u64,
+    pub tcp_excessive_data_without_further_acks: u64,
+    pub report_gaps_for_partial: bool,
+    pub detect_filtered_trace: bool,
+    pub frag_timeout: f64,
+    pub tunnel_max_depth: usize,
+    pub tunnel_max_changes_per_connection: u32,
+    pub tunnel_ip_tunnel_timeout: f64,
+    pub tunnel_delay_teredo_confirmation: bool,
+    pub tunnel_delay_gtp_confirmation: bool,
+    pub tunnel_validate_vxlan_checksums: bool,
+    pub dpd_ignore_violations_after: u64,
+    /// `Conn::port_inactivity_timeouts` (21, 22, 23, 513/tcp: 1 h).
+    pub long_inactivity_ports: Vec<u16>,
+    pub long_inactivity_timeout: f64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            ignore_checksums: false,
+            ignore_checksums_nets: NetSet::default(),
+            likely_server_ports: PortSet::zeek_default(),
+            local_nets: NetSet::zeek_private(),
+            analyzers: AnalyzerSet::all(),
+            seed: None,
+            max_connections: 1_000_000,
+            tcp_inactivity_timeout: 300.0,
+            udp_inactivity_timeout: 60.0,
+            icmp_inactivity_timeout: 60.0,
+            unknown_ip_inactivity_timeout: 60.0,
+            tcp_syn_timeout: 5.0,
+            tcp_session_timer: 6.0,
+            tcp_connection_linger: 5.0,
+            tcp_attempt_delay: 5.0,
+            tcp_close_delay: 5.0,
+            tcp_max_initial_window: 16384,
+            tcp_max_above_hole_without_any_acks: 16384,
+            tcp_excessive_data_without_further_acks: 10 * 1024 * 1024,
+            report_gaps_for_partial: false,
+            detect_filtered_trace: false,
+            frag_timeout: 300.0,
+            tunnel_max_depth: 4,
+            tunnel_max_changes_per_connection: 5,
+            tunnel_ip_tunnel_timeout: 86400.0,
+            tunnel_delay_teredo_confirmation: true,
+            tunnel_delay_gtp_confirmation: false,
+            tunnel_validate_vxlan_checksums: true,
+            dpd_ignore_violations_after: 10 * 1024,
+            long_inactivity_ports: vec![21, 22, 23, 513],
+            long_inactivity_timeout: 3600.0,
+        }
+    }
+}
+
+/// Error of `--set NAME=VALUE`, naming the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("setting {name}: {reason}")]
+pub struct SettingError {
+    pub name: String,
+    pub reason: String,
+}
+
+fn parse_interval(v: &str) -> Result<f64, String> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{v:?} is not an interval (e.g. 5min, 30 secs, 1.5)"))?;
+    let mult = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" | "msec" | "msecs" => 0.001,
+        "us" | "usec" | "usecs" => 0.000_001,
+        "m" | "min" | "mins" => 60.0,
+        "h" | "hr" | "hrs" => 3600.0,
+        "d" | "day" | "days" => 86400.0,
+        other => return Err(format!("unknown interval unit {other:?}")),
+    };
+    Ok(n * mult)
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "T" | "t" | "true" | "yes" | "1" => Ok(true),
+        "F" | "f" | "false" | "no" | "0" => Ok(false),
+        other => Err(format!("{other:?} is not a boolean (T/F)")),
+    }
+}
+
+fn parse_count(v: &str) -> Result<u64, String> {
+    let v = v.trim().replace('_', "");
+    if let Some((a, b)) = v.split_once('*') {
+        let a: u64 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{v:?} is not a count"))?;
+        let b: u64 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("{v:?} is not a count"))?;
+        return Ok(a.saturating_mul(b));
+    }
+    v.parse().map_err(|_| format!("{v:?} is not a count"))
+}
+
+impl EngineConfig {
+    /// Names accepted by [`EngineConfig::set`].
+    pub const SETTINGS: &'static [&'static str] = &[
+        "ignore_checksums",
+        "ignore_checksums_nets",
+        "likely_server_ports",
+        "Site::local_nets",
+        "tcp_inactivity_timeout",
+        "udp_inactivity_timeout",
+        "icmp_inactivity_timeout",
+        "unknown_ip_inactivity_timeout",
+        "tcp_SYN_timeout",
+        "tcp_session_timer",
+        "tcp_connection_linger",
+        "tcp_attempt_delay",
+        "tcp_close_delay",
+        "tcp_max_initial_window",
+        "tcp_max_above_hole_without_any_acks",
+        "tcp_excessive_data_without_further_acks",
+        "report_gaps_for_partial",
+        "detect_filtered_trace",
+        "frag_timeout",
+        "Tunnel::max_depth",
+        "Tunnel::max_changes_per_connection",
+        "Tunnel::ip_tunnel_timeout",
+        "Tunnel::delay_teredo_confirmation",
+        "Tunnel::delay_gtp_confirmation",
+        "Tunnel::validate_vxlan_checksums",
+        "DPD::ignore_violations_after",
+        "max_connections",
+    ];
+
+    /// Applies one `NAME=VALUE` or `NAME+=VALUE` (sets only) assignment.
+    pub fn set(&mut self, assignment: &str) -> Result<(), SettingError> {
+        let (name, add, value) = match assignment.split_once('=') {
+            Some((n, v)) if n.ends_with('+') => (n.trim_end_matches('+').trim(), true, v.trim()),
+            Some((n, v)) => (n.trim(), false, v.trim()),
+            None => {
+                return Err(SettingError {
+                    name: assignment.to_owned(),
+                    reason: "expected NAME=VALUE".into(),
+                })
+            }
+        };
+        let err = |reason: String| SettingError {
+            name: name.to_owned(),
+            reason,
+        };
+        let f = |v: &str| parse_interval(v).map_err(err);
+        match name {
+            "ignore_checksums" => self.ignore_checksums = parse_bool(value).map_err(err)?,
+            "ignore_checksums_nets" => {
+                if !add {
+                    self.ignore_checksums_nets = NetSet::default();
+                }
+                self.ignore_checksums_nets.extend_from(value).map_err(err)?;
+            }
+            "likely_server_ports" => {
+                if !add {
+                    self.likely_server_ports = PortSet::new();
+                }
+                for (p, n) in PortSet::parse_list(value).map_err(err)? {
+                    self.likely_server_ports.insert(p, n);
+                }
+            }
+            "Site::local_nets" => {
+                // Zeek still adds the private address space on top of a
+                // redef'd local_nets (private_address_space_is_local = T).
+                let mut nets = if add {
+                    self.local_nets.clone()
+                } else {
+                    NetSet::zeek_private()
+                };
+                nets.extend_from(value).map_err(err)?;
+                self.local_nets = nets;
+            }
+            "tcp_inactivity_timeout" => self.tcp_inactivity_timeout = f(value)?,
+            "udp_inactivity_timeout" => self.udp_inactivity_timeout = f(value)?,
+            "icmp_inactivity_timeout" => self.icmp_inactivity_timeout = f(value)?,
+            "unknown_ip_inactivity_timeout" => self.unknown_ip_inactivity_timeout = f(value)?,
+            "tcp_SYN_timeout" => self.tcp_syn_timeout = f(value)?,
+            "tcp_session_timer" => self.tcp_session_timer = f(value)?,
+            "tcp_connection_linger" => self.tcp_connection_linger = f(value)?,
+            "tcp_attempt_delay" => self.tcp_attempt_delay = f(value)?,
+            "tcp_close_delay" => self.tcp_close_delay = f(value)?,
+            "tcp_max_initial_window" => {
+                self.tcp_max_initial_window = parse_count(value).map_err(err)?
+            }
+            "tcp_max_above_hole_without_any_acks" => {
+                self.tcp_max_above_hole_without_any_acks = parse_count(value).map_err(err)?
+            }
+            "tcp_excessive_data_without_further_acks" => {
+                self.tcp_excessive_data_without_further_acks = parse_count(value).map_err(err)?
+            }
+            "report_gaps_for_partial" => {
+                self.report_gaps_for_partial = parse_bool(value).map_err(err)?
+            }
+            "detect_filtered_trace" => {
+                self.detect_filtered_trace = parse_bool(value).map_err(err)?
+            }
+            "frag_timeout" => self.frag_timeout = f(value)?,
+            "Tunnel::max_depth" => {
+                self.tunnel_max_depth = parse_count(value).map_err(err)? as usize
+            }
+            "Tunnel::max_changes_per_connection" => {
+                let n = parse_count(value).map_err(err)?;
+                if n > 255 {
+                    return Err(err("must be at most 255".into()));
+                }
+                self.tunnel_max_changes_per_connection = n as u32;
+            }
+            "Tunnel::ip_tunnel_timeout" => self.tunnel_ip_tunnel_timeout = f(value)?,
+            "Tunnel::delay_teredo_confirmation" => {
+                self.tunnel_delay_teredo_confirmation = parse_bool(value).map_err(err)?
+            }
+            "Tunnel::delay_gtp_confirmation" => {
+                self.tunnel_delay_gtp_confirmation = parse_bool(value).map_err(err)?
+            }
+            "Tunnel::validate_vxlan_checksums" => {
+                self.tunnel_validate_vxlan_checksums = parse_bool(value).map_err(err)?
+            }
+            "DPD::ignore_violations_after" => {
+                self.dpd_ignore_violations_after = parse_count(value).map_err(err)?
+            }
+            "max_connections" => {
+                let n = parse_count(value).map_err(err)?;
+                if n == 0 {
+                    return Err(err("must be at least 1".into()));
+                }
+                self.max_connections = n as usize;
+            }
+            _ => {
+                return Err(err(format!(
+                    "unknown setting; known: {}",
+                    Self::SETTINGS.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses `--analyzers`: `all`, `none`, or a comma list of names.
+    pub fn parse_analyzers(s: &str) -> Result<AnalyzerSet, String> {
+        match s.trim() {
+            "all" => return Ok(AnalyzerSet::all()),
+            "none" | "" => return Ok(AnalyzerSet::none()),
+            _ => {}
+        }
+        let mut set = AnalyzerSet::none();
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let a = Analyzer::from_name(name).ok_or_else(|| {
+                let known: Vec<_> = Analyzer::ALL.iter().map(|a| a.name()).collect();
+                format!("unknown analyzer {name:?}; known: {}", known.join(", "))
+            })?;
+            set.insert(a);
+        }
+        Ok(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_with_units() {
+        assert_eq!(parse_interval("5min").unwrap(), 300.0);
+        assert_eq!(parse_interval("1 hrs").unwrap(), 3600.0);
+        assert_eq!(parse_interval("2.5").unwrap(), 2.5);
+        assert!(parse_interval("soon").is_err());
+    }
+
+    #[test]
+    fn set_names_the_bad_setting() {
+        let mut c = EngineConfig::default();
+        let e = c.set("tcp_close_delay=later").unwrap_err();
+        assert_eq!(e.name, "tcp_close_delay");
+        let e = c.set("no_such_thing=1").unwrap_err();
+        assert!(e.reason.contains("unknown setting"));
+    }
+
+    #[test]
+    fn sets_add_and_replace() {
+        let mut c = EngineConfig::default();
+        c.set("likely_server_ports+={40190/udp}").unwrap();
+        assert!(c.likely_server_ports.contains(PortProto::Udp, 40190));
+        assert!(c.likely_server_ports.contains(PortProto::Tcp, 80));
+        c.set("likely_server_ports=22/tcp").unwrap();
+        assert!(!c.likely_server_ports.contains(PortProto::Tcp, 80));
+        c.set("ignore_checksums_nets+={192.168.0.0/16}").unwrap();
+        assert!(c
+            .ignore_checksums_nets
+            .contains(&"192.168.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn default_local_nets_follow_zeek() {
+        let n = NetSet::zeek_private();
+        for a in [
+            "10.1.2.3",
+            "224.0.0.251",
+            "239.1.1.1",
+            "2001:0:1::1",
+            "fe80::1",
+        ] {
+            assert!(n.contains(&a.parse().unwrap()), "{a}");
+        }
+        for a in ["8.8.8.8", "224.2.1.1", "ff02::1", "2a00::1"] {
+            assert!(!n.contains(&a.parse().unwrap()), "{a}");
+        }
+    }
+}

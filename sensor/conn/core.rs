@@ -1,0 +1,208 @@
+//! State every connection has, whatever its transport: identity,
+//! orientation, timing, history letters, packet counters, tunnels and
+//! services (`Connection` and `Session` in Zeek's `src/Conn.cc`,
+//! `src/session/Session.cc`).
+
+use std::net::IpAddr;
+
+use smallvec::SmallVec;
+
+use super::record::{Proto, Uid};
+use super::service::{ServiceDetector, ServiceEvent};
+use super::timer::{TimerKind, TimerReq};
+use crate::decode::tunnel::TunnelKind;
+
+/// History bit Zeek reserves for analyzer and tunnel limits (`X`).
+pub const HIST_ANALYZER_LIMIT_REACHED: u32 = 0x400;
+
+/// Longest history kept; Zeek's is unbounded, but a history of this length
+/// already says everything a log reader can use and bounds memory.
+pub const MAX_HISTORY: usize = 64;
+
+/// One layer of encapsulation around a packet (`EncapsulatingConn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncapConn {
+    pub kind: TunnelKind,
+    pub uid: Uid,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl EncapConn {
+    /// Zeek's `operator==`: IP and GRE tunnels (and VXLAN, whose
+    /// destination port is fixed) are the same tunnel in either direction.
+    pub fn same_as(&self, o: &EncapConn) -> bool {
+        if self.kind != o.kind || self.uid != o.uid {
+            return false;
+        }
+        let same_dir = self.src == o.src && self.dst == o.dst;
+        let reversed = self.src == o.dst && self.dst == o.src;
+        match self.kind {
+            TunnelKind::Ip | TunnelKind::Gre => same_dir || reversed,
+            TunnelKind::Vxlan => self.dst_port == o.dst_port && (same_dir || reversed),
+            _ => same_dir && self.src_port == o.src_port && self.dst_port == o.dst_port,
+        }
+    }
+}
+
+pub type EncapStack = SmallVec<[EncapConn; 2]>;
+
+pub fn same_stack(a: &[EncapConn], b: &[EncapConn]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
+}
+
+/// Confirmation state of a (packet) analyzer on one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AnalyzerState {
+    #[default]
+    Unknown,
+    Confirmed,
+    Violated,
+}
+
+/// Per-connection tunnel analyzer bookkeeping.
+#[derive(Clone, Debug, Default)]
+pub struct TunnelState {
+    pub states: [AnalyzerState; 7],
+    pub teredo_valid: [bool; 2],
+    pub gtp_valid: [bool; 2],
+}
+
+impl TunnelState {
+    pub fn get(&self, k: TunnelKind) -> AnalyzerState {
+        self.states[k as usize]
+    }
+    pub fn set(&mut self, k: TunnelKind, s: AnalyzerState) {
+        self.states[k as usize] = s;
+    }
+}
+
+/// Direction-indexed counters: index 0 is the originator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub pkts: [u64; 2],
+    pub ip_bytes: [u64; 2],
+}
+
+pub struct ConnCore {
+    pub uid: Uid,
+    pub proto: Proto,
+    pub ip_proto: u8,
+    pub orig_h: IpAddr,
+    pub resp_h: IpAddr,
+    pub orig_p: u16,
+    pub resp_p: u16,
+    pub start_time: f64,
+    pub last_time: f64,
+    pub history: SmallVec<[u8; 24]>,
+    pub hist_seen: u32,
+    pub l2: [Option<[u8; 6]>; 2],
+    pub vlan: Option<u16>,
+    pub inner_vlan: Option<u16>,
+    pub counts: Counters,
+    pub missed_bytes: u64,
+    pub services: SmallVec<[&'static str; 2]>,
+    pub svc: Option<Box<ServiceDetector>>,
+    /// Events the detector raised while this packet was processed.
+    pub svc_events: Vec<ServiceEvent>,
+    pub encap: Option<Box<EncapStack>>,
+    pub tunnel_changes: u32,
+    pub tunnel_parents: SmallVec<[Uid; 1]>,
+    pub tunnel: TunnelState,
+    /// Current inactivity timeout (0 = none) and the generation that
+    /// invalidates older inactivity timers when it changes.
+    pub inactivity_timeout: f64,
+    pub inactivity_gen: u32,
+    /// Set when roles flipped while processing the current packet.
+    pub flips: u32,
+    /// Timers the state machines asked for while handling the packet.
+    pub timer_reqs: SmallVec<[TimerReq; 2]>,
+}
+
+impl ConnCore {
+    /// `Session::CheckHistory`: adds `code` the first time `mask` is seen.
+    /// Returns true if the mask had been seen before.
+    pub fn check_history(&mut self, mask: u32, code: u8) -> bool {
+        if self.hist_seen & mask == 0 {
+            self.hist_seen |= mask;
+            self.add_history(code);
+            false
+        } else {
+            true
+        }
+    }
+
+    pub fn add_history(&mut self, code: u8) {
+        if self.history.len() < MAX_HISTORY {
+            self.history.push(code);
+        }
+    }
+
+    /// `Session::ScaledHistoryEntry` with base 10: letters at the 1st,
+    /// 10th, 100th... occurrence.
+    pub fn scaled_history(&mut self, code: u8, counter: &mut u32, threshold: &mut u32) -> bool {
+        *counter += 1;
+        if *counter == *threshold {
+            self.add_history(code);
+            let next = threshold.wrapping_mul(10);
+            if next <= *threshold {
+                *counter = 0;
+            } else {
+                *threshold = next;
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `Connection::FlipRoles` for the parts owned here; transport state
+    /// flips itself. UDP and ICMP request/reply sizes and the history bits
+    /// are left alone, as in Zeek.
+    pub fn flip(&mut self) {
+        std::mem::swap(&mut self.orig_h, &mut self.resp_h);
+        std::mem::swap(&mut self.orig_p, &mut self.resp_p);
+        self.l2.swap(0, 1);
+        self.counts.pkts.swap(0, 1);
+        self.counts.ip_bytes.swap(0, 1);
+        if let Some(s) = self.svc.as_mut() {
+            s.flip_roles();
+        }
+        self.add_history(b'^');
+        self.flips += 1;
+    }
+
+    /// `Session::SetInactivityTimeout`: replaces the inactivity timer with
+    /// one `timeout` after the last packet (none for 0).
+    pub fn set_inactivity_timeout(&mut self, timeout: f64) {
+        if timeout == self.inactivity_timeout {
+            return;
+        }
+        self.inactivity_gen = self.inactivity_gen.wrapping_add(1);
+        if timeout > 0.0 {
+            self.timer_reqs.push(TimerReq {
+                at: self.last_time + timeout,
+                kind: TimerKind::Inactivity,
+                gen: self.inactivity_gen,
+            });
+        }
+        self.inactivity_timeout = timeout;
+    }
+
+    pub fn history_str(&self) -> String {
+        String::from_utf8_lossy(&self.history).into_owned()
+    }
+
+    /// Adds a confirmed service name once (`c$service` is an ordered set).
+    pub fn add_service(&mut self, name: &'static str) {
+        if !self.services.contains(&name) {
+            self.services.push(name);
+        }
+    }
+
+    pub fn remove_service(&mut self, name: &str) {
+        self.services.retain(|s| *s != name);
+    }
+}

@@ -1,0 +1,1495 @@
+//! The connection engine: walks each packet's layers outer to inner the way
+//! Zeek's packet analysis does (link, IP, tunnels, transport), keeps the
+//! connection table and its timers on packet time, and turns finished
+//! connections into [`ConnRecord`]s.
+//!
+//! Zeek sources followed here: `src/packet_analysis/protocol/ip/IPBasedAnalyzer.cc`
+//! (lookup, reuse, new connections and flips), `tcp/TCP.cc`, `udp/UDP.cc`,
+//! `icmp/ICMP.cc`, `unknown_ip_transport/` (per-transport delivery and
+//! checksums), `iptunnel/IPTunnel.cc` and the UDP tunnel analyzers,
+//! `src/Conn.cc` (`CheckEncapsulation`, `FlipRoles`), `src/session/` (timers,
+//! removal) and `scripts/base/protocols/conn/main.zeek` (`set_conn`,
+//! `conn_state`).
+//!
+//! Limits: `max_connections` live connections (the least recently active
+//! of a random sample is evicted beyond it, and counted), tunnel nesting
+//! `Tunnel::max_depth`, [`MAX_EXPECTED`] scheduled analyzers, and the
+//! fragment table's own bound.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use smallvec::SmallVec;
+
+use super::config::{EngineConfig, PortProto};
+use super::core::{
+    same_stack, AnalyzerState, ConnCore, Counters, EncapConn, EncapStack, TunnelState,
+    HIST_ANALYZER_LIMIT_REACHED,
+};
+use super::record::{ConnRecord, ConnState, Proto, Uid};
+use super::service::{Analyzer, ConnInfo, ServiceDetector, ServiceEvent, L4};
+use super::tcp::{self, EpState, Segment, Tcp};
+use super::timer::{TimerKind, TimerReq};
+use crate::capture::{LinkType, Packet};
+use crate::decode::checksum;
+use crate::decode::frag::{FragResult, FragmentManager};
+use crate::decode::ip::{
+    self, parse_ip, IpOutcome, IpPacket, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP,
+    PROTO_IPV6, PROTO_NONE, PROTO_TCP, PROTO_UDP,
+};
+use crate::decode::link::{decode_link, L2Info, LinkStop};
+use crate::decode::tunnel::{self, Decap, Payload, TunnelKind};
+use crate::decode::weird::{Weird, WeirdCounts};
+
+/// Scheduled analyzers (expected connections) kept at most.
+pub const MAX_EXPECTED: usize = 10_000;
+/// IP tunnels (address pairs) remembered at most.
+pub const MAX_IP_TUNNELS: usize = 100_000;
+/// In-flight fragmented datagrams at most.
+pub const MAX_FRAGMENTS: usize = 10_000;
+
+/// Counters of what the engine saw and did.
+#[derive(Clone, Debug, Default)]
+pub struct EngineStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Frames with no IP packet in them (ARP, LLC, 802.11 management...).
+    pub non_ip: u64,
+    pub weirds: WeirdCounts,
+    pub conns_created: u64,
+    pub conns_evicted: u64,
+    pub records: u64,
+    pub records_by_state: [u64; 13],
+    pub fragments_reassembled: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct ConnKey {
+    a: [u8; 16],
+    b: [u8; 16],
+    pa: u16,
+    pb: u16,
+    proto: u8,
+}
+
+fn addr16(a: &IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+        IpAddr::V6(v) => v.octets(),
+    }
+}
+
+impl ConnKey {
+    /// Zeek's `InitTuple`: endpoints in canonical order unless one-way.
+    fn new(src: &IpAddr, sport: u16, dst: &IpAddr, dport: u16, proto: u8, one_way: bool) -> Self {
+        let (s, d) = (addr16(src), addr16(dst));
+        if one_way || (s, sport) < (d, dport) {
+            ConnKey {
+                a: s,
+                b: d,
+                pa: sport,
+                pb: dport,
+                proto,
+            }
+        } else {
+            ConnKey {
+                a: d,
+                b: s,
+                pa: dport,
+                pb: sport,
+                proto,
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Udp {
+    request_len: i64,
+    reply_len: i64,
+    chk: [(u32, u32); 2],
+}
+
+#[derive(Debug)]
+struct Icmp {
+    request_len: i64,
+    reply_len: i64,
+}
+
+enum Transport {
+    Tcp(Box<Tcp>),
+    Udp(Udp),
+    Icmp(Icmp),
+    Unknown,
+}
+
+struct Conn {
+    key: ConnKey,
+    core: ConnCore,
+    transport: Transport,
+    /// Creation order, for a stable end-of-trace flush.
+    serial: u64,
+}
+
+struct Slot {
+    gen: u32,
+    conn: Option<Box<Conn>>,
+}
+
+#[derive(Debug)]
+struct TimerEntry {
+    at: f64,
+    seq: u64,
+    slot: u32,
+    conn_gen: u32,
+    kind: TimerKind,
+    gen: u32,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for TimerEntry {}
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for TimerEntry {
+    // Min-heap on (time, insertion order).
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.at.total_cmp(&self.at).then(o.seq.cmp(&self.seq))
+    }
+}
+
+struct Expected {
+    orig: Option<IpAddr>,
+    resp: IpAddr,
+    resp_p: u16,
+    proto: L4,
+    analyzer: Analyzer,
+    expires: f64,
+}
+
+/// Per-(inner) packet facts that the layers below need.
+#[derive(Clone, Copy)]
+struct PktCtx<'e> {
+    t: f64,
+    /// Captured and wire length of the (possibly tunnelled) packet.
+    cap_total: usize,
+    wire_total: usize,
+    l2: L2Info,
+    encap: &'e [EncapConn],
+}
+
+const VXLAN_PORT: u16 = 4789;
+const GENEVE_PORT: u16 = 6081;
+const TEREDO_PORT: u16 = 3544;
+const AYIYA_PORT: u16 = 5072;
+const GTP_U_PORT: u16 = 2152;
+const GTP_C_PORT: u16 = 2123;
+const GRE_UDP_PORT: u16 = 4754;
+
+fn is_broadcast(a: &IpAddr) -> bool {
+    matches!(a, IpAddr::V4(v) if *v == Ipv4Addr::BROADCAST)
+}
+
+fn icmp4_counterpart(t: u8, code: u8) -> (u16, bool) {
+    match t {
+        8 => (0, false),
+        0 => (8, false),
+        13 => (14, false),
+        14 => (13, false),
+        15 => (16, false),
+        16 => (15, false),
+        10 => (9, false),
+        9 => (10, false),
+        17 => (18, false),
+        18 => (17, false),
+        _ => (u16::from(code), true),
+    }
+}
+
+fn icmp6_counterpart(t: u8, code: u8) -> (u16, bool) {
+    match t {
+        128 => (129, false),
+        129 => (128, false),
+        133 => (134, false),
+        134 => (133, false),
+        135 => (136, false),
+        136 => (135, false),
+        130 => (131, false),
+        131 => (130, false),
+        139 => (140, false),
+        140 => (139, false),
+        144 => (145, false),
+        145 => (144, false),
+        _ => (u16::from(code), true),
+    }
+}
+
+/// `conn_state()` of conn/main.zeek for TCP.
+fn tcp_conn_state(os: EpState, rs: EpState, osize: u64, rsize: u64, history: &[u8]) -> ConnState {
+    let o_inactive = matches!(os, EpState::Inactive | EpState::Partial);
+    let r_inactive = matches!(rs, EpState::Inactive | EpState::Partial);
+    if rs == EpState::Reset {
+        if matches!(os, EpState::SynSent | EpState::SynAckSent)
+            || (os == EpState::Reset && osize == 0 && rsize == 0)
+        {
+            ConnState::REJ
+        } else if o_inactive {
+            ConnState::RSTRH
+        } else {
+            ConnState::RSTR
+        }
+    } else if os == EpState::Reset {
+        if r_inactive {
+            if rstos0_history(history) {
+                ConnState::RSTOS0
+            } else {
+                ConnState::OTH
+            }
+        } else {
+            ConnState::RSTO
+        }
+    } else if rs == EpState::Closed && os == EpState::Closed {
+        ConnState::SF
+    } else if os == EpState::Closed {
+        if r_inactive {
+            ConnState::SH
+        } else {
+            ConnState::S2
+        }
+    } else if rs == EpState::Closed {
+        if o_inactive {
+            ConnState::SHR
+        } else {
+            ConnState::S3
+        }
+    } else if os == EpState::SynSent && rs == EpState::Inactive {
+        ConnState::S0
+    } else if os == EpState::Established && rs == EpState::Established {
+        ConnState::S1
+    } else {
+        ConnState::OTH
+    }
+}
+
+/// `/\^?S[^HAFGIQ]*R.*/ == history` (a whole-string match).
+fn rstos0_history(h: &[u8]) -> bool {
+    let h = h.strip_prefix(b"^").unwrap_or(h);
+    let Some(rest) = h.strip_prefix(b"S") else {
+        return false;
+    };
+    for (i, c) in rest.iter().enumerate() {
+        if *c == b'R' {
+            return true;
+        }
+        if b"HAFGIQ".contains(c) {
+            let _ = i;
+            return false;
+        }
+    }
+    false
+}
+
+/// The connection engine. Feed it packets in capture order; it buffers the
+/// records of connections that ended, which the caller drains.
+pub struct Engine {
+    cfg: EngineConfig,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    index: HashMap<ConnKey, u32, ahash::RandomState>,
+    live: usize,
+    timers: BinaryHeap<TimerEntry>,
+    timer_seq: u64,
+    frags: FragmentManager,
+    ip_tunnels: HashMap<([u8; 16], [u8; 16]), (EncapConn, f64), ahash::RandomState>,
+    expected: Vec<Expected>,
+    rng: StdRng,
+    network_time: f64,
+    serial: u64,
+    stats: EngineStats,
+    out: Vec<ConnRecord>,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Self {
+        let (rng, hasher) = match cfg.seed {
+            Some(s) => (
+                StdRng::seed_from_u64(s),
+                ahash::RandomState::with_seeds(s, s ^ 0x9e37_79b9, s.rotate_left(17), 0x5eed),
+            ),
+            None => (
+                StdRng::from_rng(&mut rand::rng()),
+                ahash::RandomState::new(),
+            ),
+        };
+        let frag_timeout = cfg.frag_timeout;
+        Engine {
+            cfg,
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::with_hasher(hasher.clone()),
+            live: 0,
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            frags: FragmentManager::new(frag_timeout, MAX_FRAGMENTS),
+            ip_tunnels: HashMap::with_hasher(hasher),
+            expected: Vec::new(),
+            rng,
+            network_time: 0.0,
+            serial: 0,
+            stats: EngineStats::default(),
+            out: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Connections currently tracked.
+    pub fn active_connections(&self) -> usize {
+        self.live
+    }
+
+    /// Records of connections that ended since the last call.
+    pub fn drain_records(&mut self) -> std::vec::Drain<'_, ConnRecord> {
+        self.out.drain(..)
+    }
+
+    fn weird(&mut self, w: Weird) {
+        self.stats.weirds.add(w);
+    }
+
+    // --- time -----------------------------------------------------------
+
+    /// Moves packet time forward to `t` (never backwards) and fires every
+    /// timer due by then, as Zeek does before each packet.
+    pub fn advance_time(&mut self, t: f64) {
+        if t > self.network_time {
+            self.network_time = t;
+        }
+        let now = self.network_time;
+        while let Some(top) = self.timers.peek() {
+            if top.at > now {
+                break;
+            }
+            let Some(e) = self.timers.pop() else { break };
+            self.fire_timer(e, now);
+        }
+    }
+
+    fn push_timers(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        let gen = s.gen;
+        let Some(conn) = s.conn.as_mut() else { return };
+        let reqs: SmallVec<[TimerReq; 2]> = std::mem::take(&mut conn.core.timer_reqs);
+        for r in reqs {
+            self.timer_seq += 1;
+            self.timers.push(TimerEntry {
+                at: r.at,
+                seq: self.timer_seq,
+                slot,
+                conn_gen: gen,
+                kind: r.kind,
+                gen: r.gen,
+            });
+        }
+    }
+
+    fn fire_timer(&mut self, e: TimerEntry, now: f64) {
+        let cfg = &self.cfg;
+        let s = &mut self.slots[e.slot as usize];
+        if s.gen != e.conn_gen {
+            return;
+        }
+        let Some(conn) = s.conn.as_mut() else { return };
+        let remove = match e.kind {
+            TimerKind::Inactivity => {
+                if e.gen != conn.core.inactivity_gen {
+                    false
+                } else if conn.core.last_time + conn.core.inactivity_timeout <= now {
+                    true
+                } else {
+                    let at = conn.core.last_time + conn.core.inactivity_timeout;
+                    conn.core.timer_reqs.push(TimerReq {
+                        at,
+                        kind: TimerKind::Inactivity,
+                        gen: e.gen,
+                    });
+                    false
+                }
+            }
+            TimerKind::TcpExpire | TimerKind::TcpAttempt | TimerKind::TcpConnDelete => {
+                match &mut conn.transport {
+                    Transport::Tcp(tcp) if tcp.timer_gen == e.gen => match e.kind {
+                        TimerKind::TcpExpire => tcp.expire_timer(&mut conn.core, cfg, now),
+                        TimerKind::TcpAttempt => tcp.attempt_timer(),
+                        _ => true,
+                    },
+                    _ => false,
+                }
+            }
+        };
+        if remove {
+            self.remove(e.slot);
+        } else {
+            self.push_timers(e.slot);
+        }
+    }
+
+    // --- table ----------------------------------------------------------
+
+    fn remove(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        let Some(conn) = s.conn.take() else { return };
+        s.gen = s.gen.wrapping_add(1);
+        self.free.push(slot);
+        self.live -= 1;
+        if self.index.get(&conn.key) == Some(&slot) {
+            self.index.remove(&conn.key);
+        }
+        let rec = self.record(&conn, false);
+        self.stats.records += 1;
+        self.stats.records_by_state[rec.conn_state as usize] += 1;
+        self.out.push(rec);
+    }
+
+    /// Evicts the least recently active of a random sample of connections.
+    fn evict_one(&mut self) {
+        let n = self.slots.len();
+        let mut best: Option<(f64, u32)> = None;
+        for _ in 0..32 {
+            let i = self.rng.random_range(0..n) as u32;
+            if let Some(c) = self.slots[i as usize].conn.as_ref() {
+                if best.is_none_or(|(t, _)| c.core.last_time < t) {
+                    best = Some((c.core.last_time, i));
+                }
+            }
+        }
+        let victim = best.map(|b| b.1).or_else(|| {
+            self.slots
+                .iter()
+                .position(|s| s.conn.is_some())
+                .map(|i| i as u32)
+        });
+        if let Some(v) = victim {
+            self.stats.conns_evicted += 1;
+            self.weird(Weird::ConnectionTableFull);
+            self.remove(v);
+        }
+    }
+
+    fn insert(&mut self, conn: Conn) -> u32 {
+        if self.live >= self.cfg.max_connections {
+            self.evict_one();
+        }
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot { gen: 0, conn: None });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(conn.key, slot);
+        self.slots[slot as usize].conn = Some(Box::new(conn));
+        self.live += 1;
+        self.stats.conns_created += 1;
+        self.push_timers(slot);
+        slot
+    }
+
+    fn new_uid(&mut self) -> Uid {
+        Uid([self.rng.next_u64(), u64::from(self.rng.next_u32())])
+    }
+
+    // --- records --------------------------------------------------------
+
+    fn record(&self, conn: &Conn, interim: bool) -> ConnRecord {
+        let c = &conn.core;
+        let (state, osize, rsize) = match &conn.transport {
+            Transport::Tcp(t) => {
+                let (os, rs) = t.states();
+                let (o, r) = (t.size(0), t.size(1));
+                (tcp_conn_state(os, rs, o, r, &c.history), o, r)
+            }
+            Transport::Udp(u) => {
+                let st = match (u.request_len >= 0, u.reply_len >= 0) {
+                    (true, true) => ConnState::SF,
+                    (true, false) => ConnState::S0,
+                    (false, true) => ConnState::SHR,
+                    (false, false) => ConnState::OTH,
+                };
+                (st, u.request_len.max(0) as u64, u.reply_len.max(0) as u64)
+            }
+            Transport::Icmp(i) => (
+                ConnState::OTH,
+                i.request_len.max(0) as u64,
+                i.reply_len.max(0) as u64,
+            ),
+            Transport::Unknown => (ConnState::OTH, 0, 0),
+        };
+        let duration = c.last_time - c.start_time;
+        let has_dur = duration > 0.0;
+        let local = !self.cfg.local_nets.is_empty();
+        ConnRecord {
+            ts: c.start_time,
+            uid: c.uid,
+            orig_h: c.orig_h,
+            orig_p: c.orig_p,
+            resp_h: c.resp_h,
+            resp_p: c.resp_p,
+            proto: c.proto,
+            service: c.services.clone(),
+            duration: has_dur.then_some(duration),
+            orig_bytes: has_dur.then_some(osize),
+            resp_bytes: has_dur.then_some(rsize),
+            conn_state: state,
+            local_orig: local.then(|| self.cfg.local_nets.contains(&c.orig_h)),
+            local_resp: local.then(|| self.cfg.local_nets.contains(&c.resp_h)),
+            missed_bytes: c.missed_bytes,
+            history: c.history_str(),
+            orig_pkts: c.counts.pkts[0],
+            orig_ip_bytes: c.counts.ip_bytes[0],
+            resp_pkts: c.counts.pkts[1],
+            resp_ip_bytes: c.counts.ip_bytes[1],
+            tunnel_parents: c.tunnel_parents.clone(),
+            ip_proto: Some(c.ip_proto),
+            orig_l2_addr: c.l2[0],
+            resp_l2_addr: c.l2[1],
+            vlan: c.vlan,
+            inner_vlan: c.inner_vlan,
+            interim,
+        }
+    }
+
+    /// Logs every connection still open, as Zeek does at the end of input
+    /// (`session::Manager::Drain`), in the order they began.
+    pub fn finish(&mut self) {
+        let mut live: Vec<(f64, u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.conn
+                    .as_ref()
+                    .map(|c| (c.core.start_time, c.serial, i as u32))
+            })
+            .collect();
+        live.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (_, _, slot) in live {
+            self.remove(slot);
+        }
+        self.timers.clear();
+    }
+
+    // --- packets --------------------------------------------------------
+
+    /// Processes one captured packet.
+    pub fn process_packet(&mut self, pkt: &Packet<'_>) {
+        self.stats.packets += 1;
+        self.stats.bytes += u64::from(pkt.wire_len);
+        self.advance_time(pkt.ts);
+        let ctx = PktCtx {
+            t: pkt.ts,
+            cap_total: pkt.data.len(),
+            wire_total: pkt.wire_len as usize,
+            l2: L2Info::default(),
+            encap: &[],
+        };
+        self.process_frame(ctx, pkt.link, pkt.data);
+    }
+
+    fn process_frame(&mut self, ctx: PktCtx<'_>, link: LinkType, frame: &[u8]) {
+        let (l2, r) = decode_link(link, frame);
+        match r {
+            Ok(frames) => {
+                let ctx = PktCtx { l2, ..ctx };
+                for f in frames {
+                    let wire_left = ctx.wire_total.saturating_sub(f.offset);
+                    self.process_ip(ctx, f.data, wire_left, false);
+                }
+            }
+            Err(LinkStop::NotIp) => self.stats.non_ip += 1,
+            Err(LinkStop::Weird(w)) => self.weird(w),
+        }
+    }
+
+    fn ignore_checksums_for(&self, src: &IpAddr) -> bool {
+        self.cfg.ignore_checksums || self.cfg.ignore_checksums_nets.contains(src)
+    }
+
+    fn process_ip(&mut self, ctx: PktCtx<'_>, data: &[u8], wire_left: usize, reassembled: bool) {
+        let ip = match parse_ip(data, wire_left, self.cfg.ignore_checksums) {
+            IpOutcome::Packet(p) => p,
+            IpOutcome::Drop(w) => return self.weird(w),
+            IpOutcome::Stop => return,
+        };
+        if !reassembled
+            && ip.is_v4()
+            && !self.ignore_checksums_for(&ip.src)
+            && !checksum::ipv4_header_ok(ip.header())
+        {
+            return self.weird(Weird::BadIpChecksum);
+        }
+        if let Some(fi) = ip.frag {
+            if !reassembled {
+                if data.len() < ip.total_len as usize {
+                    self.weird(Weird::IncompletelyCapturedFragment);
+                    if fi.offset != 0 {
+                        return;
+                    }
+                    // A first fragment cut short is analysed as it is.
+                } else {
+                    match self.frags.add(ctx.t, &ip) {
+                        FragResult::Pending => return,
+                        FragResult::Inconsistent => {
+                            return self.weird(Weird::FragmentInconsistency)
+                        }
+                        FragResult::Complete(whole) => {
+                            self.stats.fragments_reassembled += 1;
+                            let n = whole.len();
+                            let inner = PktCtx {
+                                cap_total: n,
+                                wire_total: n,
+                                ..ctx
+                            };
+                            return self.process_ip(inner, &whole, n, true);
+                        }
+                    }
+                }
+            }
+        }
+        if ip.last_header == ip::PROTO_ESP {
+            return self.weird(Weird::EspPacket);
+        }
+        if ip.last_header == ip::PROTO_MOBILITY {
+            return;
+        }
+        match ip.proto {
+            PROTO_NONE => {
+                if ctx.encap.last().map(|e| e.kind) != Some(TunnelKind::Teredo) {
+                    self.weird(Weird::Ipv6NoNext);
+                }
+            }
+            PROTO_IPIP | PROTO_IPV6 => {
+                let d = tunnel::checked_ip(ip.payload, ip.proto);
+                self.ip_tunnel(ctx, &ip, TunnelKind::Ip, d);
+            }
+            PROTO_GRE => {
+                let d = tunnel::gre(ip.payload);
+                self.ip_tunnel(ctx, &ip, TunnelKind::Gre, d);
+            }
+            PROTO_TCP => self.tcp_packet(ctx, &ip),
+            PROTO_UDP => self.udp_packet(ctx, &ip),
+            PROTO_ICMP | PROTO_ICMPV6 => self.icmp_packet(ctx, &ip),
+            _ => self.unknown_packet(ctx, &ip),
+        }
+    }
+
+    // --- tunnels --------------------------------------------------------
+
+    fn ip_tunnel(&mut self, ctx: PktCtx<'_>, ip: &IpPacket<'_>, kind: TunnelKind, d: Decap<'_>) {
+        if ctx.encap.len() >= self.cfg.tunnel_max_depth {
+            return self.weird(Weird::ExceededTunnelMaxDepth);
+        }
+        let payload = match d {
+            Decap::Inner { payload, .. } => payload,
+            Decap::Drop(w) | Decap::Nothing(Some(w)) => return self.weird(w),
+            Decap::Nothing(None) => return,
+            Decap::Violation => return self.weird(Weird::TunnelViolation),
+        };
+        let (a, b) = (addr16(&ip.src), addr16(&ip.dst));
+        let pair = if a < b { (a, b) } else { (b, a) };
+        let now = self.network_time;
+        let timeout = self.cfg.tunnel_ip_tunnel_timeout;
+        let ec = match self.ip_tunnels.get_mut(&pair) {
+            Some((ec, last)) if now - *last < timeout => {
+                *last = now;
+                *ec
+            }
+            _ => {
+                if self.ip_tunnels.len() >= MAX_IP_TUNNELS {
+                    self.ip_tunnels.retain(|_, (_, last)| now - *last < timeout);
+                    if self.ip_tunnels.len() >= MAX_IP_TUNNELS {
+                        self.ip_tunnels.clear();
+                    }
+                }
+                let ec = EncapConn {
+                    kind,
+                    uid: self.new_uid(),
+                    src: ip.src,
+                    dst: ip.dst,
+                    src_port: 0,
+                    dst_port: 0,
+                };
+                self.ip_tunnels.insert(pair, (ec, now));
+                ec
+            }
+        };
+        let mut stack: EncapStack = ctx.encap.iter().copied().collect();
+        stack.push(ec);
+        self.decapsulated(ctx, &stack, payload, None);
+    }
+
+    /// Analyses a tunnel's payload with `stack` as its encapsulation.
+    /// `wire_from` is (outer cap_total, outer wire_total) for UDP tunnels,
+    /// whose inner wire length is derived from the outer packet's.
+    fn decapsulated(
+        &mut self,
+        ctx: PktCtx<'_>,
+        stack: &[EncapConn],
+        payload: Payload<'_>,
+        wire_from: Option<(usize, usize)>,
+    ) {
+        let data = match payload {
+            Payload::Ip(d)
+            | Payload::CheckedIp(d)
+            | Payload::Ethernet(d)
+            | Payload::Ieee80211(d) => d,
+            Payload::NotIp => {
+                self.stats.non_ip += 1;
+                return;
+            }
+        };
+        let (cap, wire) = match wire_from {
+            Some((cap_total, wire_total)) => (
+                data.len(),
+                wire_total.saturating_sub(cap_total.saturating_sub(data.len())),
+            ),
+            None => (data.len(), data.len()),
+        };
+        let inner = PktCtx {
+            t: ctx.t,
+            cap_total: cap,
+            wire_total: wire,
+            l2: L2Info::default(),
+            encap: stack,
+        };
+        match payload {
+            Payload::Ip(d) | Payload::CheckedIp(d) => self.process_ip(inner, d, wire, false),
+            Payload::Ethernet(d) => self.process_frame(inner, LinkType::ETHERNET, d),
+            Payload::Ieee80211(d) => self.process_frame(inner, LinkType::IEEE802_11, d),
+            Payload::NotIp => {}
+        }
+    }
+
+    /// UDP tunnels: the outer connection is the tunnel; its uid becomes the
+    /// inner connections' parent.
+    fn udp_tunnel(
+        &mut self,
+        ctx: PktCtx<'_>,
+        slot: u32,
+        is_orig: bool,
+        kind: TunnelKind,
+        udp_payload: &[u8],
+        outer_ip: &IpPacket<'_>,
+    ) {
+        if kind == TunnelKind::Gre {
+            // GRE in UDP is an IP tunnel between the outer addresses.
+            let d = tunnel::gre(udp_payload);
+            return self.ip_tunnel(ctx, outer_ip, TunnelKind::Gre, d);
+        }
+        let max_depth = self.cfg.tunnel_max_depth;
+        let delay_teredo = self.cfg.tunnel_delay_teredo_confirmation;
+        let delay_gtp = self.cfg.tunnel_delay_gtp_confirmation;
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        let core = &mut conn.core;
+        if kind != TunnelKind::Gtpv1 && core.tunnel.get(kind) == AnalyzerState::Violated {
+            return;
+        }
+        if ctx.encap.len() >= max_depth {
+            if kind != TunnelKind::Gtpv1 {
+                core.check_history(HIST_ANALYZER_LIMIT_REACHED, b'X');
+            }
+            return self.weird(Weird::ExceededTunnelMaxDepth);
+        }
+        let in_gtp = ctx.encap.last().map(|e| e.kind) == Some(TunnelKind::Gtpv1);
+        let d = match kind {
+            TunnelKind::Vxlan => tunnel::vxlan(udp_payload),
+            TunnelKind::Geneve => tunnel::geneve(udp_payload),
+            TunnelKind::Teredo => tunnel::teredo(udp_payload),
+            TunnelKind::Ayiya => tunnel::ayiya(udp_payload),
+            TunnelKind::Gtpv1 => tunnel::gtpv1(udp_payload, in_gtp),
+            TunnelKind::Ip | TunnelKind::Gre => return,
+        };
+        let payload = match d {
+            Decap::Violation => {
+                core.tunnel.set(kind, AnalyzerState::Violated);
+                return self.weird(Weird::TunnelViolation);
+            }
+            Decap::Nothing(w) => {
+                if let Some(w) = w {
+                    self.weird(w);
+                }
+                return;
+            }
+            Decap::Drop(w) => return self.weird(w),
+            Decap::Inner { payload, confirm } => {
+                let dir = usize::from(!is_orig);
+                let confirm = confirm
+                    && match kind {
+                        TunnelKind::Teredo => {
+                            core.tunnel.teredo_valid[dir] = true;
+                            !delay_teredo || core.tunnel.teredo_valid == [true, true]
+                        }
+                        TunnelKind::Gtpv1 => {
+                            core.tunnel.gtp_valid[dir] = true;
+                            !delay_gtp || core.tunnel.gtp_valid == [true, true]
+                        }
+                        _ => true,
+                    };
+                if confirm && core.tunnel.get(kind) == AnalyzerState::Unknown {
+                    core.tunnel.set(kind, AnalyzerState::Confirmed);
+                    core.add_service(kind.service());
+                }
+                payload
+            }
+        };
+        if payload == Payload::NotIp {
+            self.weird(Weird::TunnelEmptyPacket);
+            return;
+        }
+        let ec = EncapConn {
+            kind,
+            uid: core.uid,
+            src: core.orig_h,
+            dst: core.resp_h,
+            src_port: core.orig_p,
+            dst_port: core.resp_p,
+        };
+        let mut stack: EncapStack = ctx.encap.iter().copied().collect();
+        stack.push(ec);
+        self.decapsulated(ctx, &stack, payload, Some((ctx.cap_total, ctx.wire_total)));
+    }
+
+    // --- connections ----------------------------------------------------
+
+    fn likely_server(&self, proto: PortProto, port: u16) -> bool {
+        self.cfg.likely_server_ports.contains(proto, port)
+    }
+
+    /// Finds the connection for a packet, or makes one (`NewConn`), or
+    /// replaces a reused one. Returns the slot and whether the packet's
+    /// sender is the originator.
+    #[allow(clippy::too_many_arguments)]
+    fn lookup_or_create(
+        &mut self,
+        ctx: &PktCtx<'_>,
+        ip: &IpPacket<'_>,
+        proto: Proto,
+        sport: u16,
+        dport: u16,
+        one_way: bool,
+        flip: bool,
+        reuse: impl Fn(&Tcp) -> bool,
+    ) -> (u32, bool) {
+        let key = ConnKey::new(&ip.src, sport, &ip.dst, dport, ip.proto, one_way);
+        let mut slot = self.index.get(&key).copied();
+        if let Some(s) = slot {
+            let reused = match self.slots[s as usize].conn.as_ref().map(|c| &c.transport) {
+                Some(Transport::Tcp(t)) => reuse(t),
+                _ => false,
+            };
+            if reused {
+                self.remove(s);
+                slot = None;
+            } else {
+                self.check_encapsulation(s, ctx.encap);
+            }
+        }
+        let slot = match slot {
+            Some(s) => s,
+            None => self.new_conn(ctx, ip, key, proto, sport, dport, flip),
+        };
+        let c = &self.slots[slot as usize]
+            .conn
+            .as_ref()
+            .expect("slot just filled")
+            .core;
+        let is_orig = ip.src == c.orig_h && sport == c.orig_p;
+        (slot, is_orig)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_conn(
+        &mut self,
+        ctx: &PktCtx<'_>,
+        ip: &IpPacket<'_>,
+        key: ConnKey,
+        proto: Proto,
+        sport: u16,
+        dport: u16,
+        flip: bool,
+    ) -> u32 {
+        let uid = self.new_uid();
+        let t = ctx.t;
+        let mut core = ConnCore {
+            uid,
+            proto,
+            ip_proto: ip.proto,
+            orig_h: ip.src,
+            resp_h: ip.dst,
+            orig_p: sport,
+            resp_p: dport,
+            start_time: t,
+            last_time: t,
+            history: SmallVec::new(),
+            hist_seen: 0,
+            l2: [ctx.l2.src, ctx.l2.dst],
+            vlan: ctx.l2.vlan,
+            inner_vlan: ctx.l2.inner_vlan,
+            counts: Counters::default(),
+            missed_bytes: 0,
+            services: SmallVec::new(),
+            svc: None,
+            svc_events: Vec::new(),
+            encap: (!ctx.encap.is_empty()).then(|| Box::new(ctx.encap.iter().copied().collect())),
+            tunnel_changes: 0,
+            tunnel_parents: SmallVec::new(),
+            tunnel: TunnelState::default(),
+            inactivity_timeout: 0.0,
+            inactivity_gen: 0,
+            flips: 0,
+            timer_reqs: SmallVec::new(),
+        };
+        if let Some(last) = ctx.encap.last() {
+            core.tunnel_parents.push(last.uid);
+        }
+        if flip && !is_broadcast(&ip.dst) {
+            core.flip();
+        }
+        let l4 = match proto {
+            Proto::Tcp => Some(L4::Tcp),
+            Proto::Udp => Some(L4::Udp),
+            _ => None,
+        };
+        if let Some(l4) = l4 {
+            let scheduled = self.scheduled_for(&core, l4);
+            for a in &scheduled {
+                core.add_service(a.name());
+            }
+            if !self.cfg.analyzers.is_empty() {
+                let info = ConnInfo {
+                    proto: l4,
+                    orig_h: core.orig_h,
+                    orig_p: core.orig_p,
+                    resp_h: core.resp_h,
+                    resp_p: core.resp_p,
+                };
+                core.svc = Some(Box::new(ServiceDetector::new(
+                    info,
+                    self.cfg.analyzers,
+                    &scheduled,
+                )));
+            }
+        }
+        let transport = match proto {
+            Proto::Tcp => {
+                core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout);
+                Transport::Tcp(Box::new(Tcp::new(&mut core, &self.cfg, self.network_time)))
+            }
+            Proto::Udp => {
+                core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout);
+                Transport::Udp(Udp {
+                    request_len: -1,
+                    reply_len: -1,
+                    chk: [(0, 1), (0, 1)],
+                })
+            }
+            Proto::Icmp => {
+                core.set_inactivity_timeout(self.cfg.icmp_inactivity_timeout);
+                Transport::Icmp(Icmp {
+                    request_len: -1,
+                    reply_len: -1,
+                })
+            }
+            Proto::Unknown => {
+                core.set_inactivity_timeout(self.cfg.unknown_ip_inactivity_timeout);
+                Transport::Unknown
+            }
+        };
+        self.serial += 1;
+        let conn = Conn {
+            key,
+            core,
+            transport,
+            serial: self.serial,
+        };
+        self.insert(conn)
+    }
+
+    /// `Connection::CheckEncapsulation`.
+    fn check_encapsulation(&mut self, slot: u32, encap: &[EncapConn]) {
+        let max = self.cfg.tunnel_max_changes_per_connection;
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        let core = &mut conn.core;
+        let changed = match core.encap.as_deref() {
+            Some(cur) => !encap.is_empty() && !same_stack(cur, encap) || encap.is_empty(),
+            None => !encap.is_empty(),
+        };
+        if !changed {
+            return;
+        }
+        if max != 0 && core.tunnel_changes >= max {
+            core.check_history(HIST_ANALYZER_LIMIT_REACHED, b'X');
+            self.stats.weirds.add(Weird::TunnelMaxChangesExceeded);
+        } else {
+            core.tunnel_changes += 1;
+            if let Some(last) = encap.last() {
+                if !core.tunnel_parents.contains(&last.uid) {
+                    core.tunnel_parents.push(last.uid);
+                }
+            }
+        }
+        core.encap = (!encap.is_empty()).then(|| Box::new(encap.iter().copied().collect()));
+    }
+
+    fn scheduled_for(&mut self, core: &ConnCore, l4: L4) -> SmallVec<[Analyzer; 1]> {
+        let now = self.network_time;
+        self.expected.retain(|e| e.expires > now);
+        self.expected
+            .iter()
+            .filter(|e| {
+                e.proto == l4
+                    && e.resp == core.resp_h
+                    && e.resp_p == core.resp_p
+                    && e.orig.is_none_or(|o| o == core.orig_h)
+                    && self.cfg.analyzers.contains(e.analyzer)
+            })
+            .map(|e| e.analyzer)
+            .collect()
+    }
+
+    /// Applies what protocol detection reported for a connection.
+    fn apply_service_events(&mut self, slot: u32) {
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        if conn.core.svc_events.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut conn.core.svc_events);
+        for ev in events {
+            let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+                return;
+            };
+            match ev {
+                ServiceEvent::Confirmed(a) => {
+                    conn.core.add_service(a.name());
+                    if matches!(a, Analyzer::Ssh | Analyzer::Ftp) {
+                        conn.core
+                            .set_inactivity_timeout(self.cfg.long_inactivity_timeout);
+                    }
+                }
+                ServiceEvent::Violation(a) => {
+                    let size = match &conn.transport {
+                        Transport::Tcp(t) => t.size(0) + t.size(1),
+                        Transport::Udp(u) => (u.request_len.max(0) + u.reply_len.max(0)) as u64,
+                        _ => 0,
+                    };
+                    let after = self.cfg.dpd_ignore_violations_after;
+                    if after == 0 || size <= after {
+                        conn.core.remove_service(a.name());
+                    }
+                }
+                ServiceEvent::FlipRoles => {
+                    if let Transport::Tcp(t) = &mut conn.transport {
+                        // Only UDP analyzers flip; keep TCP consistent anyway.
+                        let _ = t;
+                    } else {
+                        conn.core.flip();
+                    }
+                }
+                ServiceEvent::Expect {
+                    orig_h,
+                    resp_h,
+                    resp_p,
+                    proto,
+                    analyzer,
+                    timeout_secs,
+                } => {
+                    let expires = self.network_time + timeout_secs;
+                    if let Some(e) = self.expected.iter_mut().find(|e| {
+                        e.orig == orig_h
+                            && e.resp == resp_h
+                            && e.resp_p == resp_p
+                            && e.proto == proto
+                            && e.analyzer == analyzer
+                    }) {
+                        if e.expires < expires {
+                            e.expires = expires;
+                        }
+                    } else {
+                        if self.expected.len() >= MAX_EXPECTED {
+                            self.expected.remove(0);
+                        }
+                        self.expected.push(Expected {
+                            orig: orig_h,
+                            resp: resp_h,
+                            resp_p,
+                            proto,
+                            analyzer,
+                            expires,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn count(&mut self, slot: u32, is_orig: bool, ip_bytes: u32) {
+        if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
+            let d = usize::from(!is_orig);
+            conn.core.counts.pkts[d] += 1;
+            conn.core.counts.ip_bytes[d] += u64::from(ip_bytes);
+        }
+    }
+
+    /// Zeek's `CheckHeaderTrunc`.
+    fn header_trunc(&mut self, ip: &IpPacket<'_>, min: usize) -> bool {
+        if ip.payload_len != 0 && (ip.payload_len as usize) < min {
+            self.weird(Weird::TruncatedTransportHeader);
+            true
+        } else if ip.payload.len() < min {
+            self.weird(Weird::InternallyTruncatedHeader);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Zeek's transport `len`: the IP payload length, or what was captured
+    /// when the IP length field is zero (segmentation offload).
+    fn transport_len(ip: &IpPacket<'_>) -> usize {
+        if ip.payload_len == 0 {
+            ip.payload.len()
+        } else {
+            ip.payload_len as usize
+        }
+    }
+
+    fn tcp_packet(&mut self, ctx: PktCtx<'_>, ip: &IpPacket<'_>) {
+        if self.header_trunc(ip, 20) {
+            return;
+        }
+        let h = ip.payload;
+        let sport = u16::from_be_bytes([h[0], h[1]]);
+        let dport = u16::from_be_bytes([h[2], h[3]]);
+        let seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        let ackn = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
+        let off_ok = usize::from(h[12] >> 4) >= 5;
+        let flags = h[13];
+        let window = u16::from_be_bytes([h[14], h[15]]);
+
+        let mut flip = false;
+        if flags & tcp::SYN == 0 || flags & tcp::ACK != 0 {
+            if self.likely_server(PortProto::Tcp, sport) {
+                flip = if self.likely_server(PortProto::Tcp, dport) {
+                    flags & tcp::SYN == 0 && sport < dport
+                } else {
+                    true
+                };
+            }
+        }
+        let (slot, is_orig) =
+            self.lookup_or_create(&ctx, ip, Proto::Tcp, sport, dport, false, flip, |t| {
+                t.is_reuse(flags, seq, off_ok)
+            });
+
+        let len = Self::transport_len(ip);
+        let remaining = ip.payload.len();
+        let hdr_len = usize::from(h[12] >> 4) * 4;
+        if hdr_len < 20 {
+            self.push_timers(slot);
+            return self.weird(Weird::BadTcpHeaderLen);
+        }
+        if hdr_len > len || hdr_len > remaining {
+            self.push_timers(slot);
+            return self.weird(Weird::TruncatedTransportHeader);
+        }
+        let plen = len - hdr_len;
+        let caplen = remaining - hdr_len;
+        if !self.ignore_checksums_for(&ip.src) && caplen >= plen {
+            let seg = &ip.payload[..hdr_len + plen];
+            if !checksum::transport_ok(&ip.src, &ip.dst, PROTO_TCP, seg) {
+                self.weird(Weird::BadTcpChecksum);
+                if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
+                    if let Transport::Tcp(t) = &mut conn.transport {
+                        t.checksum_error(&mut conn.core, usize::from(!is_orig));
+                    }
+                }
+                self.push_timers(slot);
+                return;
+            }
+        }
+        let payload = &ip.payload[hdr_len..hdr_len + caplen.min(plen)];
+        let segment = Segment {
+            flags,
+            seq,
+            ack: ackn,
+            window,
+            len: plen as u32,
+            payload,
+        };
+        let t = ctx.t;
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        let Transport::Tcp(tcp) = &mut conn.transport else {
+            return;
+        };
+        let tctx = tcp::Ctx { cfg: &self.cfg, t };
+        let flips_before = conn.core.flips;
+        let mut is_orig_after = tcp.process(&mut conn.core, &tctx, is_orig, &segment);
+        if conn.core.flips != flips_before {
+            is_orig_after = is_orig ^ ((conn.core.flips - flips_before) % 2 == 1);
+        }
+        if tcp.established_event {
+            // Conn::port_inactivity_timeouts, from connection_established.
+            let mut service_port = conn.core.resp_p;
+            if tcp.orig_inactive()
+                && !self
+                    .cfg
+                    .likely_server_ports
+                    .contains(PortProto::Tcp, service_port)
+                && self
+                    .cfg
+                    .likely_server_ports
+                    .contains(PortProto::Tcp, conn.core.orig_p)
+            {
+                service_port = conn.core.orig_p;
+            }
+            if self.cfg.long_inactivity_ports.contains(&service_port) {
+                conn.core
+                    .set_inactivity_timeout(self.cfg.long_inactivity_timeout);
+            }
+        }
+        self.count(slot, is_orig_after, ip.total_len);
+        self.apply_service_events(slot);
+        self.push_timers(slot);
+    }
+
+    fn udp_packet(&mut self, ctx: PktCtx<'_>, ip: &IpPacket<'_>) {
+        if self.header_trunc(ip, 8) {
+            return;
+        }
+        let h = ip.payload;
+        let sport = u16::from_be_bytes([h[0], h[1]]);
+        let dport = u16::from_be_bytes([h[2], h[3]]);
+        let ulen = i64::from(u16::from_be_bytes([h[4], h[5]]));
+        let chksum = u16::from_be_bytes([h[6], h[7]]);
+        let flip =
+            self.likely_server(PortProto::Udp, sport) && !self.likely_server(PortProto::Udp, dport);
+        let (slot, is_orig) =
+            self.lookup_or_create(&ctx, ip, Proto::Udp, sport, dport, false, flip, |_| false);
+
+        let len = Self::transport_len(ip);
+        let remaining = ip.payload.len();
+        let mut validate = !self.ignore_checksums_for(&ip.src)
+            && remaining >= len
+            && ctx.wire_total <= ctx.cap_total;
+        if validate
+            && len > 8 + 8 + 14
+            && h.get(8).is_some_and(|b| b & 0x08 == 0x08)
+            && dport == VXLAN_PORT
+        {
+            // VXLAN sends zero checksums; a non-zero one is checked only
+            // if Tunnel::validate_vxlan_checksums.
+            validate = chksum != 0 && self.cfg.tunnel_validate_vxlan_checksums;
+        }
+        if validate {
+            let seg = &ip.payload[..len.min(remaining)];
+            let bad = if ip.is_v4() {
+                chksum != 0 && !checksum::transport_ok(&ip.src, &ip.dst, PROTO_UDP, seg)
+            } else {
+                !checksum::transport_ok(&ip.src, &ip.dst, PROTO_UDP, seg)
+            };
+            if bad {
+                self.weird(Weird::BadUdpChecksum);
+                if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
+                    if let Transport::Udp(u) = &mut conn.transport {
+                        let d = usize::from(!is_orig);
+                        let (cnt, thr) = &mut u.chk[d];
+                        conn.core
+                            .scaled_history(if is_orig { b'C' } else { b'c' }, cnt, thr);
+                    }
+                }
+                self.push_timers(slot);
+                return;
+            }
+        }
+        let payload = &ip.payload[8..len.min(remaining).max(8)];
+        let resp_p;
+        {
+            let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+                return;
+            };
+            conn.core.last_time = ctx.t;
+            let Transport::Udp(u) = &mut conn.transport else {
+                return;
+            };
+            let add = ulen - 8;
+            if is_orig {
+                conn.core.check_history(0x1, b'D');
+                u.request_len = if u.request_len < 0 {
+                    add
+                } else {
+                    u.request_len + add
+                };
+            } else {
+                conn.core.check_history(0x2, b'd');
+                u.reply_len = if u.reply_len < 0 {
+                    add
+                } else {
+                    u.reply_len + add
+                };
+            }
+            resp_p = conn.core.resp_p;
+        }
+        // Tunnels are dispatched on the responder port, then by content.
+        let kind = match resp_p {
+            VXLAN_PORT => Some(TunnelKind::Vxlan),
+            GENEVE_PORT => Some(TunnelKind::Geneve),
+            TEREDO_PORT => Some(TunnelKind::Teredo),
+            AYIYA_PORT => Some(TunnelKind::Ayiya),
+            GTP_U_PORT | GTP_C_PORT => Some(TunnelKind::Gtpv1),
+            GRE_UDP_PORT => Some(TunnelKind::Gre),
+            _ if tunnel::teredo_detect(payload) => Some(TunnelKind::Teredo),
+            _ if tunnel::ayiya_detect(payload) => Some(TunnelKind::Ayiya),
+            _ => None,
+        };
+        self.push_timers(slot);
+        if let Some(kind) = kind {
+            self.udp_tunnel(ctx, slot, is_orig, kind, payload, ip);
+        }
+        // The tunnel's inner packets cannot have removed this connection
+        // (timers only fire between packets), but stay defensive.
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        if let Some(svc) = conn.core.svc.as_mut() {
+            if !svc.is_done() {
+                svc.deliver(is_orig, payload, &mut conn.core.svc_events);
+            }
+        }
+        self.apply_service_events(slot);
+        self.count(slot, is_orig, ip.total_len);
+        self.push_timers(slot);
+    }
+
+    fn icmp_packet(&mut self, ctx: PktCtx<'_>, ip: &IpPacket<'_>) {
+        if self.header_trunc(ip, 8) {
+            return;
+        }
+        let h = ip.payload;
+        let (ty, code) = (h[0], h[1]);
+        let (counter, one_way) = if ip.proto == PROTO_ICMP {
+            icmp4_counterpart(ty, code)
+        } else {
+            icmp6_counterpart(ty, code)
+        };
+        let (slot, is_orig) = self.lookup_or_create(
+            &ctx,
+            ip,
+            Proto::Icmp,
+            u16::from(ty),
+            counter,
+            one_way,
+            false,
+            |_| false,
+        );
+        let len = Self::transport_len(ip);
+        let remaining = ip.payload.len();
+        if !self.ignore_checksums_for(&ip.src) && remaining >= len {
+            let seg = &ip.payload[..len];
+            let ok = if ip.proto == PROTO_ICMP {
+                checksum::icmp4_ok(seg)
+            } else {
+                checksum::transport_ok(&ip.src, &ip.dst, PROTO_ICMPV6, seg)
+            };
+            if !ok {
+                self.weird(Weird::BadIcmpChecksum);
+                self.push_timers(slot);
+                return;
+            }
+        }
+        if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
+            conn.core.last_time = ctx.t;
+            if let Transport::Icmp(i) = &mut conn.transport {
+                let add = len as i64 - 8;
+                let l = if is_orig {
+                    &mut i.request_len
+                } else {
+                    &mut i.reply_len
+                };
+                *l = if *l < 0 { add } else { *l + add };
+            }
+        }
+        if remaining >= len {
+            self.count(slot, is_orig, ip.total_len);
+        }
+        self.push_timers(slot);
+    }
+
+    fn unknown_packet(&mut self, ctx: PktCtx<'_>, ip: &IpPacket<'_>) {
+        let (slot, is_orig) =
+            self.lookup_or_create(&ctx, ip, Proto::Unknown, 0, 0, false, false, |_| false);
+        if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
+            conn.core.last_time = ctx.t;
+        }
+        self.count(slot, is_orig, ip.total_len);
+        self.push_timers(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rstos0_pattern() {
+        assert!(rstos0_history(b"SR"));
+        assert!(rstos0_history(b"^SdR"));
+        assert!(!rstos0_history(b"SAR"));
+        assert!(!rstos0_history(b"R"));
+        assert!(rstos0_history(b"ScR"));
+    }
+
+    #[test]
+    fn icmp_counterparts() {
+        assert_eq!(icmp4_counterpart(8, 0), (0, false));
+        assert_eq!(icmp4_counterpart(3, 1), (1, true));
+        assert_eq!(icmp6_counterpart(135, 0), (136, false));
+        assert_eq!(icmp6_counterpart(1, 4), (4, true));
+    }
+
+    #[test]
+    fn keys_are_symmetric_unless_one_way() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(
+            ConnKey::new(&a, 1000, &b, 80, 6, false),
+            ConnKey::new(&b, 80, &a, 1000, 6, false)
+        );
+        assert_ne!(
+            ConnKey::new(&a, 3, &b, 1, 1, true),
+            ConnKey::new(&b, 3, &a, 1, 1, true)
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! One row of Zeek's conn.log (`Conn::Info` in
+//! `scripts/base/protocols/conn/main.zeek`), field for field.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use smallvec::SmallVec;
+
+/// A connection's unique id, Zeek-style: 96 random bits printed in base62
+/// after a `C`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Uid(pub [u64; 2]);
+
+impl Uid {
+    /// Zeek's `UID::Base62("C")`: each 64-bit word in base62, most
+    /// significant digit first, concatenated (src/UID.cc, util::uitoa_n).
+    fn write_base62(mut n: u64, out: &mut [u8; 12]) -> usize {
+        const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut tmp = [0u8; 12];
+        let mut i = 0;
+        loop {
+            tmp[i] = DIGITS[(n % 62) as usize];
+            i += 1;
+            n /= 62;
+            if n == 0 {
+                break;
+            }
+        }
+        for j in 0..i {
+            out[j] = tmp[i - 1 - j];
+        }
+        i
+    }
+}
+
+impl fmt::Display for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 12];
+        f.write_str("C")?;
+        for w in self.0 {
+            let n = Uid::write_base62(w, &mut buf);
+            // Base62 digits are ASCII.
+            f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// `proto` column: the transport as Zeek names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+    Unknown,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+            Proto::Unknown => "unknown_transport",
+        }
+    }
+}
+
+/// `conn_state` column (see `conn_state()` in conn/main.zeek).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConnState {
+    /// Connection attempt seen, no reply.
+    S0,
+    /// Connection established, not terminated.
+    S1,
+    /// Normal establishment and termination.
+    SF,
+    /// Connection attempt rejected.
+    REJ,
+    /// Established, originator attempted close, no reply from responder.
+    S2,
+    /// Established, responder attempted close, no reply from originator.
+    S3,
+    /// Established, originator aborted (sent a RST).
+    RSTO,
+    /// Responder sent a RST.
+    RSTR,
+    /// Originator sent a SYN followed by a RST, never saw a SYN-ACK.
+    RSTOS0,
+    /// Responder sent a SYN-ACK followed by a RST, never saw a SYN.
+    RSTRH,
+    /// Originator sent a SYN followed by a FIN, never saw a SYN-ACK.
+    SH,
+    /// Responder sent a SYN-ACK followed by a FIN, never saw a SYN.
+    SHR,
+    /// No SYN seen, just midstream traffic.
+    OTH,
+}
+
+impl ConnState {
+    pub const ALL: [ConnState; 13] = [
+        ConnState::S0,
+        ConnState::S1,
+        ConnState::SF,
+        ConnState::REJ,
+        ConnState::S2,
+        ConnState::S3,
+        ConnState::RSTO,
+        ConnState::RSTR,
+        ConnState::RSTOS0,
+        ConnState::RSTRH,
+        ConnState::SH,
+        ConnState::SHR,
+        ConnState::OTH,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::S0 => "S0",
+            ConnState::S1 => "S1",
+            ConnState::SF => "SF",
+            ConnState::REJ => "REJ",
+            ConnState::S2 => "S2",
+            ConnState::S3 => "S3",
+            ConnState::RSTO => "RSTO",
+            ConnState::RSTR => "RSTR",
+            ConnState::RSTOS0 => "RSTOS0",
+            ConnState::RSTRH => "RSTRH",
+            ConnState::SH => "SH",
+            ConnState::SHR => "SHR",
+            ConnState::OTH => "OTH",
+        }
+    }
+}
+
+/// One conn.log row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnRecord {
+    /// Time of the first packet.
+    pub ts: f64,
+    /// Unique identifier of the connection.
+    pub uid: Uid,
+    /// The originator's address.
+    pub orig_h: IpAddr,
+    /// The originator's port (ICMP: the type).
+    pub orig_p: u16,
+    /// The responder's address.
+    pub resp_h: IpAddr,
+    /// The responder's port (ICMP: the counterpart type, or the code).
+    pub resp_p: u16,
+    /// The transport layer protocol of the connection.
+    pub proto: Proto,
+    /// Application protocols confirmed on the connection, in the order they
+    /// were confirmed.
+    pub service: SmallVec<[&'static str; 2]>,
+    /// How long the connection lasted (unset when zero).
+    pub duration: Option<f64>,
+    /// Payload bytes the originator sent (TCP: from sequence numbers).
+    pub orig_bytes: Option<u64>,
+    /// Payload bytes the responder sent.
+    pub resp_bytes: Option<u64>,
+    pub conn_state: ConnState,
+    /// Whether the originator is in `Site::local_nets` (unset when empty).
+    pub local_orig: Option<bool>,
+    /// Whether the responder is in `Site::local_nets`.
+    pub local_resp: Option<bool>,
+    /// Bytes missed in content gaps (packet loss).
+    pub missed_bytes: u64,
+    /// State history letters; empty is logged as unset.
+    pub history: String,
+    /// Packets the originator sent.
+    pub orig_pkts: u64,
+    /// IP-level bytes the originator sent (from the IP total length).
+    pub orig_ip_bytes: u64,
+    /// Packets the responder sent.
+    pub resp_pkts: u64,
+    /// IP-level bytes the responder sent.
+    pub resp_ip_bytes: u64,
+    /// uids of the encapsulating connections over this connection's life.
+    pub tunnel_parents: SmallVec<[Uid; 1]>,
+    /// IP protocol number from the header.
+    pub ip_proto: Option<u8>,
+    /// First-packet L2 source of the originator (policy mac-logging).
+    pub orig_l2_addr: Option<[u8; 6]>,
+    /// First-packet L2 destination, i.e. the responder side.
+    pub resp_l2_addr: Option<[u8; 6]>,
+    /// Outer 802.1Q VLAN id of the first packet (policy vlan-logging).
+    pub vlan: Option<u16>,
+    /// Inner 802.1Q VLAN id of the first packet.
+    pub inner_vlan: Option<u16>,
+    /// A snapshot of a connection still open (never written to conn.log).
+    pub interim: bool,
+}

@@ -1,0 +1,16 @@
+//! Decoding captured bytes into the layers Zeek analyses: link layers down
+//! to IP (`link`), the IP header and its checks (`ip`), fragment reassembly
+//! (`frag`), tunnel headers (`tunnel`) and checksums (`checksum`).
+//! Everything here works on borrowed slices of the capture buffer; only
+//! fragment reassembly copies, because a datagram spread over several
+//! packets has to be made contiguous.
+
+pub mod checksum;
+pub mod frag;
+pub mod ip;
+pub mod link;
+pub mod tunnel;
+pub mod weird;
+
+pub use link::{decode_link, L2Info, L3Frame, LinkStop};
+pub use weird::{Weird, WeirdCounts};

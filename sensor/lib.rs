@@ -1,0 +1,14 @@
+//! osprey: a node-level network anomaly-detection sensor.
+//!
+//! The library is organised by pipeline stage: `capture` reads packets,
+//! `decode` parses them into layers, `conn` rebuilds connections exactly as
+//! Zeek's conn.log describes them, `report` writes logs, and `replay` drives
+//! the whole chain over capture files.
+
+#![forbid(unsafe_code)]
+
+pub mod capture;
+pub mod conn;
+pub mod decode;
+pub mod replay;
+pub mod report;

@@ -1,0 +1,252 @@
+//! `osprey replay`: capture files in, conn.log out.
+//!
+//! The log is written to a hidden temporary file and renamed into place
+//! only when every input was read to its end, so a `conn.log` with its
+//! `#close` footer always describes complete input. When an input turns out
+//! to be damaged part-way, what was read is kept as `conn.log.partial`
+//! (no footer) and the error names the file.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::capture::{self, CaptureError, PacketSource};
+use crate::conn::record::ConnState;
+use crate::conn::{Engine, EngineConfig};
+use crate::decode::WeirdCounts;
+use crate::report::{ConnLogWriter, ExtraColumns, LogFormat};
+
+/// Everything `replay` needs, already validated.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    pub inputs: Vec<PathBuf>,
+    pub log_dir: PathBuf,
+    pub format: LogFormat,
+    pub extra: ExtraColumns,
+    pub filter: Option<String>,
+    pub engine: EngineConfig,
+    /// Print a progress line (only sensible when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What a replay saw, for the end-of-run summary.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub files: usize,
+    pub packets: u64,
+    pub bytes: u64,
+    pub non_ip: u64,
+    pub records: u64,
+    pub records_by_state: [u64; 13],
+    pub weirds: WeirdCounts,
+    pub evicted: u64,
+    pub fragments_reassembled: u64,
+    pub elapsed: Duration,
+    pub log_path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{source}; the {records} connections read before it are in {partial}")]
+    Partial {
+        source: CaptureError,
+        records: u64,
+        partial: PathBuf,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReplayError + '_ {
+    move |source| ReplayError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Removes the temporary log unless disarmed.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Reads the inputs in order as one trace and writes conn.log.
+pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
+    let started = Instant::now();
+    // Open (and so validate) every input before creating any output.
+    let mut sources = capture::open_all(&opts.inputs, opts.filter.as_deref())?;
+
+    std::fs::create_dir_all(&opts.log_dir).map_err(io_err(&opts.log_dir))?;
+    let name = match opts.format {
+        LogFormat::Zeek => "conn.log",
+        LogFormat::Json => "conn.log",
+    };
+    let final_path = opts.log_dir.join(name);
+    let tmp_path = opts
+        .log_dir
+        .join(format!(".{name}.tmp-{}", std::process::id()));
+    let file = File::create(&tmp_path).map_err(io_err(&tmp_path))?;
+    let mut guard = TempGuard(Some(tmp_path.clone()));
+    let mut writer = ConnLogWriter::new(
+        BufWriter::with_capacity(1 << 20, file),
+        opts.format,
+        opts.extra,
+    )
+    .map_err(io_err(&tmp_path))?;
+
+    let mut engine = Engine::new(opts.engine.clone());
+    let mut failure = None;
+    let mut last_progress = Instant::now();
+    let total_files = sources.len();
+    'files: for (i, src) in sources.iter_mut().enumerate() {
+        loop {
+            match src.next_packet() {
+                Ok(Some(pkt)) => engine.process_packet(&pkt),
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break 'files;
+                }
+            }
+            for r in engine.drain_records() {
+                writer.write(&r).map_err(io_err(&tmp_path))?;
+            }
+            if opts.progress
+                && engine.stats().packets % 65_536 == 0
+                && last_progress.elapsed() >= Duration::from_secs(1)
+            {
+                last_progress = Instant::now();
+                eprint!(
+                    "\rosprey replay: file {}/{} {}: {} packets, {} connections open   ",
+                    i + 1,
+                    total_files,
+                    src.path().display(),
+                    engine.stats().packets,
+                    engine.active_connections()
+                );
+            }
+        }
+    }
+    if opts.progress {
+        eprint!("\r{:80}\r", "");
+    }
+    engine.finish();
+    for r in engine.drain_records() {
+        writer.write(&r).map_err(io_err(&tmp_path))?;
+    }
+    let st = engine.stats().clone();
+    let summary = Summary {
+        files: sources.len(),
+        packets: st.packets,
+        bytes: st.bytes,
+        non_ip: st.non_ip,
+        records: st.records,
+        records_by_state: st.records_by_state,
+        weirds: st.weirds,
+        evicted: st.conns_evicted,
+        fragments_reassembled: st.fragments_reassembled,
+        elapsed: started.elapsed(),
+        log_path: final_path.clone(),
+    };
+
+    if let Some(source) = failure {
+        // Keep what was read, without a footer, under a name that says so.
+        let mut out = writer.into_inner_unfinished();
+        out.flush().map_err(io_err(&tmp_path))?;
+        drop(out);
+        let partial = opts.log_dir.join(format!("{name}.partial"));
+        std::fs::rename(&tmp_path, &partial).map_err(io_err(&partial))?;
+        guard.0 = None;
+        return Err(ReplayError::Partial {
+            source,
+            records: summary.records,
+            partial,
+        });
+    }
+
+    let out = writer.finish().map_err(io_err(&tmp_path))?;
+    out.into_inner()
+        .map_err(|e| ReplayError::Io {
+            path: tmp_path.clone(),
+            source: e.into_error(),
+        })?
+        .sync_all()
+        .map_err(io_err(&tmp_path))?;
+    std::fs::rename(&tmp_path, &final_path).map_err(io_err(&final_path))?;
+    guard.0 = None;
+    Ok(summary)
+}
+
+impl Summary {
+    /// The one-screen end-of-run summary.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let _ = writeln!(
+            s,
+            "osprey replay: {} file(s), {} packets, {} bytes in {:.3} s ({:.0} packets/s)",
+            self.files,
+            self.packets,
+            self.bytes,
+            secs,
+            self.packets as f64 / secs
+        );
+        let _ = writeln!(
+            s,
+            "  connections logged: {} -> {}",
+            self.records,
+            self.log_path.display()
+        );
+        let mut states = String::new();
+        for st in ConnState::ALL {
+            let n = self.records_by_state[st as usize];
+            if n > 0 {
+                let _ = write!(states, " {}={}", st.as_str(), n);
+            }
+        }
+        if !states.is_empty() {
+            let _ = writeln!(s, "  by conn_state:{states}");
+        }
+        if self.non_ip > 0 {
+            let _ = writeln!(s, "  non-IP frames (ARP, LLC, ...): {}", self.non_ip);
+        }
+        if self.fragments_reassembled > 0 {
+            let _ = writeln!(
+                s,
+                "  fragmented datagrams reassembled: {}",
+                self.fragments_reassembled
+            );
+        }
+        if self.evicted > 0 {
+            let _ = writeln!(s, "  connections evicted (table full): {}", self.evicted);
+        }
+        let total = self.weirds.total();
+        if total > 0 {
+            let _ = writeln!(s, "  decode anomalies: {total}");
+            for (w, n) in self.weirds.iter() {
+                let _ = writeln!(s, "    {:<40} {n}", w.name());
+            }
+        } else {
+            let _ = writeln!(s, "  decode anomalies: none");
+        }
+        s
+    }
+}
+
+/// True when progress lines make sense (stderr is a terminal).
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}

@@ -1,0 +1,400 @@
+//! conn.log in Zeek's ASCII (TSV with `#` header lines) or JSON format,
+//! written so that `zeek-cut` and Zeek log readers accept it unchanged.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::conn::record::ConnRecord;
+
+/// Output format of conn.log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Zeek's ASCII writer: TSV with `#fields`/`#types` headers.
+    #[default]
+    Zeek,
+    /// Zeek's JSON writer (`LogAscii::use_json=T`): one object per line.
+    Json,
+}
+
+/// Optional columns that Zeek policy scripts add to conn.log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExtraColumns {
+    /// `policy/protocols/conn/mac-logging`: orig_l2_addr, resp_l2_addr.
+    pub l2_addrs: bool,
+    /// `policy/protocols/conn/vlan-logging`: vlan, inner_vlan.
+    pub vlans: bool,
+}
+
+impl ExtraColumns {
+    /// Parses a comma list of `mac`, `vlan`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut e = ExtraColumns::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match item {
+                "mac" | "l2" | "orig_l2_addr" | "resp_l2_addr" => e.l2_addrs = true,
+                "vlan" | "inner_vlan" => e.vlans = true,
+                other => {
+                    return Err(format!(
+                        "unknown extra column set {other:?} (known: mac, vlan)"
+                    ))
+                }
+            }
+        }
+        Ok(e)
+    }
+}
+
+const FIELDS: &[(&str, &str)] = &[
+    ("ts", "time"),
+    ("uid", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("service", "string"),
+    ("duration", "interval"),
+    ("orig_bytes", "count"),
+    ("resp_bytes", "count"),
+    ("conn_state", "string"),
+    ("local_orig", "bool"),
+    ("local_resp", "bool"),
+    ("missed_bytes", "count"),
+    ("history", "string"),
+    ("orig_pkts", "count"),
+    ("orig_ip_bytes", "count"),
+    ("resp_pkts", "count"),
+    ("resp_ip_bytes", "count"),
+    ("tunnel_parents", "set[string]"),
+    ("ip_proto", "count"),
+];
+
+/// Writes conn.log rows to any sink.
+pub struct ConnLogWriter<W: Write> {
+    out: W,
+    format: LogFormat,
+    extra: ExtraColumns,
+    line: String,
+    rows: u64,
+}
+
+/// Zeek's `#open`/`#close` time stamp: `%Y-%m-%d-%H-%M-%S` in UTC.
+fn zeek_log_time(secs: i64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm) keeps this free of a
+    // date crate for one format.
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{:04}-{:02}-{:02}-{:02}-{:02}-{:02}",
+        y,
+        m,
+        d,
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// rapidjson's `Writer::Double` prints the shortest round-trip form and
+/// keeps a `.0` on integral values; Rust's `{}` drops it.
+fn json_double(out: &mut String, d: f64) {
+    if !d.is_finite() {
+        out.push_str("null");
+        return;
+    }
+    let start = out.len();
+    let _ = write!(out, "{d}");
+    if !out[start..].contains(['.', 'e', 'E']) {
+        out.push_str(".0");
+    }
+}
+
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+impl<W: Write> ConnLogWriter<W> {
+    pub fn new(mut out: W, format: LogFormat, extra: ExtraColumns) -> io::Result<Self> {
+        if format == LogFormat::Zeek {
+            let mut h = String::new();
+            h.push_str("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n");
+            let _ = writeln!(h, "#open\t{}", zeek_log_time(now_secs()));
+            let mut names: Vec<&str> = FIELDS.iter().map(|f| f.0).collect();
+            let mut types: Vec<&str> = FIELDS.iter().map(|f| f.1).collect();
+            if extra.l2_addrs {
+                names.extend(["orig_l2_addr", "resp_l2_addr"]);
+                types.extend(["string", "string"]);
+            }
+            if extra.vlans {
+                names.extend(["vlan", "inner_vlan"]);
+                types.extend(["int", "int"]);
+            }
+            let _ = writeln!(h, "#fields\t{}", names.join("\t"));
+            let _ = writeln!(h, "#types\t{}", types.join("\t"));
+            out.write_all(h.as_bytes())?;
+        }
+        Ok(ConnLogWriter {
+            out,
+            format,
+            extra,
+            line: String::with_capacity(512),
+            rows: 0,
+        })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn write(&mut self, r: &ConnRecord) -> io::Result<()> {
+        self.line.clear();
+        match self.format {
+            LogFormat::Zeek => self.format_tsv(r),
+            LogFormat::Json => self.format_json(r),
+        }
+        self.out.write_all(self.line.as_bytes())?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn format_tsv(&mut self, r: &ConnRecord) {
+        let l = &mut self.line;
+        fn opt<T: std::fmt::Display>(l: &mut String, v: Option<T>) {
+            match v {
+                Some(v) => {
+                    let _ = write!(l, "{v}");
+                }
+                None => l.push('-'),
+            }
+        }
+        fn opt_bool(l: &mut String, v: Option<bool>) {
+            l.push_str(match v {
+                Some(true) => "T",
+                Some(false) => "F",
+                None => "-",
+            });
+        }
+        let _ = write!(
+            l,
+            "{:.6}\t{}\t{}\t{}\t{}\t{}\t{}\t",
+            r.ts,
+            r.uid,
+            r.orig_h,
+            r.orig_p,
+            r.resp_h,
+            r.resp_p,
+            r.proto.as_str()
+        );
+        if r.service.is_empty() {
+            l.push('-');
+        } else {
+            l.push_str(&r.service.join(","));
+        }
+        l.push('\t');
+        match r.duration {
+            Some(d) => {
+                let _ = write!(l, "{d:.6}");
+            }
+            None => l.push('-'),
+        }
+        l.push('\t');
+        opt(l, r.orig_bytes);
+        l.push('\t');
+        opt(l, r.resp_bytes);
+        l.push('\t');
+        l.push_str(r.conn_state.as_str());
+        l.push('\t');
+        opt_bool(l, r.local_orig);
+        l.push('\t');
+        opt_bool(l, r.local_resp);
+        let _ = write!(l, "\t{}\t", r.missed_bytes);
+        if r.history.is_empty() {
+            l.push('-');
+        } else {
+            l.push_str(&r.history);
+        }
+        let _ = write!(
+            l,
+            "\t{}\t{}\t{}\t{}\t",
+            r.orig_pkts, r.orig_ip_bytes, r.resp_pkts, r.resp_ip_bytes
+        );
+        if r.tunnel_parents.is_empty() {
+            l.push('-');
+        } else {
+            for (i, u) in r.tunnel_parents.iter().enumerate() {
+                if i > 0 {
+                    l.push(',');
+                }
+                let _ = write!(l, "{u}");
+            }
+        }
+        l.push('\t');
+        opt(l, r.ip_proto);
+        if self.extra.l2_addrs {
+            l.push('\t');
+            opt(l, r.orig_l2_addr.as_ref().map(fmt_mac));
+            l.push('\t');
+            opt(l, r.resp_l2_addr.as_ref().map(fmt_mac));
+        }
+        if self.extra.vlans {
+            l.push('\t');
+            opt(l, r.vlan);
+            l.push('\t');
+            opt(l, r.inner_vlan);
+        }
+        l.push('\n');
+    }
+
+    fn format_json(&mut self, r: &ConnRecord) {
+        let l = &mut self.line;
+        l.push_str("{\"ts\":");
+        json_double(l, r.ts);
+        let _ = write!(l, ",\"uid\":\"{}\",\"id.orig_h\":", r.uid);
+        json_str(l, &r.orig_h.to_string());
+        let _ = write!(l, ",\"id.orig_p\":{},\"id.resp_h\":", r.orig_p);
+        json_str(l, &r.resp_h.to_string());
+        let _ = write!(
+            l,
+            ",\"id.resp_p\":{},\"proto\":\"{}\"",
+            r.resp_p,
+            r.proto.as_str()
+        );
+        if !r.service.is_empty() {
+            l.push_str(",\"service\":");
+            json_str(l, &r.service.join(","));
+        }
+        if let Some(d) = r.duration {
+            l.push_str(",\"duration\":");
+            json_double(l, d);
+        }
+        if let Some(b) = r.orig_bytes {
+            let _ = write!(l, ",\"orig_bytes\":{b}");
+        }
+        if let Some(b) = r.resp_bytes {
+            let _ = write!(l, ",\"resp_bytes\":{b}");
+        }
+        let _ = write!(l, ",\"conn_state\":\"{}\"", r.conn_state.as_str());
+        if let Some(b) = r.local_orig {
+            let _ = write!(l, ",\"local_orig\":{b}");
+        }
+        if let Some(b) = r.local_resp {
+            let _ = write!(l, ",\"local_resp\":{b}");
+        }
+        let _ = write!(l, ",\"missed_bytes\":{}", r.missed_bytes);
+        if !r.history.is_empty() {
+            l.push_str(",\"history\":");
+            json_str(l, &r.history);
+        }
+        let _ = write!(
+            l,
+            ",\"orig_pkts\":{},\"orig_ip_bytes\":{},\"resp_pkts\":{},\"resp_ip_bytes\":{}",
+            r.orig_pkts, r.orig_ip_bytes, r.resp_pkts, r.resp_ip_bytes
+        );
+        if !r.tunnel_parents.is_empty() {
+            l.push_str(",\"tunnel_parents\":[");
+            for (i, u) in r.tunnel_parents.iter().enumerate() {
+                if i > 0 {
+                    l.push(',');
+                }
+                let _ = write!(l, "\"{u}\"");
+            }
+            l.push(']');
+        }
+        if let Some(p) = r.ip_proto {
+            let _ = write!(l, ",\"ip_proto\":{p}");
+        }
+        if self.extra.l2_addrs {
+            if let Some(m) = &r.orig_l2_addr {
+                let _ = write!(l, ",\"orig_l2_addr\":\"{}\"", fmt_mac(m));
+            }
+            if let Some(m) = &r.resp_l2_addr {
+                let _ = write!(l, ",\"resp_l2_addr\":\"{}\"", fmt_mac(m));
+            }
+        }
+        if self.extra.vlans {
+            if let Some(v) = r.vlan {
+                let _ = write!(l, ",\"vlan\":{v}");
+            }
+            if let Some(v) = r.inner_vlan {
+                let _ = write!(l, ",\"inner_vlan\":{v}");
+            }
+        }
+        l.push_str("}\n");
+    }
+
+    /// Flushes and returns the sink without the `#close` footer, for output
+    /// that must not look complete.
+    pub fn into_inner_unfinished(mut self) -> W {
+        let _ = self.out.flush();
+        self.out
+    }
+
+    /// Writes the `#close` footer (ASCII format) and flushes; a log without
+    /// its footer is, as with Zeek, one that was not closed cleanly.
+    pub fn finish(mut self) -> io::Result<W> {
+        if self.format == LogFormat::Zeek {
+            writeln!(self.out, "#close\t{}", zeek_log_time(now_secs()))?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_time_is_civil_utc() {
+        assert_eq!(zeek_log_time(0), "1970-01-01-00-00-00");
+        assert_eq!(zeek_log_time(1_700_000_000), "2023-11-14-22-13-20");
+    }
+
+    #[test]
+    fn json_doubles_keep_a_fraction() {
+        let mut s = String::new();
+        json_double(&mut s, 1.0);
+        assert_eq!(s, "1.0");
+        s.clear();
+        json_double(&mut s, 1300475167.096535);
+        assert_eq!(s, "1300475167.096535");
+    }
+}

@@ -104,8 +104,9 @@ fn build_options(a: ReplayArgs) -> Result<ReplayOptions> {
     for s in &a.settings {
         cfg.set(s).with_context(|| format!("--set {s}"))?;
     }
-    let extra = ExtraColumns::parse(&a.extra_columns)
+    let mut extra = ExtraColumns::parse(&a.extra_columns)
         .map_err(|e| anyhow::anyhow!("--extra-columns: {e}"))?;
+    extra.ctx_vlans = cfg.conn_key_vlan;
     Ok(ReplayOptions {
         inputs: a.pcaps,
         log_dir: a.log_dir,

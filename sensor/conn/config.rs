@@ -256,6 +256,12 @@ pub struct EngineConfig {
     pub tunnel_delay_gtp_confirmation: bool,
     pub tunnel_validate_vxlan_checksums: bool,
     pub dpd_ignore_violations_after: u64,
+    /// `ConnKey::factory = ConnKey::CONNKEY_VLAN_FIVETUPLE`: outer and inner
+    /// VLAN ids become part of the connection key (and of the logged id).
+    pub conn_key_vlan: bool,
+    /// `dns_session_timeout`: a UDP connection with the DNS analyzer ends
+    /// this long after its last packet.
+    pub dns_session_timeout: f64,
     /// `Conn::port_inactivity_timeouts` (21, 22, 23, 513/tcp: 1 h).
     pub long_inactivity_ports: Vec<u16>,
     pub long_inactivity_timeout: f64,
@@ -293,6 +299,8 @@ impl Default for EngineConfig {
             tunnel_delay_gtp_confirmation: false,
             tunnel_validate_vxlan_checksums: true,
             dpd_ignore_violations_after: 10 * 1024,
+            conn_key_vlan: false,
+            dns_session_timeout: 10.0,
             long_inactivity_ports: vec![21, 22, 23, 513],
             long_inactivity_timeout: 3600.0,
         }
@@ -382,6 +390,8 @@ impl EngineConfig {
         "Tunnel::validate_vxlan_checksums",
         "DPD::ignore_violations_after",
         "max_connections",
+        "ConnKey::factory",
+        "dns_session_timeout",
     ];
 
     /// Applies one `NAME=VALUE` or `NAME+=VALUE` (sets only) assignment.
@@ -476,6 +486,18 @@ impl EngineConfig {
             "DPD::ignore_violations_after" => {
                 self.dpd_ignore_violations_after = parse_count(value).map_err(err)?
             }
+            "ConnKey::factory" => {
+                self.conn_key_vlan = match value.trim_start_matches("ConnKey::") {
+                    "vlan_fivetuple" | "CONNKEY_VLAN_FIVETUPLE" => true,
+                    "fivetuple" | "CONNKEY_FIVETUPLE" => false,
+                    other => {
+                        return Err(err(format!(
+                            "{other:?} is not a key factory (fivetuple, vlan_fivetuple)"
+                        )))
+                    }
+                };
+            }
+            "dns_session_timeout" => self.dns_session_timeout = f(value)?,
             "max_connections" => {
                 let n = parse_count(value).map_err(err)?;
                 if n == 0 {

@@ -73,6 +73,9 @@ struct ConnKey {
     pa: u16,
     pb: u16,
     proto: u8,
+    /// VLAN ids in the VLAN-aware key mode (0xffff: none).
+    vlan: u16,
+    inner_vlan: u16,
 }
 
 fn addr16(a: &IpAddr) -> [u8; 16] {
@@ -93,6 +96,8 @@ impl ConnKey {
                 pa: sport,
                 pb: dport,
                 proto,
+                vlan: NO_VLAN,
+                inner_vlan: NO_VLAN,
             }
         } else {
             ConnKey {
@@ -101,17 +106,26 @@ impl ConnKey {
                 pa: dport,
                 pb: sport,
                 proto,
+                vlan: NO_VLAN,
+                inner_vlan: NO_VLAN,
             }
         }
     }
 }
+
+const NO_VLAN: u16 = 0xffff;
 
 #[derive(Debug)]
 struct Udp {
     request_len: i64,
     reply_len: i64,
     chk: [(u32, u32); 2],
+    /// Generation of the DNS analyzer's expire timer (bumped to cancel).
+    dns_gen: u32,
 }
+
+/// UDP ports the DNS analyzer is registered for (dns/main.zeek).
+const DNS_UDP_PORTS: [u16; 4] = [53, 137, 5353, 5355];
 
 #[derive(Debug)]
 struct Icmp {
@@ -431,6 +445,21 @@ impl Engine {
                     false
                 }
             }
+            TimerKind::DnsExpire => match &mut conn.transport {
+                Transport::Udp(u) if u.dns_gen == e.gen => {
+                    if now - conn.core.last_time >= cfg.dns_session_timeout - 1.0 {
+                        true
+                    } else {
+                        conn.core.timer_reqs.push(TimerReq {
+                            at: now + cfg.dns_session_timeout,
+                            kind: TimerKind::DnsExpire,
+                            gen: e.gen,
+                        });
+                        false
+                    }
+                }
+                _ => false,
+            },
             TimerKind::TcpExpire | TimerKind::TcpAttempt | TimerKind::TcpConnDelete => {
                 match &mut conn.transport {
                     Transport::Tcp(tcp) if tcp.timer_gen == e.gen => match e.kind {
@@ -897,7 +926,11 @@ impl Engine {
         flip: bool,
         reuse: impl Fn(&Tcp) -> bool,
     ) -> (u32, bool) {
-        let key = ConnKey::new(&ip.src, sport, &ip.dst, dport, ip.proto, one_way);
+        let mut key = ConnKey::new(&ip.src, sport, &ip.dst, dport, ip.proto, one_way);
+        if self.cfg.conn_key_vlan {
+            key.vlan = ctx.l2.vlan.unwrap_or(NO_VLAN);
+            key.inner_vlan = ctx.l2.inner_vlan.unwrap_or(NO_VLAN);
+        }
         let mut slot = self.index.get(&key).copied();
         if let Some(s) = slot {
             let reused = match self.slots[s as usize].conn.as_ref().map(|c| &c.transport) {
@@ -1004,10 +1037,22 @@ impl Engine {
             }
             Proto::Udp => {
                 core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout);
+                if self.cfg.analyzers.contains(Analyzer::Dns)
+                    && DNS_UDP_PORTS.contains(&core.resp_p)
+                {
+                    // The port-registered DNS analyzer ends UDP sessions
+                    // after dns_session_timeout of quiet.
+                    core.timer_reqs.push(TimerReq {
+                        at: self.network_time + self.cfg.dns_session_timeout,
+                        kind: TimerKind::DnsExpire,
+                        gen: 0,
+                    });
+                }
                 Transport::Udp(Udp {
                     request_len: -1,
                     reply_len: -1,
                     chk: [(0, 1), (0, 1)],
+                    dns_gen: 0,
                 })
             }
             Proto::Icmp => {

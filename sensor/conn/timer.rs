@@ -16,6 +16,8 @@ pub enum TimerKind {
     TcpAttempt,
     /// `TCPSessionAdapter::ConnDeleteTimer` (close/reset linger).
     TcpConnDelete,
+    /// `DNS_Analyzer::ExpireTimer` on UDP (`dns_session_timeout`).
+    DnsExpire,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

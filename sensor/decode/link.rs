@@ -45,8 +45,11 @@ pub enum LinkStop {
 
 pub type Frames<'a> = SmallVec<[L3Frame<'a>; 2]>;
 
+/// A MAC address; all zeros counts as absent, as in Zeek's conn record.
 fn mac(b: &[u8]) -> Option<[u8; 6]> {
-    b.get(..6).and_then(|s| s.try_into().ok())
+    b.get(..6)
+        .and_then(|s| <[u8; 6]>::try_from(s).ok())
+        .filter(|m| *m != [0; 6])
 }
 
 struct Walker<'a> {

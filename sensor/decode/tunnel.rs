@@ -310,9 +310,11 @@ pub fn teredo_detect(data: &[u8]) -> bool {
     {
         return false;
     }
-    // The old DPD signature, matched exactly against 40-byte bubbles whose
-    // source or destination is a Teredo (2001:0::/32) address.
-    if len == 40 && (0x60..=0x6f).contains(&data[0]) {
+    // The old DPD signature, anchored at the start (Zeek's `Match` accepts
+    // as soon as a prefix matches): an IPv6 header whose source or
+    // destination is a Teredo (2001:0::/32) address. `.` does not match a
+    // newline in Zeek patterns.
+    if (0x60..=0x6f).contains(&data[0]) {
         let teredo = [0x20, 0x01, 0x00, 0x00];
         let no_newline = |s: &[u8]| !s.contains(&b'\n');
         if data[8..12] == teredo && no_newline(&data[1..8]) && no_newline(&data[12..40]) {

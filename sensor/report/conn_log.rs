@@ -23,6 +23,9 @@ pub struct ExtraColumns {
     pub l2_addrs: bool,
     /// `policy/protocols/conn/vlan-logging`: vlan, inner_vlan.
     pub vlans: bool,
+    /// `policy/frameworks/conn_key/vlan_fivetuple`: id.ctx.vlan and
+    /// id.ctx.inner_vlan (the VLAN ids that are part of the key).
+    pub ctx_vlans: bool,
 }
 
 impl ExtraColumns {
@@ -159,6 +162,10 @@ impl<W: Write> ConnLogWriter<W> {
             let _ = writeln!(h, "#open\t{}", zeek_log_time(now_secs()));
             let mut names: Vec<&str> = FIELDS.iter().map(|f| f.0).collect();
             let mut types: Vec<&str> = FIELDS.iter().map(|f| f.1).collect();
+            if extra.ctx_vlans {
+                names.splice(6..6, ["id.ctx.vlan", "id.ctx.inner_vlan"]);
+                types.splice(6..6, ["int", "int"]);
+            }
             if extra.l2_addrs {
                 names.extend(["orig_l2_addr", "resp_l2_addr"]);
                 types.extend(["string", "string"]);
@@ -214,15 +221,17 @@ impl<W: Write> ConnLogWriter<W> {
         }
         let _ = write!(
             l,
-            "{:.6}\t{}\t{}\t{}\t{}\t{}\t{}\t",
-            r.ts,
-            r.uid,
-            r.orig_h,
-            r.orig_p,
-            r.resp_h,
-            r.resp_p,
-            r.proto.as_str()
+            "{:.6}\t{}\t{}\t{}\t{}\t{}\t",
+            r.ts, r.uid, r.orig_h, r.orig_p, r.resp_h, r.resp_p
         );
+        if self.extra.ctx_vlans {
+            opt(l, r.vlan);
+            l.push('\t');
+            opt(l, r.inner_vlan);
+            l.push('\t');
+        }
+        l.push_str(r.proto.as_str());
+        l.push('\t');
         if r.service.is_empty() {
             l.push('-');
         } else {
@@ -291,12 +300,16 @@ impl<W: Write> ConnLogWriter<W> {
         json_str(l, &r.orig_h.to_string());
         let _ = write!(l, ",\"id.orig_p\":{},\"id.resp_h\":", r.orig_p);
         json_str(l, &r.resp_h.to_string());
-        let _ = write!(
-            l,
-            ",\"id.resp_p\":{},\"proto\":\"{}\"",
-            r.resp_p,
-            r.proto.as_str()
-        );
+        let _ = write!(l, ",\"id.resp_p\":{}", r.resp_p);
+        if self.extra.ctx_vlans {
+            if let Some(v) = r.vlan {
+                let _ = write!(l, ",\"id.ctx.vlan\":{v}");
+            }
+            if let Some(v) = r.inner_vlan {
+                let _ = write!(l, ",\"id.ctx.inner_vlan\":{v}");
+            }
+        }
+        let _ = write!(l, ",\"proto\":\"{}\"", r.proto.as_str());
         if !r.service.is_empty() {
             l.push_str(",\"service\":");
             json_str(l, &r.service.join(","));

@@ -16,8 +16,7 @@
 //! `Tunnel::max_depth`, [`MAX_EXPECTED`] scheduled analyzers, and the
 //! fragment table's own bound.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use rand::rngs::StdRng;
@@ -32,7 +31,7 @@ use super::core::{
 use super::record::{ConnRecord, ConnState, Proto, Uid};
 use super::service::{Analyzer, ConnInfo, ServiceDetector, ServiceEvent, L4};
 use super::tcp::{self, EpState, Segment, Tcp};
-use super::timer::{TimerKind, TimerReq};
+use super::timer::{TimerEntry, TimerKind, TimerQueue, TimerReq};
 use crate::capture::{LinkType, Packet};
 use crate::decode::checksum;
 use crate::decode::frag::{FragResult, FragmentManager};
@@ -151,34 +150,6 @@ struct Conn {
 struct Slot {
     gen: u32,
     conn: Option<Box<Conn>>,
-}
-
-#[derive(Debug)]
-struct TimerEntry {
-    at: f64,
-    seq: u64,
-    slot: u32,
-    conn_gen: u32,
-    kind: TimerKind,
-    gen: u32,
-}
-
-impl PartialEq for TimerEntry {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for TimerEntry {}
-impl PartialOrd for TimerEntry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for TimerEntry {
-    // Min-heap on (time, insertion order).
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.at.total_cmp(&self.at).then(o.seq.cmp(&self.seq))
-    }
 }
 
 struct Expected {
@@ -320,8 +291,7 @@ pub struct Engine {
     free: Vec<u32>,
     index: HashMap<ConnKey, u32, ahash::RandomState>,
     live: usize,
-    timers: BinaryHeap<TimerEntry>,
-    timer_seq: u64,
+    timers: TimerQueue,
     frags: FragmentManager,
     ip_tunnels: HashMap<([u8; 16], [u8; 16]), (EncapConn, f64), ahash::RandomState>,
     expected: Vec<Expected>,
@@ -351,8 +321,7 @@ impl Engine {
             free: Vec::new(),
             index: HashMap::with_hasher(hasher.clone()),
             live: 0,
-            timers: BinaryHeap::new(),
-            timer_seq: 0,
+            timers: TimerQueue::new(),
             frags: FragmentManager::new(frag_timeout, MAX_FRAGMENTS),
             ip_tunnels: HashMap::with_hasher(hasher),
             expected: Vec::new(),
@@ -395,11 +364,7 @@ impl Engine {
             self.network_time = t;
         }
         let now = self.network_time;
-        while let Some(top) = self.timers.peek() {
-            if top.at > now {
-                break;
-            }
-            let Some(e) = self.timers.pop() else { break };
+        while let Some(e) = self.timers.pop_due(now) {
             self.fire_timer(e, now);
         }
     }
@@ -410,15 +375,7 @@ impl Engine {
         let Some(conn) = s.conn.as_mut() else { return };
         let reqs: SmallVec<[TimerReq; 2]> = std::mem::take(&mut conn.core.timer_reqs);
         for r in reqs {
-            self.timer_seq += 1;
-            self.timers.push(TimerEntry {
-                at: r.at,
-                seq: self.timer_seq,
-                slot,
-                conn_gen: gen,
-                kind: r.kind,
-                gen: r.gen,
-            });
+            self.timers.push(slot, gen, r);
         }
     }
 

@@ -12,10 +12,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::capture::{self, CaptureError, PacketSource};
-use crate::conn::record::ConnState;
+use crate::conn::record::{ConnRecord, ConnState};
 use crate::conn::{Engine, EngineConfig};
 use crate::decode::WeirdCounts;
 use crate::report::{ConnLogWriter, ExtraColumns, LogFormat};
+
+/// Records handed to the writer thread at a time.
+const BATCH_RECORDS: usize = 512;
+/// Batches queued for the writer before the engine waits.
+const WRITER_QUEUE_BATCHES: usize = 16;
 
 /// Everything `replay` needs, already validated.
 #[derive(Clone, Debug)]
@@ -99,17 +104,38 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         .join(format!(".{name}.tmp-{}", std::process::id()));
     let file = File::create(&tmp_path).map_err(io_err(&tmp_path))?;
     let mut guard = TempGuard(Some(tmp_path.clone()));
-    let mut writer = ConnLogWriter::new(
+    let writer = ConnLogWriter::new(
         BufWriter::with_capacity(1 << 20, file),
         opts.format,
         opts.extra,
     )
     .map_err(io_err(&tmp_path))?;
+    // Formatting and writing run on their own thread so that the engine's
+    // thread only decodes and tracks connections. Batches bound the queue.
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<ConnRecord>>(WRITER_QUEUE_BATCHES);
+    let (recycle_tx, recycle_rx) =
+        crossbeam_channel::bounded::<Vec<ConnRecord>>(WRITER_QUEUE_BATCHES);
+    let writer_thread = std::thread::Builder::new()
+        .name("conn-log-writer".into())
+        .spawn(move || -> std::io::Result<ConnLogWriter<BufWriter<File>>> {
+            let mut writer = writer;
+            for mut batch in rx {
+                for r in &batch {
+                    writer.write(r)?;
+                }
+                batch.clear();
+                let _ = recycle_tx.try_send(batch);
+            }
+            Ok(writer)
+        })
+        .map_err(io_err(&tmp_path))?;
 
     let mut engine = Engine::new(opts.engine.clone());
     let mut failure = None;
     let mut last_progress = Instant::now();
     let total_files = sources.len();
+    let mut batch: Vec<ConnRecord> = Vec::with_capacity(BATCH_RECORDS);
+    let mut writer_gone = false;
     'files: for (i, src) in sources.iter_mut().enumerate() {
         loop {
             match src.next_packet() {
@@ -120,8 +146,16 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
                     break 'files;
                 }
             }
-            for r in engine.drain_records() {
-                writer.write(&r).map_err(io_err(&tmp_path))?;
+            engine.take_records(&mut batch);
+            if batch.len() >= BATCH_RECORDS {
+                let next = recycle_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS));
+                if tx.send(std::mem::replace(&mut batch, next)).is_err() {
+                    // The writer failed; its error is collected below.
+                    writer_gone = true;
+                    break 'files;
+                }
             }
             if opts.progress
                 && engine.stats().packets % 65_536 == 0
@@ -142,10 +176,21 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     if opts.progress {
         eprint!("\r{:80}\r", "");
     }
-    engine.finish();
-    for r in engine.drain_records() {
-        writer.write(&r).map_err(io_err(&tmp_path))?;
+    if !writer_gone {
+        engine.finish();
+        engine.take_records(&mut batch);
+        let _ = tx.send(batch);
     }
+    drop(tx);
+    let writer = match writer_thread.join() {
+        Ok(r) => r.map_err(io_err(&tmp_path))?,
+        Err(_) => {
+            return Err(ReplayError::Io {
+                path: tmp_path.clone(),
+                source: std::io::Error::other("log writer thread panicked"),
+            })
+        }
+    };
     let st = engine.stats().clone();
     let summary = Summary {
         files: sources.len(),

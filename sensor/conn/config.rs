@@ -168,10 +168,13 @@ pub const ZEEK_PRIVATE_ADDRESS_SPACE: &[&str] = &[
     "fec0::/10",
 ];
 
-/// A list of networks with a membership test.
+/// A list of networks with a membership test. Lookups run per logged
+/// connection, so the networks are also kept as (prefix, mask) integers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetSet {
     nets: Vec<IpNet>,
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
 }
 
 impl NetSet {
@@ -192,16 +195,30 @@ impl NetSet {
                     Err(_) => return Err(format!("{item:?} is not a network (CIDR) or address")),
                 },
             };
-            self.nets.push(net.trunc());
+            self.push(net.trunc());
         }
         Ok(())
+    }
+
+    fn push(&mut self, net: IpNet) {
+        match net {
+            IpNet::V4(n) => {
+                let mask = u32::from(n.netmask());
+                self.v4.push((u32::from(n.network()) & mask, mask));
+            }
+            IpNet::V6(n) => {
+                let mask = u128::from(n.netmask());
+                self.v6.push((u128::from(n.network()) & mask, mask));
+            }
+        }
+        self.nets.push(net);
     }
 
     pub fn zeek_private() -> Self {
         let mut set = NetSet::default();
         for n in ZEEK_PRIVATE_ADDRESS_SPACE {
             if let Ok(net) = IpNet::from_str(n) {
-                set.nets.push(net);
+                set.push(net);
             }
         }
         set
@@ -210,7 +227,16 @@ impl NetSet {
     pub fn contains(&self, a: &IpAddr) -> bool {
         // Zeek compares IPv4 addresses in their IPv4-mapped IPv6 form, so a
         // v4 network never matches a v6 address and vice versa.
-        self.nets.iter().any(|n| n.contains(a))
+        match a {
+            IpAddr::V4(v) => {
+                let x = u32::from(*v);
+                self.v4.iter().any(|(net, mask)| x & mask == *net)
+            }
+            IpAddr::V6(v) => {
+                let x = u128::from(*v);
+                self.v6.iter().any(|(net, mask)| x & mask == *net)
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -118,7 +118,7 @@ pub struct ConnCore {
     /// Set when roles flipped while processing the current packet.
     pub flips: u32,
     /// Timers the state machines asked for while handling the packet.
-    pub timer_reqs: SmallVec<[TimerReq; 2]>,
+    pub timer_reqs: SmallVec<[TimerReq; 4]>,
 }
 
 impl ConnCore {
@@ -189,10 +189,6 @@ impl ConnCore {
             });
         }
         self.inactivity_timeout = timeout;
-    }
-
-    pub fn history_str(&self) -> String {
-        String::from_utf8_lossy(&self.history).into_owned()
     }
 
     /// Adds a confirmed service name once (`c$service` is an ordered set).

@@ -28,7 +28,7 @@ use super::core::{
     same_stack, AnalyzerState, ConnCore, Counters, EncapConn, EncapStack, TunnelState,
     HIST_ANALYZER_LIMIT_REACHED,
 };
-use super::record::{ConnRecord, ConnState, Proto, Uid};
+use super::record::{ConnRecord, ConnState, History, Proto, Uid};
 use super::service::{Analyzer, ConnInfo, ServiceDetector, ServiceEvent, L4};
 use super::tcp::{self, EpState, Segment, Tcp};
 use super::timer::{TimerEntry, TimerKind, TimerQueue, TimerReq};
@@ -65,10 +65,10 @@ pub struct EngineStats {
     pub fragments_reassembled: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct ConnKey {
-    a: [u8; 16],
-    b: [u8; 16],
+    a: u128,
+    b: u128,
     pa: u16,
     pb: u16,
     proto: u8,
@@ -77,10 +77,26 @@ struct ConnKey {
     inner_vlan: u16,
 }
 
-fn addr16(a: &IpAddr) -> [u8; 16] {
+/// An address as Zeek orders them: IPv4 in its IPv4-mapped IPv6 form,
+/// compared as a big-endian 128-bit number.
+fn addr16(a: &IpAddr) -> u128 {
     match a {
-        IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
-        IpAddr::V6(v) => v.octets(),
+        IpAddr::V4(v) => 0xffff_0000_0000 | u128::from(u32::from(*v)),
+        IpAddr::V6(v) => u128::from(*v),
+    }
+}
+
+impl std::hash::Hash for ConnKey {
+    // Three words instead of seven field writes: this runs per packet.
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u128(self.a);
+        h.write_u128(self.b);
+        let rest = u128::from(self.pa)
+            | u128::from(self.pb) << 16
+            | u128::from(self.proto) << 32
+            | u128::from(self.vlan) << 40
+            | u128::from(self.inner_vlan) << 56;
+        h.write_u128(rest);
     }
 }
 
@@ -133,7 +149,7 @@ struct Icmp {
 }
 
 enum Transport {
-    Tcp(Box<Tcp>),
+    Tcp(Tcp),
     Udp(Udp),
     Icmp(Icmp),
     Unknown,
@@ -149,7 +165,7 @@ struct Conn {
 
 struct Slot {
     gen: u32,
-    conn: Option<Box<Conn>>,
+    conn: Option<Conn>,
 }
 
 struct Expected {
@@ -293,7 +309,7 @@ pub struct Engine {
     live: usize,
     timers: TimerQueue,
     frags: FragmentManager,
-    ip_tunnels: HashMap<([u8; 16], [u8; 16]), (EncapConn, f64), ahash::RandomState>,
+    ip_tunnels: HashMap<(u128, u128), (EncapConn, f64), ahash::RandomState>,
     expected: Vec<Expected>,
     rng: StdRng,
     network_time: f64,
@@ -351,6 +367,19 @@ impl Engine {
         self.out.drain(..)
     }
 
+    /// Moves the ended connections' records into `into` without copying
+    /// them one by one when `into` is empty (buffers are swapped).
+    pub fn take_records(&mut self, into: &mut Vec<ConnRecord>) {
+        if self.out.is_empty() {
+            return;
+        }
+        if into.is_empty() {
+            std::mem::swap(into, &mut self.out);
+        } else {
+            into.append(&mut self.out);
+        }
+    }
+
     fn weird(&mut self, w: Weird) {
         self.stats.weirds.add(w);
     }
@@ -373,7 +402,10 @@ impl Engine {
         let s = &mut self.slots[slot as usize];
         let gen = s.gen;
         let Some(conn) = s.conn.as_mut() else { return };
-        let reqs: SmallVec<[TimerReq; 2]> = std::mem::take(&mut conn.core.timer_reqs);
+        if conn.core.timer_reqs.is_empty() {
+            return;
+        }
+        let reqs: SmallVec<[TimerReq; 4]> = std::mem::take(&mut conn.core.timer_reqs);
         for r in reqs {
             self.timers.push(slot, gen, r);
         }
@@ -438,15 +470,20 @@ impl Engine {
     // --- table ----------------------------------------------------------
 
     fn remove(&mut self, slot: u32) {
+        let Some(conn) = self.slots[slot as usize].conn.as_ref() else {
+            return;
+        };
+        // Build the record in place; the slot is then dropped in place.
+        let rec = self.record(conn, false);
+        let key = conn.key;
         let s = &mut self.slots[slot as usize];
-        let Some(conn) = s.conn.take() else { return };
+        s.conn = None;
         s.gen = s.gen.wrapping_add(1);
         self.free.push(slot);
         self.live -= 1;
-        if self.index.get(&conn.key) == Some(&slot) {
-            self.index.remove(&conn.key);
+        if self.index.get(&key) == Some(&slot) {
+            self.index.remove(&key);
         }
-        let rec = self.record(&conn, false);
         self.stats.records += 1;
         self.stats.records_by_state[rec.conn_state as usize] += 1;
         self.out.push(rec);
@@ -489,7 +526,7 @@ impl Engine {
             }
         };
         self.index.insert(conn.key, slot);
-        self.slots[slot as usize].conn = Some(Box::new(conn));
+        self.slots[slot as usize].conn = Some(conn);
         self.live += 1;
         self.stats.conns_created += 1;
         self.push_timers(slot);
@@ -545,7 +582,7 @@ impl Engine {
             local_orig: local.then(|| self.cfg.local_nets.contains(&c.orig_h)),
             local_resp: local.then(|| self.cfg.local_nets.contains(&c.resp_h)),
             missed_bytes: c.missed_bytes,
-            history: c.history_str(),
+            history: History::from_bytes(&c.history),
             orig_pkts: c.counts.pkts[0],
             orig_ip_bytes: c.counts.ip_bytes[0],
             resp_pkts: c.counts.pkts[1],
@@ -990,7 +1027,7 @@ impl Engine {
         let transport = match proto {
             Proto::Tcp => {
                 core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout);
-                Transport::Tcp(Box::new(Tcp::new(&mut core, &self.cfg, self.network_time)))
+                Transport::Tcp(Tcp::new(&mut core, &self.cfg, self.network_time))
             }
             Proto::Udp => {
                 core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout);

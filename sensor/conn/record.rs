@@ -33,6 +33,20 @@ impl Uid {
     }
 }
 
+impl Uid {
+    /// Appends the printed form to `out` (the hot path of log writing).
+    pub fn push_to(&self, out: &mut String) {
+        let mut buf = [0u8; 12];
+        out.push('C');
+        for w in self.0 {
+            let n = Uid::write_base62(w, &mut buf);
+            for &b in &buf[..n] {
+                out.push(char::from(b));
+            }
+        }
+    }
+}
+
 impl fmt::Display for Uid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut buf = [0u8; 12];
@@ -43,6 +57,38 @@ impl fmt::Display for Uid {
             f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)?;
         }
         Ok(())
+    }
+}
+
+/// conn.log's `history`: state letters, always ASCII, kept inline because
+/// nearly every history is short.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct History(SmallVec<[u8; 24]>);
+
+impl History {
+    pub fn from_bytes(b: &[u8]) -> Self {
+        History(b.iter().copied().filter(u8::is_ascii).collect())
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for History {
+    fn from(s: &str) -> Self {
+        History::from_bytes(s.as_bytes())
     }
 }
 
@@ -167,7 +213,7 @@ pub struct ConnRecord {
     /// Bytes missed in content gaps (packet loss).
     pub missed_bytes: u64,
     /// State history letters; empty is logged as unset.
-    pub history: String,
+    pub history: History,
     /// Packets the originator sent.
     pub orig_pkts: u64,
     /// IP-level bytes the originator sent (from the IP total length).

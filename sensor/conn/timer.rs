@@ -11,9 +11,6 @@
 //! is done by bumping a generation counter, so stale timers are recognised
 //! and skipped when they fire.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-
 /// What a timer does when it fires (Zeek's `TIMER_CONN_INACTIVITY`,
 /// `TIMER_TCP_EXPIRE`, `TIMER_TCP_ATTEMPT`, `TIMER_CONN_DELETE`,
 /// `TIMER_DNS_EXPIRE`).
@@ -51,29 +48,54 @@ pub struct TimerEntry {
     pub gen: u32,
 }
 
-/// Timers filed by whole second of their due time.
-#[derive(Default)]
+/// Seconds covered by the ring of buckets; later timers wait in `far`.
+const RING: usize = 4096;
+
+/// Timers filed by whole second of their due time in a ring of buckets.
 pub struct TimerQueue {
-    buckets: HashMap<i64, Vec<TimerEntry>, ahash::RandomState>,
-    /// Bucket numbers in due order; each bucket appears once.
-    order: BinaryHeap<Reverse<i64>>,
-    /// The bucket being fired, sorted so that the next timer is last.
+    ring: Vec<Vec<TimerEntry>>,
+    /// Bucket (second) that `ring[base % RING]` holds; every earlier bucket
+    /// has been taken.
+    base: i64,
+    started: bool,
+    ring_len: usize,
+    /// Timers at least `RING` seconds ahead of `base`.
+    far: Vec<TimerEntry>,
+    far_min: i64,
+    /// Timers being fired, sorted so that the next one is last.
     due: Vec<TimerEntry>,
-    /// Bucket number of `due`.
-    due_bucket: Option<i64>,
-    spare: Vec<Vec<TimerEntry>>,
     seq: u64,
     len: usize,
 }
 
-fn bucket_of(at: f64) -> i64 {
-    if at.is_finite() {
-        at.floor() as i64
-    } else if at > 0.0 {
-        i64::MAX
-    } else {
-        i64::MIN
+impl Default for TimerQueue {
+    fn default() -> Self {
+        TimerQueue {
+            ring: (0..RING).map(|_| Vec::new()).collect(),
+            base: 0,
+            started: false,
+            ring_len: 0,
+            far: Vec::new(),
+            far_min: i64::MAX,
+            due: Vec::new(),
+            seq: 0,
+            len: 0,
+        }
     }
+}
+
+fn bucket_of(at: f64) -> i64 {
+    // `as` saturates (and maps NaN to 0); truncation equals floor for the
+    // non-negative times packets have.
+    at as i64
+}
+
+fn ring_index(b: i64) -> usize {
+    b.rem_euclid(RING as i64) as usize
+}
+
+fn later(x: &TimerEntry, y: &TimerEntry) -> bool {
+    (x.at, x.seq) > (y.at, y.seq)
 }
 
 impl TimerQueue {
@@ -101,75 +123,96 @@ impl TimerQueue {
             gen: r.gen,
         };
         let b = bucket_of(r.at);
-        if self.due_bucket == Some(b) {
-            // Keep `due` sorted descending by (at, seq): newest timers at
-            // the same time go before older ones' position from the end.
-            let pos = self.due.partition_point(|x| (x.at, x.seq) > (e.at, e.seq));
+        if !self.started {
+            self.started = true;
+            self.base = b;
+        }
+        if b < self.base {
+            // Already-taken second (time went backwards, or a timer for
+            // the second being fired): keep `due` in order.
+            let pos = self.due.partition_point(|x| later(x, &e));
             self.due.insert(pos, e);
+        } else if b - self.base < RING as i64 {
+            self.ring[ring_index(b)].push(e);
+            self.ring_len += 1;
+        } else {
+            self.far_min = self.far_min.min(b);
+            self.far.push(e);
+        }
+    }
+
+    /// Moves far timers that now fall inside the ring window.
+    fn pull_far(&mut self) {
+        if self.far.is_empty() || self.far_min - self.base >= RING as i64 {
             return;
         }
-        let spare = &mut self.spare;
-        let order = &mut self.order;
-        self.buckets
-            .entry(b)
-            .or_insert_with(|| {
-                order.push(Reverse(b));
-                spare.pop().unwrap_or_default()
-            })
-            .push(e);
+        let far = std::mem::take(&mut self.far);
+        self.far_min = i64::MAX;
+        for e in far {
+            let b = bucket_of(e.at).max(self.base);
+            if b - self.base < RING as i64 {
+                self.ring[ring_index(b)].push(e);
+                self.ring_len += 1;
+            } else {
+                self.far_min = self.far_min.min(b);
+                self.far.push(e);
+            }
+        }
     }
 
     /// The next timer due at or before `now`, in (time, insertion) order.
     pub fn pop_due(&mut self, now: f64) -> Option<TimerEntry> {
         loop {
             if let Some(last) = self.due.last() {
-                // `due` may hold an earlier bucket than a newly filed one.
-                let earlier_bucket = self.order.peek().map(|r| r.0);
-                let due_b = self.due_bucket.unwrap_or(i64::MIN);
-                if earlier_bucket.is_none_or(|b| b >= due_b) {
-                    if last.at <= now {
-                        self.len -= 1;
-                        return self.due.pop();
-                    }
-                    return None;
+                if last.at <= now {
+                    self.len -= 1;
+                    return self.due.pop();
                 }
-                // A timer was filed into an earlier bucket: put the current
-                // one back and take the earlier first.
-                let back = std::mem::take(&mut self.due);
-                self.buckets.insert(due_b, back);
-                self.order.push(Reverse(due_b));
-                self.due_bucket = None;
-                continue;
-            }
-            if let Some(b) = self.due_bucket.take() {
-                let _ = b;
-            }
-            let Reverse(b) = *self.order.peek()?;
-            if b > bucket_of(now) {
                 return None;
             }
-            self.order.pop();
-            let Some(mut v) = self.buckets.remove(&b) else {
-                continue;
-            };
-            v.sort_unstable_by(|x, y| {
-                (y.at, y.seq)
-                    .partial_cmp(&(x.at, x.seq))
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            });
-            let old = std::mem::replace(&mut self.due, v);
-            if old.capacity() > 0 && self.spare.len() < 64 {
-                self.spare.push(old);
+            if !self.started {
+                return None;
             }
-            self.due_bucket = Some(b);
+            let until = bucket_of(now);
+            if self.ring_len == 0 {
+                // Nothing within the window: jump over empty seconds.
+                let next = self.far_min.min(until);
+                if next > self.base {
+                    self.base = next;
+                }
+                self.pull_far();
+                if self.ring_len == 0 {
+                    return None;
+                }
+            }
+            if self.base > until {
+                return None;
+            }
+            let idx = ring_index(self.base);
+            self.base += 1;
+            self.pull_far();
+            if !self.ring[idx].is_empty() {
+                let mut v = std::mem::take(&mut self.ring[idx]);
+                self.ring_len -= v.len();
+                v.sort_unstable_by(|x, y| {
+                    (y.at, y.seq)
+                        .partial_cmp(&(x.at, x.seq))
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                });
+                // Keep the old `due` allocation for the emptied bucket.
+                self.ring[idx] = std::mem::replace(&mut self.due, v);
+            }
         }
     }
 
     pub fn clear(&mut self) {
-        self.buckets.clear();
-        self.order.clear();
+        for b in &mut self.ring {
+            b.clear();
+        }
+        self.far.clear();
+        self.far_min = i64::MAX;
         self.due.clear();
-        self.due_bucket = None;
+        self.ring_len = 0;
         self.len = 0;
     }
 }
@@ -203,6 +246,20 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert!(q.pop_due(6.99).is_none());
         assert_eq!(q.pop_due(7.0).map(|e| e.slot), Some(4));
+    }
+
+    #[test]
+    fn far_timers_and_time_jumps() {
+        let mut q = TimerQueue::new();
+        q.push(1, 0, req(100.0));
+        q.push(2, 0, req(100.0 + 10_000.0));
+        q.push(3, 0, req(1.0e9));
+        assert_eq!(q.pop_due(150.0).map(|e| e.slot), Some(1));
+        assert!(q.pop_due(5_000.0).is_none());
+        assert_eq!(q.pop_due(20_000.0).map(|e| e.slot), Some(2));
+        assert!(q.pop_due(2.0e8).is_none());
+        assert_eq!(q.pop_due(2.0e9).map(|e| e.slot), Some(3));
+        assert!(q.is_empty());
     }
 
     #[test]

@@ -356,6 +356,6 @@ mod tests {
             check_inner_ip(&p[..39], PROTO_IPIP),
             InnerCheck::CaplenTooSmall
         );
-        assert_eq!(check_inner_ip(&p, PROTO_IPV6), InnerCheck::CaplenTooSmall);
+        assert_eq!(check_inner_ip(&p, PROTO_IPV6), InnerCheck::BadProtocol);
     }
 }

@@ -122,6 +122,65 @@ fn fmt_mac(m: &[u8; 6]) -> String {
     )
 }
 
+fn push_u64(l: &mut String, v: u64) {
+    let mut b = itoa::Buffer::new();
+    l.push_str(b.format(v));
+}
+
+/// Dotted quads without the formatting machinery; IPv6 (rarer, and with
+/// zero compression) goes through `Display`.
+fn push_ip(l: &mut String, a: &std::net::IpAddr) {
+    match a {
+        std::net::IpAddr::V4(v) => {
+            let mut b = itoa::Buffer::new();
+            for (i, o) in v.octets().iter().enumerate() {
+                if i > 0 {
+                    l.push('.');
+                }
+                l.push_str(b.format(*o));
+            }
+        }
+        std::net::IpAddr::V6(_) => {
+            let _ = write!(l, "{a}");
+        }
+    }
+}
+
+fn push_uid(l: &mut String, u: &crate::conn::record::Uid) {
+    u.push_to(l);
+}
+
+/// `%.6f` (Zeek's `Formatter::Render`: `std::to_chars(fixed, 6)`), exact.
+/// Packet times are whole microseconds stored as doubles, so the scaled
+/// fraction lies within a hair of an integer and rounds the same as the
+/// exact decimal expansion; anything near a rounding tie takes the exact
+/// (slow) path.
+fn push_fixed6(l: &mut String, v: f64) {
+    if v.is_finite() && (0.0..9.0e12).contains(&v) {
+        let int = v.trunc();
+        let scaled = (v - int) * 1e6;
+        let r = scaled.round();
+        if (scaled - r).abs() < 0.25 {
+            let mut int = int as u64;
+            let mut frac = r as u64;
+            if frac == 1_000_000 {
+                int += 1;
+                frac = 0;
+            }
+            let mut b = itoa::Buffer::new();
+            l.push_str(b.format(int));
+            l.push('.');
+            let digits = b.format(frac);
+            for _ in digits.len()..6 {
+                l.push('0');
+            }
+            l.push_str(digits);
+            return;
+        }
+    }
+    let _ = write!(l, "{v:.6}");
+}
+
 /// rapidjson's `Writer::Double` prints the shortest round-trip form and
 /// keeps a `.0` on integral values; Rust's `{}` drops it.
 fn json_double(out: &mut String, d: f64) {
@@ -204,11 +263,9 @@ impl<W: Write> ConnLogWriter<W> {
 
     fn format_tsv(&mut self, r: &ConnRecord) {
         let l = &mut self.line;
-        fn opt<T: std::fmt::Display>(l: &mut String, v: Option<T>) {
+        fn opt_u64(l: &mut String, v: Option<u64>) {
             match v {
-                Some(v) => {
-                    let _ = write!(l, "{v}");
-                }
+                Some(v) => push_u64(l, v),
                 None => l.push('-'),
             }
         }
@@ -219,15 +276,22 @@ impl<W: Write> ConnLogWriter<W> {
                 None => "-",
             });
         }
-        let _ = write!(
-            l,
-            "{:.6}\t{}\t{}\t{}\t{}\t{}\t",
-            r.ts, r.uid, r.orig_h, r.orig_p, r.resp_h, r.resp_p
-        );
+        push_fixed6(l, r.ts);
+        l.push('\t');
+        push_uid(l, &r.uid);
+        l.push('\t');
+        push_ip(l, &r.orig_h);
+        l.push('\t');
+        push_u64(l, u64::from(r.orig_p));
+        l.push('\t');
+        push_ip(l, &r.resp_h);
+        l.push('\t');
+        push_u64(l, u64::from(r.resp_p));
+        l.push('\t');
         if self.extra.ctx_vlans {
-            opt(l, r.vlan);
+            opt_u64(l, r.vlan.map(u64::from));
             l.push('\t');
-            opt(l, r.inner_vlan);
+            opt_u64(l, r.inner_vlan.map(u64::from));
             l.push('\t');
         }
         l.push_str(r.proto.as_str());
@@ -235,36 +299,41 @@ impl<W: Write> ConnLogWriter<W> {
         if r.service.is_empty() {
             l.push('-');
         } else {
-            l.push_str(&r.service.join(","));
+            for (i, s) in r.service.iter().enumerate() {
+                if i > 0 {
+                    l.push(',');
+                }
+                l.push_str(s);
+            }
         }
         l.push('\t');
         match r.duration {
-            Some(d) => {
-                let _ = write!(l, "{d:.6}");
-            }
+            Some(d) => push_fixed6(l, d),
             None => l.push('-'),
         }
         l.push('\t');
-        opt(l, r.orig_bytes);
+        opt_u64(l, r.orig_bytes);
         l.push('\t');
-        opt(l, r.resp_bytes);
+        opt_u64(l, r.resp_bytes);
         l.push('\t');
         l.push_str(r.conn_state.as_str());
         l.push('\t');
         opt_bool(l, r.local_orig);
         l.push('\t');
         opt_bool(l, r.local_resp);
-        let _ = write!(l, "\t{}\t", r.missed_bytes);
+        l.push('\t');
+        push_u64(l, r.missed_bytes);
+        l.push('\t');
         if r.history.is_empty() {
             l.push('-');
         } else {
-            l.push_str(&r.history);
+            l.push_str(r.history.as_str());
         }
-        let _ = write!(
-            l,
-            "\t{}\t{}\t{}\t{}\t",
-            r.orig_pkts, r.orig_ip_bytes, r.resp_pkts, r.resp_ip_bytes
-        );
+        for v in [r.orig_pkts, r.orig_ip_bytes, r.resp_pkts, r.resp_ip_bytes] {
+            l.push('\t');
+            push_u64(l, v);
+        }
+        l.push('\t');
         if r.tunnel_parents.is_empty() {
             l.push('-');
         } else {
@@ -272,22 +341,28 @@ impl<W: Write> ConnLogWriter<W> {
                 if i > 0 {
                     l.push(',');
                 }
-                let _ = write!(l, "{u}");
+                push_uid(l, u);
             }
         }
         l.push('\t');
-        opt(l, r.ip_proto);
+        opt_u64(l, r.ip_proto.map(u64::from));
         if self.extra.l2_addrs {
             l.push('\t');
-            opt(l, r.orig_l2_addr.as_ref().map(fmt_mac));
+            match &r.orig_l2_addr {
+                Some(m) => l.push_str(&fmt_mac(m)),
+                None => l.push('-'),
+            }
             l.push('\t');
-            opt(l, r.resp_l2_addr.as_ref().map(fmt_mac));
+            match &r.resp_l2_addr {
+                Some(m) => l.push_str(&fmt_mac(m)),
+                None => l.push('-'),
+            }
         }
         if self.extra.vlans {
             l.push('\t');
-            opt(l, r.vlan);
+            opt_u64(l, r.vlan.map(u64::from));
             l.push('\t');
-            opt(l, r.inner_vlan);
+            opt_u64(l, r.inner_vlan.map(u64::from));
         }
         l.push('\n');
     }
@@ -334,7 +409,7 @@ impl<W: Write> ConnLogWriter<W> {
         let _ = write!(l, ",\"missed_bytes\":{}", r.missed_bytes);
         if !r.history.is_empty() {
             l.push_str(",\"history\":");
-            json_str(l, &r.history);
+            json_str(l, r.history.as_str());
         }
         let _ = write!(
             l,
@@ -399,6 +474,26 @@ mod tests {
     fn log_time_is_civil_utc() {
         assert_eq!(zeek_log_time(0), "1970-01-01-00-00-00");
         assert_eq!(zeek_log_time(1_700_000_000), "2023-11-14-22-13-20");
+    }
+
+    #[test]
+    fn fixed6_matches_printf() {
+        for v in [
+            0.0,
+            1.0,
+            0.0000005,
+            1300475167.096535,
+            1300475168.999999_6,
+            3.004616,
+            0.1 + 0.2,
+            123456.7890125,
+            1e13,
+            f64::NAN,
+        ] {
+            let mut s = String::new();
+            push_fixed6(&mut s, v);
+            assert_eq!(s, format!("{v:.6}"), "{v}");
+        }
     }
 
     #[test]

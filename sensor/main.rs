@@ -39,8 +39,8 @@ enum Format {
 
 #[derive(clap::Args)]
 struct ReplayArgs {
-    /// Capture files (pcap or pcapng), read in order as one trace.
-    #[arg(required = true)]
+    /// Capture files (pcap or pcapng), read in order as one trace
+    /// (default: the bundled sample capture).
     pcaps: Vec<PathBuf>,
     /// Directory for conn.log.
     #[arg(long, default_value = ".")]
@@ -121,10 +121,40 @@ fn build_options(a: ReplayArgs) -> Result<ReplayOptions> {
     })
 }
 
+/// The bundled lab excerpt (samples/README.md), so that `osprey replay`
+/// with no arguments runs anywhere.
+const SAMPLE_PCAP: &[u8] = include_bytes!("../samples/lab-mix-excerpt.pcap");
+
+/// A file removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn write_sample() -> Result<TempFile> {
+    let path = std::env::temp_dir().join(format!("osprey-sample-{}.pcap", std::process::id()));
+    std::fs::write(&path, SAMPLE_PCAP)
+        .with_context(|| format!("writing the bundled sample to {}", path.display()))?;
+    Ok(TempFile(path))
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Replay(a) => {
+        Command::Replay(mut a) => {
             let quiet = a.quiet;
+            let _sample = if a.pcaps.is_empty() {
+                let t = write_sample()?;
+                if !quiet {
+                    eprintln!("osprey replay: no capture named, reading the bundled sample (samples/lab-mix-excerpt.pcap)");
+                }
+                a.pcaps.push(t.0.clone());
+                Some(t)
+            } else {
+                None
+            };
             let opts = build_options(a)?;
             let summary = replay::run(&opts)?;
             if !quiet {

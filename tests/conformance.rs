@@ -167,6 +167,9 @@ fn extra_columns_flag(extra: &[String]) -> Option<String> {
     if has(&["vlan", "inner_vlan"]) {
         sets.push("vlan");
     }
+    if has(&["community_id"]) {
+        sets.push("community_id");
+    }
     (!sets.is_empty()).then(|| sets.join(","))
 }
 

@@ -23,6 +23,8 @@ pub struct ExtraColumns {
     pub l2_addrs: bool,
     /// `policy/protocols/conn/vlan-logging`: vlan, inner_vlan.
     pub vlans: bool,
+    /// `policy/protocols/conn/community-id-logging`: community_id.
+    pub community_id: bool,
     /// `policy/frameworks/conn_key/vlan_fivetuple`: id.ctx.vlan and
     /// id.ctx.inner_vlan (the VLAN ids that are part of the key).
     pub ctx_vlans: bool,
@@ -36,9 +38,10 @@ impl ExtraColumns {
             match item {
                 "mac" | "l2" | "orig_l2_addr" | "resp_l2_addr" => e.l2_addrs = true,
                 "vlan" | "inner_vlan" => e.vlans = true,
+                "community_id" | "community-id" => e.community_id = true,
                 other => {
                     return Err(format!(
-                        "unknown extra column set {other:?} (known: mac, vlan)"
+                        "unknown extra column set {other:?} (known: mac, vlan, community_id)"
                     ))
                 }
             }
@@ -233,6 +236,10 @@ impl<W: Write> ConnLogWriter<W> {
                 names.extend(["vlan", "inner_vlan"]);
                 types.extend(["int", "int"]);
             }
+            if extra.community_id {
+                names.push("community_id");
+                types.push("string");
+            }
             let _ = writeln!(h, "#fields\t{}", names.join("\t"));
             let _ = writeln!(h, "#types\t{}", types.join("\t"));
             out.write_all(h.as_bytes())?;
@@ -364,6 +371,10 @@ impl<W: Write> ConnLogWriter<W> {
             l.push('\t');
             opt_u64(l, r.inner_vlan.map(u64::from));
         }
+        if self.extra.community_id {
+            l.push('\t');
+            l.push_str(&super::community_id::community_id(r, 0));
+        }
         l.push('\n');
     }
 
@@ -444,6 +455,13 @@ impl<W: Write> ConnLogWriter<W> {
             if let Some(v) = r.inner_vlan {
                 let _ = write!(l, ",\"inner_vlan\":{v}");
             }
+        }
+        if self.extra.community_id {
+            let _ = write!(
+                l,
+                ",\"community_id\":\"{}\"",
+                super::community_id::community_id(r, 0)
+            );
         }
         l.push_str("}\n");
     }

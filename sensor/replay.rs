@@ -158,7 +158,7 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
                 }
             }
             if opts.progress
-                && engine.stats().packets % 65_536 == 0
+                && engine.stats().packets.is_multiple_of(65_536)
                 && last_progress.elapsed() >= Duration::from_secs(1)
             {
                 last_progress = Instant::now();

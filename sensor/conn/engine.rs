@@ -148,6 +148,9 @@ struct Icmp {
     reply_len: i64,
 }
 
+// TCP state lives inline: connections are stored in a slab, so boxing it
+// would only add an allocation per connection.
+#[allow(clippy::large_enum_variant)]
 enum Transport {
     Tcp(Tcp),
     Udp(Udp),
@@ -1236,15 +1239,17 @@ impl Engine {
         let flags = h[13];
         let window = u16::from_be_bytes([h[14], h[15]]);
 
+        // WantConnection (tcp/TCP.cc): a connection that starts without a
+        // pure SYN is flipped when its source port looks like a server's.
         let mut flip = false;
-        if flags & tcp::SYN == 0 || flags & tcp::ACK != 0 {
-            if self.likely_server(PortProto::Tcp, sport) {
-                flip = if self.likely_server(PortProto::Tcp, dport) {
-                    flags & tcp::SYN == 0 && sport < dport
-                } else {
-                    true
-                };
-            }
+        if (flags & tcp::SYN == 0 || flags & tcp::ACK != 0)
+            && self.likely_server(PortProto::Tcp, sport)
+        {
+            flip = if self.likely_server(PortProto::Tcp, dport) {
+                flags & tcp::SYN == 0 && sport < dport
+            } else {
+                true
+            };
         }
         let (slot, is_orig) =
             self.lookup_or_create(&ctx, ip, Proto::Tcp, sport, dport, false, flip, |t| {

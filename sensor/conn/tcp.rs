@@ -347,12 +347,11 @@ impl Tcp {
         }
         let last = Endpoint::full(ep.last_seq, ep.seq_wraps);
         let ack = Endpoint::full(ep.ack_seq, ep.ack_wraps);
+        // Neither the SYN nor a FIN occupies payload space.
         let mut size = if last > ack { last } else { ack }.wrapping_sub(ep.start_seq as u64);
-        if size != 0 {
-            size -= 1;
-        }
-        if ep.fin_cnt > 0 && size != 0 {
-            size -= 1;
+        size = size.saturating_sub(1);
+        if ep.fin_cnt > 0 {
+            size = size.saturating_sub(1);
         }
         size
     }

@@ -945,12 +945,11 @@ impl Engine {
             Some(s) => s,
             None => self.new_conn(ctx, ip, key, proto, sport, dport, flip),
         };
-        let c = &self.slots[slot as usize]
+        // The slot was found or filled just above.
+        let is_orig = self.slots[slot as usize]
             .conn
             .as_ref()
-            .expect("slot just filled")
-            .core;
-        let is_orig = ip.src == c.orig_h && sport == c.orig_p;
+            .is_some_and(|c| ip.src == c.core.orig_h && sport == c.core.orig_p);
         (slot, is_orig)
     }
 

@@ -139,9 +139,6 @@ struct Udp {
     dns_gen: u32,
 }
 
-/// UDP ports the DNS analyzer is registered for (dns/main.zeek).
-const DNS_UDP_PORTS: [u16; 4] = [53, 137, 5353, 5355];
-
 #[derive(Debug)]
 struct Icmp {
     request_len: i64,
@@ -1019,11 +1016,11 @@ impl Engine {
                     resp_h: core.resp_h,
                     resp_p: core.resp_p,
                 };
-                core.svc = Some(Box::new(ServiceDetector::new(
-                    info,
-                    self.cfg.analyzers,
-                    &scheduled,
-                )));
+                let mut svc = ServiceDetector::new(info, self.cfg.analyzers, &scheduled);
+                if self.cfg.dpd_ignore_violations_after != 10 * 1024 {
+                    svc.set_ignore_violations_after(self.cfg.dpd_ignore_violations_after);
+                }
+                core.svc = Some(Box::new(svc));
             }
         }
         let transport = match proto {
@@ -1033,8 +1030,10 @@ impl Engine {
             }
             Proto::Udp => {
                 core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout);
-                if self.cfg.analyzers.contains(Analyzer::Dns)
-                    && DNS_UDP_PORTS.contains(&core.resp_p)
+                if core
+                    .svc
+                    .as_ref()
+                    .is_some_and(|s| s.has_attached(Analyzer::Dns))
                 {
                     // The port-registered DNS analyzer ends UDP sessions
                     // after dns_session_timeout of quiet.

@@ -865,6 +865,7 @@ impl Tcp {
         }
         if self.want_stream {
             if let Some(svc) = core.svc.as_mut() {
+                svc.set_partial(self.is_partial);
                 svc.undelivered(e == 0, len, &mut core.svc_events);
             }
         }
@@ -940,14 +941,33 @@ impl Tcp {
         let Some(first) = r.insert(seq, upper) else {
             return;
         };
-        if self.want_stream && r.dpd_bytes + data.len() <= MAX_DPD_BYTES {
-            r.dpd_bytes += data.len();
-            r.dpd_data.push((seq, data.to_vec()));
+        self.block_inserted(core, cfg, e, first, Some((seq, data)));
+        // Keep what could not be delivered yet (above a hole) for protocol
+        // detection, within its budget.
+        if self.want_stream {
+            let r = &mut self.ep[e].reasm;
+            let from = r.last_reassem_seq.max(seq);
+            if from < upper {
+                let part = &data[(from - seq) as usize..];
+                if r.dpd_bytes + part.len() <= MAX_DPD_BYTES {
+                    r.dpd_bytes += part.len();
+                    r.dpd_data.push((from, part.to_vec()));
+                }
+            }
         }
-        self.block_inserted(core, cfg, e, first);
     }
 
-    fn block_inserted(&mut self, core: &mut ConnCore, cfg: &EngineConfig, e: usize, start: usize) {
+    /// `Reassembler::BlockInserted`: delivers what is now contiguous.
+    /// `current` is the segment being processed (seq, bytes), the usual
+    /// source of the delivered bytes.
+    fn block_inserted(
+        &mut self,
+        core: &mut ConnCore,
+        cfg: &EngineConfig,
+        e: usize,
+        start: usize,
+        current: Option<(u64, &[u8])>,
+    ) {
         let r = &self.ep[e].reasm;
         let Some(&(s, u)) = r.blocks.get(start) else {
             return;
@@ -963,7 +983,7 @@ impl Tcp {
             }
             if bs == r.last_reassem_seq {
                 r.last_reassem_seq = bu;
-                self.deliver(core, e, bs, bu);
+                self.deliver(core, e, bs, bu, current);
             }
             i += 1;
         }
@@ -977,45 +997,69 @@ impl Tcp {
         }
     }
 
-    /// Hands [seq, upper) of endpoint `e`'s stream to protocol detection.
-    fn deliver(&mut self, core: &mut ConnCore, e: usize, seq: u64, upper: u64) {
+    /// Hands [seq, upper) of endpoint `e`'s stream to protocol detection,
+    /// from the first copy of each byte held (stored out-of-order data,
+    /// then the current segment); bytes held nowhere are a gap to it.
+    fn deliver(
+        &mut self,
+        core: &mut ConnCore,
+        e: usize,
+        seq: u64,
+        upper: u64,
+        current: Option<(u64, &[u8])>,
+    ) {
         if !self.want_stream {
             return;
         }
+        let is_partial = self.is_partial;
         let r = &mut self.ep[e].reasm;
         let Some(svc) = core.svc.as_mut() else {
             r.dpd_data.clear();
             r.dpd_bytes = 0;
             return;
         };
+        svc.set_partial(is_partial);
         let mut cur = seq;
-        let mut k = 0;
-        while k < r.dpd_data.len() && cur < upper {
-            let (ds, ref bytes) = r.dpd_data[k];
-            let de = ds + bytes.len() as u64;
-            if de <= cur {
-                // Entirely before what is being delivered: drop it.
-                r.dpd_bytes -= bytes.len();
-                r.dpd_data.remove(k);
+        while cur < upper {
+            let stored = r
+                .dpd_data
+                .iter()
+                .find(|(ds, b)| *ds <= cur && cur < ds + b.len() as u64)
+                .map(|(ds, b)| (*ds, b.as_slice()));
+            let held =
+                stored.or(current.filter(|(cs, cb)| *cs <= cur && cur < cs + cb.len() as u64));
+            if let Some((ds, bytes)) = held {
+                let to = upper.min(ds + bytes.len() as u64);
+                svc.deliver(
+                    e == 0,
+                    &bytes[(cur - ds) as usize..(to - ds) as usize],
+                    &mut core.svc_events,
+                );
+                cur = to;
                 continue;
             }
-            if ds > cur {
-                k += 1;
-                continue;
-            }
-            let from = (cur - ds) as usize;
-            let to = (upper.min(de) - ds) as usize;
-            svc.deliver(e == 0, &bytes[from..to], &mut core.svc_events);
-            cur = ds + to as u64;
-            if de <= upper {
-                r.dpd_bytes -= bytes.len();
-                r.dpd_data.remove(k);
-            } else {
-                k += 1;
-            }
+            let next = r
+                .dpd_data
+                .iter()
+                .map(|(ds, _)| *ds)
+                .chain(current.map(|(cs, _)| cs))
+                .filter(|ds| *ds > cur)
+                .min()
+                .unwrap_or(upper)
+                .min(upper);
+            svc.undelivered(e == 0, next - cur, &mut core.svc_events);
+            cur = next;
         }
-        if cur < upper {
-            svc.undelivered(e == 0, upper - cur, &mut core.svc_events);
+        if !r.dpd_data.is_empty() {
+            let mut freed = 0;
+            r.dpd_data.retain(|(ds, b)| {
+                let keep = ds + b.len() as u64 > upper;
+                if !keep {
+                    freed += b.len();
+                }
+                keep
+            });
+            r.dpd_bytes -= freed;
         }
         if svc.is_done() {
             self.want_stream = false;
@@ -1050,7 +1094,7 @@ impl Tcp {
         }
         if let Some(&(s, _)) = r.blocks.front() {
             if s == r.last_reassem_seq {
-                self.block_inserted(core, cfg, e, 0);
+                self.block_inserted(core, cfg, e, 0, None);
             }
         }
         self.ep[e].reasm.trim_seq = seq;
@@ -1084,7 +1128,7 @@ impl Tcp {
                 self.gap(core, cfg, e, gap_len);
                 self.ep[e].reasm.last_reassem_seq += gap_len;
                 let before = self.ep[e].reasm.last_reassem_seq;
-                self.block_inserted(core, cfg, e, i);
+                self.block_inserted(core, cfg, e, i, None);
                 if self.ep[e].reasm.last_reassem_seq == before {
                     // Nothing was delivered (cannot happen for a block that
                     // starts at last_reassem_seq, but never loop forever).
@@ -1139,6 +1183,7 @@ impl Tcp {
         {
             self.ep[e].reasm.did_eof = true;
             if let Some(svc) = core.svc.as_mut() {
+                svc.set_partial(self.is_partial);
                 svc.end_of_data(e == 0, &mut core.svc_events);
             }
             if self.close_deferred {

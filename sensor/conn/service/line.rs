@@ -11,6 +11,14 @@
 //! is cut there.
 
 /// One unit handed out by [`LineSplitter::next`].
+/// A piece whose line was copied out (see [`LineSplitter::next_owned`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Owned<'d> {
+    /// A line of this full length; its first bytes are in the buffer.
+    Line(usize),
+    Plain(&'d [u8]),
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Piece<'s, 'd> {
     /// A complete line without its terminator; `head` is its first `keep`
@@ -23,7 +31,32 @@ pub(crate) enum Piece<'s, 'd> {
 /// Capacity kept after a long line, so memory shrinks back.
 const SHRINK_ABOVE: usize = 512;
 
-#[derive(Debug)]
+/// Position of the first CR or LF in `d` (eight bytes at a time).
+pub(crate) fn find_eol(d: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has = |w: u64, b: u8| {
+        let x = w ^ (ONES * u64::from(b));
+        x.wrapping_sub(ONES) & !x & HIGH != 0
+    };
+    let mut base = 0;
+    for c in d.chunks_exact(8) {
+        let Ok(a) = <[u8; 8]>::try_from(c) else {
+            break;
+        };
+        let w = u64::from_le_bytes(a);
+        if has(w, b'\r') || has(w, b'\n') {
+            break;
+        }
+        base += 8;
+    }
+    d.get(base..)?
+        .iter()
+        .position(|&c| c == b'\r' || c == b'\n')
+        .map(|p| base + p)
+}
+
+#[derive(Debug, Default)]
 pub(crate) struct LineSplitter {
     buf: Vec<u8>,
     /// Length of the current line so far (may exceed `buf.len()`).
@@ -79,6 +112,7 @@ impl LineSplitter {
     }
 
     /// True if part of a line is buffered.
+    #[cfg(test)]
     pub fn has_partial(&self) -> bool {
         !self.emitted && self.len > 0
     }
@@ -90,13 +124,6 @@ impl LineSplitter {
         }
         self.len = 0;
         self.emitted = false;
-    }
-
-    fn push(&mut self, c: u8) {
-        if self.buf.len() < self.keep {
-            self.buf.push(c);
-        }
-        self.len += 1;
     }
 
     /// Drops the last byte of the line (a CR that turned out to start a
@@ -118,6 +145,16 @@ impl LineSplitter {
         }
     }
 
+    /// Appends `seg` (no CR/LF in it) to the current line.
+    fn extend(&mut self, seg: &[u8]) {
+        if let Some(&last) = seg.last() {
+            let room = self.keep.saturating_sub(self.buf.len()).min(seg.len());
+            self.buf.extend_from_slice(seg.get(..room).unwrap_or(&[]));
+            self.len += seg.len();
+            self.last_char = last;
+        }
+    }
+
     /// Consumes bytes from `data` until one piece is complete and returns
     /// it; `None` once `data` is used up without completing one.
     pub fn next<'d>(&mut self, data: &mut &'d [u8]) -> Option<Piece<'_, 'd>> {
@@ -133,7 +170,9 @@ impl LineSplitter {
                 continue;
             }
             if self.plain > 0 {
-                let n = usize::try_from(self.plain).unwrap_or(usize::MAX).min(data.len());
+                let n = usize::try_from(self.plain)
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
                 let (p, r) = data.split_at(n);
                 self.plain -= n as u64;
                 self.last_char = 0;
@@ -142,56 +181,91 @@ impl LineSplitter {
             }
             break;
         }
-        let mut i = 0;
-        while let Some(&c) = data.get(i) {
+        loop {
+            let d: &'d [u8] = data;
+            let eol = find_eol(d).unwrap_or(d.len());
+            // Bytes before the terminator, up to the line limit.
+            let mut plain_len = eol;
+            if self.max_line > 0 {
+                let room = self.max_line.saturating_sub(self.len);
+                if plain_len > room {
+                    plain_len = room;
+                }
+            }
+            self.extend(d.get(..plain_len).unwrap_or(&[]));
+            let Some(&c) = d.get(plain_len) else {
+                *data = &[];
+                return None;
+            };
             if self.max_line > 0 && self.len >= self.max_line {
                 // ContentLine cannot grow its buffer further: it emits what
                 // it has, minus the last byte, and this byte is lost.
                 self.pop();
                 self.last_char = c;
-                *data = data.get(i + 1..).unwrap_or(&[]);
+                *data = d.get(plain_len + 1..).unwrap_or(&[]);
                 return Some(self.line());
             }
-            match c {
-                b'\r' => {
-                    if data.get(i + 1) == Some(&b'\n') {
-                        self.last_char = b'\n';
-                        *data = data.get(i + 2..).unwrap_or(&[]);
-                        return Some(self.line());
-                    }
-                    if self.cr_eol {
-                        self.last_char = c;
-                        *data = data.get(i + 1..).unwrap_or(&[]);
-                        return Some(self.line());
-                    }
-                    self.push(c);
+            let after = d.get(plain_len + 1..).unwrap_or(&[]);
+            if c == b'\r' {
+                if after.first() == Some(&b'\n') {
+                    self.last_char = b'\n';
+                    *data = after.get(1..).unwrap_or(&[]);
+                    return Some(self.line());
                 }
-                b'\n' => {
-                    if self.last_char == b'\r' {
-                        if self.len == 0 {
-                            self.last_char = c;
-                            i += 1;
-                            continue;
-                        }
-                        self.pop();
-                        self.last_char = c;
-                        *data = data.get(i + 1..).unwrap_or(&[]);
-                        return Some(self.line());
-                    }
-                    if self.lf_eol {
-                        self.last_char = c;
-                        *data = data.get(i + 1..).unwrap_or(&[]);
-                        return Some(self.line());
-                    }
-                    self.push(c);
+                if self.cr_eol {
+                    self.last_char = c;
+                    *data = after;
+                    return Some(self.line());
                 }
-                _ => self.push(c),
+                self.extend(b"\r");
+                *data = after;
+                continue;
             }
-            self.last_char = c;
-            i += 1;
+            // LF.
+            if self.last_char == b'\r' {
+                if self.len == 0 {
+                    self.last_char = c;
+                    *data = after;
+                    continue;
+                }
+                self.pop();
+                self.last_char = c;
+                *data = after;
+                return Some(self.line());
+            }
+            if self.lf_eol {
+                self.last_char = c;
+                *data = after;
+                return Some(self.line());
+            }
+            self.extend(b"\n");
+            *data = after;
         }
-        *data = &[];
-        None
+    }
+
+    /// [`Self::next`] for callers that need `self` while handling a line:
+    /// the line is copied into `out` (cleared first).
+    pub fn next_owned<'d>(&mut self, data: &mut &'d [u8], out: &mut Vec<u8>) -> Option<Owned<'d>> {
+        match self.next(data)? {
+            Piece::Line { head, len } => {
+                out.clear();
+                out.extend_from_slice(head);
+                Some(Owned::Line(len))
+            }
+            Piece::Plain(p) => Some(Owned::Plain(p)),
+        }
+    }
+
+    /// [`Self::flush`] into `out`; returns the line's full length.
+    pub fn flush_owned(&mut self, out: &mut Vec<u8>) -> Option<usize> {
+        match self.flush()? {
+            Piece::Line { head, len } => {
+                out.clear();
+                out.extend_from_slice(head);
+                Some(len)
+            }
+            Piece::Plain(_) => None,
+        }
     }
 
     /// End of this direction: ContentLine flushes a partial line as if a
@@ -238,10 +312,7 @@ mod tests {
     #[test]
     fn lf_only_keeps_bare_cr() {
         let mut s = LineSplitter::lf_only(100);
-        assert_eq!(
-            lines(&mut s, &[b"a\rb\r", b"\nc\n"]),
-            vec!["a\rb", "c"]
-        );
+        assert_eq!(lines(&mut s, &[b"a\rb\r", b"\nc\n"]), vec!["a\rb", "c"]);
     }
 
     #[test]
@@ -264,6 +335,15 @@ mod tests {
         let mut s = LineSplitter::new(2000).with_max_line(10);
         let out = lines(&mut s, &[b"0123456789abc\n"]);
         assert_eq!(out, vec!["012345678", "bc"]);
+    }
+
+    #[test]
+    fn eol_search() {
+        assert_eq!(find_eol(b"abcdefghijklmnop\rq"), Some(16));
+        assert_eq!(find_eol(b"abc\n"), Some(3));
+        assert_eq!(find_eol(b"abcdefghijklmnopqrstuvwxyz"), None);
+        assert_eq!(find_eol(b""), None);
+        assert_eq!(find_eol(b"\x8d\x0a"), Some(1));
     }
 
     #[test]

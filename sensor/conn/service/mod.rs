@@ -11,10 +11,60 @@
 //! [`ServiceEvent`]s. The engine owns the ordered service list and applies the
 //! dpd.zeek rules (violations ignored after 10 KiB, and so on).
 //!
+//! Layout: [`tree`] is Zeek's analyzer tree of one connection (analyzers
+//! attached by port, the PIA doing DPD with its replay buffer, analyzers
+//! it activated, and children such as SSL after STARTTLS); [`sig`] holds
+//! the DPD signatures; [`line`] splits lines like Zeek's ContentLine
+//! analyzer; one file per protocol holds the parser that decides
+//! confirmation and violation.
+//!
 //! Tunnel services (vxlan, geneve, teredo, ayiya, gtpv1) are confirmed by the
 //! decapsulation code in the engine, not here.
+//!
+//! Limits (per connection): the DPD buffer holds at most
+//! [`DPD_BUFFER_SIZE`] bytes / [`DPD_MAX_PACKETS`] chunks as in Zeek, plus
+//! the chunk that crossed the limit, of which at most
+//! [`tree::MAX_DPD_STORE`] bytes per direction are kept; analyzer trees nest
+//! at most [`tree::MAX_DEPTH`] levels; each parser states its own limits.
 
 use std::net::IpAddr;
+
+use smallvec::SmallVec;
+
+mod dce_rpc;
+mod dhcp;
+mod dns;
+mod ftp;
+mod http;
+mod imap;
+mod irc;
+mod ldap;
+mod line;
+mod modbus;
+mod ntp;
+mod pop3;
+mod sig;
+mod smtp;
+mod ssh;
+mod ssl;
+mod tree;
+
+use tree::{Env, Tree};
+
+/// Zeek's `dpd_buffer_size`.
+pub const DPD_BUFFER_SIZE: usize = 1024;
+/// Zeek's `dpd_max_packets`.
+pub const DPD_MAX_PACKETS: usize = 100;
+/// `DPD::ignore_violations_after` (default): a violation further into the
+/// connection than this neither removes the service nor disables the
+/// analyzer; 0 never ignores one.
+pub const IGNORE_VIOLATIONS_AFTER: u64 = 10 * 1024;
+/// An analyzer that has seen this many bytes without confirming is given
+/// up on where its protocol would have confirmed by then (a simplification
+/// that bounds the work per connection).
+pub const GIVE_UP_AFTER: u64 = 10 * 1024;
+/// Zeek's `max_analyzer_violations`: later violations are not reported.
+pub const MAX_ANALYZER_VIOLATIONS: u32 = 1000;
 
 /// A protocol analyzer, named as Zeek names it in conn.log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,6 +82,16 @@ pub enum Analyzer {
     IrcDccData,
     Dhcp,
     Ntp,
+    /// DTLS (loaded with the SSL scripts; logged as `dtls`).
+    Dtls,
+    Modbus,
+    DceRpc,
+    /// LDAP over TCP (`ldap_tcp`).
+    LdapTcp,
+    /// LDAP over UDP (`ldap_udp`).
+    LdapUdp,
+    /// NTLM, fed by LDAP binds.
+    Ntlm,
 }
 
 impl Analyzer {
@@ -49,6 +109,12 @@ impl Analyzer {
         Analyzer::IrcDccData,
         Analyzer::Dhcp,
         Analyzer::Ntp,
+        Analyzer::Dtls,
+        Analyzer::Modbus,
+        Analyzer::DceRpc,
+        Analyzer::LdapTcp,
+        Analyzer::LdapUdp,
+        Analyzer::Ntlm,
     ];
 
     /// The name Zeek logs in `service`.
@@ -67,6 +133,12 @@ impl Analyzer {
             Analyzer::IrcDccData => "irc-dcc-data",
             Analyzer::Dhcp => "dhcp",
             Analyzer::Ntp => "ntp",
+            Analyzer::Dtls => "dtls",
+            Analyzer::Modbus => "modbus",
+            Analyzer::DceRpc => "dce_rpc",
+            Analyzer::LdapTcp => "ldap_tcp",
+            Analyzer::LdapUdp => "ldap_udp",
+            Analyzer::Ntlm => "ntlm",
         }
     }
 
@@ -76,6 +148,32 @@ impl Analyzer {
 
     fn bit(self) -> u64 {
         1 << (self as u32)
+    }
+
+    /// Ports `Analyzer::register_for_ports` attaches this analyzer to
+    /// (server and non-server ports), from each protocol's `main.zeek`.
+    fn ports(self, proto: L4) -> &'static [u16] {
+        match (self, proto) {
+            (Analyzer::Http, L4::Tcp) => &[80, 81, 631, 1080, 3128, 8000, 8080, 8888],
+            (Analyzer::Dns, L4::Tcp) => &[53],
+            (Analyzer::Dns, L4::Udp) => &[53, 137, 5353, 5355],
+            (Analyzer::Ssl, L4::Tcp) => {
+                &[443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223]
+            }
+            (Analyzer::Dtls, L4::Udp) => &[443],
+            (Analyzer::Ssh, L4::Tcp) => &[22],
+            (Analyzer::Ftp, L4::Tcp) => &[21, 2811],
+            (Analyzer::Smtp, L4::Tcp) => &[25, 587],
+            (Analyzer::Imap, L4::Tcp) => &[143],
+            (Analyzer::Irc, L4::Tcp) => &[6666, 6667, 6668, 6669],
+            (Analyzer::Dhcp, L4::Udp) => &[67, 68, 4011],
+            (Analyzer::Ntp, L4::Udp) => &[123],
+            (Analyzer::Modbus, L4::Tcp) => &[502],
+            (Analyzer::DceRpc, L4::Tcp) => &[135],
+            (Analyzer::LdapTcp, L4::Tcp) => &[389, 3268],
+            (Analyzer::LdapUdp, L4::Udp) => &[389],
+            _ => &[],
+        }
     }
 }
 
@@ -94,8 +192,20 @@ impl AnalyzerSet {
     pub fn contains(self, a: Analyzer) -> bool {
         self.0 & a.bit() != 0
     }
+    /// Adds `a`, with the analyzers its Zeek scripts bring along: FTP
+    /// schedules `ftp-data`, IRC `irc-dcc-data`, and the SSL scripts also
+    /// load DTLS.
     pub fn insert(&mut self, a: Analyzer) {
         self.0 |= a.bit();
+        match a {
+            Analyzer::Ftp => self.0 |= Analyzer::FtpData.bit(),
+            Analyzer::Irc => self.0 |= Analyzer::IrcDccData.bit(),
+            Analyzer::Ssl => self.0 |= Analyzer::Dtls.bit(),
+            Analyzer::LdapTcp | Analyzer::LdapUdp => {
+                self.0 |= Analyzer::LdapTcp.bit() | Analyzer::LdapUdp.bit()
+            }
+            _ => {}
+        }
     }
     pub fn is_empty(self) -> bool {
         self.0 == 0
@@ -105,6 +215,12 @@ impl AnalyzerSet {
             .iter()
             .copied()
             .filter(move |a| self.contains(*a))
+    }
+
+    /// Whether `a` is available: its protocol script is loaded. DTLS comes
+    /// with the SSL scripts.
+    fn loaded(self, a: Analyzer) -> bool {
+        self.contains(a) || (a == Analyzer::Dtls && self.contains(Analyzer::Ssl))
     }
 }
 
@@ -150,11 +266,163 @@ pub enum ServiceEvent {
     },
 }
 
+// --- what parsers see ---------------------------------------------------
+
+/// What a protocol parser reports while it parses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Note {
+    Confirm,
+    Violation,
+    /// A confirmation of an analyzer this one feeds (NTLM inside LDAP).
+    ConfirmAs(Analyzer),
+    /// A violation of an analyzer this one feeds.
+    ViolationAs(Analyzer),
+    Flip,
+    Expect {
+        orig_h: Option<IpAddr>,
+        resp_h: IpAddr,
+        resp_p: u16,
+        analyzer: Analyzer,
+    },
+    /// From now on the stream belongs to a child (STARTTLS, HTTP CONNECT
+    /// or upgrade); the parser returns how much of the current chunk it
+    /// used.
+    Child(ChildKind),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChildKind {
+    /// An SSL analyzer (STARTTLS and friends).
+    Ssl,
+    /// A new PIA doing DPD on the tunnelled stream (HTTP CONNECT, upgrade
+    /// to an unknown protocol).
+    Pia,
+    /// Nothing further is analysed (upgrade to a protocol we do not know).
+    Drop,
+}
+
+pub(crate) type Notes = SmallVec<[Note; 4]>;
+
+/// The context a parser gets with each call.
+pub(crate) struct Cx<'a> {
+    pub info: &'a ConnInfo,
+    /// TCP: the connection started without a handshake (`IsPartial`).
+    pub partial: bool,
+    notes: &'a mut Notes,
+}
+
+impl Cx<'_> {
+    pub fn confirm(&mut self) {
+        self.notes.push(Note::Confirm);
+    }
+    pub fn violation(&mut self) {
+        self.notes.push(Note::Violation);
+    }
+    pub fn confirm_as(&mut self, a: Analyzer) {
+        self.notes.push(Note::ConfirmAs(a));
+    }
+    pub fn violation_as(&mut self, a: Analyzer) {
+        self.notes.push(Note::ViolationAs(a));
+    }
+    pub fn flip(&mut self) {
+        self.notes.push(Note::Flip);
+    }
+    pub fn expect(&mut self, orig_h: Option<IpAddr>, resp_h: IpAddr, resp_p: u16, a: Analyzer) {
+        self.notes.push(Note::Expect {
+            orig_h,
+            resp_h,
+            resp_p,
+            analyzer: a,
+        });
+    }
+    pub fn child(&mut self, kind: ChildKind) {
+        self.notes.push(Note::Child(kind));
+    }
+    /// Confirmations reported so far in this call.
+    pub fn confirmed_count(&self) -> usize {
+        self.notes.iter().filter(|n| **n == Note::Confirm).count()
+    }
+}
+
+/// A protocol parser: reproduces when one Zeek analyzer confirms or
+/// reports a violation. Every method must be total on arbitrary input.
+pub(crate) trait Parser: std::fmt::Debug + Send {
+    /// In-order data of one direction. Returns how many bytes it used:
+    /// all of them, unless it pushed [`Note::Child`], after which the rest
+    /// goes to the child.
+    fn deliver(&mut self, is_orig: bool, data: &[u8], cx: &mut Cx<'_>) -> usize;
+    /// A content gap.
+    fn undelivered(&mut self, _is_orig: bool, _len: u64, _cx: &mut Cx<'_>) {}
+    /// End of one direction.
+    fn eof(&mut self, _is_orig: bool, _cx: &mut Cx<'_>) {}
+    /// True when no further input can change what this parser reports
+    /// (`confirmed`: it confirmed already; `settled`: the connection is
+    /// past `DPD::ignore_violations_after`, so violations no longer count;
+    /// `seen`: bytes since this analyzer was attached, for giving up on one
+    /// that does not confirm).
+    fn finished(&self, confirmed: bool, settled: bool, seen: u64) -> bool {
+        let _ = seen;
+        confirmed && settled
+    }
+}
+
+/// A parser for an analyzer with nothing to parse (scheduled file-data
+/// analyzers, removed analyzers).
+#[derive(Debug)]
+pub(crate) struct Null;
+
+impl Parser for Null {
+    fn deliver(&mut self, _: bool, data: &[u8], _: &mut Cx<'_>) -> usize {
+        data.len()
+    }
+    fn finished(&self, _: bool, _: bool, _: u64) -> bool {
+        true
+    }
+}
+
+/// A fresh parser for analyzer `a` on transport `proto`.
+pub(crate) fn new_parser(a: Analyzer, info: &ConnInfo) -> Box<dyn Parser> {
+    match a {
+        Analyzer::Http => Box::new(http::Http::new()),
+        Analyzer::Dns => Box::new(dns::Dns::new(info)),
+        Analyzer::Ssl => Box::new(ssl::Ssl::new()),
+        Analyzer::Dtls => Box::new(ssl::Dtls::new()),
+        Analyzer::Ssh => Box::new(ssh::Ssh::new()),
+        Analyzer::Ftp => Box::new(ftp::Ftp::new()),
+        Analyzer::Smtp => Box::new(smtp::Smtp::new()),
+        Analyzer::Pop3 => Box::new(pop3::Pop3::new()),
+        Analyzer::Imap => Box::new(imap::Imap::new()),
+        Analyzer::Irc => Box::new(irc::Irc::new()),
+        Analyzer::Dhcp => Box::new(dhcp::Dhcp),
+        Analyzer::Ntp => Box::new(ntp::Ntp::new()),
+        Analyzer::Modbus => Box::new(modbus::Modbus::new()),
+        Analyzer::DceRpc => Box::new(dce_rpc::DceRpc::new()),
+        Analyzer::LdapTcp | Analyzer::LdapUdp => Box::new(ldap::Ldap::new(info.proto)),
+        Analyzer::FtpData | Analyzer::IrcDccData | Analyzer::Ntlm => Box::new(Null),
+    }
+}
+
+// --- the detector -------------------------------------------------------
+
 /// Per-connection protocol identification state.
+///
+/// The analyzer tree is built when the first payload (or gap) arrives:
+/// most connections of a scan or flood never carry any, and they should
+/// not pay for signature state.
 #[derive(Debug)]
 pub struct ServiceDetector {
     info: ConnInfo,
+    /// The connection as it was when Zeek would have attached the
+    /// port-registered analyzers (at creation, after any creation flip).
+    root_info: ConnInfo,
     enabled: AnalyzerSet,
+    scheduled: smallvec::SmallVec<[Analyzer; 2]>,
+    tree: Option<Tree>,
+    /// Bytes delivered or skipped (gaps) in both directions.
+    size: u64,
+    partial: bool,
+    gap: [bool; 2],
+    ignore_after: u64,
     done: bool,
 }
 
@@ -164,10 +432,16 @@ impl ServiceDetector {
     /// `scheduled_analyzer_applied`); when it is non-empty Zeek attaches no
     /// port-registered analyzers, but DPD signatures still run.
     pub fn new(info: ConnInfo, enabled: AnalyzerSet, scheduled: &[Analyzer]) -> Self {
-        let _ = scheduled;
         ServiceDetector {
             info,
+            root_info: info,
             enabled,
+            scheduled: scheduled.iter().copied().collect(),
+            tree: None,
+            size: 0,
+            partial: false,
+            gap: [false; 2],
+            ignore_after: IGNORE_VIOLATIONS_AFTER,
             done: enabled.is_empty(),
         }
     }
@@ -175,17 +449,84 @@ impl ServiceDetector {
     /// In-order payload of one direction: reassembled TCP stream bytes, or
     /// one UDP datagram's payload.
     pub fn deliver(&mut self, is_orig: bool, data: &[u8], events: &mut Vec<ServiceEvent>) {
-        let _ = (is_orig, data, events, &self.info);
+        if self.done || data.is_empty() {
+            return;
+        }
+        self.size += data.len() as u64;
+        let mut env = Env {
+            info: &self.info,
+            enabled: self.enabled,
+            partial: self.partial,
+            gap: self.gap,
+            size: self.size,
+            ignore_after: self.ignore_after,
+            events,
+        };
+        let tree = self
+            .tree
+            .get_or_insert_with(|| Tree::root(&self.root_info, self.enabled, &self.scheduled));
+        tree.deliver(is_orig, data, &mut env);
+        self.done = tree.is_done(self.size, self.ignore_after);
     }
 
     /// A content gap of `len` bytes in one direction of a TCP stream.
     pub fn undelivered(&mut self, is_orig: bool, len: u64, events: &mut Vec<ServiceEvent>) {
-        let _ = (is_orig, len, events);
+        if self.done || len == 0 {
+            return;
+        }
+        self.size += len;
+        self.gap[usize::from(!is_orig)] = true;
+        let mut env = Env {
+            info: &self.info,
+            enabled: self.enabled,
+            partial: self.partial,
+            gap: self.gap,
+            size: self.size,
+            ignore_after: self.ignore_after,
+            events,
+        };
+        let tree = self
+            .tree
+            .get_or_insert_with(|| Tree::root(&self.root_info, self.enabled, &self.scheduled));
+        tree.undelivered(is_orig, len, &mut env);
+        self.done = tree.is_done(self.size, self.ignore_after);
     }
 
     /// One direction of a TCP stream ended (FIN or RST processed).
     pub fn end_of_data(&mut self, is_orig: bool, events: &mut Vec<ServiceEvent>) {
-        let _ = (is_orig, events);
+        if self.done {
+            return;
+        }
+        let mut env = Env {
+            info: &self.info,
+            enabled: self.enabled,
+            partial: self.partial,
+            gap: self.gap,
+            size: self.size,
+            ignore_after: self.ignore_after,
+            events,
+        };
+        let tree = self
+            .tree
+            .get_or_insert_with(|| Tree::root(&self.root_info, self.enabled, &self.scheduled));
+        tree.eof(is_orig, &mut env);
+        self.done = tree.is_done(self.size, self.ignore_after);
+    }
+
+    /// TCP only: whether the connection is partial (Zeek's
+    /// `TCPSessionAdapter::IsPartial`: its first packet from either side
+    /// was not a plain SYN / SYN-ACK). Zeek's analyzers ignore the payload
+    /// of partial connections and never report violations on them. The
+    /// engine should call this whenever the flag changes (before
+    /// delivering the packet's payload).
+    pub fn set_partial(&mut self, partial: bool) {
+        self.partial = partial;
+    }
+
+    /// `DPD::ignore_violations_after` when not the default 10 KiB (0:
+    /// violations always count). Call right after [`Self::new`].
+    pub fn set_ignore_violations_after(&mut self, bytes: u64) {
+        self.ignore_after = bytes;
     }
 
     /// The engine swapped originator and responder.
@@ -197,6 +538,25 @@ impl ServiceDetector {
     /// True once no analyzer wants more data; the engine then stops
     /// delivering payload (and stops buffering out-of-order data for it).
     pub fn is_done(&self) -> bool {
-        self.done || self.enabled.is_empty()
+        self.done
+    }
+
+    /// Analyzers currently attached at the top level and not removed
+    /// after a violation.
+    pub fn attached(&self) -> Vec<Analyzer> {
+        match &self.tree {
+            Some(t) => t.attached(),
+            None => Tree::port_attached(&self.root_info, self.enabled, &self.scheduled),
+        }
+    }
+
+    /// Whether analyzer `a` is attached at the top level (e.g. the DNS
+    /// analyzer, whose UDP connections Zeek expires after
+    /// `dns_session_timeout`).
+    pub fn has_attached(&self, a: Analyzer) -> bool {
+        self.attached().contains(&a)
     }
 }
+
+#[cfg(test)]
+mod tests;

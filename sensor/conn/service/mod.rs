@@ -152,6 +152,34 @@ impl Analyzer {
 
     /// Ports `Analyzer::register_for_ports` attaches this analyzer to
     /// (server and non-server ports), from each protocol's `main.zeek`.
+    /// The analyzers registered for a responder port, in `ALL` order (the
+    /// inverse of [`Analyzer::ports`], as a lookup that runs per
+    /// connection).
+    fn for_port(proto: L4, port: u16) -> &'static [Analyzer] {
+        use Analyzer::*;
+        match (proto, port) {
+            (L4::Tcp, 80 | 81 | 631 | 1080 | 3128 | 8000 | 8080 | 8888) => &[Http],
+            (L4::Tcp, 53) => &[Dns],
+            (L4::Udp, 53 | 137 | 5353 | 5355) => &[Dns],
+            (L4::Tcp, 443 | 465 | 563 | 585 | 614 | 636 | 989 | 990 | 992 | 993 | 995 | 5223) => {
+                &[Ssl]
+            }
+            (L4::Udp, 443) => &[Dtls],
+            (L4::Tcp, 22) => &[Ssh],
+            (L4::Tcp, 21 | 2811) => &[Ftp],
+            (L4::Tcp, 25 | 587) => &[Smtp],
+            (L4::Tcp, 143) => &[Imap],
+            (L4::Tcp, 6666..=6669) => &[Irc],
+            (L4::Udp, 67 | 68 | 4011) => &[Dhcp],
+            (L4::Udp, 123) => &[Ntp],
+            (L4::Tcp, 502) => &[Modbus],
+            (L4::Tcp, 135) => &[DceRpc],
+            (L4::Tcp, 389 | 3268) => &[LdapTcp],
+            (L4::Udp, 389) => &[LdapUdp],
+            _ => &[],
+        }
+    }
+
     fn ports(self, proto: L4) -> &'static [u16] {
         match (self, proto) {
             (Analyzer::Http, L4::Tcp) => &[80, 81, 631, 1080, 3128, 8000, 8080, 8888],
@@ -494,7 +522,9 @@ impl ServiceDetector {
 
     /// One direction of a TCP stream ended (FIN or RST processed).
     pub fn end_of_data(&mut self, is_orig: bool, events: &mut Vec<ServiceEvent>) {
-        if self.done {
+        // Without any payload or gap there is nothing an analyzer could
+        // decide at the end of the stream.
+        if self.done || self.tree.is_none() {
             return;
         }
         let mut env = Env {
@@ -560,3 +590,26 @@ impl ServiceDetector {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod port_table_tests {
+    use super::*;
+
+    #[test]
+    fn for_port_inverts_ports() {
+        for proto in [L4::Tcp, L4::Udp] {
+            for port in 0..=u16::MAX {
+                let want: Vec<Analyzer> = Analyzer::ALL
+                    .iter()
+                    .copied()
+                    .filter(|a| a.ports(proto).contains(&port))
+                    .collect();
+                assert_eq!(
+                    Analyzer::for_port(proto, port),
+                    want.as_slice(),
+                    "{proto:?} {port}"
+                );
+            }
+        }
+    }
+}

@@ -299,7 +299,6 @@ impl Pia {
         let store = &mut self.stream[usize::from(!is_orig)];
         let take = data.len().min(MAX_DPD_STORE.saturating_sub(store.len()));
         let start = store.len();
-        store.reserve_exact(take);
         store.extend_from_slice(data.get(..take).unwrap_or(&[]));
         self.chunks.push(Chunk::Data {
             orig: is_orig,
@@ -368,10 +367,10 @@ impl Tree {
         if !scheduled.is_empty() {
             return Vec::new();
         }
-        Analyzer::ALL
+        Analyzer::for_port(info.proto, info.resp_p)
             .iter()
             .copied()
-            .filter(|a| enabled.loaded(*a) && a.ports(info.proto).contains(&info.resp_p))
+            .filter(|a| enabled.loaded(*a))
             .collect()
     }
 

@@ -221,14 +221,12 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         });
     }
 
+    // The footer is written and the buffer flushed; the rename makes the
+    // finished log appear at once. No fsync: a replay's output is as
+    // durable as its input, and syncing tens of megabytes would dominate
+    // short runs.
     let out = writer.finish().map_err(io_err(&tmp_path))?;
-    out.into_inner()
-        .map_err(|e| ReplayError::Io {
-            path: tmp_path.clone(),
-            source: e.into_error(),
-        })?
-        .sync_all()
-        .map_err(io_err(&tmp_path))?;
+    drop(out);
     std::fs::rename(&tmp_path, &final_path).map_err(io_err(&final_path))?;
     guard.0 = None;
     Ok(summary)

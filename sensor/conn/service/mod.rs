@@ -180,6 +180,7 @@ impl Analyzer {
         }
     }
 
+    #[cfg(test)]
     fn ports(self, proto: L4) -> &'static [u16] {
         match (self, proto) {
             (Analyzer::Http, L4::Tcp) => &[80, 81, 631, 1080, 3128, 8000, 8080, 8888],

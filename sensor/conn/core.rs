@@ -86,6 +86,16 @@ pub struct Counters {
     pub ip_bytes: [u64; 2],
 }
 
+/// What handling one packet (or timer) asks of the engine besides the
+/// connection's own state: timers to set and protocol-detection events.
+/// Kept outside the connection so that the per-packet check touches a hot
+/// engine buffer rather than a cold corner of the connection.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub timers: SmallVec<[TimerReq; 8]>,
+    pub svc_events: Vec<ServiceEvent>,
+}
+
 pub struct ConnCore {
     pub uid: Uid,
     pub proto: Proto,
@@ -105,8 +115,6 @@ pub struct ConnCore {
     pub missed_bytes: u64,
     pub services: SmallVec<[&'static str; 2]>,
     pub svc: Option<Box<ServiceDetector>>,
-    /// Events the detector raised while this packet was processed.
-    pub svc_events: Vec<ServiceEvent>,
     pub encap: Option<Box<EncapStack>>,
     pub tunnel_changes: u32,
     pub tunnel_parents: SmallVec<[Uid; 1]>,
@@ -117,8 +125,6 @@ pub struct ConnCore {
     pub inactivity_gen: u32,
     /// Set when roles flipped while processing the current packet.
     pub flips: u32,
-    /// Timers the state machines asked for while handling the packet.
-    pub timer_reqs: SmallVec<[TimerReq; 4]>,
 }
 
 impl ConnCore {
@@ -176,13 +182,13 @@ impl ConnCore {
 
     /// `Session::SetInactivityTimeout`: replaces the inactivity timer with
     /// one `timeout` after the last packet (none for 0).
-    pub fn set_inactivity_timeout(&mut self, timeout: f64) {
+    pub fn set_inactivity_timeout(&mut self, timeout: f64, fx: &mut Effects) {
         if timeout == self.inactivity_timeout {
             return;
         }
         self.inactivity_gen = self.inactivity_gen.wrapping_add(1);
         if timeout > 0.0 {
-            self.timer_reqs.push(TimerReq {
+            fx.timers.push(TimerReq {
                 at: self.last_time + timeout,
                 kind: TimerKind::Inactivity,
                 gen: self.inactivity_gen,

@@ -25,7 +25,7 @@ use smallvec::SmallVec;
 
 use super::config::{EngineConfig, PortProto};
 use super::core::{
-    same_stack, AnalyzerState, ConnCore, Counters, EncapConn, EncapStack, TunnelState,
+    same_stack, AnalyzerState, ConnCore, Counters, Effects, EncapConn, EncapStack, TunnelState,
     HIST_ANALYZER_LIMIT_REACHED,
 };
 use super::record::{ConnRecord, ConnState, History, Proto, Uid};
@@ -316,6 +316,8 @@ pub struct Engine {
     serial: u64,
     stats: EngineStats,
     out: Vec<ConnRecord>,
+    /// Timers and detection events of the packet being handled.
+    fx: Effects,
 }
 
 impl Engine {
@@ -346,6 +348,7 @@ impl Engine {
             serial: 0,
             stats: EngineStats::default(),
             out: Vec::new(),
+            fx: Effects::default(),
         }
     }
 
@@ -398,21 +401,20 @@ impl Engine {
         }
     }
 
+    /// Files the timers the connection in `slot` asked for.
     fn push_timers(&mut self, slot: u32) {
-        let s = &mut self.slots[slot as usize];
-        let gen = s.gen;
-        let Some(conn) = s.conn.as_mut() else { return };
-        if conn.core.timer_reqs.is_empty() {
+        if self.fx.timers.is_empty() {
             return;
         }
-        let reqs: SmallVec<[TimerReq; 4]> = std::mem::take(&mut conn.core.timer_reqs);
-        for r in reqs {
+        let gen = self.slots[slot as usize].gen;
+        for r in self.fx.timers.drain(..) {
             self.timers.push(slot, gen, r);
         }
     }
 
     fn fire_timer(&mut self, e: TimerEntry, now: f64) {
         let cfg = &self.cfg;
+        let fx = &mut self.fx;
         let s = &mut self.slots[e.slot as usize];
         if s.gen != e.conn_gen {
             return;
@@ -426,7 +428,7 @@ impl Engine {
                     true
                 } else {
                     let at = conn.core.last_time + conn.core.inactivity_timeout;
-                    conn.core.timer_reqs.push(TimerReq {
+                    fx.timers.push(TimerReq {
                         at,
                         kind: TimerKind::Inactivity,
                         gen: e.gen,
@@ -439,7 +441,7 @@ impl Engine {
                     if now - conn.core.last_time >= cfg.dns_session_timeout - 1.0 {
                         true
                     } else {
-                        conn.core.timer_reqs.push(TimerReq {
+                        fx.timers.push(TimerReq {
                             at: now + cfg.dns_session_timeout,
                             kind: TimerKind::DnsExpire,
                             gen: e.gen,
@@ -452,7 +454,7 @@ impl Engine {
             TimerKind::TcpExpire | TimerKind::TcpAttempt | TimerKind::TcpConnDelete => {
                 match &mut conn.transport {
                     Transport::Tcp(tcp) if tcp.timer_gen == e.gen => match e.kind {
-                        TimerKind::TcpExpire => tcp.expire_timer(&mut conn.core, cfg, now),
+                        TimerKind::TcpExpire => tcp.expire_timer(&mut conn.core, fx, cfg, now),
                         TimerKind::TcpAttempt => tcp.attempt_timer(),
                         _ => true,
                     },
@@ -982,7 +984,6 @@ impl Engine {
             missed_bytes: 0,
             services: SmallVec::new(),
             svc: None,
-            svc_events: Vec::new(),
             encap: (!ctx.encap.is_empty()).then(|| Box::new(ctx.encap.iter().copied().collect())),
             tunnel_changes: 0,
             tunnel_parents: SmallVec::new(),
@@ -990,7 +991,6 @@ impl Engine {
             inactivity_timeout: 0.0,
             inactivity_gen: 0,
             flips: 0,
-            timer_reqs: SmallVec::new(),
         };
         if let Some(last) = ctx.encap.last() {
             core.tunnel_parents.push(last.uid);
@@ -1025,11 +1025,16 @@ impl Engine {
         }
         let transport = match proto {
             Proto::Tcp => {
-                core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout);
-                Transport::Tcp(Tcp::new(&mut core, &self.cfg, self.network_time))
+                core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout, &mut self.fx);
+                Transport::Tcp(Tcp::new(
+                    &mut core,
+                    &mut self.fx,
+                    &self.cfg,
+                    self.network_time,
+                ))
             }
             Proto::Udp => {
-                core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout);
+                core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout, &mut self.fx);
                 if core
                     .svc
                     .as_ref()
@@ -1037,7 +1042,7 @@ impl Engine {
                 {
                     // The port-registered DNS analyzer ends UDP sessions
                     // after dns_session_timeout of quiet.
-                    core.timer_reqs.push(TimerReq {
+                    self.fx.timers.push(TimerReq {
                         at: self.network_time + self.cfg.dns_session_timeout,
                         kind: TimerKind::DnsExpire,
                         gen: 0,
@@ -1051,14 +1056,14 @@ impl Engine {
                 })
             }
             Proto::Icmp => {
-                core.set_inactivity_timeout(self.cfg.icmp_inactivity_timeout);
+                core.set_inactivity_timeout(self.cfg.icmp_inactivity_timeout, &mut self.fx);
                 Transport::Icmp(Icmp {
                     request_len: -1,
                     reply_len: -1,
                 })
             }
             Proto::Unknown => {
-                core.set_inactivity_timeout(self.cfg.unknown_ip_inactivity_timeout);
+                core.set_inactivity_timeout(self.cfg.unknown_ip_inactivity_timeout, &mut self.fx);
                 Transport::Unknown
             }
         };
@@ -1118,13 +1123,10 @@ impl Engine {
 
     /// Applies what protocol detection reported for a connection.
     fn apply_service_events(&mut self, slot: u32) {
-        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
-            return;
-        };
-        if conn.core.svc_events.is_empty() {
+        if self.fx.svc_events.is_empty() {
             return;
         }
-        let events = std::mem::take(&mut conn.core.svc_events);
+        let events = std::mem::take(&mut self.fx.svc_events);
         for ev in events {
             let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
                 return;
@@ -1134,7 +1136,7 @@ impl Engine {
                     conn.core.add_service(a.name());
                     if matches!(a, Analyzer::Ssh | Analyzer::Ftp) {
                         conn.core
-                            .set_inactivity_timeout(self.cfg.long_inactivity_timeout);
+                            .set_inactivity_timeout(self.cfg.long_inactivity_timeout, &mut self.fx);
                     }
                 }
                 ServiceEvent::Violation(a) => {
@@ -1298,7 +1300,7 @@ impl Engine {
         };
         let tctx = tcp::Ctx { cfg: &self.cfg, t };
         let flips_before = conn.core.flips;
-        let mut is_orig_after = tcp.process(&mut conn.core, &tctx, is_orig, &segment);
+        let mut is_orig_after = tcp.process(&mut conn.core, &mut self.fx, &tctx, is_orig, &segment);
         if conn.core.flips != flips_before {
             is_orig_after = is_orig ^ ((conn.core.flips - flips_before) % 2 == 1);
         }
@@ -1319,7 +1321,7 @@ impl Engine {
             }
             if self.cfg.long_inactivity_ports.contains(&service_port) {
                 conn.core
-                    .set_inactivity_timeout(self.cfg.long_inactivity_timeout);
+                    .set_inactivity_timeout(self.cfg.long_inactivity_timeout, &mut self.fx);
             }
         }
         self.count(slot, is_orig_after, ip.total_len);
@@ -1427,7 +1429,7 @@ impl Engine {
         };
         if let Some(svc) = conn.core.svc.as_mut() {
             if !svc.is_done() {
-                svc.deliver(is_orig, payload, &mut conn.core.svc_events);
+                svc.deliver(is_orig, payload, &mut self.fx.svc_events);
             }
         }
         self.apply_service_events(slot);

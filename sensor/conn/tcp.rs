@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 
 use super::config::EngineConfig;
-use super::core::ConnCore;
+use super::core::{ConnCore, Effects};
 use super::timer::{TimerKind, TimerReq};
 
 pub const FIN: u8 = 0x01;
@@ -291,7 +291,12 @@ pub struct Ctx<'c> {
 impl Tcp {
     /// A new adapter; schedules Zeek's initial `tcp_SYN_timeout` expire
     /// timer.
-    pub fn new(core: &mut ConnCore, cfg: &EngineConfig, network_time: f64) -> Self {
+    pub fn new(
+        core: &mut ConnCore,
+        fx: &mut Effects,
+        cfg: &EngineConfig,
+        network_time: f64,
+    ) -> Self {
         let tcp = Tcp {
             ep: [Endpoint::default(), Endpoint::default()],
             is_active: true,
@@ -303,7 +308,7 @@ impl Tcp {
             established_event: false,
             want_stream: core.svc.is_some(),
         };
-        core.timer_reqs.push(TimerReq {
+        fx.timers.push(TimerReq {
             at: network_time + cfg.tcp_syn_timeout,
             kind: TimerKind::TcpExpire,
             gen: 0,
@@ -311,8 +316,8 @@ impl Tcp {
         tcp
     }
 
-    fn add_timer(&self, core: &mut ConnCore, at: f64, kind: TimerKind) {
-        core.timer_reqs.push(TimerReq {
+    fn add_timer(&self, fx: &mut Effects, at: f64, kind: TimerKind) {
+        fx.timers.push(TimerReq {
             at,
             kind,
             gen: self.timer_gen,
@@ -356,11 +361,18 @@ impl Tcp {
         size
     }
 
-    fn set_state(&mut self, core: &mut ConnCore, cfg: &EngineConfig, idx: usize, new: EpState) {
+    fn set_state(
+        &mut self,
+        core: &mut ConnCore,
+        fx: &mut Effects,
+        cfg: &EngineConfig,
+        idx: usize,
+        new: EpState,
+    ) {
         let cur = self.ep[idx].state;
         if new != cur {
             if !is_handshake(new) && is_handshake(cur) && is_handshake(self.ep[1 - idx].state) {
-                core.set_inactivity_timeout(cfg.tcp_inactivity_timeout);
+                core.set_inactivity_timeout(cfg.tcp_inactivity_timeout, fx);
             }
             self.ep[idx].prev_state = cur;
             self.ep[idx].state = new;
@@ -484,6 +496,7 @@ impl Tcp {
     pub fn process(
         &mut self,
         core: &mut ConnCore,
+        fx: &mut Effects,
         ctx: &Ctx<'_>,
         is_orig: bool,
         seg: &Segment<'_>,
@@ -579,11 +592,11 @@ impl Tcp {
         self.ep[e].last_time = t;
 
         let (e, p, do_close, gen_event) = self.update_state_machine(
-            core, ctx, e, base_seq, ack_seq, len, delta_last, is_orig, flags,
+            core, fx, ctx, e, base_seq, ack_seq, len, delta_last, is_orig, flags,
         );
 
         if flags & ACK != 0 {
-            self.ack_received(core, cfg, p, rel_ack);
+            self.ack_received(core, fx, cfg, p, rel_ack);
         }
 
         // CheckPIA_FirstPacket uses the role the packet arrived with.
@@ -601,13 +614,13 @@ impl Tcp {
         if len > 0 && flags & RST == 0 && !seq_underflow && seg.payload.len() >= len as usize {
             // A segment cut short by the snaplen advances the sequence
             // numbers (so it counts in the sizes) but is not reassembled.
-            self.data_sent(core, cfg, e, rel_data_seq, seg.payload);
+            self.data_sent(core, fx, cfg, e, rel_data_seq, seg.payload);
         }
 
-        self.check_eof(core, cfg, e);
+        self.check_eof(core, fx, cfg, e);
 
         if do_close {
-            self.connection_closed(core, cfg, e, gen_event);
+            self.connection_closed(core, fx, cfg, e, gen_event);
         }
         // The sender's role after any flip.
         let _ = p;
@@ -702,6 +715,7 @@ impl Tcp {
     fn update_state_machine(
         &mut self,
         core: &mut ConnCore,
+        fx: &mut Effects,
         ctx: &Ctx<'_>,
         e: usize,
         base_seq: u32,
@@ -724,10 +738,10 @@ impl Tcp {
                         } else {
                             EpState::SynSent
                         };
-                        self.set_state(core, cfg, e, st);
+                        self.set_state(core, fx, cfg, e, st);
                         if cfg.tcp_attempt_delay > 0.0 {
                             self.add_timer(
-                                core,
+                                fx,
                                 ctx.t + cfg.tcp_attempt_delay,
                                 TimerKind::TcpAttempt,
                             );
@@ -749,26 +763,26 @@ impl Tcp {
                             self.flip(core);
                             e = 1 - e;
                             let p = 1 - e;
-                            self.set_state(core, cfg, p, EpState::Established);
+                            self.set_state(core, fx, cfg, p, EpState::Established);
                             self.first_packet_seen |= ORIG;
                         }
                         let p = 1 - e;
                         if self.ep[p].state == EpState::SynSent {
-                            self.set_state(core, cfg, p, EpState::Established);
+                            self.set_state(core, fx, cfg, p, EpState::Established);
                         }
-                        self.set_state(core, cfg, e, EpState::Established);
+                        self.set_state(core, fx, cfg, e, EpState::Established);
                         if self.ep[p].state != EpState::Partial {
                             self.established_event = true;
                         }
                     }
                 }
                 if flags & FIN != 0 {
-                    self.set_state(core, cfg, e, EpState::Closed);
+                    self.set_state(core, fx, cfg, e, EpState::Closed);
                     do_close = true;
                     gen_event = true;
                 }
                 if flags & RST != 0 {
-                    self.set_state(core, cfg, e, EpState::Reset);
+                    self.set_state(core, fx, cfg, e, EpState::Reset);
                     let p = 1 - e;
                     let is_reject = if is_orig {
                         self.ep[p].state == EpState::Established
@@ -784,22 +798,22 @@ impl Tcp {
                         // An ACK of the SYN before the SYN-ACK: not partial.
                     } else if flags & ACK != 0 && self.ep[p].state == EpState::Established {
                         // Missed the SYN, saw the SYN-ACK and now an ACK.
-                        self.set_state(core, cfg, e, EpState::Established);
+                        self.set_state(core, fx, cfg, e, EpState::Established);
                         self.is_partial = false;
                         self.first_packet_seen |= if is_orig { ORIG } else { RESP };
                     } else {
-                        self.set_state(core, cfg, e, EpState::Partial);
+                        self.set_state(core, fx, cfg, e, EpState::Partial);
                     }
                 }
             }
             EpState::SynSent | EpState::SynAckSent => {
                 if flags & FIN != 0 {
-                    self.set_state(core, cfg, e, EpState::Closed);
+                    self.set_state(core, fx, cfg, e, EpState::Closed);
                     do_close = true;
                     gen_event = true;
                 }
                 if flags & RST != 0 {
-                    self.set_state(core, cfg, e, EpState::Reset);
+                    self.set_state(core, fx, cfg, e, EpState::Reset);
                     self.is_active = false; // ConnectionReset
                     do_close = true;
                 }
@@ -811,21 +825,21 @@ impl Tcp {
                     && self.ep[p].state == EpState::Inactive
                     && flags & ACK == 0
                 {
-                    self.set_state(core, cfg, e, EpState::SynSent);
+                    self.set_state(core, fx, cfg, e, EpState::SynSent);
                 }
                 if flags & FIN != 0 && flags & RST == 0 {
-                    self.set_state(core, cfg, e, EpState::Closed);
+                    self.set_state(core, fx, cfg, e, EpState::Closed);
                     if self.ep[p].state == EpState::Reset
                         && self.ep[p].prev_state == EpState::Closed
                     {
                         // FIN then RST from the peer was a normal close.
-                        self.set_state(core, cfg, p, EpState::Closed);
+                        self.set_state(core, fx, cfg, p, EpState::Closed);
                     }
                     do_close = true;
                     gen_event = true;
                 }
                 if flags & RST != 0 {
-                    self.set_state(core, cfg, e, EpState::Reset);
+                    self.set_state(core, fx, cfg, e, EpState::Reset);
                     do_close = true;
                     if self.ep[p].state != EpState::Reset
                         || self.ep[p].prev_state != EpState::Established
@@ -838,7 +852,7 @@ impl Tcp {
                 let p = 1 - e;
                 let _ = delta_last;
                 if flags & RST != 0 && self.ep[p].state != EpState::Closed {
-                    self.set_state(core, cfg, e, EpState::Reset);
+                    self.set_state(core, fx, cfg, e, EpState::Reset);
                     if !self.ep[e].did_close {
                         do_close = true;
                     }
@@ -853,7 +867,14 @@ impl Tcp {
 
     // --- reassembler --------------------------------------------------
 
-    fn gap(&mut self, core: &mut ConnCore, cfg: &EngineConfig, e: usize, len: u64) {
+    fn gap(
+        &mut self,
+        core: &mut ConnCore,
+        fx: &mut Effects,
+        cfg: &EngineConfig,
+        e: usize,
+        len: u64,
+    ) {
         let clean = self.ep[e].is_clean() && self.ep[1 - e].is_clean();
         if clean {
             let letter = if e == 0 { b'G' } else { b'g' };
@@ -866,7 +887,7 @@ impl Tcp {
         if self.want_stream {
             if let Some(svc) = core.svc.as_mut() {
                 svc.set_partial(self.is_partial);
-                svc.undelivered(e == 0, len, &mut core.svc_events);
+                svc.undelivered(e == 0, len, &mut fx.svc_events);
             }
         }
     }
@@ -874,6 +895,7 @@ impl Tcp {
     fn data_sent(
         &mut self,
         core: &mut ConnCore,
+        fx: &mut Effects,
         cfg: &EngineConfig,
         e: usize,
         seq: u64,
@@ -895,7 +917,7 @@ impl Tcp {
             seq += acked as u64;
             data = &data[acked..];
         }
-        self.new_block(core, cfg, e, seq, data);
+        self.new_block(core, fx, cfg, e, seq, data);
 
         let ep = &mut self.ep[e];
         if ep.no_data_acked()
@@ -918,6 +940,7 @@ impl Tcp {
     fn new_block(
         &mut self,
         core: &mut ConnCore,
+        fx: &mut Effects,
         cfg: &EngineConfig,
         e: usize,
         seq: u64,
@@ -941,7 +964,7 @@ impl Tcp {
         let Some(first) = r.insert(seq, upper) else {
             return;
         };
-        self.block_inserted(core, cfg, e, first, Some((seq, data)));
+        self.block_inserted(core, fx, cfg, e, first, Some((seq, data)));
         // Keep what could not be delivered yet (above a hole) for protocol
         // detection, within its budget.
         if self.want_stream {
@@ -963,6 +986,7 @@ impl Tcp {
     fn block_inserted(
         &mut self,
         core: &mut ConnCore,
+        fx: &mut Effects,
         cfg: &EngineConfig,
         e: usize,
         start: usize,
@@ -983,7 +1007,7 @@ impl Tcp {
             }
             if bs == r.last_reassem_seq {
                 r.last_reassem_seq = bu;
-                self.deliver(core, e, bs, bu, current);
+                self.deliver(core, fx, e, bs, bu, current);
             }
             i += 1;
         }
@@ -993,7 +1017,7 @@ impl Tcp {
             && self.size(e) > cfg.tcp_max_initial_window
         {
             let to = self.ep[e].reasm.last_reassem_seq;
-            self.trim_to_seq(core, cfg, e, to);
+            self.trim_to_seq(core, fx, cfg, e, to);
         }
     }
 
@@ -1003,6 +1027,7 @@ impl Tcp {
     fn deliver(
         &mut self,
         core: &mut ConnCore,
+        fx: &mut Effects,
         e: usize,
         seq: u64,
         upper: u64,
@@ -1033,7 +1058,7 @@ impl Tcp {
                 svc.deliver(
                     e == 0,
                     &bytes[(cur - ds) as usize..(to - ds) as usize],
-                    &mut core.svc_events,
+                    &mut fx.svc_events,
                 );
                 cur = to;
                 continue;
@@ -1047,7 +1072,7 @@ impl Tcp {
                 .min()
                 .unwrap_or(upper)
                 .min(upper);
-            svc.undelivered(e == 0, next - cur, &mut core.svc_events);
+            svc.undelivered(e == 0, next - cur, &mut fx.svc_events);
             cur = next;
         }
         if !r.dpd_data.is_empty() {
@@ -1070,9 +1095,16 @@ impl Tcp {
         }
     }
 
-    fn trim_to_seq(&mut self, core: &mut ConnCore, cfg: &EngineConfig, e: usize, seq: u64) {
+    fn trim_to_seq(
+        &mut self,
+        core: &mut ConnCore,
+        fx: &mut Effects,
+        cfg: &EngineConfig,
+        e: usize,
+        seq: u64,
+    ) {
         if seq > self.ep[e].reasm.last_reassem_seq {
-            self.undelivered(core, cfg, e, seq);
+            self.undelivered(core, fx, cfg, e, seq);
         }
         let r = &mut self.ep[e].reasm;
         while let Some(&(_, u)) = r.blocks.front() {
@@ -1094,13 +1126,20 @@ impl Tcp {
         }
         if let Some(&(s, _)) = r.blocks.front() {
             if s == r.last_reassem_seq {
-                self.block_inserted(core, cfg, e, 0, None);
+                self.block_inserted(core, fx, cfg, e, 0, None);
             }
         }
         self.ep[e].reasm.trim_seq = seq;
     }
 
-    fn undelivered(&mut self, core: &mut ConnCore, cfg: &EngineConfig, e: usize, up_to: u64) {
+    fn undelivered(
+        &mut self,
+        core: &mut ConnCore,
+        fx: &mut Effects,
+        cfg: &EngineConfig,
+        e: usize,
+        up_to: u64,
+    ) {
         if up_to <= 2 && self.is_partial {
             // The faked SYN octet of a partial connection, or a keep-alive.
             return;
@@ -1125,10 +1164,10 @@ impl Tcp {
                     break;
                 }
                 let gap_len = bs - last;
-                self.gap(core, cfg, e, gap_len);
+                self.gap(core, fx, cfg, e, gap_len);
                 self.ep[e].reasm.last_reassem_seq += gap_len;
                 let before = self.ep[e].reasm.last_reassem_seq;
-                self.block_inserted(core, cfg, e, i, None);
+                self.block_inserted(core, fx, cfg, e, i, None);
                 if self.ep[e].reasm.last_reassem_seq == before {
                     // Nothing was delivered (cannot happen for a block that
                     // starts at last_reassem_seq, but never loop forever).
@@ -1137,7 +1176,7 @@ impl Tcp {
             }
             let last = self.ep[e].reasm.last_reassem_seq;
             if up_to > last {
-                self.gap(core, cfg, e, up_to - last);
+                self.gap(core, fx, cfg, e, up_to - last);
             }
         }
         let r = &mut self.ep[e].reasm;
@@ -1146,7 +1185,14 @@ impl Tcp {
         }
     }
 
-    fn ack_received(&mut self, core: &mut ConnCore, cfg: &EngineConfig, e: usize, seq: u64) {
+    fn ack_received(
+        &mut self,
+        core: &mut ConnCore,
+        fx: &mut Effects,
+        cfg: &EngineConfig,
+        e: usize,
+        seq: u64,
+    ) {
         let ep = &self.ep[e];
         let mut seq = seq;
         if ep.fin_cnt > 0 && seq >= ep.fin_seq {
@@ -1155,8 +1201,8 @@ impl Tcp {
         if seq <= ep.reasm.trim_seq {
             return;
         }
-        self.trim_to_seq(core, cfg, e, seq);
-        self.check_eof(core, cfg, e);
+        self.trim_to_seq(core, fx, cfg, e, seq);
+        self.check_eof(core, fx, cfg, e);
     }
 
     fn data_pending(&self, e: usize) -> bool {
@@ -1175,7 +1221,7 @@ impl Tcp {
         ep.state != EpState::Reset && !self.ep[1 - e].reasm.blocks.is_empty()
     }
 
-    fn check_eof(&mut self, core: &mut ConnCore, cfg: &EngineConfig, e: usize) {
+    fn check_eof(&mut self, core: &mut ConnCore, fx: &mut Effects, cfg: &EngineConfig, e: usize) {
         let ep = &self.ep[e];
         if !ep.reasm.did_eof
             && (ep.fin_cnt > 0 || ep.state == EpState::Closed || ep.state == EpState::Reset)
@@ -1184,11 +1230,11 @@ impl Tcp {
             self.ep[e].reasm.did_eof = true;
             if let Some(svc) = core.svc.as_mut() {
                 svc.set_partial(self.is_partial);
-                svc.end_of_data(e == 0, &mut core.svc_events);
+                svc.end_of_data(e == 0, &mut fx.svc_events);
             }
             if self.close_deferred {
                 let gen = self.deferred_gen_event;
-                self.connection_closed(core, cfg, e, gen);
+                self.connection_closed(core, fx, cfg, e, gen);
                 self.close_deferred = false;
             }
         }
@@ -1197,6 +1243,7 @@ impl Tcp {
     fn connection_closed(
         &mut self,
         core: &mut ConnCore,
+        fx: &mut Effects,
         cfg: &EngineConfig,
         e: usize,
         gen_event: bool,
@@ -1231,17 +1278,23 @@ impl Tcp {
             }
             self.cancel_timers();
             let at = core.last_time + cfg.tcp_close_delay;
-            self.add_timer(core, at, TimerKind::TcpConnDelete);
+            self.add_timer(fx, at, TimerKind::TcpConnDelete);
         } else if self.ep[e].prev_state != EpState::Inactive {
             let at = core.last_time + cfg.tcp_session_timer;
-            self.add_timer(core, at, TimerKind::TcpExpire);
+            self.add_timer(fx, at, TimerKind::TcpExpire);
         }
     }
 
     // --- timers ---------------------------------------------------------
 
     /// `ExpireTimer`; returns true when the connection is to be removed.
-    pub fn expire_timer(&mut self, core: &mut ConnCore, cfg: &EngineConfig, t: f64) -> bool {
+    pub fn expire_timer(
+        &mut self,
+        core: &mut ConnCore,
+        fx: &mut Effects,
+        cfg: &EngineConfig,
+        t: f64,
+    ) -> bool {
         if !self.is_active {
             return false;
         }
@@ -1261,7 +1314,7 @@ impl Tcp {
                 return true;
             }
         }
-        self.add_timer(core, t + cfg.tcp_session_timer, TimerKind::TcpExpire);
+        self.add_timer(fx, t + cfg.tcp_session_timer, TimerKind::TcpExpire);
         false
     }
 

@@ -11,11 +11,61 @@ use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::capture::{self, CaptureError, PacketSource};
+use crate::capture::{self, CaptureError, PacketBatch, PacketSource};
 use crate::conn::record::{ConnRecord, ConnState};
 use crate::conn::{Engine, EngineConfig};
 use crate::decode::WeirdCounts;
 use crate::report::{ConnLogWriter, ExtraColumns, LogFormat};
+
+/// Packets per batch from the reader thread, and its arena size.
+const READER_BATCH_PACKETS: usize = 4096;
+const READER_BATCH_BYTES: usize = 1 << 20;
+/// Batches queued from the reader before it waits.
+const READER_QUEUE_BATCHES: usize = 8;
+
+/// The reader thread: copies packets from the sources, file after file,
+/// into batches; a read error ends the stream with that error.
+/// Returns how many files were opened.
+fn read_batches(
+    mut sources: Vec<capture::OfflineSource>,
+    out: crossbeam_channel::Sender<Result<PacketBatch, CaptureError>>,
+    empties: crossbeam_channel::Receiver<PacketBatch>,
+) -> usize {
+    let n = sources.len();
+    let fresh = || PacketBatch::with_capacity(READER_BATCH_PACKETS, READER_BATCH_BYTES);
+    for (i, src) in sources.iter_mut().enumerate() {
+        let mut batch = empties.try_recv().unwrap_or_else(|_| fresh());
+        batch.clear();
+        batch.file = i;
+        loop {
+            match src.next_packet() {
+                Ok(Some(p)) => {
+                    batch.push(&p);
+                    if batch.len() >= READER_BATCH_PACKETS || batch.bytes() >= READER_BATCH_BYTES {
+                        let mut next = empties.try_recv().unwrap_or_else(|_| fresh());
+                        next.clear();
+                        next.file = i;
+                        if out.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
+                            return n;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    if !batch.is_empty() {
+                        let _ = out.send(Ok(batch));
+                    }
+                    let _ = out.send(Err(e));
+                    return n;
+                }
+            }
+        }
+        if !batch.is_empty() && out.send(Ok(batch)).is_err() {
+            return n;
+        }
+    }
+    n
+}
 
 /// Records handed to the writer thread at a time.
 const BATCH_RECORDS: usize = 512;
@@ -91,7 +141,7 @@ impl Drop for TempGuard {
 pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     let started = Instant::now();
     // Open (and so validate) every input before creating any output.
-    let mut sources = capture::open_all(&opts.inputs, opts.filter.as_deref())?;
+    let sources = capture::open_all(&opts.inputs, opts.filter.as_deref())?;
 
     std::fs::create_dir_all(&opts.log_dir).map_err(io_err(&opts.log_dir))?;
     let name = match opts.format {
@@ -130,22 +180,34 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         })
         .map_err(io_err(&tmp_path))?;
 
+    // Reading runs on its own thread too: libpcap's per-packet reads and
+    // copies then overlap with connection tracking. Packets cross over in
+    // reused batches.
+    let (pkt_tx, pkt_rx) =
+        crossbeam_channel::bounded::<Result<PacketBatch, CaptureError>>(READER_QUEUE_BATCHES);
+    let (empty_tx, empty_rx) = crossbeam_channel::bounded::<PacketBatch>(READER_QUEUE_BATCHES + 2);
+    let file_names: Vec<PathBuf> = sources.iter().map(|s| s.path().to_path_buf()).collect();
+    let reader_thread = std::thread::Builder::new()
+        .name("pcap-reader".into())
+        .spawn(move || read_batches(sources, pkt_tx, empty_rx))
+        .map_err(io_err(&tmp_path))?;
+
     let mut engine = Engine::new(opts.engine.clone());
     let mut failure = None;
     let mut last_progress = Instant::now();
-    let total_files = sources.len();
+    let total_files = file_names.len();
     let mut batch: Vec<ConnRecord> = Vec::with_capacity(BATCH_RECORDS);
     let mut writer_gone = false;
-    'files: for (i, src) in sources.iter_mut().enumerate() {
-        loop {
-            match src.next_packet() {
-                Ok(Some(pkt)) => engine.process_packet(&pkt),
-                Ok(None) => break,
-                Err(e) => {
-                    failure = Some(e);
-                    break 'files;
-                }
+    'batches: for msg in pkt_rx.iter() {
+        let packets = match msg {
+            Ok(p) => p,
+            Err(e) => {
+                failure = Some(e);
+                break;
             }
+        };
+        for pkt in packets.packets() {
+            engine.process_packet(&pkt);
             engine.take_records(&mut batch);
             if batch.len() >= BATCH_RECORDS {
                 let next = recycle_rx
@@ -154,25 +216,30 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
                 if tx.send(std::mem::replace(&mut batch, next)).is_err() {
                     // The writer failed; its error is collected below.
                     writer_gone = true;
-                    break 'files;
+                    break 'batches;
                 }
             }
-            if opts.progress
-                && engine.stats().packets.is_multiple_of(65_536)
-                && last_progress.elapsed() >= Duration::from_secs(1)
-            {
-                last_progress = Instant::now();
-                eprint!(
-                    "\rosprey replay: file {}/{} {}: {} packets, {} connections open   ",
-                    i + 1,
-                    total_files,
-                    src.path().display(),
-                    engine.stats().packets,
-                    engine.active_connections()
-                );
-            }
         }
+        if opts.progress && last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            eprint!(
+                "\rosprey replay: file {}/{} {}: {} packets, {} connections open   ",
+                packets.file + 1,
+                total_files,
+                file_names
+                    .get(packets.file)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                engine.stats().packets,
+                engine.active_connections()
+            );
+        }
+        let _ = empty_tx.try_send(packets);
     }
+    // Stop the reader (if it is still reading) and collect it.
+    drop(pkt_rx);
+    drop(empty_tx);
+    let sources_read = reader_thread.join().unwrap_or(0);
     if opts.progress {
         eprint!("\r{:80}\r", "");
     }
@@ -193,7 +260,7 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     };
     let st = engine.stats().clone();
     let summary = Summary {
-        files: sources.len(),
+        files: sources_read,
         packets: st.packets,
         bytes: st.bytes,
         non_ip: st.non_ip,

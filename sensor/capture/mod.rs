@@ -4,7 +4,10 @@
 //! [`Packet`] borrows the source's own buffer (libpcap's file buffer or mmap
 //! ring), so nothing on the per-packet path allocates or copies payload.
 
+mod batch;
 mod offline;
+
+pub use batch::PacketBatch;
 
 pub use offline::{open_all, OfflineSource};
 

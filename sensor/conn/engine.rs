@@ -305,7 +305,10 @@ pub struct Engine {
     cfg: EngineConfig,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: HashMap<ConnKey, u32, ahash::RandomState>,
+    /// Connection key → slot. Only slot numbers are stored (keys live in
+    /// the slab), so the table stays small enough for the cache.
+    index: hashbrown::HashTable<u32>,
+    hasher: ahash::RandomState,
     live: usize,
     timers: TimerQueue,
     frags: FragmentManager,
@@ -337,7 +340,8 @@ impl Engine {
             cfg,
             slots: Vec::new(),
             free: Vec::new(),
-            index: HashMap::with_hasher(hasher.clone()),
+            index: hashbrown::HashTable::new(),
+            hasher: hasher.clone(),
             live: 0,
             timers: TimerQueue::new(),
             frags: FragmentManager::new(frag_timeout, MAX_FRAGMENTS),
@@ -483,8 +487,9 @@ impl Engine {
         s.gen = s.gen.wrapping_add(1);
         self.free.push(slot);
         self.live -= 1;
-        if self.index.get(&key) == Some(&slot) {
-            self.index.remove(&key);
+        let hash = self.hasher.hash_one(key);
+        if let Ok(entry) = self.index.find_entry(hash, |s| *s == slot) {
+            entry.remove();
         }
         self.stats.records += 1;
         self.stats.records_by_state[rec.conn_state as usize] += 1;
@@ -527,7 +532,15 @@ impl Engine {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(conn.key, slot);
+        let hash = self.hasher.hash_one(conn.key);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        // A reused key's old entry was removed with its connection.
+        self.index.insert_unique(hash, slot, |s| {
+            slots[*s as usize]
+                .conn
+                .as_ref()
+                .map_or(0, |c| hasher.hash_one(c.key))
+        });
         self.slots[slot as usize].conn = Some(conn);
         self.live += 1;
         self.stats.conns_created += 1;
@@ -927,7 +940,17 @@ impl Engine {
             key.vlan = ctx.l2.vlan.unwrap_or(NO_VLAN);
             key.inner_vlan = ctx.l2.inner_vlan.unwrap_or(NO_VLAN);
         }
-        let mut slot = self.index.get(&key).copied();
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        let mut slot = self
+            .index
+            .find(hash, |s| {
+                slots[*s as usize]
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| c.key == key)
+            })
+            .copied();
         if let Some(s) = slot {
             let reused = match self.slots[s as usize].conn.as_ref().map(|c| &c.transport) {
                 Some(Transport::Tcp(t)) => reuse(t),

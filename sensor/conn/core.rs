@@ -8,7 +8,10 @@ use std::net::IpAddr;
 use smallvec::SmallVec;
 
 use super::record::{Proto, Uid};
-use super::service::{ServiceDetector, ServiceEvent};
+use super::service::{AnalyzerSet, ConnInfo, ServiceDetector, ServiceEvent, L4};
+
+/// Zeek's default `DPD::ignore_violations_after`.
+pub const DEFAULT_IGNORE_VIOLATIONS_AFTER: u64 = 10 * 1024;
 use super::timer::{TimerKind, TimerReq};
 use crate::decode::tunnel::TunnelKind;
 
@@ -114,7 +117,16 @@ pub struct ConnCore {
     pub counts: Counters,
     pub missed_bytes: u64,
     pub services: SmallVec<[&'static str; 2]>,
+    /// Protocol detection, created on the first payload (most connections
+    /// of a scan or flood never carry any).
     pub svc: Option<Box<ServiceDetector>>,
+    /// Analyzers that may run on this connection (none: no detection).
+    pub svc_enabled: AnalyzerSet,
+    /// `flips` when the connection was created (after any creation flip),
+    /// to recover the orientation port analyzers attach by.
+    pub svc_flip_base: u32,
+    /// `DPD::ignore_violations_after` for the detector.
+    pub svc_ignore_after: u64,
     pub encap: Option<Box<EncapStack>>,
     pub tunnel_changes: u32,
     pub tunnel_parents: SmallVec<[Uid; 1]>,
@@ -128,6 +140,49 @@ pub struct ConnCore {
 }
 
 impl ConnCore {
+    /// The connection's protocol detector, created on first use.
+    pub fn detector(&mut self) -> Option<&mut ServiceDetector> {
+        if self.svc.is_none() {
+            let proto = match self.proto {
+                Proto::Tcp => L4::Tcp,
+                Proto::Udp => L4::Udp,
+                _ => return None,
+            };
+            if self.svc_enabled.is_empty() {
+                return None;
+            }
+            let cur = ConnInfo {
+                proto,
+                orig_h: self.orig_h,
+                orig_p: self.orig_p,
+                resp_h: self.resp_h,
+                resp_p: self.resp_p,
+            };
+            let root = if self.flips.wrapping_sub(self.svc_flip_base) % 2 == 1 {
+                ConnInfo {
+                    orig_h: cur.resp_h,
+                    orig_p: cur.resp_p,
+                    resp_h: cur.orig_h,
+                    resp_p: cur.orig_p,
+                    ..cur
+                }
+            } else {
+                cur
+            };
+            let mut d = ServiceDetector::with_root(cur, root, self.svc_enabled, &[]);
+            if self.svc_ignore_after != DEFAULT_IGNORE_VIOLATIONS_AFTER {
+                d.set_ignore_violations_after(self.svc_ignore_after);
+            }
+            self.svc = Some(Box::new(d));
+        }
+        self.svc.as_deref_mut()
+    }
+
+    /// Whether protocol detection may ever want this connection's payload.
+    pub fn wants_service(&self) -> bool {
+        self.svc.as_ref().is_some_and(|s| !s.is_done()) || (self.svc.is_none() && !self.svc_enabled.is_empty())
+    }
+
     /// `Session::CheckHistory`: adds `code` the first time `mask` is seen.
     /// Returns true if the mask had been seen before.
     pub fn check_history(&mut self, mask: u32, code: u8) -> bool {

@@ -28,8 +28,9 @@ use super::core::{
     same_stack, AnalyzerState, ConnCore, Counters, Effects, EncapConn, EncapStack, TunnelState,
     HIST_ANALYZER_LIMIT_REACHED,
 };
+use super::core::DEFAULT_IGNORE_VIOLATIONS_AFTER;
 use super::record::{ConnRecord, ConnState, History, Proto, Uid};
-use super::service::{Analyzer, ConnInfo, ServiceDetector, ServiceEvent, L4};
+use super::service::{Analyzer, AnalyzerSet, ConnInfo, ServiceDetector, ServiceEvent, L4};
 use super::tcp::{self, EpState, Segment, Tcp};
 use super::timer::{TimerEntry, TimerKind, TimerQueue, TimerReq};
 use crate::capture::{LinkType, Packet};
@@ -1007,6 +1008,9 @@ impl Engine {
             missed_bytes: 0,
             services: SmallVec::new(),
             svc: None,
+            svc_enabled: AnalyzerSet::none(),
+            svc_flip_base: 0,
+            svc_ignore_after: DEFAULT_IGNORE_VIOLATIONS_AFTER,
             encap: (!ctx.encap.is_empty()).then(|| Box::new(ctx.encap.iter().copied().collect())),
             tunnel_changes: 0,
             tunnel_parents: SmallVec::new(),
@@ -1021,6 +1025,7 @@ impl Engine {
         if flip && !is_broadcast(&ip.dst) {
             core.flip();
         }
+        let mut dns_attached = false;
         let l4 = match proto {
             Proto::Tcp => Some(L4::Tcp),
             Proto::Udp => Some(L4::Udp),
@@ -1032,6 +1037,9 @@ impl Engine {
                 core.add_service(a.name());
             }
             if !self.cfg.analyzers.is_empty() {
+                core.svc_enabled = self.cfg.analyzers;
+                core.svc_flip_base = core.flips;
+                core.svc_ignore_after = self.cfg.dpd_ignore_violations_after;
                 let info = ConnInfo {
                     proto: l4,
                     orig_h: core.orig_h,
@@ -1039,11 +1047,16 @@ impl Engine {
                     resp_h: core.resp_h,
                     resp_p: core.resp_p,
                 };
-                let mut svc = ServiceDetector::new(info, self.cfg.analyzers, &scheduled);
-                if self.cfg.dpd_ignore_violations_after != 10 * 1024 {
-                    svc.set_ignore_violations_after(self.cfg.dpd_ignore_violations_after);
+                if !scheduled.is_empty() {
+                    // Rare: build now so the scheduled analyzers apply.
+                    let mut svc = ServiceDetector::new(info, self.cfg.analyzers, &scheduled);
+                    if self.cfg.dpd_ignore_violations_after != DEFAULT_IGNORE_VIOLATIONS_AFTER {
+                        svc.set_ignore_violations_after(self.cfg.dpd_ignore_violations_after);
+                    }
+                    core.svc = Some(Box::new(svc));
                 }
-                core.svc = Some(Box::new(svc));
+                dns_attached = l4 == L4::Udp
+                    && ServiceDetector::port_attaches(&info, self.cfg.analyzers, &scheduled, Analyzer::Dns);
             }
         }
         let transport = match proto {
@@ -1058,11 +1071,7 @@ impl Engine {
             }
             Proto::Udp => {
                 core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout, &mut self.fx);
-                if core
-                    .svc
-                    .as_ref()
-                    .is_some_and(|s| s.has_attached(Analyzer::Dns))
-                {
+                if dns_attached {
                     // The port-registered DNS analyzer ends UDP sessions
                     // after dns_session_timeout of quiet.
                     self.fx.timers.push(TimerReq {
@@ -1450,8 +1459,8 @@ impl Engine {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
-        if let Some(svc) = conn.core.svc.as_mut() {
-            if !svc.is_done() {
+        if conn.core.wants_service() && !payload.is_empty() {
+            if let Some(svc) = conn.core.detector() {
                 svc.deliver(is_orig, payload, &mut self.fx.svc_events);
             }
         }

@@ -306,7 +306,7 @@ impl Tcp {
             deferred_gen_event: false,
             timer_gen: 0,
             established_event: false,
-            want_stream: core.svc.is_some(),
+            want_stream: !core.svc_enabled.is_empty() || core.svc.is_some(),
         };
         fx.timers.push(TimerReq {
             at: network_time + cfg.tcp_syn_timeout,
@@ -885,7 +885,7 @@ impl Tcp {
             core.missed_bytes += len;
         }
         if self.want_stream {
-            if let Some(svc) = core.svc.as_mut() {
+            if let Some(svc) = core.detector() {
                 svc.set_partial(self.is_partial);
                 svc.undelivered(e == 0, len, &mut fx.svc_events);
             }
@@ -1038,7 +1038,7 @@ impl Tcp {
         }
         let is_partial = self.is_partial;
         let r = &mut self.ep[e].reasm;
-        let Some(svc) = core.svc.as_mut() else {
+        let Some(svc) = core.detector() else {
             r.dpd_data.clear();
             r.dpd_bytes = 0;
             return;

@@ -461,9 +461,16 @@ impl ServiceDetector {
     /// `scheduled_analyzer_applied`); when it is non-empty Zeek attaches no
     /// port-registered analyzers, but DPD signatures still run.
     pub fn new(info: ConnInfo, enabled: AnalyzerSet, scheduled: &[Analyzer]) -> Self {
+        Self::with_root(info, info, enabled, scheduled)
+    }
+
+    /// A detector created after the connection began: `root_info` is the
+    /// orientation the connection had when it was created (port analyzers
+    /// attach by that responder port), `info` the current one.
+    pub fn with_root(info: ConnInfo, root_info: ConnInfo, enabled: AnalyzerSet, scheduled: &[Analyzer]) -> Self {
         ServiceDetector {
             info,
-            root_info: info,
+            root_info,
             enabled,
             scheduled: scheduled.iter().copied().collect(),
             tree: None,
@@ -579,6 +586,12 @@ impl ServiceDetector {
             Some(t) => t.attached(),
             None => Tree::port_attached(&self.root_info, self.enabled, &self.scheduled),
         }
+    }
+
+    /// Whether Zeek attaches analyzer `a` to a new connection by its
+    /// responder port (without creating a detector).
+    pub fn port_attaches(info: &ConnInfo, enabled: AnalyzerSet, scheduled: &[Analyzer], a: Analyzer) -> bool {
+        Tree::port_attached(info, enabled, scheduled).contains(&a)
     }
 
     /// Whether analyzer `a` is attached at the top level (e.g. the DNS

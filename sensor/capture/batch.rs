@@ -8,9 +8,11 @@
 //! same borrowed [`Packet`] view the sources lend.
 
 use super::{LinkType, Packet, Time};
+use crate::decode::checksum::{outer_transport_hint, ChecksumHint};
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
+    hint: ChecksumHint,
     ts: Time,
     wire_len: u32,
     link: LinkType,
@@ -54,11 +56,19 @@ impl PacketBatch {
         self.data.len()
     }
 
-    /// Appends a copy of `p`.
-    pub fn push(&mut self, p: &Packet<'_>) {
+    /// Appends a copy of `p`; with `hint`, also works out whether its
+    /// outermost transport checksum verifies (see [`ChecksumHint`]), so
+    /// that the thread filling batches takes that work off the consumer.
+    pub fn push(&mut self, p: &Packet<'_>, hint: bool) {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(p.data);
+        let hint = if hint {
+            outer_transport_hint(p.link, p.data, p.wire_len as usize)
+        } else {
+            ChecksumHint::Unknown
+        };
         self.index.push(Entry {
+            hint,
             ts: p.ts,
             wire_len: p.wire_len,
             link: p.link,
@@ -67,16 +77,19 @@ impl PacketBatch {
         });
     }
 
-    /// The packets, borrowed from the batch.
-    pub fn packets(&self) -> impl Iterator<Item = Packet<'_>> + '_ {
-        self.index.iter().map(|e| Packet {
-            ts: e.ts,
-            link: e.link,
-            wire_len: e.wire_len,
-            data: self
-                .data
-                .get(e.start as usize..(e.start + e.len) as usize)
-                .unwrap_or_default(),
+    /// The packets, borrowed from the batch, with their checksum hints.
+    pub fn packets(&self) -> impl Iterator<Item = (Packet<'_>, ChecksumHint)> + '_ {
+        self.index.iter().map(|e| {
+            let p = Packet {
+                ts: e.ts,
+                link: e.link,
+                wire_len: e.wire_len,
+                data: self
+                    .data
+                    .get(e.start as usize..(e.start + e.len) as usize)
+                    .unwrap_or_default(),
+            };
+            (p, e.hint)
         })
     }
 }
@@ -89,16 +102,19 @@ mod tests {
     fn packets_round_trip() {
         let mut b = PacketBatch::with_capacity(4, 64);
         for (i, d) in [&b"abc"[..], b"", b"defgh"].iter().enumerate() {
-            b.push(&Packet {
-                ts: i as f64,
-                link: LinkType::ETHERNET,
-                wire_len: 100 + i as u32,
-                data: d,
-            });
+            b.push(
+                &Packet {
+                    ts: i as f64,
+                    link: LinkType::ETHERNET,
+                    wire_len: 100 + i as u32,
+                    data: d,
+                },
+                false,
+            );
         }
         let got: Vec<(f64, u32, Vec<u8>)> = b
             .packets()
-            .map(|p| (p.ts, p.wire_len, p.data.to_vec()))
+            .map(|(p, _)| (p.ts, p.wire_len, p.data.to_vec()))
             .collect();
         assert_eq!(
             got,
@@ -110,5 +126,33 @@ mod tests {
         );
         b.clear();
         assert!(b.is_empty());
+    }
+
+    /// The hint must agree with the engine's own checksum verdicts.
+    #[test]
+    fn hint_matches_engine_checksums() {
+        use etherparse::PacketBuilder;
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+            .tcp(1000, 80, 7, 65535)
+            .write(&mut frame, b"hello")
+            .unwrap();
+        fn pkt(d: &[u8]) -> Packet<'_> {
+            Packet {
+                ts: 1.0,
+                link: LinkType::ETHERNET,
+                wire_len: d.len() as u32,
+                data: d,
+            }
+        }
+        let mut b = PacketBatch::with_capacity(2, 256);
+        b.push(&pkt(&frame), true);
+        let mut bad = frame.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        b.push(&pkt(&bad), true);
+        let hints: Vec<ChecksumHint> = b.packets().map(|(_, h)| h).collect();
+        assert_eq!(hints, vec![ChecksumHint::Good, ChecksumHint::Bad]);
     }
 }

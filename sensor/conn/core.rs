@@ -180,7 +180,8 @@ impl ConnCore {
 
     /// Whether protocol detection may ever want this connection's payload.
     pub fn wants_service(&self) -> bool {
-        self.svc.as_ref().is_some_and(|s| !s.is_done()) || (self.svc.is_none() && !self.svc_enabled.is_empty())
+        self.svc.as_ref().is_some_and(|s| !s.is_done())
+            || (self.svc.is_none() && !self.svc_enabled.is_empty())
     }
 
     /// `Session::CheckHistory`: adds `code` the first time `mask` is seen.

@@ -24,17 +24,17 @@ use rand::{Rng, RngCore, SeedableRng};
 use smallvec::SmallVec;
 
 use super::config::{EngineConfig, PortProto};
+use super::core::DEFAULT_IGNORE_VIOLATIONS_AFTER;
 use super::core::{
     same_stack, AnalyzerState, ConnCore, Counters, Effects, EncapConn, EncapStack, TunnelState,
     HIST_ANALYZER_LIMIT_REACHED,
 };
-use super::core::DEFAULT_IGNORE_VIOLATIONS_AFTER;
 use super::record::{ConnRecord, ConnState, History, Proto, Uid};
 use super::service::{Analyzer, AnalyzerSet, ConnInfo, ServiceDetector, ServiceEvent, L4};
 use super::tcp::{self, EpState, Segment, Tcp};
 use super::timer::{TimerEntry, TimerKind, TimerQueue, TimerReq};
 use crate::capture::{LinkType, Packet};
-use crate::decode::checksum;
+use crate::decode::checksum::{self, ChecksumHint};
 use crate::decode::frag::{FragResult, FragmentManager};
 use crate::decode::ip::{
     self, parse_ip, IpOutcome, IpPacket, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP,
@@ -187,6 +187,9 @@ struct PktCtx<'e> {
     wire_total: usize,
     l2: L2Info,
     encap: &'e [EncapConn],
+    /// Precomputed validity of the outermost transport checksum; only
+    /// meaningful for the top-level packet (see `outer`).
+    hint: ChecksumHint,
 }
 
 const VXLAN_PORT: u16 = 4789;
@@ -637,6 +640,12 @@ impl Engine {
 
     /// Processes one captured packet.
     pub fn process_packet(&mut self, pkt: &Packet<'_>) {
+        self.process_packet_hinted(pkt, ChecksumHint::Unknown);
+    }
+
+    /// [`Engine::process_packet`] with the outermost transport checksum
+    /// already verified by the capture thread.
+    pub fn process_packet_hinted(&mut self, pkt: &Packet<'_>, hint: ChecksumHint) {
         self.stats.packets += 1;
         self.stats.bytes += u64::from(pkt.wire_len);
         self.advance_time(pkt.ts);
@@ -646,6 +655,7 @@ impl Engine {
             wire_total: pkt.wire_len as usize,
             l2: L2Info::default(),
             encap: &[],
+            hint,
         };
         self.process_frame(ctx, pkt.link, pkt.data);
     }
@@ -654,7 +664,13 @@ impl Engine {
         let (l2, r) = decode_link(link, frame);
         match r {
             Ok(frames) => {
-                let ctx = PktCtx { l2, ..ctx };
+                // The hint describes a frame holding a single packet.
+                let hint = if frames.len() == 1 {
+                    ctx.hint
+                } else {
+                    ChecksumHint::Unknown
+                };
+                let ctx = PktCtx { l2, hint, ..ctx };
                 for f in frames {
                     let wire_left = ctx.wire_total.saturating_sub(f.offset);
                     self.process_ip(ctx, f.data, wire_left, false);
@@ -700,6 +716,7 @@ impl Engine {
                             self.stats.fragments_reassembled += 1;
                             let n = whole.len();
                             let inner = PktCtx {
+                                hint: ChecksumHint::Unknown,
                                 cap_total: n,
                                 wire_total: n,
                                 ..ctx
@@ -810,6 +827,7 @@ impl Engine {
             None => (data.len(), data.len()),
         };
         let inner = PktCtx {
+            hint: ChecksumHint::Unknown,
             t: ctx.t,
             cap_total: cap,
             wire_total: wire,
@@ -1056,7 +1074,12 @@ impl Engine {
                     core.svc = Some(Box::new(svc));
                 }
                 dns_attached = l4 == L4::Udp
-                    && ServiceDetector::port_attaches(&info, self.cfg.analyzers, &scheduled, Analyzer::Dns);
+                    && ServiceDetector::port_attaches(
+                        &info,
+                        self.cfg.analyzers,
+                        &scheduled,
+                        Analyzer::Dns,
+                    );
             }
         }
         let transport = match proto {
@@ -1303,7 +1326,12 @@ impl Engine {
         let caplen = remaining - hdr_len;
         if !self.ignore_checksums_for(&ip.src) && caplen >= plen {
             let seg = &ip.payload[..hdr_len + plen];
-            if !checksum::transport_ok(&ip.src, &ip.dst, PROTO_TCP, seg) {
+            let ok = match ctx.hint {
+                ChecksumHint::Good => true,
+                ChecksumHint::Bad => false,
+                ChecksumHint::Unknown => checksum::transport_ok(&ip.src, &ip.dst, PROTO_TCP, seg),
+            };
+            if !ok {
                 self.weird(Weird::BadTcpChecksum);
                 if let Some(conn) = self.slots[slot as usize].conn.as_mut() {
                     if let Transport::Tcp(t) = &mut conn.transport {
@@ -1391,10 +1419,13 @@ impl Engine {
         }
         if validate {
             let seg = &ip.payload[..len.min(remaining)];
-            let bad = if ip.is_v4() {
-                chksum != 0 && !checksum::transport_ok(&ip.src, &ip.dst, PROTO_UDP, seg)
-            } else {
-                !checksum::transport_ok(&ip.src, &ip.dst, PROTO_UDP, seg)
+            let bad = match ctx.hint {
+                ChecksumHint::Good => false,
+                ChecksumHint::Bad => true,
+                ChecksumHint::Unknown if ip.is_v4() => {
+                    chksum != 0 && !checksum::transport_ok(&ip.src, &ip.dst, PROTO_UDP, seg)
+                }
+                ChecksumHint::Unknown => !checksum::transport_ok(&ip.src, &ip.dst, PROTO_UDP, seg),
             };
             if bad {
                 self.weird(Weird::BadUdpChecksum);
@@ -1494,10 +1525,13 @@ impl Engine {
         let remaining = ip.payload.len();
         if !self.ignore_checksums_for(&ip.src) && remaining >= len {
             let seg = &ip.payload[..len];
-            let ok = if ip.proto == PROTO_ICMP {
-                checksum::icmp4_ok(seg)
-            } else {
-                checksum::transport_ok(&ip.src, &ip.dst, PROTO_ICMPV6, seg)
+            let ok = match ctx.hint {
+                ChecksumHint::Good => true,
+                ChecksumHint::Bad => false,
+                ChecksumHint::Unknown if ip.proto == PROTO_ICMP => checksum::icmp4_ok(seg),
+                ChecksumHint::Unknown => {
+                    checksum::transport_ok(&ip.src, &ip.dst, PROTO_ICMPV6, seg)
+                }
             };
             if !ok {
                 self.weird(Weird::BadIcmpChecksum);

@@ -94,6 +94,69 @@ pub fn icmp4_ok(seg: &[u8]) -> bool {
     fold(sum_native(seg)) == 0xffff
 }
 
+/// Whether the outermost transport checksum of a packet verifies, worked
+/// out ahead of time (by the capture thread) so that the connection engine
+/// can skip summing the payload. `Unknown` when the packet is not a plain
+/// single IP packet with a complete TCP, UDP or ICMP segment: the engine
+/// then checks for itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChecksumHint {
+    #[default]
+    Unknown,
+    Good,
+    Bad,
+}
+
+/// Computes the [`ChecksumHint`] of a captured frame exactly as the engine
+/// would check its outermost transport header (tcp/TCP.cc, udp/UDP.cc,
+/// icmp/ICMP.cc): over the IP payload length, only when all of it was
+/// captured; a zero IPv4 UDP checksum means "none" and verifies.
+pub fn outer_transport_hint(
+    link: crate::capture::LinkType,
+    frame: &[u8],
+    wire_len: usize,
+) -> ChecksumHint {
+    use super::ip::{parse_ip, IpOutcome, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+    let (_, r) = super::link::decode_link(link, frame);
+    let Ok(frames) = r else {
+        return ChecksumHint::Unknown;
+    };
+    let [f] = frames.as_slice() else {
+        return ChecksumHint::Unknown;
+    };
+    let IpOutcome::Packet(ip) = parse_ip(f.data, wire_len.saturating_sub(f.offset), false) else {
+        return ChecksumHint::Unknown;
+    };
+    if ip.frag.is_some() {
+        return ChecksumHint::Unknown;
+    }
+    let remaining = ip.payload.len();
+    let len = if ip.payload_len == 0 {
+        remaining
+    } else {
+        ip.payload_len as usize
+    };
+    if remaining < len {
+        return ChecksumHint::Unknown;
+    }
+    let seg = &ip.payload[..len];
+    let ok = match ip.proto {
+        PROTO_TCP if seg.len() >= 20 => transport_ok(&ip.src, &ip.dst, PROTO_TCP, seg),
+        PROTO_UDP if seg.len() >= 8 => {
+            (ip.is_v4() && seg[6] == 0 && seg[7] == 0)
+                || transport_ok(&ip.src, &ip.dst, PROTO_UDP, seg)
+        }
+        PROTO_ICMP if seg.len() >= 8 => icmp4_ok(seg),
+        PROTO_ICMPV6 if seg.len() >= 8 => transport_ok(&ip.src, &ip.dst, PROTO_ICMPV6, seg),
+        _ => return ChecksumHint::Unknown,
+    };
+    if ok {
+        ChecksumHint::Good
+    } else {
+        ChecksumHint::Bad
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

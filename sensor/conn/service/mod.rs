@@ -467,7 +467,12 @@ impl ServiceDetector {
     /// A detector created after the connection began: `root_info` is the
     /// orientation the connection had when it was created (port analyzers
     /// attach by that responder port), `info` the current one.
-    pub fn with_root(info: ConnInfo, root_info: ConnInfo, enabled: AnalyzerSet, scheduled: &[Analyzer]) -> Self {
+    pub fn with_root(
+        info: ConnInfo,
+        root_info: ConnInfo,
+        enabled: AnalyzerSet,
+        scheduled: &[Analyzer],
+    ) -> Self {
         ServiceDetector {
             info,
             root_info,
@@ -590,7 +595,12 @@ impl ServiceDetector {
 
     /// Whether Zeek attaches analyzer `a` to a new connection by its
     /// responder port (without creating a detector).
-    pub fn port_attaches(info: &ConnInfo, enabled: AnalyzerSet, scheduled: &[Analyzer], a: Analyzer) -> bool {
+    pub fn port_attaches(
+        info: &ConnInfo,
+        enabled: AnalyzerSet,
+        scheduled: &[Analyzer],
+        a: Analyzer,
+    ) -> bool {
         Tree::port_attached(info, enabled, scheduled).contains(&a)
     }
 

@@ -6,7 +6,7 @@
 //! they are missing the bench prints "skipped" and exits successfully.
 //!
 //! Groups (all `Throughput::Elements(packets)`, one iteration = every packet):
-//! - `decode/link`: `decode_link` only.
+//! - `decode/link`: `decode_link_into` only.
 //! - `decode/link_ip`: plus `parse_ip` and the IPv4 header checksum.
 //! - `decode/link_ip_transport_checksum`: plus `transport_ok` over every
 //!   complete, unfragmented TCP/UDP segment (what checksum verification costs).
@@ -19,7 +19,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use osprey::capture::{LinkType, OfflineSource, PacketSource};
 use osprey::decode::checksum;
 use osprey::decode::ip::{parse_ip, IpOutcome};
-use osprey::decode::link::decode_link;
+use osprey::decode::link::{decode_link_into, Frames, L2Info};
 
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
@@ -116,9 +116,10 @@ struct Tally {
 /// Link decoding only.
 fn pass_link(pkts: &[OwnedPacket]) -> Tally {
     let mut t = Tally::default();
+    let mut l2 = L2Info::default();
     for p in pkts {
-        let (_l2, r) = decode_link(p.link, &p.data);
-        if let Ok(frames) = r {
+        let mut frames = Frames::new();
+        if decode_link_into(p.link, &p.data, &mut l2, &mut frames).is_ok() {
             t.frames += frames.len() as u64;
         }
     }
@@ -129,10 +130,13 @@ fn pass_link(pkts: &[OwnedPacket]) -> Tally {
 /// TCP/UDP checksum of every complete unfragmented segment.
 fn pass_ip(pkts: &[OwnedPacket], transport: bool) -> Tally {
     let mut t = Tally::default();
+    let mut l2 = L2Info::default();
     for p in pkts {
-        let (_l2, r) = decode_link(p.link, &p.data);
-        let Ok(frames) = r else { continue };
-        for f in frames {
+        let mut frames = Frames::new();
+        if decode_link_into(p.link, &p.data, &mut l2, &mut frames).is_err() {
+            continue;
+        }
+        for f in &frames {
             t.frames += 1;
             let wire_left = (p.wire_len as usize).saturating_sub(f.offset);
             let ip = match parse_ip(f.data, wire_left, false) {

@@ -40,7 +40,7 @@ use crate::decode::ip::{
     self, parse_ip, IpOutcome, IpPacket, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP,
     PROTO_IPV6, PROTO_NONE, PROTO_TCP, PROTO_UDP,
 };
-use crate::decode::link::{decode_link, L2Info, LinkStop};
+use crate::decode::link::{decode_link_into, Frames, L2Info, LinkStop};
 use crate::decode::tunnel::{self, Decap, Payload, TunnelKind};
 use crate::decode::weird::{Weird, WeirdCounts};
 
@@ -661,9 +661,10 @@ impl Engine {
     }
 
     fn process_frame(&mut self, ctx: PktCtx<'_>, link: LinkType, frame: &[u8]) {
-        let (l2, r) = decode_link(link, frame);
-        match r {
-            Ok(frames) => {
+        let mut l2 = L2Info::default();
+        let mut frames = Frames::new();
+        match decode_link_into(link, frame, &mut l2, &mut frames) {
+            Ok(()) => {
                 // The hint describes a frame holding a single packet.
                 let hint = if frames.len() == 1 {
                     ctx.hint
@@ -671,7 +672,7 @@ impl Engine {
                     ChecksumHint::Unknown
                 };
                 let ctx = PktCtx { l2, hint, ..ctx };
-                for f in frames {
+                for f in &frames {
                     let wire_left = ctx.wire_total.saturating_sub(f.offset);
                     self.process_ip(ctx, f.data, wire_left, false);
                 }
@@ -956,8 +957,8 @@ impl Engine {
     ) -> (u32, bool) {
         let mut key = ConnKey::new(&ip.src, sport, &ip.dst, dport, ip.proto, one_way);
         if self.cfg.conn_key_vlan {
-            key.vlan = ctx.l2.vlan.unwrap_or(NO_VLAN);
-            key.inner_vlan = ctx.l2.inner_vlan.unwrap_or(NO_VLAN);
+            key.vlan = ctx.l2.vlan().unwrap_or(NO_VLAN);
+            key.inner_vlan = ctx.l2.inner_vlan().unwrap_or(NO_VLAN);
         }
         let hash = self.hasher.hash_one(key);
         let slots = &self.slots;
@@ -1019,9 +1020,9 @@ impl Engine {
             last_time: t,
             history: SmallVec::new(),
             hist_seen: 0,
-            l2: [ctx.l2.src, ctx.l2.dst],
-            vlan: ctx.l2.vlan,
-            inner_vlan: ctx.l2.inner_vlan,
+            l2: [ctx.l2.src(), ctx.l2.dst()],
+            vlan: ctx.l2.vlan(),
+            inner_vlan: ctx.l2.inner_vlan(),
             counts: Counters::default(),
             missed_bytes: 0,
             services: SmallVec::new(),

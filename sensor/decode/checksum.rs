@@ -117,10 +117,11 @@ pub fn outer_transport_hint(
     wire_len: usize,
 ) -> ChecksumHint {
     use super::ip::{parse_ip, IpOutcome, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
-    let (_, r) = super::link::decode_link(link, frame);
-    let Ok(frames) = r else {
+    let mut l2 = super::link::L2Info::default();
+    let mut frames = super::link::Frames::new();
+    if super::link::decode_link_into(link, frame, &mut l2, &mut frames).is_err() {
         return ChecksumHint::Unknown;
-    };
+    }
     let [f] = frames.as_slice() else {
         return ChecksumHint::Unknown;
     };

@@ -156,6 +156,7 @@ fn v6_chain(data: &[u8]) -> V6Chain {
 /// `wire_left` is the wire length from the IP header to the end of the
 /// frame; `ignore_checksums` is Zeek's `-C`, which also lets a zero IPv4
 /// length field fall back to the captured length.
+#[inline(always)]
 pub fn parse_ip(data: &[u8], wire_left: usize, ignore_checksums: bool) -> IpOutcome<'_> {
     if data.len() < 20 {
         return IpOutcome::Drop(Weird::TruncatedIp);

@@ -15,12 +15,75 @@ use crate::capture::LinkType;
 pub const MAX_FRAMES: usize = 16;
 
 /// Layer-2 facts Zeek keeps with a packet (for mac- and vlan-logging).
+///
+/// Every field is one machine word, written whole: the struct is built
+/// field by field and then copied along with each packet, and a copy that
+/// reads across several narrower earlier writes (as `Option<[u8; 6]>`
+/// fields made it) stalls on store forwarding, which cost more than the
+/// rest of Ethernet decoding together.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct L2Info {
-    pub src: Option<[u8; 6]>,
-    pub dst: Option<[u8; 6]>,
-    pub vlan: Option<u16>,
-    pub inner_vlan: Option<u16>,
+    /// MAC addresses in the low 48 bits (big-endian order); 0 = absent.
+    src: u64,
+    dst: u64,
+    /// `0x1_0000 | id` when present, 0 when absent.
+    vlan: u32,
+    inner_vlan: u32,
+}
+
+const VLAN_PRESENT: u32 = 0x1_0000;
+
+fn mac_word(m: Option<[u8; 6]>) -> u64 {
+    m.map_or(0, |m| {
+        u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+    })
+}
+
+fn word_mac(w: u64) -> Option<[u8; 6]> {
+    let b = w.to_be_bytes();
+    (w != 0).then_some([b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+fn vlan_word(v: Option<u16>) -> u32 {
+    v.map_or(0, |id| VLAN_PRESENT | u32::from(id))
+}
+
+fn word_vlan(w: u32) -> Option<u16> {
+    (w & VLAN_PRESENT != 0).then_some(w as u16)
+}
+
+impl L2Info {
+    pub fn new(
+        src: Option<[u8; 6]>,
+        dst: Option<[u8; 6]>,
+        vlan: Option<u16>,
+        inner_vlan: Option<u16>,
+    ) -> Self {
+        L2Info {
+            src: mac_word(src),
+            dst: mac_word(dst),
+            vlan: vlan_word(vlan),
+            inner_vlan: vlan_word(inner_vlan),
+        }
+    }
+
+    /// Source MAC address; absent (like Zeek's) when all zeros.
+    pub fn src(&self) -> Option<[u8; 6]> {
+        word_mac(self.src)
+    }
+
+    pub fn dst(&self) -> Option<[u8; 6]> {
+        word_mac(self.dst)
+    }
+
+    /// Outer 802.1Q/802.1ad VLAN id.
+    pub fn vlan(&self) -> Option<u16> {
+        word_vlan(self.vlan)
+    }
+
+    pub fn inner_vlan(&self) -> Option<u16> {
+        word_vlan(self.inner_vlan)
+    }
 }
 
 /// Where an IP packet starts inside the captured frame.
@@ -45,20 +108,21 @@ pub enum LinkStop {
 
 pub type Frames<'a> = SmallVec<[L3Frame<'a>; 2]>;
 
-/// A MAC address; all zeros counts as absent, as in Zeek's conn record.
-fn mac(b: &[u8]) -> Option<[u8; 6]> {
-    b.get(..6)
-        .and_then(|s| <[u8; 6]>::try_from(s).ok())
-        .filter(|m| *m != [0; 6])
+/// A MAC address as an [`L2Info`] word; all zeros counts as absent, as in
+/// Zeek's conn record.
+fn mac(b: &[u8]) -> u64 {
+    b.get(..6).map_or(0, |m| {
+        u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+    })
 }
 
-struct Walker<'a> {
+struct Walker<'a, 'o> {
     frame: &'a [u8],
-    l2: L2Info,
-    out: Frames<'a>,
+    l2: &'o mut L2Info,
+    out: &'o mut Frames<'a>,
 }
 
-impl<'a> Walker<'a> {
+impl<'a> Walker<'a, '_> {
     fn off(&self, data: &[u8]) -> usize {
         // `data` is always a sub-slice of `frame`.
         data.as_ptr() as usize - self.frame.as_ptr() as usize
@@ -167,10 +231,10 @@ impl<'a> Walker<'a> {
             return Err(LinkStop::Weird(Weird::TruncatedVlanHeader));
         }
         let id = u16::from_be_bytes([data[0], data[1]]) & 0x0fff;
-        if self.l2.vlan.is_none() {
-            self.l2.vlan = Some(id);
+        if self.l2.vlan == 0 {
+            self.l2.vlan = VLAN_PRESENT | u32::from(id);
         } else {
-            self.l2.inner_vlan = Some(id);
+            self.l2.inner_vlan = VLAN_PRESENT | u32::from(id);
         }
         let proto = u16::from_be_bytes([data[2], data[3]]);
         if proto >= 1536 {
@@ -284,7 +348,7 @@ impl<'a> Walker<'a> {
             return Err(LinkStop::Weird(Weird::TruncatedSllHeader));
         }
         self.l2.src = mac(&data[6..12]);
-        self.l2.dst = None;
+        self.l2.dst = 0;
         let proto = u16::from_be_bytes([data[14], data[15]]);
         self.sll_proto(proto, &data[16..])
     }
@@ -294,7 +358,7 @@ impl<'a> Walker<'a> {
             return Err(LinkStop::Weird(Weird::TruncatedSllHeader));
         }
         self.l2.src = mac(&data[12..18]);
-        self.l2.dst = None;
+        self.l2.dst = 0;
         let proto = u16::from_be_bytes([data[0], data[1]]);
         self.sll_proto(proto, &data[20..])
     }
@@ -446,22 +510,33 @@ fn llc_len(data: &[u8]) -> Option<usize> {
 
 /// Decodes a captured frame of `link` type down to its IP packet(s).
 pub fn decode_link(link: LinkType, frame: &[u8]) -> (L2Info, Result<Frames<'_>, LinkStop>) {
-    let mut w = Walker {
-        frame,
-        l2: L2Info::default(),
-        out: Frames::new(),
-    };
-    let r = w.root(link, frame);
-    let l2 = w.l2;
-    match r {
-        Ok(()) => (l2, Ok(w.out)),
+    let mut l2 = L2Info::default();
+    let mut out = Frames::new();
+    match decode_link_into(link, frame, &mut l2, &mut out) {
+        Ok(()) => (l2, Ok(out)),
+        Err(e) => (l2, Err(e)),
+    }
+}
+
+/// [`decode_link`] writing into the caller's `l2` and `out` (cleared
+/// first), for the per-packet path: results are read field by field where
+/// they were written rather than moved out as one large value, which keeps
+/// the CPU's store forwarding working.
+pub fn decode_link_into<'a>(
+    link: LinkType,
+    frame: &'a [u8],
+    l2: &mut L2Info,
+    out: &mut Frames<'a>,
+) -> Result<(), LinkStop> {
+    *l2 = L2Info::default();
+    out.clear();
+    let mut w = Walker { frame, l2, out };
+    match w.root(link, frame) {
+        Ok(()) => Ok(()),
         // An A-MSDU whose later subframe is broken still delivers the
         // earlier ones, as Zeek processes subframes one by one.
-        Err(e) if !w.out.is_empty() => {
-            let _ = e;
-            (l2, Ok(w.out))
-        }
-        Err(e) => (l2, Err(e)),
+        Err(_) if !w.out.is_empty() => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -491,7 +566,7 @@ mod tests {
         let frames = r.unwrap();
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].offset, 14);
-        assert_eq!(l2.src, Some([0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb]));
+        assert_eq!(l2.src(), Some([0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb]));
     }
 
     #[test]
@@ -501,7 +576,7 @@ mod tests {
         let f = eth(0x88a8, &inner);
         let (l2, r) = decode_link(LinkType::ETHERNET, &f);
         assert_eq!(r.unwrap()[0].offset, 22);
-        assert_eq!((l2.vlan, l2.inner_vlan), (Some(10), Some(20)));
+        assert_eq!((l2.vlan(), l2.inner_vlan()), (Some(10), Some(20)));
     }
 
     #[test]

@@ -12,5 +12,5 @@ pub mod link;
 pub mod tunnel;
 pub mod weird;
 
-pub use link::{decode_link, L2Info, L3Frame, LinkStop};
+pub use link::{decode_link, decode_link_into, L2Info, L3Frame, LinkStop};
 pub use weird::{Weird, WeirdCounts};

@@ -94,8 +94,17 @@ fn ring_index(b: i64) -> usize {
     b.rem_euclid(RING as i64) as usize
 }
 
+/// Firing order as one integer: the time's bits mapped so that integer
+/// order is `f64::total_cmp` order, then insertion order. Sorting on it
+/// is much cheaper than comparing `(f64, u64)` tuples.
+fn order_key(e: &TimerEntry) -> u128 {
+    let b = e.at.to_bits();
+    let t = if b >> 63 == 1 { !b } else { b | 1 << 63 };
+    (u128::from(t) << 64) | u128::from(e.seq)
+}
+
 fn later(x: &TimerEntry, y: &TimerEntry) -> bool {
-    (x.at, x.seq) > (y.at, y.seq)
+    order_key(x) > order_key(y)
 }
 
 impl TimerQueue {
@@ -170,10 +179,15 @@ impl TimerQueue {
                 }
                 return None;
             }
+            let until = bucket_of(now);
             if !self.started {
+                // The window starts at the current time, not at the first
+                // timer (which lies in the future: starting there would
+                // file every earlier timer the slow way, into `due`).
+                self.started = true;
+                self.base = until;
                 return None;
             }
-            let until = bucket_of(now);
             if self.ring_len == 0 {
                 // Nothing within the window: jump over empty seconds.
                 let next = self.far_min.min(until);
@@ -194,11 +208,7 @@ impl TimerQueue {
             if !self.ring[idx].is_empty() {
                 let mut v = std::mem::take(&mut self.ring[idx]);
                 self.ring_len -= v.len();
-                v.sort_unstable_by(|x, y| {
-                    (y.at, y.seq)
-                        .partial_cmp(&(x.at, x.seq))
-                        .unwrap_or(std::cmp::Ordering::Equal)
-                });
+                v.sort_unstable_by_key(|e| std::cmp::Reverse(order_key(e)));
                 // Keep the old `due` allocation for the emptied bucket.
                 self.ring[idx] = std::mem::replace(&mut self.due, v);
             }

@@ -64,6 +64,10 @@ pub struct TimerQueue {
     far_min: i64,
     /// Timers being fired, sorted so that the next one is last.
     due: Vec<TimerEntry>,
+    /// Emptied bucket allocations, handed to the next bucket that fills:
+    /// memory then follows the timers pending, not every second the ring
+    /// has ever covered, and stays warm in the cache.
+    spare: Vec<Vec<TimerEntry>>,
     seq: u64,
     len: usize,
 }
@@ -78,6 +82,7 @@ impl Default for TimerQueue {
             far: Vec::new(),
             far_min: i64::MAX,
             due: Vec::new(),
+            spare: Vec::new(),
             seq: 0,
             len: 0,
         }
@@ -142,7 +147,13 @@ impl TimerQueue {
             let pos = self.due.partition_point(|x| later(x, &e));
             self.due.insert(pos, e);
         } else if b - self.base < RING as i64 {
-            self.ring[ring_index(b)].push(e);
+            let bucket = &mut self.ring[ring_index(b)];
+            if bucket.capacity() == 0 {
+                if let Some(v) = self.spare.pop() {
+                    *bucket = v;
+                }
+            }
+            bucket.push(e);
             self.ring_len += 1;
         } else {
             self.far_min = self.far_min.min(b);
@@ -209,8 +220,10 @@ impl TimerQueue {
                 let mut v = std::mem::take(&mut self.ring[idx]);
                 self.ring_len -= v.len();
                 v.sort_unstable_by_key(|e| std::cmp::Reverse(order_key(e)));
-                // Keep the old `due` allocation for the emptied bucket.
-                self.ring[idx] = std::mem::replace(&mut self.due, v);
+                let drained = std::mem::replace(&mut self.due, v);
+                if drained.capacity() > 0 {
+                    self.spare.push(drained);
+                }
             }
         }
     }

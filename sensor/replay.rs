@@ -30,7 +30,7 @@ fn read_batches(
     mut sources: Vec<capture::OfflineSource>,
     out: crossbeam_channel::Sender<Result<PacketBatch, CaptureError>>,
     empties: crossbeam_channel::Receiver<PacketBatch>,
-    hint: bool,
+    verify: bool,
 ) -> usize {
     let n = sources.len();
     let fresh = || PacketBatch::with_capacity(READER_BATCH_PACKETS, READER_BATCH_BYTES);
@@ -41,7 +41,7 @@ fn read_batches(
         loop {
             match src.next_packet() {
                 Ok(Some(p)) => {
-                    batch.push(&p, hint);
+                    batch.push(&p, verify);
                     if batch.len() >= READER_BATCH_PACKETS || batch.bytes() >= READER_BATCH_BYTES {
                         let mut next = empties.try_recv().unwrap_or_else(|_| fresh());
                         next.clear();
@@ -188,11 +188,12 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         crossbeam_channel::bounded::<Result<PacketBatch, CaptureError>>(READER_QUEUE_BATCHES);
     let (empty_tx, empty_rx) = crossbeam_channel::bounded::<PacketBatch>(READER_QUEUE_BATCHES + 2);
     let file_names: Vec<PathBuf> = sources.iter().map(|s| s.path().to_path_buf()).collect();
-    // Checksums are verified on the reader thread unless they are ignored.
-    let hint = !opts.engine.ignore_checksums;
+    // The reader thread decodes link layers and verifies checksums (unless
+    // they are ignored) ahead of the engine.
+    let verify = !opts.engine.ignore_checksums;
     let reader_thread = std::thread::Builder::new()
         .name("pcap-reader".into())
-        .spawn(move || read_batches(sources, pkt_tx, empty_rx, hint))
+        .spawn(move || read_batches(sources, pkt_tx, empty_rx, verify))
         .map_err(io_err(&tmp_path))?;
 
     let mut engine = Engine::new(opts.engine.clone());
@@ -209,8 +210,8 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
                 break;
             }
         };
-        for (pkt, hint) in packets.packets() {
-            engine.process_packet_hinted(&pkt, hint);
+        for (pkt, prep) in packets.packets() {
+            engine.process_packet_prepared(&pkt, prep);
             engine.take_records(&mut batch);
             if batch.len() >= BATCH_RECORDS {
                 let next = recycle_rx

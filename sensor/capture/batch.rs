@@ -8,11 +8,11 @@
 //! same borrowed [`Packet`] view the sources lend.
 
 use super::{LinkType, Packet, Time};
-use crate::decode::checksum::{outer_transport_hint, ChecksumHint};
+use crate::decode::prepare::{prepare, Prepared};
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    hint: ChecksumHint,
+    prep: Prepared,
     ts: Time,
     wire_len: u32,
     link: LinkType,
@@ -56,19 +56,16 @@ impl PacketBatch {
         self.data.len()
     }
 
-    /// Appends a copy of `p`; with `hint`, also works out whether its
-    /// outermost transport checksum verifies (see [`ChecksumHint`]), so
-    /// that the thread filling batches takes that work off the consumer.
-    pub fn push(&mut self, p: &Packet<'_>, hint: bool) {
+    /// Appends a copy of `p`, with its link layers decoded ahead of the
+    /// engine (see [`Prepared`]) and, with `verify`, its outermost
+    /// transport checksum checked, so that the thread filling batches
+    /// takes that work off the consumer.
+    pub fn push(&mut self, p: &Packet<'_>, verify: bool) {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(p.data);
-        let hint = if hint {
-            outer_transport_hint(p.link, p.data, p.wire_len as usize)
-        } else {
-            ChecksumHint::Unknown
-        };
+        let prep = prepare(p.link, p.data, p.wire_len as usize, verify);
         self.index.push(Entry {
-            hint,
+            prep,
             ts: p.ts,
             wire_len: p.wire_len,
             link: p.link,
@@ -77,8 +74,8 @@ impl PacketBatch {
         });
     }
 
-    /// The packets, borrowed from the batch, with their checksum hints.
-    pub fn packets(&self) -> impl Iterator<Item = (Packet<'_>, ChecksumHint)> + '_ {
+    /// The packets, borrowed from the batch, with what was prepared.
+    pub fn packets(&self) -> impl Iterator<Item = (Packet<'_>, &Prepared)> + '_ {
         self.index.iter().map(|e| {
             let p = Packet {
                 ts: e.ts,
@@ -89,7 +86,7 @@ impl PacketBatch {
                     .get(e.start as usize..(e.start + e.len) as usize)
                     .unwrap_or_default(),
             };
-            (p, e.hint)
+            (p, &e.prep)
         })
     }
 }
@@ -131,6 +128,7 @@ mod tests {
     /// The hint must agree with the engine's own checksum verdicts.
     #[test]
     fn hint_matches_engine_checksums() {
+        use crate::decode::checksum::ChecksumHint;
         use etherparse::PacketBuilder;
         let mut frame = Vec::new();
         PacketBuilder::ethernet2([1; 6], [2; 6])
@@ -152,7 +150,7 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
         b.push(&pkt(&bad), true);
-        let hints: Vec<ChecksumHint> = b.packets().map(|(_, h)| h).collect();
+        let hints: Vec<ChecksumHint> = b.packets().map(|(_, p)| p.hint).collect();
         assert_eq!(hints, vec![ChecksumHint::Good, ChecksumHint::Bad]);
     }
 }

@@ -41,6 +41,7 @@ use crate::decode::ip::{
     PROTO_IPV6, PROTO_NONE, PROTO_TCP, PROTO_UDP,
 };
 use crate::decode::link::{decode_link_into, Frames, L2Info, LinkStop};
+use crate::decode::prepare::Prepared;
 use crate::decode::tunnel::{self, Decap, Payload, TunnelKind};
 use crate::decode::weird::{Weird, WeirdCounts};
 
@@ -646,6 +647,16 @@ impl Engine {
     /// [`Engine::process_packet`] with the outermost transport checksum
     /// already verified by the capture thread.
     pub fn process_packet_hinted(&mut self, pkt: &Packet<'_>, hint: ChecksumHint) {
+        let prep = Prepared {
+            hint,
+            ..Prepared::default()
+        };
+        self.process_packet_prepared(pkt, &prep);
+    }
+
+    /// [`Engine::process_packet`] for a packet whose link layers (and
+    /// perhaps checksum) the capture thread has already decoded.
+    pub fn process_packet_prepared(&mut self, pkt: &Packet<'_>, prep: &Prepared) {
         self.stats.packets += 1;
         self.stats.bytes += u64::from(pkt.wire_len);
         self.advance_time(pkt.ts);
@@ -653,11 +664,17 @@ impl Engine {
             t: pkt.ts,
             cap_total: pkt.data.len(),
             wire_total: pkt.wire_len as usize,
-            l2: L2Info::default(),
+            l2: prep.l2,
             encap: &[],
-            hint,
+            hint: prep.hint,
         };
-        self.process_frame(ctx, pkt.link, pkt.data);
+        match prep.l3(pkt.data) {
+            Some(ip) => {
+                let wire_left = ctx.wire_total.saturating_sub(prep.l3_start as usize);
+                self.process_ip(ctx, ip, wire_left, false);
+            }
+            None => self.process_frame(ctx, pkt.link, pkt.data),
+        }
     }
 
     fn process_frame(&mut self, ctx: PktCtx<'_>, link: LinkType, frame: &[u8]) {

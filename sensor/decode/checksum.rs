@@ -116,16 +116,14 @@ pub fn outer_transport_hint(
     frame: &[u8],
     wire_len: usize,
 ) -> ChecksumHint {
+    super::prepare::prepare(link, frame, wire_len, true).hint
+}
+
+/// [`outer_transport_hint`] for the IP packet `data` (from its header on,
+/// with `wire_left` bytes on the wire).
+pub fn ip_transport_hint(data: &[u8], wire_left: usize) -> ChecksumHint {
     use super::ip::{parse_ip, IpOutcome, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
-    let mut l2 = super::link::L2Info::default();
-    let mut frames = super::link::Frames::new();
-    if super::link::decode_link_into(link, frame, &mut l2, &mut frames).is_err() {
-        return ChecksumHint::Unknown;
-    }
-    let [f] = frames.as_slice() else {
-        return ChecksumHint::Unknown;
-    };
-    let IpOutcome::Packet(ip) = parse_ip(f.data, wire_len.saturating_sub(f.offset), false) else {
+    let IpOutcome::Packet(ip) = parse_ip(data, wire_left, false) else {
         return ChecksumHint::Unknown;
     };
     if ip.frag.is_some() {

@@ -1,6 +1,7 @@
 //! Decoding captured bytes into the layers Zeek analyses: link layers down
 //! to IP (`link`), the IP header and its checks (`ip`), fragment reassembly
-//! (`frag`), tunnel headers (`tunnel`) and checksums (`checksum`).
+//! (`frag`), tunnel headers (`tunnel`), checksums (`checksum`), and the
+//! part of it the capture thread does ahead of the engine (`prepare`).
 //! Everything here works on borrowed slices of the capture buffer; only
 //! fragment reassembly copies, because a datagram spread over several
 //! packets has to be made contiguous.
@@ -9,6 +10,7 @@ pub mod checksum;
 pub mod frag;
 pub mod ip;
 pub mod link;
+pub mod prepare;
 pub mod tunnel;
 pub mod weird;
 

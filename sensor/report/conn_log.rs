@@ -81,6 +81,9 @@ pub struct ConnLogWriter<W: Write> {
     format: LogFormat,
     extra: ExtraColumns,
     line: String,
+    /// The TSV row being built (bytes: every field is ASCII or already
+    /// valid UTF-8, so nothing needs re-validating).
+    row: Vec<u8>,
     rows: u64,
 }
 
@@ -125,23 +128,35 @@ fn fmt_mac(m: &[u8; 6]) -> String {
     )
 }
 
-fn push_u64(l: &mut String, v: u64) {
+fn push_u64(l: &mut Vec<u8>, v: u64) {
     let mut b = itoa::Buffer::new();
-    l.push_str(b.format(v));
+    l.extend_from_slice(b.format(v).as_bytes());
 }
 
 /// Dotted quads without the formatting machinery; IPv6 (rarer, and with
 /// zero compression) goes through `Display`.
-fn push_ip(l: &mut String, a: &std::net::IpAddr) {
+fn push_ip(l: &mut Vec<u8>, a: &std::net::IpAddr) {
     match a {
         std::net::IpAddr::V4(v) => {
-            let mut b = itoa::Buffer::new();
-            for (i, o) in v.octets().iter().enumerate() {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, o) in v.octets().into_iter().enumerate() {
                 if i > 0 {
-                    l.push('.');
+                    buf[n] = b'.';
+                    n += 1;
                 }
-                l.push_str(b.format(*o));
+                if o >= 100 {
+                    buf[n] = b'0' + o / 100;
+                    n += 1;
+                }
+                if o >= 10 {
+                    buf[n] = b'0' + o / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + o % 10;
+                n += 1;
             }
+            l.extend_from_slice(&buf[..n]);
         }
         std::net::IpAddr::V6(_) => {
             let _ = write!(l, "{a}");
@@ -149,7 +164,7 @@ fn push_ip(l: &mut String, a: &std::net::IpAddr) {
     }
 }
 
-fn push_uid(l: &mut String, u: &crate::conn::record::Uid) {
+fn push_uid(l: &mut Vec<u8>, u: &crate::conn::record::Uid) {
     u.push_to(l);
 }
 
@@ -158,7 +173,7 @@ fn push_uid(l: &mut String, u: &crate::conn::record::Uid) {
 /// fraction lies within a hair of an integer and rounds the same as the
 /// exact decimal expansion; anything near a rounding tie takes the exact
 /// (slow) path.
-fn push_fixed6(l: &mut String, v: f64) {
+fn push_fixed6(l: &mut Vec<u8>, v: f64) {
     if v.is_finite() && (0.0..9.0e12).contains(&v) {
         let int = v.trunc();
         let scaled = (v - int) * 1e6;
@@ -170,14 +185,16 @@ fn push_fixed6(l: &mut String, v: f64) {
                 int += 1;
                 frac = 0;
             }
-            let mut b = itoa::Buffer::new();
-            l.push_str(b.format(int));
-            l.push('.');
-            let digits = b.format(frac);
-            for _ in digits.len()..6 {
-                l.push('0');
+            push_u64(l, int);
+            // Six fraction digits, zero-padded.
+            let mut d = [b'0'; 7];
+            d[0] = b'.';
+            let mut f = frac;
+            for slot in d[1..].iter_mut().rev() {
+                *slot = b'0' + (f % 10) as u8;
+                f /= 10;
             }
-            l.push_str(digits);
+            l.extend_from_slice(&d);
             return;
         }
     }
@@ -249,6 +266,7 @@ impl<W: Write> ConnLogWriter<W> {
             format,
             extra,
             line: String::with_capacity(512),
+            row: Vec::with_capacity(512),
             rows: 0,
         })
     }
@@ -258,124 +276,130 @@ impl<W: Write> ConnLogWriter<W> {
     }
 
     pub fn write(&mut self, r: &ConnRecord) -> io::Result<()> {
-        self.line.clear();
         match self.format {
-            LogFormat::Zeek => self.format_tsv(r),
-            LogFormat::Json => self.format_json(r),
+            LogFormat::Zeek => {
+                self.row.clear();
+                self.format_tsv(r);
+                self.out.write_all(&self.row)?;
+            }
+            LogFormat::Json => {
+                self.line.clear();
+                self.format_json(r);
+                self.out.write_all(self.line.as_bytes())?;
+            }
         }
-        self.out.write_all(self.line.as_bytes())?;
         self.rows += 1;
         Ok(())
     }
 
     fn format_tsv(&mut self, r: &ConnRecord) {
-        let l = &mut self.line;
-        fn opt_u64(l: &mut String, v: Option<u64>) {
+        let l = &mut self.row;
+        fn opt_u64(l: &mut Vec<u8>, v: Option<u64>) {
             match v {
                 Some(v) => push_u64(l, v),
-                None => l.push('-'),
+                None => l.push(b'-'),
             }
         }
-        fn opt_bool(l: &mut String, v: Option<bool>) {
-            l.push_str(match v {
-                Some(true) => "T",
-                Some(false) => "F",
-                None => "-",
+        fn opt_bool(l: &mut Vec<u8>, v: Option<bool>) {
+            l.push(match v {
+                Some(true) => b'T',
+                Some(false) => b'F',
+                None => b'-',
             });
         }
         push_fixed6(l, r.ts);
-        l.push('\t');
+        l.push(b'\t');
         push_uid(l, &r.uid);
-        l.push('\t');
+        l.push(b'\t');
         push_ip(l, &r.orig_h);
-        l.push('\t');
+        l.push(b'\t');
         push_u64(l, u64::from(r.orig_p));
-        l.push('\t');
+        l.push(b'\t');
         push_ip(l, &r.resp_h);
-        l.push('\t');
+        l.push(b'\t');
         push_u64(l, u64::from(r.resp_p));
-        l.push('\t');
+        l.push(b'\t');
         if self.extra.ctx_vlans {
             opt_u64(l, r.vlan.map(u64::from));
-            l.push('\t');
+            l.push(b'\t');
             opt_u64(l, r.inner_vlan.map(u64::from));
-            l.push('\t');
+            l.push(b'\t');
         }
-        l.push_str(r.proto.as_str());
-        l.push('\t');
+        l.extend_from_slice(r.proto.as_str().as_bytes());
+        l.push(b'\t');
         if r.service.is_empty() {
-            l.push('-');
+            l.push(b'-');
         } else {
             for (i, s) in r.service.iter().enumerate() {
                 if i > 0 {
-                    l.push(',');
+                    l.push(b',');
                 }
-                l.push_str(s);
+                l.extend_from_slice(s.as_bytes());
             }
         }
-        l.push('\t');
+        l.push(b'\t');
         match r.duration {
             Some(d) => push_fixed6(l, d),
-            None => l.push('-'),
+            None => l.push(b'-'),
         }
-        l.push('\t');
+        l.push(b'\t');
         opt_u64(l, r.orig_bytes);
-        l.push('\t');
+        l.push(b'\t');
         opt_u64(l, r.resp_bytes);
-        l.push('\t');
-        l.push_str(r.conn_state.as_str());
-        l.push('\t');
+        l.push(b'\t');
+        l.extend_from_slice(r.conn_state.as_str().as_bytes());
+        l.push(b'\t');
         opt_bool(l, r.local_orig);
-        l.push('\t');
+        l.push(b'\t');
         opt_bool(l, r.local_resp);
-        l.push('\t');
+        l.push(b'\t');
         push_u64(l, r.missed_bytes);
-        l.push('\t');
+        l.push(b'\t');
         if r.history.is_empty() {
-            l.push('-');
+            l.push(b'-');
         } else {
-            l.push_str(r.history.as_str());
+            l.extend_from_slice(r.history.as_str().as_bytes());
         }
         for v in [r.orig_pkts, r.orig_ip_bytes, r.resp_pkts, r.resp_ip_bytes] {
-            l.push('\t');
+            l.push(b'\t');
             push_u64(l, v);
         }
-        l.push('\t');
+        l.push(b'\t');
         if r.tunnel_parents.is_empty() {
-            l.push('-');
+            l.push(b'-');
         } else {
             for (i, u) in r.tunnel_parents.iter().enumerate() {
                 if i > 0 {
-                    l.push(',');
+                    l.push(b',');
                 }
                 push_uid(l, u);
             }
         }
-        l.push('\t');
+        l.push(b'\t');
         opt_u64(l, r.ip_proto.map(u64::from));
         if self.extra.l2_addrs {
-            l.push('\t');
+            l.push(b'\t');
             match &r.orig_l2_addr {
-                Some(m) => l.push_str(&fmt_mac(m)),
-                None => l.push('-'),
+                Some(m) => l.extend_from_slice(fmt_mac(m).as_bytes()),
+                None => l.push(b'-'),
             }
-            l.push('\t');
+            l.push(b'\t');
             match &r.resp_l2_addr {
-                Some(m) => l.push_str(&fmt_mac(m)),
-                None => l.push('-'),
+                Some(m) => l.extend_from_slice(fmt_mac(m).as_bytes()),
+                None => l.push(b'-'),
             }
         }
         if self.extra.vlans {
-            l.push('\t');
+            l.push(b'\t');
             opt_u64(l, r.vlan.map(u64::from));
-            l.push('\t');
+            l.push(b'\t');
             opt_u64(l, r.inner_vlan.map(u64::from));
         }
         if self.extra.community_id {
-            l.push('\t');
-            l.push_str(&super::community_id::community_id(r, 0));
+            l.push(b'\t');
+            l.extend_from_slice(super::community_id::community_id(r, 0).as_bytes());
         }
-        l.push('\n');
+        l.push(b'\n');
     }
 
     fn format_json(&mut self, r: &ConnRecord) {
@@ -508,9 +532,9 @@ mod tests {
             1e13,
             f64::NAN,
         ] {
-            let mut s = String::new();
+            let mut s = Vec::new();
             push_fixed6(&mut s, v);
-            assert_eq!(s, format!("{v:.6}"), "{v}");
+            assert_eq!(String::from_utf8_lossy(&s), format!("{v:.6}"), "{v}");
         }
     }
 

@@ -159,6 +159,9 @@ enum Transport {
 
 struct Conn {
     key: ConnKey,
+    /// `key`'s hash in the index, kept so that neither filing nor removing
+    /// the connection hashes the key again.
+    hash: u64,
     core: ConnCore,
     transport: Transport,
     /// Creation order, for a stable end-of-trace flush.
@@ -486,13 +489,12 @@ impl Engine {
         };
         // Build the record in place; the slot is then dropped in place.
         let rec = self.record(conn, false);
-        let key = conn.key;
+        let hash = conn.hash;
         let s = &mut self.slots[slot as usize];
         s.conn = None;
         s.gen = s.gen.wrapping_add(1);
         self.free.push(slot);
         self.live -= 1;
-        let hash = self.hasher.hash_one(key);
         if let Ok(entry) = self.index.find_entry(hash, |s| *s == slot) {
             entry.remove();
         }
@@ -526,6 +528,7 @@ impl Engine {
         }
     }
 
+    /// Files a new connection.
     fn insert(&mut self, conn: Conn) -> u32 {
         if self.live >= self.cfg.max_connections {
             self.evict_one();
@@ -537,14 +540,10 @@ impl Engine {
                 (self.slots.len() - 1) as u32
             }
         };
-        let hash = self.hasher.hash_one(conn.key);
-        let (slots, hasher) = (&self.slots, &self.hasher);
+        let slots = &self.slots;
         // A reused key's old entry was removed with its connection.
-        self.index.insert_unique(hash, slot, |s| {
-            slots[*s as usize]
-                .conn
-                .as_ref()
-                .map_or(0, |c| hasher.hash_one(c.key))
+        self.index.insert_unique(conn.hash, slot, |s| {
+            slots[*s as usize].conn.as_ref().map_or(0, |c| c.hash)
         });
         self.slots[slot as usize].conn = Some(conn);
         self.live += 1;
@@ -1002,7 +1001,7 @@ impl Engine {
         }
         let slot = match slot {
             Some(s) => s,
-            None => self.new_conn(ctx, ip, key, proto, sport, dport, flip),
+            None => self.new_conn(ctx, ip, key, hash, proto, sport, dport, flip),
         };
         // The slot was found or filled just above.
         let is_orig = self.slots[slot as usize]
@@ -1018,6 +1017,7 @@ impl Engine {
         ctx: &PktCtx<'_>,
         ip: &IpPacket<'_>,
         key: ConnKey,
+        hash: u64,
         proto: Proto,
         sport: u16,
         dport: u16,
@@ -1141,13 +1141,13 @@ impl Engine {
             }
         };
         self.serial += 1;
-        let conn = Conn {
+        self.insert(Conn {
             key,
+            hash,
             core,
             transport,
             serial: self.serial,
-        };
-        self.insert(conn)
+        })
     }
 
     /// `Connection::CheckEncapsulation`.

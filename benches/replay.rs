@@ -17,7 +17,7 @@
 //!      touching one byte per packet),
 //!    - `osprey::replay::run` as `osprey replay --seed 1` runs it: every
 //!      analyzer, checksums verified, conn.log written (through the writer
-//!      thread, fsynced and renamed) into a temporary directory (under
+//!      thread, then renamed) into a temporary directory (under
 //!      `OSPREY_BENCH_LOG_DIR` if set),
 //!    - the same with `-C` (checksums ignored);
 //! 4. runs the same three under criterion (`sample_size(10)`, flat
@@ -345,7 +345,7 @@ fn main() {
 
     // conn.log goes to a fresh temporary directory (in the system's
     // temporary folder, or in `OSPREY_BENCH_LOG_DIR`, e.g. /dev/shm to take
-    // the disk and the final fsync out of the picture).
+    // the disk out of the picture).
     let log_dir = match std::env::var_os("OSPREY_BENCH_LOG_DIR") {
         Some(d) => tempfile::tempdir_in(d),
         None => tempfile::tempdir(),

@@ -22,6 +22,8 @@ const READER_BATCH_PACKETS: usize = 4096;
 const READER_BATCH_BYTES: usize = 1 << 20;
 /// Batches queued from the reader before it waits.
 const READER_QUEUE_BATCHES: usize = 8;
+/// Batches in circulation: the queue, one being filled, one being read.
+const READER_POOL_BATCHES: usize = READER_QUEUE_BATCHES + 2;
 
 /// The reader thread: copies packets from the sources, file after file,
 /// into batches; a read error ends the stream with that error.
@@ -33,23 +35,28 @@ fn read_batches(
     verify: bool,
 ) -> usize {
     let n = sources.len();
-    let fresh = || PacketBatch::with_capacity(READER_BATCH_PACKETS, READER_BATCH_BYTES);
+    // Batches come back from the engine; a fixed set of them circulates, so
+    // the steady state allocates (and maps, and unmaps) nothing.
     for (i, src) in sources.iter_mut().enumerate() {
-        let mut batch = empties.try_recv().unwrap_or_else(|_| fresh());
+        let Ok(mut batch) = empties.recv() else {
+            return n;
+        };
         batch.clear();
         batch.file = i;
         loop {
             match src.next_packet() {
                 Ok(Some(p)) => {
-                    batch.push(&p, verify);
-                    if batch.len() >= READER_BATCH_PACKETS || batch.bytes() >= READER_BATCH_BYTES {
-                        let mut next = empties.try_recv().unwrap_or_else(|_| fresh());
+                    if !batch.fits(&p) {
+                        let Ok(mut next) = empties.recv() else {
+                            return n;
+                        };
                         next.clear();
                         next.file = i;
                         if out.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
                             return n;
                         }
                     }
+                    batch.push(&p, verify);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -72,6 +79,9 @@ fn read_batches(
 const BATCH_RECORDS: usize = 512;
 /// Batches queued for the writer before the engine waits.
 const WRITER_QUEUE_BATCHES: usize = 16;
+/// Record batches in circulation: the queue, one being filled, one being
+/// written.
+const WRITER_POOL_BATCHES: usize = WRITER_QUEUE_BATCHES + 2;
 
 /// Everything `replay` needs, already validated.
 #[derive(Clone, Debug)]
@@ -163,9 +173,16 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     .map_err(io_err(&tmp_path))?;
     // Formatting and writing run on their own thread so that the engine's
     // thread only decodes and tracks connections. Batches bound the queue.
+    // A fixed set of record batches circulates between the engine and the
+    // writer (the engine waits for one rather than allocating), so batches
+    // keep the capacity they grew to and memory is never mapped and
+    // unmapped per batch (each unmap costs every core a TLB flush).
     let (tx, rx) = crossbeam_channel::bounded::<Vec<ConnRecord>>(WRITER_QUEUE_BATCHES);
     let (recycle_tx, recycle_rx) =
-        crossbeam_channel::bounded::<Vec<ConnRecord>>(WRITER_QUEUE_BATCHES);
+        crossbeam_channel::bounded::<Vec<ConnRecord>>(WRITER_POOL_BATCHES);
+    for _ in 1..WRITER_POOL_BATCHES {
+        let _ = recycle_tx.send(Vec::with_capacity(BATCH_RECORDS));
+    }
     let writer_thread = std::thread::Builder::new()
         .name("conn-log-writer".into())
         .spawn(move || -> std::io::Result<ConnLogWriter<BufWriter<File>>> {
@@ -175,7 +192,7 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
                     writer.write(r)?;
                 }
                 batch.clear();
-                let _ = recycle_tx.try_send(batch);
+                let _ = recycle_tx.send(batch);
             }
             Ok(writer)
         })
@@ -186,7 +203,13 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     // reused batches.
     let (pkt_tx, pkt_rx) =
         crossbeam_channel::bounded::<Result<PacketBatch, CaptureError>>(READER_QUEUE_BATCHES);
-    let (empty_tx, empty_rx) = crossbeam_channel::bounded::<PacketBatch>(READER_QUEUE_BATCHES + 2);
+    let (empty_tx, empty_rx) = crossbeam_channel::bounded::<PacketBatch>(READER_POOL_BATCHES);
+    for _ in 0..READER_POOL_BATCHES {
+        let _ = empty_tx.send(PacketBatch::with_capacity(
+            READER_BATCH_PACKETS,
+            READER_BATCH_BYTES,
+        ));
+    }
     let file_names: Vec<PathBuf> = sources.iter().map(|s| s.path().to_path_buf()).collect();
     // The reader thread decodes link layers and verifies checksums (unless
     // they are ignored) ahead of the engine.
@@ -214,11 +237,13 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
             engine.process_packet_prepared(&pkt, prep);
             engine.take_records(&mut batch);
             if batch.len() >= BATCH_RECORDS {
-                let next = recycle_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS));
+                // Either fails only when the writer stopped with an error,
+                // which is collected below.
+                let Ok(next) = recycle_rx.recv() else {
+                    writer_gone = true;
+                    break 'batches;
+                };
                 if tx.send(std::mem::replace(&mut batch, next)).is_err() {
-                    // The writer failed; its error is collected below.
                     writer_gone = true;
                     break 'batches;
                 }
@@ -238,7 +263,7 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
                 engine.active_connections()
             );
         }
-        let _ = empty_tx.try_send(packets);
+        let _ = empty_tx.send(packets);
     }
     // Stop the reader (if it is still reading) and collect it.
     drop(pkt_rx);

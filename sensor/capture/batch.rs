@@ -56,6 +56,14 @@ impl PacketBatch {
         self.data.len()
     }
 
+    /// Whether `p` can be appended without growing the batch (an empty
+    /// batch takes any packet).
+    pub fn fits(&self, p: &Packet<'_>) -> bool {
+        self.is_empty()
+            || (self.index.len() < self.index.capacity()
+                && self.data.len() + p.data.len() <= self.data.capacity())
+    }
+
     /// Appends a copy of `p`, with its link layers decoded ahead of the
     /// engine (see [`Prepared`]) and, with `verify`, its outermost
     /// transport checksum checked, so that the thread filling batches

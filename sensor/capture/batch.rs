@@ -152,13 +152,25 @@ mod tests {
                 data: d,
             }
         }
-        let mut b = PacketBatch::with_capacity(2, 256);
+        let mut b = PacketBatch::with_capacity(3, 512);
         b.push(&pkt(&frame), true);
         let mut bad = frame.clone();
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
         b.push(&pkt(&bad), true);
-        let hints: Vec<ChecksumHint> = b.packets().map(|(_, p)| p.hint).collect();
-        assert_eq!(hints, vec![ChecksumHint::Good, ChecksumHint::Bad]);
+        // A broken IPv4 header checksum (frame byte 22: the TTL).
+        let mut bad_ip = frame.clone();
+        bad_ip[22] ^= 0x01;
+        b.push(&pkt(&bad_ip), true);
+        let hints: Vec<(ChecksumHint, ChecksumHint)> =
+            b.packets().map(|(_, p)| (p.ip_hint, p.hint)).collect();
+        assert_eq!(
+            hints,
+            vec![
+                (ChecksumHint::Good, ChecksumHint::Good),
+                (ChecksumHint::Good, ChecksumHint::Bad),
+                (ChecksumHint::Bad, ChecksumHint::Unknown)
+            ]
+        );
     }
 }

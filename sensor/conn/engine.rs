@@ -194,6 +194,8 @@ struct PktCtx<'e> {
     /// Precomputed validity of the outermost transport checksum; only
     /// meaningful for the top-level packet (see `outer`).
     hint: ChecksumHint,
+    /// Precomputed validity of the outermost IPv4 header checksum.
+    ip_hint: ChecksumHint,
 }
 
 const VXLAN_PORT: u16 = 4789;
@@ -666,6 +668,7 @@ impl Engine {
             l2: prep.l2,
             encap: &[],
             hint: prep.hint,
+            ip_hint: prep.ip_hint,
         };
         match prep.l3(pkt.data) {
             Some(ip) => {
@@ -708,12 +711,15 @@ impl Engine {
             IpOutcome::Drop(w) => return self.weird(w),
             IpOutcome::Stop => return,
         };
-        if !reassembled
-            && ip.is_v4()
-            && !self.ignore_checksums_for(&ip.src)
-            && !checksum::ipv4_header_ok(ip.header())
-        {
-            return self.weird(Weird::BadIpChecksum);
+        if !reassembled && ip.is_v4() && !self.ignore_checksums_for(&ip.src) {
+            let ok = match ctx.ip_hint {
+                ChecksumHint::Good => true,
+                ChecksumHint::Bad => false,
+                ChecksumHint::Unknown => checksum::ipv4_header_ok(ip.header()),
+            };
+            if !ok {
+                return self.weird(Weird::BadIpChecksum);
+            }
         }
         if let Some(fi) = ip.frag {
             if !reassembled {
@@ -734,6 +740,7 @@ impl Engine {
                             let n = whole.len();
                             let inner = PktCtx {
                                 hint: ChecksumHint::Unknown,
+                                ip_hint: ChecksumHint::Unknown,
                                 cap_total: n,
                                 wire_total: n,
                                 ..ctx
@@ -845,6 +852,7 @@ impl Engine {
         };
         let inner = PktCtx {
             hint: ChecksumHint::Unknown,
+            ip_hint: ChecksumHint::Unknown,
             t: ctx.t,
             cap_total: cap,
             wire_total: wire,

@@ -122,12 +122,27 @@ pub fn outer_transport_hint(
 /// [`outer_transport_hint`] for the IP packet `data` (from its header on,
 /// with `wire_left` bytes on the wire).
 pub fn ip_transport_hint(data: &[u8], wire_left: usize) -> ChecksumHint {
+    ip_hints(data, wire_left).1
+}
+
+/// The verdicts on an IP packet's own header checksum (IPv4 only) and on
+/// its transport checksum, as the engine would reach them.
+pub fn ip_hints(data: &[u8], wire_left: usize) -> (ChecksumHint, ChecksumHint) {
     use super::ip::{parse_ip, IpOutcome, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+    let unknown = (ChecksumHint::Unknown, ChecksumHint::Unknown);
     let IpOutcome::Packet(ip) = parse_ip(data, wire_left, false) else {
-        return ChecksumHint::Unknown;
+        return unknown;
+    };
+    let header = if !ip.is_v4() {
+        ChecksumHint::Unknown
+    } else if ipv4_header_ok(ip.header()) {
+        ChecksumHint::Good
+    } else {
+        // The engine drops the packet on this; its transport is moot.
+        return (ChecksumHint::Bad, ChecksumHint::Unknown);
     };
     if ip.frag.is_some() {
-        return ChecksumHint::Unknown;
+        return (header, ChecksumHint::Unknown);
     }
     let remaining = ip.payload.len();
     let len = if ip.payload_len == 0 {
@@ -136,7 +151,7 @@ pub fn ip_transport_hint(data: &[u8], wire_left: usize) -> ChecksumHint {
         ip.payload_len as usize
     };
     if remaining < len {
-        return ChecksumHint::Unknown;
+        return (header, ChecksumHint::Unknown);
     }
     let seg = &ip.payload[..len];
     let ok = match ip.proto {
@@ -147,13 +162,16 @@ pub fn ip_transport_hint(data: &[u8], wire_left: usize) -> ChecksumHint {
         }
         PROTO_ICMP if seg.len() >= 8 => icmp4_ok(seg),
         PROTO_ICMPV6 if seg.len() >= 8 => transport_ok(&ip.src, &ip.dst, PROTO_ICMPV6, seg),
-        _ => return ChecksumHint::Unknown,
+        _ => return (header, ChecksumHint::Unknown),
     };
-    if ok {
-        ChecksumHint::Good
-    } else {
-        ChecksumHint::Bad
-    }
+    (
+        header,
+        if ok {
+            ChecksumHint::Good
+        } else {
+            ChecksumHint::Bad
+        },
+    )
 }
 
 #[cfg(test)]

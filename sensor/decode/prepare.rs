@@ -3,7 +3,7 @@
 //! Both cores are busy during a replay, so work done once here instead of
 //! twice (once to verify, once to analyse) is work saved, not just moved.
 
-use super::checksum::{ip_transport_hint, ChecksumHint};
+use super::checksum::{ip_hints, ChecksumHint};
 use super::link::{decode_link_into, Frames, L2Info};
 use crate::capture::LinkType;
 
@@ -20,6 +20,8 @@ pub struct Prepared {
     pub l3_len: u32,
     /// The outermost transport checksum's verdict, when asked for.
     pub hint: ChecksumHint,
+    /// The (IPv4) header checksum's verdict, when asked for.
+    pub ip_hint: ChecksumHint,
 }
 
 impl Prepared {
@@ -50,7 +52,7 @@ pub fn prepare(link: LinkType, frame: &[u8], wire_len: usize, verify: bool) -> P
     out.l3_start = f.offset as u32;
     out.l3_len = f.data.len() as u32;
     if verify {
-        out.hint = ip_transport_hint(f.data, wire_len.saturating_sub(f.offset));
+        (out.ip_hint, out.hint) = ip_hints(f.data, wire_len.saturating_sub(f.offset));
     }
     out
 }

@@ -140,7 +140,8 @@ impl TimerQueue {
             kind: r.kind,
             gen: r.gen,
         };
-        if !(r.at >= self.quiet_until) {
+        // (A NaN time compares false either way: it lowers the bound too.)
+        if r.at < self.quiet_until || r.at.is_nan() {
             self.quiet_until = r.at;
         }
         let b = bucket_of(r.at);

@@ -14,22 +14,28 @@ pub struct Uid(pub [u64; 2]);
 impl Uid {
     /// Zeek's `UID::Base62("C")`: each 64-bit word in base62, most
     /// significant digit first, concatenated (src/UID.cc, util::uitoa_n).
-    fn write_base62(mut n: u64, out: &mut [u8; 12]) -> usize {
+    fn write_base62(n: u64, out: &mut [u8; 12]) -> usize {
         const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        let mut tmp = [0u8; 12];
-        let mut i = 0;
-        loop {
-            tmp[i] = DIGITS[(n % 62) as usize];
-            i += 1;
-            n /= 62;
-            if n == 0 {
-                break;
+        const P5: u64 = 62 * 62 * 62 * 62 * 62;
+        // Two divisions on 64 bits, then five-digit groups in 32-bit
+        // arithmetic: all 11 digits, most significant first.
+        let mut all = [0u8; 11];
+        all[0] = DIGITS[(n / (P5 * P5)) as usize];
+        let rest = n % (P5 * P5);
+        for (g, mut v) in [(rest / P5) as u32, (rest % P5) as u32]
+            .into_iter()
+            .enumerate()
+        {
+            for k in (0..5).rev() {
+                all[1 + 5 * g + k] = DIGITS[(v % 62) as usize];
+                v /= 62;
             }
         }
-        for j in 0..i {
-            out[j] = tmp[i - 1 - j];
-        }
-        i
+        // Zeek prints no leading zeros (and "0" for zero).
+        let skip = all[..10].iter().take_while(|&&d| d == b'0').count();
+        let len = 11 - skip;
+        out[..len].copy_from_slice(&all[skip..]);
+        len
     }
 }
 
@@ -240,4 +246,49 @@ pub struct ConnRecord {
     pub inner_vlan: Option<u16>,
     /// A snapshot of a connection still open (never written to conn.log).
     pub interim: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The digit-at-a-time form of `util::uitoa_n`.
+    fn reference(mut n: u64) -> String {
+        const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut out = Vec::new();
+        loop {
+            out.push(DIGITS[(n % 62) as usize]);
+            n /= 62;
+            if n == 0 {
+                break;
+            }
+        }
+        out.reverse();
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn base62_matches_the_reference() {
+        let p5 = 62u64.pow(5);
+        let mut values = vec![0, 1, 61, 62, 63, p5 - 1, p5, p5 * p5 - 1, p5 * p5, u64::MAX];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x >> (x % 64));
+        }
+        for v in values {
+            let mut buf = [0u8; 12];
+            let n = Uid::write_base62(v, &mut buf);
+            assert_eq!(
+                std::str::from_utf8(&buf[..n]).ok(),
+                Some(reference(v).as_str()),
+                "{v}"
+            );
+        }
+        let mut line = Vec::new();
+        Uid([0, 61]).push_to(&mut line);
+        assert_eq!(line, b"C0z");
+    }
 }

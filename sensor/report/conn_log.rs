@@ -138,31 +138,39 @@ fn push_u64(l: &mut Vec<u8>, v: u64) {
 fn push_ip(l: &mut Vec<u8>, a: &std::net::IpAddr) {
     match a {
         std::net::IpAddr::V4(v) => {
-            let mut buf = [0u8; 15];
+            let mut buf = [0u8; 16];
             let mut n = 0;
-            for (i, o) in v.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf[n] = b'.';
-                    n += 1;
-                }
-                if o >= 100 {
-                    buf[n] = b'0' + o / 100;
-                    n += 1;
-                }
-                if o >= 10 {
-                    buf[n] = b'0' + o / 10 % 10;
-                    n += 1;
-                }
-                buf[n] = b'0' + o % 10;
-                n += 1;
+            for o in v.octets() {
+                // Each octet's digits and a trailing dot, from a table.
+                let (digits, len) = OCTETS[usize::from(o)];
+                buf[n..n + 4].copy_from_slice(&digits);
+                n += usize::from(len);
             }
-            l.extend_from_slice(&buf[..n]);
+            l.extend_from_slice(&buf[..n - 1]);
         }
         std::net::IpAddr::V6(_) => {
             let _ = write!(l, "{a}");
         }
     }
 }
+
+/// "0." to "255.", padded to four bytes, with their lengths.
+const OCTETS: [([u8; 4], u8); 256] = {
+    let mut t = [([0u8; 4], 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let (h, d, u) = ((i / 100) as u8, (i / 10 % 10) as u8, (i % 10) as u8);
+        t[i] = if i >= 100 {
+            ([b'0' + h, b'0' + d, b'0' + u, b'.'], 4)
+        } else if i >= 10 {
+            ([b'0' + d, b'0' + u, b'.', 0], 3)
+        } else {
+            ([b'0' + u, b'.', 0, 0], 2)
+        };
+        i += 1;
+    }
+    t
+};
 
 fn push_uid(l: &mut Vec<u8>, u: &crate::conn::record::Uid) {
     u.push_to(l);
@@ -189,10 +197,10 @@ fn push_fixed6(l: &mut Vec<u8>, v: f64) {
             // Six fraction digits, zero-padded.
             let mut d = [b'0'; 7];
             d[0] = b'.';
-            let mut f = frac;
-            for slot in d[1..].iter_mut().rev() {
-                *slot = b'0' + (f % 10) as u8;
-                f /= 10;
+            let f = frac as usize;
+            for (k, pair) in [f / 10_000, f / 100 % 100, f % 100].into_iter().enumerate() {
+                d[1 + 2 * k] = b'0' + (pair / 10) as u8;
+                d[2 + 2 * k] = b'0' + (pair % 10) as u8;
             }
             l.extend_from_slice(&d);
             return;
@@ -510,6 +518,23 @@ impl<W: Write> ConnLogWriter<W> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ipv4_addresses_print_like_display() {
+        for a in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.100",
+            "198.18.9.99",
+            "1.20.3.40",
+        ] {
+            let ip: std::net::IpAddr = a.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+            let mut l = Vec::new();
+            push_ip(&mut l, &ip);
+            assert_eq!(String::from_utf8_lossy(&l), ip.to_string());
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -235,17 +235,19 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         };
         for (pkt, prep) in packets.packets() {
             engine.process_packet_prepared(&pkt, prep);
-            engine.take_records(&mut batch);
-            if batch.len() >= BATCH_RECORDS {
-                // Either fails only when the writer stopped with an error,
-                // which is collected below.
-                let Ok(next) = recycle_rx.recv() else {
-                    writer_gone = true;
-                    break 'batches;
-                };
-                if tx.send(std::mem::replace(&mut batch, next)).is_err() {
-                    writer_gone = true;
-                    break 'batches;
+            while engine.has_records() {
+                engine.take_records_up_to(&mut batch, BATCH_RECORDS);
+                if batch.len() >= BATCH_RECORDS {
+                    // Either fails only when the writer stopped with an
+                    // error, which is collected below.
+                    let Ok(next) = recycle_rx.recv() else {
+                        writer_gone = true;
+                        break 'batches;
+                    };
+                    if tx.send(std::mem::replace(&mut batch, next)).is_err() {
+                        writer_gone = true;
+                        break 'batches;
+                    }
                 }
             }
         }
@@ -274,7 +276,17 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     }
     if !writer_gone {
         engine.finish();
-        engine.take_records(&mut batch);
+        'flush: while engine.has_records() {
+            engine.take_records_up_to(&mut batch, BATCH_RECORDS);
+            if batch.len() >= BATCH_RECORDS {
+                let Ok(next) = recycle_rx.recv() else {
+                    break 'flush;
+                };
+                if tx.send(std::mem::replace(&mut batch, next)).is_err() {
+                    break 'flush;
+                }
+            }
+        }
         let _ = tx.send(batch);
     }
     drop(tx);

@@ -16,7 +16,7 @@
 //! `Tunnel::max_depth`, [`MAX_EXPECTED`] scheduled analyzers, and the
 //! fragment table's own bound.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 
 use rand::rngs::StdRng;
@@ -328,7 +328,10 @@ pub struct Engine {
     network_time: f64,
     serial: u64,
     stats: EngineStats,
-    out: Vec<ConnRecord>,
+    /// Records of ended connections, oldest first, until drained. A
+    /// queue, so that they can be handed on in bounded batches even after
+    /// a burst (every flood connection timing out in the same second).
+    out: VecDeque<ConnRecord>,
     /// Timers and detection events of the packet being handled.
     fx: Effects,
 }
@@ -361,7 +364,7 @@ impl Engine {
             network_time: 0.0,
             serial: 0,
             stats: EngineStats::default(),
-            out: Vec::new(),
+            out: VecDeque::new(),
             fx: Effects::default(),
         }
     }
@@ -380,21 +383,25 @@ impl Engine {
     }
 
     /// Records of connections that ended since the last call.
-    pub fn drain_records(&mut self) -> std::vec::Drain<'_, ConnRecord> {
+    pub fn drain_records(&mut self) -> std::collections::vec_deque::Drain<'_, ConnRecord> {
         self.out.drain(..)
     }
 
-    /// Moves the ended connections' records into `into` without copying
-    /// them one by one when `into` is empty (buffers are swapped).
+    /// Whether records are waiting to be taken.
+    pub fn has_records(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Moves every waiting record into `into`.
     pub fn take_records(&mut self, into: &mut Vec<ConnRecord>) {
-        if self.out.is_empty() {
-            return;
-        }
-        if into.is_empty() {
-            std::mem::swap(into, &mut self.out);
-        } else {
-            into.append(&mut self.out);
-        }
+        into.extend(self.out.drain(..));
+    }
+
+    /// Moves waiting records into `into` until it holds `max` (so that a
+    /// batch never grows past the size it was made for).
+    pub fn take_records_up_to(&mut self, into: &mut Vec<ConnRecord>, max: usize) {
+        let n = max.saturating_sub(into.len()).min(self.out.len());
+        into.extend(self.out.drain(..n));
     }
 
     fn weird(&mut self, w: Weird) {
@@ -502,7 +509,7 @@ impl Engine {
         }
         self.stats.records += 1;
         self.stats.records_by_state[rec.conn_state as usize] += 1;
-        self.out.push(rec);
+        self.out.push_back(rec);
     }
 
     /// Evicts the least recently active of a random sample of connections.

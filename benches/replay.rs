@@ -15,7 +15,8 @@
 //! 3. times, interleaved, `OSPREY_BENCH_RUNS` (default 5) runs each of
 //!    - a bare libpcap loop (`pcap::Capture::from_file` + `next_packet()`,
 //!      touching one byte per packet),
-//!    - `osprey::replay::run` as `osprey replay --seed 1` runs it: every
+//!    - `osprey::replay::run` as `osprey replay --seed 1` runs it (with the
+//!      binary's allocator, mimalloc): every
 //!      analyzer, checksums verified, conn.log written (through the writer
 //!      thread, then renamed) into a temporary directory (under
 //!      `OSPREY_BENCH_LOG_DIR` if set),
@@ -42,6 +43,11 @@ use criterion::{Criterion, SamplingMode, Throughput};
 use osprey::conn::EngineConfig;
 use osprey::replay::{self, ReplayOptions};
 use osprey::report::{ExtraColumns, LogFormat};
+
+/// The allocator the `osprey` binary uses, so that the replay is timed as
+/// it runs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Seconds between copies of the lab mix: more than the longest timeout
 /// the lab traffic can hit (`long_inactivity_timeout`, 1 h, for SSH).

@@ -12,6 +12,12 @@ use osprey::conn::EngineConfig;
 use osprey::replay::{self, ReplayOptions};
 use osprey::report::{ExtraColumns, LogFormat};
 
+/// mimalloc keeps freed memory in per-thread pages instead of handing it
+/// back to the kernel and faulting it in again, which glibc's allocator did
+/// thousands of times per replay as connections came and went.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "osprey",

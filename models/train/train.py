@@ -1,0 +1,400 @@
+#!/usr/bin/env python3
+"""Trains osprey's two bundled models from the lab captures and writes them
+with their specs:
+
+    models/osprey-classifier.{onnx,toml}   RandomForest: benign + each attack type
+    models/osprey-anomaly.{onnx,toml}      autoencoder fitted on benign flows only
+    models/train/metrics.json              validation figures (the detection test
+                                           holds the models to them)
+
+    models/train/setup.sh                  # once: venv with the pinned requirements
+    models/train/.venv/bin/python models/train/train.py [--lab DIR] [--out DIR]
+
+Pipeline: `osprey replay` turns every capture into a Zeek conn.log (the
+engine is Zeek-exact, tests/conformance); osprey_features.py computes the
+spec's columns from the conn.log rows, the way a team training on its own
+Zeek logs would; labels follow the lab's rule (lab README: a flow is an
+attack iff an endpoint is the attacker; its type is the labels.csv window
+holding its first packet). The split is by capture: the captures that mix
+benign and attack traffic (mixed*.pcap) are validation, the rest training.
+
+Reproducible: every random choice is seeded (--seed), BLAS runs one thread,
+and a rerun writes byte-identical files.
+"""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import ipaddress  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+from skl2onnx import convert_sklearn  # noqa: E402
+from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+from sklearn.neural_network import MLPRegressor  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import osprey_features as of  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+INPUT = "input"
+OPSETS = {"": 17, "ai.onnx.ml": 3}
+MIN_PROBABILITY = 0.5
+
+
+# ------------------------------------------------------------------ data
+def replay(osprey, pcap, log_dir):
+    log_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([str(osprey), "replay", "--log-dir", str(log_dir), str(pcap)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"osprey replay {pcap} failed:\n{done.stderr}")
+    return log_dir / "conn.log"
+
+
+def attackers(lab):
+    out = set()
+    with open(lab / "hosts.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["role"] == "attacker":
+                for col in ("ipv4", "ipv6", "ipv6_link_local"):
+                    if r.get(col):
+                        out.add(ipaddress.ip_address(r[col]))
+    return out
+
+
+def windows(lab):
+    """pcap -> [(start, end, attack type)] of its attack windows."""
+    out = {}
+    with open(lab / "labels.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["label"] != "benign":
+                out.setdefault(r["pcap"], []).append(
+                    (float(r["start_epoch"]), float(r["end_epoch"]), r["label"]))
+    return out
+
+
+def label(row, pcap, bad, wins):
+    if (ipaddress.ip_address(row["id.orig_h"]) not in bad
+            and ipaddress.ip_address(row["id.resp_h"]) not in bad):
+        return "benign"
+    ws = wins.get(pcap, [])
+    if not ws:
+        raise SystemExit(f"{pcap}: a flow with the attacker but no attack window in labels.csv")
+    ts = row["ts"]
+    for s, e, t in ws:
+        if s <= ts <= e:
+            return t
+    # The first packet can precede the tool's own start stamp by a hair.
+    return min(ws, key=lambda w: min(abs(ts - w[0]), abs(ts - w[1])))[2]
+
+
+def load_lab(osprey, lab, work):
+    """conn.log rows and their labels, per lab capture (sorted by name)."""
+    bad, wins = attackers(lab), windows(lab)
+    out = {}
+    for pcap in sorted(lab.glob("*.pcap")):
+        rows = of.read_conn_log(replay(osprey, pcap, work / pcap.stem))
+        out[pcap.name] = (rows, [label(r, pcap.name, bad, wins) for r in rows])
+    return out
+
+
+def shifted(rows, dt):
+    return [{**r, "ts": r["ts"] + dt} for r in rows]
+
+
+def augmented_traces(captures, seed, copies):
+    """Training traces beyond the captures themselves. Every lab capture
+    holds one scenario, but real hosts do several things at once and an
+    attacker chains attacks (mixed.pcap: a scan, then slowloris from the same
+    address), so a flow's host context mixes activities the single captures
+    never show. Two seeded recombinations of the training captures teach the
+    models that: `overlay` starts every capture within the same 30 s (busy
+    clients; simultaneous attacks), `chain` plays them back to back in a
+    random order with short gaps (one attack's context reaching into the
+    next). Labels stay those of the rows."""
+    rng = np.random.default_rng(seed)
+    names = sorted(captures)
+    out = []
+    for k in range(copies):
+        rows, labels = [], []
+        for n in names:
+            r, y = captures[n]
+            if not r:
+                continue
+            t0 = min(x["ts"] for x in r)
+            rows += shifted(r, 1e9 - t0 + float(rng.uniform(0.0, 30.0)))
+            labels += y
+        out.append((f"overlay{k}", rows, labels))
+        rows, labels, t = [], [], 2e9
+        for i in rng.permutation(len(names)):
+            r, y = captures[names[i]]
+            if not r:
+                continue
+            t0 = min(x["ts"] for x in r)
+            t1 = max(x["ts"] + (x.get("duration") or 0.0) for x in r)
+            rows += shifted(r, t - t0)
+            labels += y
+            t += (t1 - t0) + float(rng.uniform(1.0, 10.0))
+        out.append((f"chain{k}", rows, labels))
+    return out
+
+
+def matrix(template, traces):
+    xs, ys, srcs = [], [], []
+    for name, rows, labels in traces:
+        if rows:
+            xs.append(of.featurize(template, rows, scaled=False))
+            ys += labels
+            srcs += [name] * len(rows)
+    return np.vstack(xs), np.array(ys), np.array(srcs)
+
+
+# ------------------------------------------------------------------ models
+def standard_scaler(x):
+    center = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    return {"kind": "standard", "center": center.tolist(), "scale": scale.tolist()}
+
+
+def train_classifier(x, y, classes, seed):
+    yi = np.array([classes.index(v) for v in y])
+    clf = RandomForestClassifier(
+        n_estimators=60, max_depth=12, min_samples_leaf=2, class_weight="balanced",
+        random_state=seed, n_jobs=1)
+    clf.fit(x, yi)
+    onx = convert_sklearn(
+        clf, initial_types=[(INPUT, FloatTensorType([None, x.shape[1]]))],
+        options={id(clf): {"zipmap": False}}, target_opset=OPSETS)
+    rename_outputs(onx, {"label": "label", "probabilities": "probabilities"})
+    return clf, onx
+
+
+def train_autoencoder(x, seed):
+    ae = MLPRegressor(hidden_layer_sizes=(32, 8, 32), activation="relu", max_iter=3000,
+                      tol=1e-6, random_state=seed)
+    ae.fit(x, x)
+    onx = convert_sklearn(ae, initial_types=[(INPUT, FloatTensorType([None, x.shape[1]]))],
+                          target_opset=OPSETS)
+    # Reconstruction error inside the graph: score = mean((x - x')^2) per row.
+    recon = onx.graph.output[0].name
+    g = onx.graph
+    g.node.extend([
+        helper.make_node("Sub", [INPUT, recon], ["osprey_diff"]),
+        helper.make_node("Mul", ["osprey_diff", "osprey_diff"], ["osprey_sq"]),
+        helper.make_node("ReduceMean", ["osprey_sq"], ["score"], axes=[1], keepdims=0),
+    ])
+    del g.output[:]
+    g.output.extend([helper.make_tensor_value_info("score", TensorProto.FLOAT, [None])])
+    onnx.checker.check_model(onx)
+    return ae, onx
+
+
+def ae_score(ae, x):
+    xf = of.as_model_input(x).astype(np.float64)
+    return ((ae.predict(xf) - xf) ** 2).mean(axis=1)
+
+
+def stable(onx, name):
+    """skl2onnx names the graph with a random uuid; a fixed name keeps
+    retraining byte-for-byte reproducible."""
+    onx.graph.name = name
+    return onx
+
+
+def rename_outputs(onx, names):
+    for o in onx.graph.output:
+        if o.name in names:
+            o.name = names[o.name]
+
+
+# ------------------------------------------------------------------ specs
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(float(v)) if isinstance(v, float) else str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(e) for e in v) + "]"
+    raise TypeError(v)
+
+
+def write_spec(path, template, model, scaler, outputs, alert=None, comment=""):
+    lines = [f"# {line}".rstrip() for line in comment.strip().splitlines()]
+    lines += ["", "[model]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in model.items()]
+    lines += ["", "[input]", f"name = {toml_value(INPUT)}", 'dtype = "float32"']
+    lines += ["", "[context]",
+              f"window_secs = {toml_value(float(template['context']['window_secs']))}"]
+    for f in template["feature"]:
+        lines += ["", "[[feature]]"] + [f"{k} = {toml_value(v)}" for k, v in f.items()]
+    lines += ["", "[scaler]", f"kind = {toml_value(scaler['kind'])}"]
+    for k in ("center", "scale"):
+        lines.append(f"{k} = [")
+        lines += [f"  {float(v)!r}," for v in scaler[k]]
+        lines.append("]")
+    for o in outputs:
+        lines += ["", "[[output]]"] + [f"{k} = {toml_value(v)}" for k, v in o.items()]
+    if alert:
+        lines += ["", "[alert]"] + [f"{k} = {toml_value(v)}" for k, v in alert.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------ figures
+def figures(flagged, y, predicted=None):
+    """Per attack type: recall (flagged) and, with class predictions,
+    precision of that class; benign: false-positive rate."""
+    out = {}
+    for t in sorted(set(y)):
+        m = y == t
+        if t == "benign":
+            out[t] = {"flows": int(m.sum()), "false_positives": int(flagged[m].sum()),
+                      "fpr": float(flagged[m].mean())}
+            continue
+        row = {"flows": int(m.sum()), "detected": int(flagged[m].sum()),
+               "recall": float(flagged[m].mean())}
+        if predicted is not None:
+            p = predicted == t
+            row["precision"] = float((y[p] == t).mean()) if p.any() else None
+        out[t] = row
+    return out
+
+
+def print_figures(title, figs):
+    print(f"\n{title}")
+    for t, r in figs.items():
+        if t == "benign":
+            print(f"  {t:18s} flows {r['flows']:6d}  false positives {r['false_positives']:4d}"
+                  f"  FPR {r['fpr']:.4f}")
+        else:
+            prec = r.get("precision")
+            p = "" if prec is None else f"  precision {prec:.3f}"
+            print(f"  {t:18s} flows {r['flows']:6d}  detected {r['detected']:6d}"
+                  f"  recall {r['recall']:.3f}{p}")
+
+
+# ------------------------------------------------------------------ main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lab", type=Path, default=REPO.parent / "shared" / "lab-pcaps")
+    ap.add_argument("--osprey", type=Path, default=REPO / "target" / "release" / "osprey")
+    ap.add_argument("--out", type=Path, default=REPO / "models")
+    ap.add_argument("--metrics", type=Path, default=HERE / "metrics.json")
+    ap.add_argument("--template", type=Path, default=HERE / "features.toml")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--validation", default="mixed",
+                    help="captures whose name starts with this are validation")
+    ap.add_argument("--augment", type=int, default=2,
+                    help="recombined training traces of each kind (overlay, chain)")
+    ap.add_argument("--anomaly-margin", type=float, default=2.0,
+                    help="threshold = this times the highest benign training score")
+    args = ap.parse_args()
+
+    if not args.osprey.exists():
+        sys.exit(f"{args.osprey}: not built (cargo build --release)")
+    if not (args.lab / "labels.csv").exists():
+        sys.exit(f"{args.lab}: no labels.csv: not the lab captures")
+    template = of.load_spec(args.template)
+    names = [f["name"] for f in template["feature"]]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        captures = load_lab(args.osprey, args.lab, Path(tmp))
+    val_names = [n for n in captures if n.startswith(args.validation)]
+    train_names = [n for n in captures if not n.startswith(args.validation)]
+    if not val_names or not train_names:
+        sys.exit("the split left training or validation empty")
+    train_caps = {n: captures[n] for n in train_names}
+    x_tr, y_tr, _ = matrix(template, [(n, *captures[n]) for n in train_names]
+                           + augmented_traces(train_caps, args.seed, args.augment))
+    x_va, y_va, src_va = matrix(template, [(n, *captures[n]) for n in val_names])
+    print(f"{len(names)} columns; training {len(y_tr)} rows from {len(train_names)} captures "
+          f"and {2 * args.augment} recombinations; validation {len(y_va)} flows from {val_names}")
+
+    classes = ["benign"] + sorted(set(y_tr) - {"benign"})
+    version = f"lab-seed{args.seed}"
+
+    # The classifier: scaler over all training rows.
+    c_scaler = standard_scaler(x_tr)
+    xc_tr = of.as_model_input(of.apply_scaler(c_scaler, x_tr))
+    xc_va = of.as_model_input(of.apply_scaler(c_scaler, x_va))
+    clf, c_onx = train_classifier(xc_tr, y_tr, classes, args.seed)
+    proba = clf.predict_proba(xc_va)
+    # As osprey decides (sensor/model): a flow is an attack when the attack
+    # classes together reach min_probability; its type is the likeliest of them.
+    c_flag = (1.0 - proba[:, 0]) >= MIN_PROBABILITY
+    c_pred = np.where(c_flag, np.array(classes)[1 + proba[:, 1:].argmax(axis=1)], "benign")
+
+    # The anomaly model: scaler and fit over benign training rows only.
+    ben = y_tr == "benign"
+    a_scaler = standard_scaler(x_tr[ben])
+    xa_tr = of.apply_scaler(a_scaler, x_tr)
+    ae, a_onx = train_autoencoder(of.as_model_input(xa_tr[ben]), args.seed)
+    s_tr = ae_score(ae, xa_tr)
+    # Twice the worst reconstruction of any benign training row: no benign
+    # training row comes near it, and the margin absorbs benign traffic
+    # that differs somewhat from the lab's.
+    threshold = float(s_tr[ben].max() * args.anomaly_margin)
+    a_flag = ae_score(ae, of.apply_scaler(a_scaler, x_va)) >= threshold
+
+    metrics = {
+        "rows": {"training": int(len(y_tr)), "validation": int(len(y_va))},
+        "validation_captures": sorted(set(src_va.tolist())),
+        "classifier": figures(c_flag, y_va, c_pred),
+        "anomaly": figures(a_flag, y_va),
+        "either": figures(c_flag | a_flag, y_va),
+        "anomaly_on_training_rows": figures(s_tr >= threshold, y_tr),
+    }
+    for k in ("classifier", "anomaly", "either"):
+        print_figures(f"validation, {k}", metrics[k])
+    print_figures("anomaly model on the training rows (fitted on their benign ones only)",
+                  metrics["anomaly_on_training_rows"])
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "osprey-classifier.onnx").write_bytes(
+        stable(c_onx, "osprey_classifier").SerializeToString())
+    (args.out / "osprey-anomaly.onnx").write_bytes(
+        stable(a_onx, "osprey_anomaly").SerializeToString())
+    write_spec(
+        args.out / "osprey-classifier.toml", template,
+        {"name": "osprey-classifier", "version": version, "onnx": "osprey-classifier.onnx",
+         "kind": "classifier",
+         "description": f"RandomForest ({clf.n_estimators} trees, depth <= {clf.max_depth}) "
+                        "over the lab captures: benign and each attack type"},
+        c_scaler,
+        [{"name": "label", "dtype": "int64", "meaning": "label"},
+         {"name": "probabilities", "dtype": "float32", "meaning": "probabilities",
+          "classes": classes}],
+        {"benign_class": "benign", "min_probability": MIN_PROBABILITY},
+        comment="Written by models/train/train.py; do not edit by hand (retrain instead).")
+    write_spec(
+        args.out / "osprey-anomaly.toml", template,
+        {"name": "osprey-anomaly", "version": version, "onnx": "osprey-anomaly.onnx",
+         "kind": "anomaly",
+         "description": "autoencoder (32-8-32) fitted on benign lab flows only; "
+                        "score = mean squared reconstruction error"},
+        a_scaler,
+        [{"name": "score", "dtype": "float32", "meaning": "score", "threshold": threshold}],
+        comment="Written by models/train/train.py; do not edit by hand (retrain instead).")
+    args.metrics.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    print(f"\nwrote {args.out}/osprey-classifier.*, {args.out}/osprey-anomaly.*, "
+          f"metrics.json (anomaly threshold {threshold:.6g})")
+
+
+if __name__ == "__main__":
+    main()

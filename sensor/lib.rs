@@ -12,4 +12,5 @@ pub mod conn;
 pub mod decode;
 pub mod features;
 pub mod replay;
+pub mod score;
 pub mod report;

@@ -52,40 +52,18 @@ struct FeaturizeArgs {
     /// Output file (default: standard output).
     #[arg(short, long)]
     out: Option<PathBuf>,
-    /// Do not verify checksums of captured packets (Zeek's -C).
-    #[arg(short = 'C', long)]
-    ignore_checksums: bool,
-    /// Networks counted as local (as for `replay`).
-    #[arg(long)]
-    local_nets: Option<String>,
-    /// Seed for uids of connections read from captures.
-    #[arg(long)]
-    seed: Option<u64>,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Capture files or conn.log files; each is featurized on its own (host
     /// context does not cross files). The file name is the `source` column.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    /// Zeek's ASCII writer (TSV with #fields/#types headers).
-    Zeek,
-    /// Zeek's JSON writer: one object per line.
-    Json,
-}
-
-#[derive(clap::Args)]
-struct ReplayArgs {
-    /// Capture files (pcap or pcapng), read in order as one trace
-    /// (default: the bundled sample capture).
-    pcaps: Vec<PathBuf>,
-    /// Directory for conn.log.
-    #[arg(long, default_value = ".")]
-    log_dir: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "zeek")]
-    format: Format,
+/// How captures become conn records: the same flags for `replay` and
+/// `featurize`, so that training data and production agree.
+#[derive(clap::Args, Clone)]
+struct EngineArgs {
     /// Do not verify IP/TCP/UDP/ICMP checksums (Zeek's -C).
     #[arg(short = 'C', long)]
     ignore_checksums: bool,
@@ -108,40 +86,81 @@ struct ReplayArgs {
     /// list such as `http,dns,ssl`.
     #[arg(long, default_value = "all")]
     analyzers: String,
-    /// Extra conn.log columns from Zeek policy scripts: `mac`, `vlan`.
-    #[arg(long, default_value = "")]
-    extra_columns: String,
     /// Override a Zeek setting, e.g. `tcp_inactivity_timeout=10min` or
     /// `ignore_checksums_nets+=192.168.0.0/16` (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     settings: Vec<String>,
+}
+
+impl EngineArgs {
+    fn config(&self) -> Result<EngineConfig> {
+        let mut cfg = EngineConfig {
+            ignore_checksums: self.ignore_checksums,
+            seed: self.seed,
+            ..EngineConfig::default()
+        };
+        if let Some(p) = &self.likely_server_ports {
+            cfg.likely_server_ports = PortSet::from_list(p)
+                .map_err(|e| anyhow::anyhow!("--likely-server-ports: {e}"))?;
+        }
+        if let Some(n) = &self.local_nets {
+            cfg.local_nets = if n.trim() == "none" {
+                NetSet::default()
+            } else {
+                NetSet::parse(n).map_err(|e| anyhow::anyhow!("--local-nets: {e}"))?
+            };
+        }
+        cfg.analyzers = EngineConfig::parse_analyzers(&self.analyzers)
+            .map_err(|e| anyhow::anyhow!("--analyzers: {e}"))?;
+        for s in &self.settings {
+            cfg.set(s).with_context(|| format!("--set {s}"))?;
+        }
+        Ok(cfg)
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// Zeek's ASCII writer (TSV with #fields/#types headers).
+    Zeek,
+    /// Zeek's JSON writer: one object per line.
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Capture files (pcap or pcapng), read in order as one trace
+    /// (default: the bundled sample capture).
+    pcaps: Vec<PathBuf>,
+    /// Directory for conn.log.
+    #[arg(long, default_value = ".")]
+    log_dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "zeek")]
+    format: Format,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Extra conn.log columns from Zeek policy scripts: `mac`, `vlan`.
+    #[arg(long, default_value = "")]
+    extra_columns: String,
+    /// Score every record with this model (its spec file,
+    /// models/NAME.toml; repeatable). Default: the bundled classifier and
+    /// anomaly model.
+    #[arg(long = "model", value_name = "SPEC")]
+    models: Vec<PathBuf>,
+    /// Write conn.log only: no scoring, no alerts.log.
+    #[arg(long, conflicts_with = "models")]
+    no_models: bool,
+    /// Rows per inference call.
+    #[arg(long, default_value_t = osprey::score::DEFAULT_BATCH_ROWS)]
+    batch_rows: usize,
     /// Do not print the summary.
     #[arg(short, long)]
     quiet: bool,
 }
 
 fn build_options(a: ReplayArgs) -> Result<ReplayOptions> {
-    let mut cfg = EngineConfig {
-        ignore_checksums: a.ignore_checksums,
-        seed: a.seed,
-        ..EngineConfig::default()
-    };
-    if let Some(p) = &a.likely_server_ports {
-        cfg.likely_server_ports =
-            PortSet::from_list(p).map_err(|e| anyhow::anyhow!("--likely-server-ports: {e}"))?;
-    }
-    if let Some(n) = &a.local_nets {
-        cfg.local_nets = if n.trim() == "none" {
-            NetSet::default()
-        } else {
-            NetSet::parse(n).map_err(|e| anyhow::anyhow!("--local-nets: {e}"))?
-        };
-    }
-    cfg.analyzers = EngineConfig::parse_analyzers(&a.analyzers)
-        .map_err(|e| anyhow::anyhow!("--analyzers: {e}"))?;
-    for s in &a.settings {
-        cfg.set(s).with_context(|| format!("--set {s}"))?;
-    }
+    let cfg = a.engine.config()?;
     let mut extra = ExtraColumns::parse(&a.extra_columns)
         .map_err(|e| anyhow::anyhow!("--extra-columns: {e}"))?;
     extra.ctx_vlans = cfg.conn_key_vlan;
@@ -153,9 +172,10 @@ fn build_options(a: ReplayArgs) -> Result<ReplayOptions> {
             Format::Json => LogFormat::Json,
         },
         extra,
-        filter: a.filter,
+        filter: a.engine.filter,
         engine: cfg,
         progress: replay::stderr_is_terminal() && !a.quiet,
+        keep_records: !a.no_models,
     })
 }
 
@@ -179,23 +199,58 @@ fn write_sample() -> Result<TempFile> {
     Ok(TempFile(path))
 }
 
+/// The bundled models (models/README.md), so that osprey scores out of the
+/// box without any file beside the binary.
+const BUNDLED_MODELS: [(&str, &[u8]); 4] = [
+    (
+        "osprey-classifier.toml",
+        include_bytes!("../models/osprey-classifier.toml"),
+    ),
+    (
+        "osprey-classifier.onnx",
+        include_bytes!("../models/osprey-classifier.onnx"),
+    ),
+    (
+        "osprey-anomaly.toml",
+        include_bytes!("../models/osprey-anomaly.toml"),
+    ),
+    (
+        "osprey-anomaly.onnx",
+        include_bytes!("../models/osprey-anomaly.onnx"),
+    ),
+];
+
+/// Loads the named specs and their ONNX files, or the bundled models when
+/// none is named.
+fn load_models(specs: &[PathBuf]) -> Result<Vec<osprey::model::Model>> {
+    use osprey::features::FeatureSpec;
+    let load = |p: &std::path::Path| -> Result<osprey::model::Model> {
+        let spec = FeatureSpec::load(p)?;
+        Ok(osprey::model::Model::load(spec)?)
+    };
+    if !specs.is_empty() {
+        return specs.iter().map(|p| load(p)).collect();
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("osprey-models-")
+        .tempdir()
+        .context("creating a directory for the bundled models")?;
+    for (name, bytes) in BUNDLED_MODELS {
+        std::fs::write(dir.path().join(name), bytes)
+            .with_context(|| format!("writing the bundled {name}"))?;
+    }
+    ["osprey-classifier.toml", "osprey-anomaly.toml"]
+        .iter()
+        .map(|n| load(&dir.path().join(n)))
+        .collect()
+}
+
 fn featurize(a: FeaturizeArgs) -> Result<()> {
     use osprey::features::{labels::LabLabels, table, FeatureSpec};
     use std::io::Write;
     let spec = FeatureSpec::load(&a.spec)?;
     let labels = a.labels.as_deref().map(LabLabels::load).transpose()?;
-    let mut engine = EngineConfig {
-        ignore_checksums: a.ignore_checksums,
-        seed: a.seed,
-        ..EngineConfig::default()
-    };
-    if let Some(n) = &a.local_nets {
-        engine.local_nets = if n.trim() == "none" {
-            NetSet::default()
-        } else {
-            NetSet::parse(n).map_err(|e| anyhow::anyhow!("--local-nets: {e}"))?
-        };
-    }
+    let engine = a.engine.config()?;
     let mut out: Box<dyn Write> = match &a.out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -204,7 +259,7 @@ fn featurize(a: FeaturizeArgs) -> Result<()> {
     };
     table::write_header(&mut out, &spec, labels.is_some())?;
     for input in &a.inputs {
-        let flows = table::read_flows(input, &spec, &engine)?;
+        let flows = table::read_flows(input, &spec, &engine, a.engine.filter.as_deref())?;
         let source = input
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -230,10 +285,31 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 None
             };
+            let model_specs = a.models.clone();
+            let batch_rows = a.batch_rows;
             let opts = build_options(a)?;
-            let summary = replay::run(&opts)?;
+            // Models are loaded (and so checked) before any packet is read.
+            let models = if opts.keep_records {
+                load_models(&model_specs)?
+            } else {
+                Vec::new()
+            };
+            let mut summary = replay::run(&opts)?;
             if !quiet {
                 eprint!("{}", summary.render());
+            }
+            if !models.is_empty() {
+                let records = std::mem::take(&mut summary.kept);
+                let scored =
+                    osprey::score::score_replay(&models, &records, &opts.log_dir, batch_rows)?;
+                if !quiet {
+                    eprintln!(
+                        "  alerts: {} -> {}",
+                        scored.alerts(),
+                        opts.log_dir.join("alerts.log").display()
+                    );
+                    eprint!("{}", scored.render());
+                }
             }
             Ok(())
         }

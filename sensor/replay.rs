@@ -94,6 +94,8 @@ pub struct ReplayOptions {
     pub engine: EngineConfig,
     /// Print a progress line (only sensible when stderr is a terminal).
     pub progress: bool,
+    /// Hand every record back in the summary (for scoring after the run).
+    pub keep_records: bool,
 }
 
 /// What a replay saw, for the end-of-run summary.
@@ -110,6 +112,8 @@ pub struct Summary {
     pub fragments_reassembled: u64,
     pub elapsed: Duration,
     pub log_path: PathBuf,
+    /// Every record in conn.log order, when `keep_records` was set.
+    pub kept: Vec<ConnRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,18 +187,23 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     for _ in 1..WRITER_POOL_BATCHES {
         let _ = recycle_tx.send(Vec::with_capacity(BATCH_RECORDS));
     }
+    let keep = opts.keep_records;
     let writer_thread = std::thread::Builder::new()
         .name("conn-log-writer".into())
-        .spawn(move || -> std::io::Result<ConnLogWriter<BufWriter<File>>> {
+        .spawn(move || -> std::io::Result<(ConnLogWriter<BufWriter<File>>, Vec<ConnRecord>)> {
             let mut writer = writer;
+            let mut kept = Vec::new();
             for mut batch in rx {
                 for r in &batch {
                     writer.write(r)?;
                 }
+                if keep {
+                    kept.extend(batch.drain(..));
+                }
                 batch.clear();
                 let _ = recycle_tx.send(batch);
             }
-            Ok(writer)
+            Ok((writer, kept))
         })
         .map_err(io_err(&tmp_path))?;
 
@@ -290,7 +299,7 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         let _ = tx.send(batch);
     }
     drop(tx);
-    let writer = match writer_thread.join() {
+    let (writer, kept) = match writer_thread.join() {
         Ok(r) => r.map_err(io_err(&tmp_path))?,
         Err(_) => {
             return Err(ReplayError::Io {
@@ -312,6 +321,7 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         fragments_reassembled: st.fragments_reassembled,
         elapsed: started.elapsed(),
         log_path: final_path.clone(),
+        kept,
     };
 
     if let Some(source) = failure {

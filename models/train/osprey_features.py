@@ -310,3 +310,31 @@ def apply_scaler(scaler, x):
 
 def as_model_input(x):
     return np.asarray(x, dtype=np.float32)
+
+
+def main():
+    """`python osprey_features.py --spec S [--raw] CONN_LOG`: the columns as
+    CSV (uid, then every feature, shortest round-trip floats), for
+    comparison with `osprey featurize` (tests/features_parity.rs)."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--spec", required=True)
+    ap.add_argument("--raw", action="store_true", help="before scaling")
+    ap.add_argument("log")
+    args = ap.parse_args()
+    spec = load_spec(args.spec)
+    try:
+        rows = read_conn_log(args.log)
+    except ConnLogError as e:
+        sys.exit(f"error: {e}")
+    x = featurize(spec, rows, scaled=not args.raw)
+    out = sys.stdout
+    out.write("uid," + ",".join(f["name"] for f in spec["feature"]) + "\n")
+    for r, v in zip(rows, x):
+        out.write(r.get("uid", "") + "," + ",".join(repr(float(e)) for e in v) + "\n")
+
+
+if __name__ == "__main__":
+    main()

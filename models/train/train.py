@@ -222,6 +222,64 @@ def rename_outputs(onx, names):
             o.name = names[o.name]
 
 
+def fit(x_tr, y_tr, classes, seed, margin):
+    """Both models, each with its scaler, on the (unscaled) training rows."""
+    # The classifier: scaler over all training rows.
+    c_scaler = standard_scaler(x_tr)
+    clf, c_onx = train_classifier(
+        of.as_model_input(of.apply_scaler(c_scaler, x_tr)), y_tr, classes, seed)
+    # The anomaly model: scaler and fit over benign training rows only.
+    ben = y_tr == "benign"
+    a_scaler = standard_scaler(x_tr[ben])
+    xa_tr = of.apply_scaler(a_scaler, x_tr)
+    ae, a_onx = train_autoencoder(of.as_model_input(xa_tr[ben]), seed)
+    s_tr = ae_score(ae, xa_tr)
+    # The threshold is `margin` times the worst reconstruction of any benign
+    # training row: no benign training row comes near it, and the margin
+    # absorbs benign traffic that differs somewhat from the lab's.
+    threshold = float(s_tr[ben].max() * margin)
+    return {"classes": classes, "c_scaler": c_scaler, "clf": clf, "c_onx": c_onx,
+            "a_scaler": a_scaler, "ae": ae, "a_onx": a_onx, "threshold": threshold,
+            "s_tr": s_tr}
+
+
+def predict(m, x):
+    """(classifier flagged, classifier type, anomaly flagged) per row, decided
+    as osprey decides (sensor/model): the classifier flags a flow when the
+    attack classes together reach min_probability, and types it as the
+    likeliest of them; the anomaly model flags a score at the threshold."""
+    proba = m["clf"].predict_proba(of.as_model_input(of.apply_scaler(m["c_scaler"], x)))
+    c_flag = (1.0 - proba[:, 0]) >= MIN_PROBABILITY
+    types = np.array(m["classes"])[1 + proba[:, 1:].argmax(axis=1)]
+    c_pred = np.where(c_flag, types, "benign")
+    a_flag = ae_score(m["ae"], of.apply_scaler(m["a_scaler"], x)) >= m["threshold"]
+    return c_flag, c_pred, a_flag
+
+
+def leave_one_capture_out(template, captures, train_names, args):
+    """Each attack capture held out in turn: both models refitted without
+    it (and without its recombinations), then asked about it. The classifier
+    has never seen that attack type, so this measures what the sensor does
+    against an attack it was not trained for."""
+    out = {}
+    for held in train_names:
+        rows, labels = captures[held]
+        if all(v == "benign" for v in labels):
+            continue
+        rest = {n: captures[n] for n in train_names if n != held}
+        x_tr, y_tr, _ = matrix(template, [(n, *rest[n]) for n in sorted(rest)]
+                               + augmented_traces(rest, args.seed, args.augment))
+        classes = ["benign"] + sorted(set(y_tr) - {"benign"})
+        m = fit(x_tr, y_tr, classes, args.seed, args.anomaly_margin)
+        x, y, _ = matrix(template, [(held, rows, labels)])
+        c_flag, _, a_flag = predict(m, x)
+        out[held] = {k: figures(f, y) for k, f in
+                     (("classifier", c_flag), ("anomaly", a_flag), ("either", c_flag | a_flag))}
+        for k in ("classifier", "anomaly", "either"):
+            print_figures(f"held out {held}, {k}", out[held][k])
+    return out
+
+
 # ------------------------------------------------------------------ specs
 def toml_value(v):
     if isinstance(v, bool):
@@ -302,6 +360,9 @@ def main():
                     help="captures whose name starts with this are validation")
     ap.add_argument("--augment", type=int, default=2,
                     help="recombined training traces of each kind (overlay, chain)")
+    ap.add_argument("--loco", type=Path, metavar="JSON",
+                    help="also run leave-one-capture-out over the attack captures "
+                         "and write its figures here (slow: one refit per capture)")
     ap.add_argument("--anomaly-margin", type=float, default=2.0,
                     help="threshold = this times the highest benign training score")
     args = ap.parse_args()
@@ -328,29 +389,10 @@ def main():
 
     classes = ["benign"] + sorted(set(y_tr) - {"benign"})
     version = f"lab-seed{args.seed}"
-
-    # The classifier: scaler over all training rows.
-    c_scaler = standard_scaler(x_tr)
-    xc_tr = of.as_model_input(of.apply_scaler(c_scaler, x_tr))
-    xc_va = of.as_model_input(of.apply_scaler(c_scaler, x_va))
-    clf, c_onx = train_classifier(xc_tr, y_tr, classes, args.seed)
-    proba = clf.predict_proba(xc_va)
-    # As osprey decides (sensor/model): a flow is an attack when the attack
-    # classes together reach min_probability; its type is the likeliest of them.
-    c_flag = (1.0 - proba[:, 0]) >= MIN_PROBABILITY
-    c_pred = np.where(c_flag, np.array(classes)[1 + proba[:, 1:].argmax(axis=1)], "benign")
-
-    # The anomaly model: scaler and fit over benign training rows only.
-    ben = y_tr == "benign"
-    a_scaler = standard_scaler(x_tr[ben])
-    xa_tr = of.apply_scaler(a_scaler, x_tr)
-    ae, a_onx = train_autoencoder(of.as_model_input(xa_tr[ben]), args.seed)
-    s_tr = ae_score(ae, xa_tr)
-    # Twice the worst reconstruction of any benign training row: no benign
-    # training row comes near it, and the margin absorbs benign traffic
-    # that differs somewhat from the lab's.
-    threshold = float(s_tr[ben].max() * args.anomaly_margin)
-    a_flag = ae_score(ae, of.apply_scaler(a_scaler, x_va)) >= threshold
+    m = fit(x_tr, y_tr, classes, args.seed, args.anomaly_margin)
+    c_flag, c_pred, a_flag = predict(m, x_va)
+    c_scaler, c_onx, clf = m["c_scaler"], m["c_onx"], m["clf"]
+    a_scaler, a_onx, threshold, s_tr = m["a_scaler"], m["a_onx"], m["threshold"], m["s_tr"]
 
     metrics = {
         "rows": {"training": int(len(y_tr)), "validation": int(len(y_va))},
@@ -392,6 +434,9 @@ def main():
         [{"name": "score", "dtype": "float32", "meaning": "score", "threshold": threshold}],
         comment="Written by models/train/train.py; do not edit by hand (retrain instead).")
     args.metrics.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if args.loco:
+        loco = leave_one_capture_out(template, captures, train_names, args)
+        args.loco.write_text(json.dumps(loco, indent=2, sort_keys=True) + "\n")
     print(f"\nwrote {args.out}/osprey-classifier.*, {args.out}/osprey-anomaly.*, "
           f"metrics.json (anomaly threshold {threshold:.6g})")
 

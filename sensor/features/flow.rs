@@ -38,10 +38,28 @@ pub struct Flow {
     pub ip_proto: Option<u64>,
 }
 
+/// The value conn.log's `%.6f` prints, read back: training data comes from
+/// conn.log files (TSV), so the engine's times go through the same rounding
+/// to whole microseconds and a model sees bit-identical inputs either way.
+fn as_logged(v: f64) -> f64 {
+    if v.is_finite() && (0.0..9.0e9).contains(&v) {
+        let int = v.trunc();
+        let scaled = (v - int) * 1e6;
+        let r = scaled.round();
+        if (scaled - r).abs() < 0.25 {
+            // int * 1e6 + r is an exact integer below 2^53, and one correctly
+            // rounded division gives the double nearest the decimal, as
+            // parsing the printed text does.
+            return (int * 1e6 + r) / 1e6;
+        }
+    }
+    format!("{v:.6}").parse().unwrap_or(v)
+}
+
 impl From<&ConnRecord> for Flow {
     fn from(r: &ConnRecord) -> Self {
         Flow {
-            ts: r.ts,
+            ts: as_logged(r.ts),
             uid: r.uid.to_string(),
             orig_h: r.orig_h,
             orig_p: r.orig_p,
@@ -49,7 +67,7 @@ impl From<&ConnRecord> for Flow {
             resp_p: r.resp_p,
             proto: r.proto.as_str().to_string(),
             service: r.service.iter().map(|s| s.to_string()).collect(),
-            duration: r.duration,
+            duration: r.duration.map(as_logged),
             orig_bytes: r.orig_bytes,
             resp_bytes: r.resp_bytes,
             conn_state: r.conn_state.as_str().to_string(),
@@ -174,6 +192,28 @@ impl CatField {
                     f.service.iter().any(|s| s == v)
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_logged;
+
+    #[test]
+    fn times_round_as_conn_log_prints_them() {
+        for v in [
+            1795302751.612246,
+            0.000836_499_1,
+            1.999_999_7,
+            0.0,
+            1.0e-7,
+            1300475167.096535,
+            4.5e-7,
+            123.456_789_5,
+        ] {
+            let printed: f64 = format!("{v:.6}").parse().expect("number");
+            assert_eq!(as_logged(v).to_bits(), printed.to_bits(), "{v}");
         }
     }
 }

@@ -269,7 +269,8 @@ pub struct AlertRule {
     /// The class that means "nothing to report".
     #[serde(default = "default_benign")]
     pub benign_class: String,
-    /// The top class must be at least this likely to alert.
+    /// A flow is flagged when the classes other than `benign_class` are,
+    /// together, at least this likely; its label is the likeliest of them.
     #[serde(default = "default_min_probability")]
     pub min_probability: f64,
 }

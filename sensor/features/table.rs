@@ -97,10 +97,11 @@ pub fn read_flows(
     path: &Path,
     spec: &FeatureSpec,
     engine: &EngineConfig,
+    filter: Option<&str>,
 ) -> Result<Vec<Flow>, InputError> {
     match input_kind(path)? {
         InputKind::Capture => {
-            let recs = collect_records(&[path.to_path_buf()], None, engine.clone())?;
+            let recs = collect_records(&[path.to_path_buf()], filter, engine.clone())?;
             Ok(recs.iter().map(Flow::from).collect())
         }
         InputKind::ConnLog => Ok(read_conn_log(path, &needed_columns(spec))?),

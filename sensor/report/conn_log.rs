@@ -498,6 +498,16 @@ impl<W: Write> ConnLogWriter<W> {
         l.push_str("}\n");
     }
 
+    /// The record as Zeek's JSON writer prints it, without the closing
+    /// brace, so that another writer (alerts.log) can add members to the
+    /// same object and stay readable by every tool that reads conn.log.
+    pub fn json_members(&mut self, r: &ConnRecord) -> &str {
+        self.line.clear();
+        self.format_json(r);
+        let l = self.line.as_str();
+        l.strip_suffix("}\n").unwrap_or(l)
+    }
+
     /// Flushes and returns the sink without the `#close` footer, for output
     /// that must not look complete.
     pub fn into_inner_unfinished(mut self) -> W {

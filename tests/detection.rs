@@ -1,0 +1,285 @@
+//! Detection quality of the bundled models, measured the way the sensor
+//! runs them: `osprey replay` of every lab capture with both models, its
+//! alerts.log against the lab's labels (lab README: a flow is an attack iff
+//! an endpoint is the attacker; its type is the window holding its start).
+//!
+//! Prints, per model and for the sensor's alerts (any model flagged),
+//! recall and the classifier's precision per attack type and the benign
+//! false-positive rate, for the validation captures (mixed*.pcap: never
+//! trained on) and for the training captures. Fails when a validation
+//! figure falls below the floor in tests/detection/record.toml. When the
+//! lab is the one the models were trained on, the figures must also equal
+//! what training measured (models/train/metrics.json): Rust inference
+//! decides as scikit-learn did.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use osprey::features::labels::LabLabels;
+use osprey::features::zeek_log::read_conn_log;
+use serde::Deserialize;
+
+const MODELS: [&str; 2] = ["models/osprey-classifier.toml", "models/osprey-anomaly.toml"];
+const ALERTS: &str = "alerts";
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn lab_dir() -> PathBuf {
+    std::env::var_os("OSPREY_SHARED")
+        .map_or_else(|| repo("../shared"), PathBuf::from)
+        .join("lab-pcaps")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    /// The validation captures: file names starting with this.
+    validation_prefix: String,
+    /// Per detector (model name or "alerts"): the floors.
+    floors: BTreeMap<String, Floor>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Floor {
+    min_recall: f64,
+    max_benign_fpr: f64,
+}
+
+#[derive(Deserialize)]
+struct AlertLine {
+    uid: String,
+    osprey: AlertMember,
+}
+
+#[derive(Deserialize)]
+struct AlertMember {
+    verdicts: Vec<VerdictLine>,
+}
+
+#[derive(Deserialize)]
+struct VerdictLine {
+    model: String,
+    label: Option<String>,
+    flagged: bool,
+}
+
+/// Counts for one detector over one set of captures.
+#[derive(Default)]
+struct Tally {
+    /// truth -> (flows, flagged)
+    by_truth: BTreeMap<String, (u64, u64)>,
+    /// predicted type -> (predicted, correct) (classifier only)
+    by_predicted: BTreeMap<String, (u64, u64)>,
+}
+
+impl Tally {
+    fn add(&mut self, truth: &str, flagged: bool, predicted: Option<&str>) {
+        let e = self.by_truth.entry(truth.to_string()).or_default();
+        e.0 += 1;
+        e.1 += u64::from(flagged);
+        if let Some(p) = predicted.filter(|_| flagged) {
+            let e = self.by_predicted.entry(p.to_string()).or_default();
+            e.0 += 1;
+            e.1 += u64::from(p == truth);
+        }
+    }
+
+    fn recall(&self, t: &str) -> Option<f64> {
+        self.by_truth.get(t).map(|&(n, f)| f as f64 / n.max(1) as f64)
+    }
+
+    fn precision(&self, t: &str) -> Option<f64> {
+        self.by_predicted.get(t).map(|&(n, ok)| ok as f64 / n.max(1) as f64)
+    }
+
+    fn render(&self, title: &str, typed: bool) -> String {
+        let mut s = format!("  {title}\n");
+        for (t, &(n, f)) in &self.by_truth {
+            if t == "benign" {
+                s += &format!(
+                    "    {t:<18} flows {n:>6}  false positives {f:>5}  FPR {:.4}\n",
+                    f as f64 / n.max(1) as f64
+                );
+            } else {
+                let p = match (typed, self.precision(t)) {
+                    (true, Some(p)) => format!("  precision {p:.3}"),
+                    (true, None) => "  precision -".to_string(),
+                    _ => String::new(),
+                };
+                s += &format!(
+                    "    {t:<18} flows {n:>6}  detected {f:>6}  recall {:.3}{p}\n",
+                    f as f64 / n.max(1) as f64
+                );
+            }
+        }
+        s
+    }
+}
+
+#[test]
+fn bundled_models_detect_the_lab_attacks() {
+    let lab = lab_dir();
+    if !lab.join("labels.csv").is_file() {
+        eprintln!(
+            "SKIPPED: no lab captures at {} (the shared folder sits beside the repo)",
+            lab.display()
+        );
+        return;
+    }
+    let record: Record = toml::from_str(
+        &std::fs::read_to_string(repo("tests/detection/record.toml")).expect("record.toml"),
+    )
+    .expect("parsing tests/detection/record.toml");
+    let labels = LabLabels::load(&lab.join("labels.csv")).expect("loading labels.csv");
+    let mut pcaps: Vec<PathBuf> = std::fs::read_dir(&lab)
+        .expect("listing the lab")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    pcaps.sort();
+    let names = ["osprey-classifier", "osprey-anomaly", ALERTS];
+    // (validation?, detector) -> tally
+    let mut tallies: HashMap<(bool, &str), Tally> = HashMap::new();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for pcap in &pcaps {
+        let file = pcap.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let validation = file.starts_with(&record.validation_prefix);
+        let out = tmp.path().join(&file);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_osprey"));
+        cmd.args(["replay", "-q", "--log-dir"]).arg(&out);
+        for m in MODELS {
+            cmd.arg("--model").arg(repo(m));
+        }
+        let done = cmd.arg(pcap).output().expect("running osprey replay");
+        assert!(
+            done.status.success(),
+            "osprey replay {file}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        let flows = read_conn_log(&out.join("conn.log"), &[]).expect("reading conn.log");
+        let alerts_text = std::fs::read_to_string(out.join("alerts.log")).expect("alerts.log");
+        let mut alerts: HashMap<String, Vec<VerdictLine>> = HashMap::new();
+        for (i, line) in alerts_text.lines().enumerate() {
+            let a: AlertLine = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{file} alerts.log line {}: {e}", i + 1));
+            assert!(
+                a.osprey.verdicts.iter().any(|v| v.flagged),
+                "{file}: alerts.log holds a record no model flagged"
+            );
+            alerts.insert(a.uid, a.osprey.verdicts);
+        }
+        for f in &flows {
+            let truth = labels.label(f, Some(&file));
+            let verdicts = alerts.get(&f.uid);
+            let mut any = false;
+            for name in &names[..2] {
+                let v = verdicts.and_then(|vs| vs.iter().find(|v| v.model == *name));
+                let flagged = v.is_some_and(|v| v.flagged);
+                any |= flagged;
+                let predicted = v.and_then(|v| v.label.as_deref());
+                tallies
+                    .entry((validation, name))
+                    .or_default()
+                    .add(&truth, flagged, predicted);
+            }
+            tallies
+                .entry((validation, ALERTS))
+                .or_default()
+                .add(&truth, any, None);
+        }
+    }
+
+    let mut report = String::new();
+    let mut failures = Vec::new();
+    for validation in [true, false] {
+        report += if validation {
+            "\nvalidation captures (never trained on):\n"
+        } else {
+            "\ntraining captures (for reference; the models were fitted on these):\n"
+        };
+        for name in names {
+            let Some(t) = tallies.get(&(validation, name)) else {
+                continue;
+            };
+            let title = if name == ALERTS {
+                "alerts (any model flagged)".to_string()
+            } else {
+                name.to_string()
+            };
+            report += &t.render(&title, name == "osprey-classifier");
+            if !validation {
+                continue;
+            }
+            let Some(floor) = record.floors.get(name) else {
+                continue;
+            };
+            for (truth, &(n, f)) in &t.by_truth {
+                let rate = f as f64 / n.max(1) as f64;
+                if truth == "benign" && rate > floor.max_benign_fpr {
+                    failures.push(format!(
+                        "{name}: benign FPR {rate:.4} above {}",
+                        floor.max_benign_fpr
+                    ));
+                }
+                if truth != "benign" && t.recall(truth).unwrap_or(0.0) < floor.min_recall {
+                    failures.push(format!(
+                        "{name}: {truth} recall {rate:.3} below {}",
+                        floor.min_recall
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!("{report}");
+    assert!(
+        tallies.contains_key(&(true, ALERTS)),
+        "no validation capture ({}*.pcap) in the lab",
+        record.validation_prefix
+    );
+    check_against_training(&tallies, &mut failures);
+    assert!(failures.is_empty(), "below the recorded figures:\n{}", failures.join("\n"));
+}
+
+/// When the lab is the one the models were trained on (same validation flow
+/// count), the Rust figures must equal scikit-learn's from training.
+fn check_against_training(tallies: &HashMap<(bool, &str), Tally>, failures: &mut Vec<String>) {
+    let Ok(text) = std::fs::read_to_string(repo("models/train/metrics.json")) else {
+        return;
+    };
+    let metrics: serde_json::Value = serde_json::from_str(&text).expect("metrics.json");
+    let Some(alerts) = tallies.get(&(true, ALERTS)) else {
+        return;
+    };
+    let flows: u64 = alerts.by_truth.values().map(|&(n, _)| n).sum();
+    if metrics["rows"]["validation"].as_u64() != Some(flows) {
+        eprintln!("(a lab other than the training one: figures not compared with metrics.json)");
+        return;
+    }
+    for (key, name) in [
+        ("classifier", "osprey-classifier"),
+        ("anomaly", "osprey-anomaly"),
+        ("either", ALERTS),
+    ] {
+        let Some(t) = tallies.get(&(true, name)) else {
+            continue;
+        };
+        for (truth, &(_, flagged)) in &t.by_truth {
+            let field = if truth == "benign" {
+                "false_positives"
+            } else {
+                "detected"
+            };
+            let trained = metrics[key][truth][field].as_u64();
+            if trained != Some(flagged) {
+                failures.push(format!(
+                    "{name}: {truth}: {flagged} flagged in Rust, training measured {trained:?}"
+                ));
+            }
+        }
+    }
+    eprintln!("validation figures equal those training measured (models/train/metrics.json)");
+}

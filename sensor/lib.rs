@@ -10,5 +10,6 @@
 pub mod capture;
 pub mod conn;
 pub mod decode;
+pub mod features;
 pub mod replay;
 pub mod report;

@@ -33,6 +33,38 @@ struct Cli {
 enum Command {
     /// Read pcap/pcapng files as one trace and write Zeek's conn.log for them.
     Replay(ReplayArgs),
+    /// Compute a model's input features for every connection of pcap files
+    /// or Zeek conn.log files (TSV or JSON), as CSV.
+    Featurize(FeaturizeArgs),
+}
+
+#[derive(clap::Args)]
+struct FeaturizeArgs {
+    /// The model's feature spec (models/NAME.toml).
+    #[arg(long)]
+    spec: PathBuf,
+    /// Lab labels (labels.csv, with hosts.csv beside it): adds a label column.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Write the features before scaling (what training fits the scaler on).
+    #[arg(long)]
+    raw: bool,
+    /// Output file (default: standard output).
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// Do not verify checksums of captured packets (Zeek's -C).
+    #[arg(short = 'C', long)]
+    ignore_checksums: bool,
+    /// Networks counted as local (as for `replay`).
+    #[arg(long)]
+    local_nets: Option<String>,
+    /// Seed for uids of connections read from captures.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Capture files or conn.log files; each is featurized on its own (host
+    /// context does not cross files). The file name is the `source` column.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -147,8 +179,45 @@ fn write_sample() -> Result<TempFile> {
     Ok(TempFile(path))
 }
 
+fn featurize(a: FeaturizeArgs) -> Result<()> {
+    use osprey::features::{labels::LabLabels, table, FeatureSpec};
+    use std::io::Write;
+    let spec = FeatureSpec::load(&a.spec)?;
+    let labels = a.labels.as_deref().map(LabLabels::load).transpose()?;
+    let mut engine = EngineConfig {
+        ignore_checksums: a.ignore_checksums,
+        seed: a.seed,
+        ..EngineConfig::default()
+    };
+    if let Some(n) = &a.local_nets {
+        engine.local_nets = if n.trim() == "none" {
+            NetSet::default()
+        } else {
+            NetSet::parse(n).map_err(|e| anyhow::anyhow!("--local-nets: {e}"))?
+        };
+    }
+    let mut out: Box<dyn Write> = match &a.out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    table::write_header(&mut out, &spec, labels.is_some())?;
+    for input in &a.inputs {
+        let flows = table::read_flows(input, &spec, &engine)?;
+        let source = input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        table::write_rows(&mut out, &source, &spec, &flows, !a.raw, labels.as_ref())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Featurize(a) => featurize(a),
         Command::Replay(mut a) => {
             let quiet = a.quiet;
             let _sample = if a.pcaps.is_empty() {

@@ -401,3 +401,26 @@ impl Summary {
 pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
+
+/// The connection records of the inputs (read in order as one trace),
+/// in the order the engine ends them, without writing a log: for
+/// `osprey featurize` and tests. Single-threaded: featurizing is not the
+/// throughput path.
+pub fn collect_records(
+    inputs: &[PathBuf],
+    filter: Option<&str>,
+    engine: EngineConfig,
+) -> Result<Vec<ConnRecord>, ReplayError> {
+    let mut sources = capture::open_all(inputs, filter)?;
+    let mut engine = Engine::new(engine);
+    let mut out = Vec::new();
+    for src in sources.iter_mut() {
+        while let Some(p) = src.next_packet()? {
+            engine.process_packet(&p);
+            engine.take_records(&mut out);
+        }
+    }
+    engine.finish();
+    engine.take_records(&mut out);
+    Ok(out)
+}

@@ -1,0 +1,195 @@
+//! Host-context aggregates: what the other connections of the same host
+//! did around the same time (how many, to how many ports and hosts, how
+//! many were rejected, how big). Single-connection features cannot tell a
+//! SYN-flood attempt from one failed connect; the context can.
+//!
+//! The window of a flow is every flow with the same key address whose
+//! start time lies in `[ts - window, ts]`, the flow itself included. It
+//! depends only on the set of flows, not on the order they arrive in, so
+//! the engine's records and Zeek's conn.log of the same traffic give the
+//! same numbers. Flows are swept in time order with two pointers and
+//! running integer sums, so a host with tens of thousands of flows costs
+//! linear time and every source order gives bit-identical results.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+
+use super::flow::{Flow, NumField};
+use super::spec::{ContextKey, ContextStat, Feature, Value};
+
+/// Integer form of a numeric field for exact running sums: durations in
+/// microseconds (their resolution in conn.log), counts as they are.
+fn int_value(f: NumField, flow: &Flow) -> i128 {
+    match f {
+        NumField::Duration => flow.duration.map_or(0, |d| (d * 1e6).round() as i128),
+        _ => f.get(flow).map_or(0, |v| v as i128),
+    }
+}
+
+fn from_int(f: NumField, v: f64) -> f64 {
+    match f {
+        NumField::Duration => v / 1e6,
+        _ => v,
+    }
+}
+
+/// Counts of values in the window, for distinct counts.
+struct Multiset<T: Eq + Hash>(HashMap<T, u32>);
+
+impl<T: Eq + Hash> Multiset<T> {
+    fn new() -> Self {
+        Multiset(HashMap::new())
+    }
+    fn add(&mut self, v: T) {
+        *self.0.entry(v).or_insert(0) += 1;
+    }
+    fn remove(&mut self, v: &T) {
+        if let Some(c) = self.0.get_mut(v) {
+            *c -= 1;
+            if *c == 0 {
+                self.0.remove(v);
+            }
+        }
+    }
+    fn distinct(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The running state of one window.
+struct Window<'a> {
+    stats: Vec<&'a ContextStat>,
+    n: u64,
+    resp_p: Multiset<(u16, &'a str)>,
+    resp_h: Multiset<IpAddr>,
+    orig_h: Multiset<IpAddr>,
+    orig_p: Multiset<(u16, &'a str)>,
+    /// Per stat: flows matching (share_state) or the integer sum (mean).
+    sums: Vec<i128>,
+}
+
+impl<'a> Window<'a> {
+    fn new(stats: Vec<&'a ContextStat>) -> Self {
+        let k = stats.len();
+        Window {
+            stats,
+            n: 0,
+            resp_p: Multiset::new(),
+            resp_h: Multiset::new(),
+            orig_h: Multiset::new(),
+            orig_p: Multiset::new(),
+            sums: vec![0; k],
+        }
+    }
+
+    fn contribution(stat: &ContextStat, f: &Flow) -> i128 {
+        match stat {
+            ContextStat::ShareState(states) => {
+                i128::from(states.contains(&f.conn_state))
+            }
+            ContextStat::Mean(field) => int_value(*field, f),
+            _ => 0,
+        }
+    }
+
+    fn add(&mut self, f: &'a Flow) {
+        self.n += 1;
+        // Ports are per transport: 53/udp and 53/tcp are different services.
+        self.resp_p.add((f.resp_p, f.proto.as_str()));
+        self.orig_p.add((f.orig_p, f.proto.as_str()));
+        self.resp_h.add(f.resp_h);
+        self.orig_h.add(f.orig_h);
+        for (s, sum) in self.stats.iter().zip(self.sums.iter_mut()) {
+            *sum += Self::contribution(s, f);
+        }
+    }
+
+    fn remove(&mut self, f: &'a Flow) {
+        self.n -= 1;
+        self.resp_p.remove(&(f.resp_p, f.proto.as_str()));
+        self.orig_p.remove(&(f.orig_p, f.proto.as_str()));
+        self.resp_h.remove(&f.resp_h);
+        self.orig_h.remove(&f.orig_h);
+        for (s, sum) in self.stats.iter().zip(self.sums.iter_mut()) {
+            *sum -= Self::contribution(s, f);
+        }
+    }
+
+    fn value(&self, i: usize) -> f64 {
+        let n = self.n.max(1) as f64;
+        match self.stats[i] {
+            ContextStat::Conns => self.n as f64,
+            ContextStat::DistinctRespP => self.resp_p.distinct() as f64,
+            ContextStat::DistinctRespH => self.resp_h.distinct() as f64,
+            ContextStat::DistinctOrigH => self.orig_h.distinct() as f64,
+            ContextStat::DistinctOrigP => self.orig_p.distinct() as f64,
+            ContextStat::ShareState(_) => self.sums[i] as f64 / n,
+            ContextStat::Mean(field) => from_int(*field, self.sums[i] as f64) / n,
+        }
+    }
+}
+
+/// A (key, window bits) pair and the columns that share its sweep.
+type Group<'a> = ((ContextKey, u64), Vec<(usize, &'a ContextStat)>);
+
+/// Values of the context columns of `features`, for every flow:
+/// `out[flow][column]`, with NaN in columns that are not context columns.
+pub fn context_columns(features: &[Feature], flows: &[Flow]) -> Vec<Vec<f64>> {
+    let cols = features.len();
+    let mut out = vec![vec![f64::NAN; cols]; flows.len()];
+    // One sweep per (key, window) pair; all its columns share the state.
+    let mut groups: Vec<Group> = Vec::new();
+    for (c, f) in features.iter().enumerate() {
+        if let Value::Context {
+            key,
+            stat,
+            window_secs,
+        } = &f.value
+        {
+            let id = (*key, window_secs.to_bits());
+            match groups.iter_mut().find(|(g, _)| *g == id) {
+                Some((_, v)) => v.push((c, stat)),
+                None => groups.push((id, vec![(c, stat)])),
+            }
+        }
+    }
+    for ((key, window_bits), columns) in groups {
+        let window = f64::from_bits(window_bits);
+        let mut by_host: HashMap<(IpAddr, u16, &str), Vec<usize>> = HashMap::new();
+        for (i, f) in flows.iter().enumerate() {
+            let h = match key {
+                ContextKey::OrigH => (f.orig_h, 0, ""),
+                ContextKey::RespH => (f.resp_h, 0, ""),
+                ContextKey::OrigHRespP => (f.orig_h, f.resp_p, f.proto.as_str()),
+            };
+            by_host.entry(h).or_default().push(i);
+        }
+        for idx in by_host.values_mut() {
+            idx.sort_by(|&a, &b| flows[a].ts.total_cmp(&flows[b].ts));
+            let mut w = Window::new(columns.iter().map(|(_, s)| *s).collect());
+            let (mut lo, mut hi) = (0, 0);
+            for &i in idx.iter() {
+                let ts = flows[i].ts;
+                while let Some(&j) = idx.get(hi) {
+                    if flows[j].ts > ts {
+                        break;
+                    }
+                    w.add(&flows[j]);
+                    hi += 1;
+                }
+                while let Some(&j) = idx.get(lo) {
+                    if flows[j].ts >= ts - window {
+                        break;
+                    }
+                    w.remove(&flows[j]);
+                    lo += 1;
+                }
+                for (k, (c, _)) in columns.iter().enumerate() {
+                    out[i][*c] = w.value(k);
+                }
+            }
+        }
+    }
+    out
+}

@@ -11,5 +11,6 @@ pub mod capture;
 pub mod conn;
 pub mod decode;
 pub mod features;
+pub mod model;
 pub mod replay;
 pub mod report;

@@ -5,6 +5,10 @@ records what onnxruntime answers for them.
     python tests/models/make_models.py              # test models -> tests/models/
     python tests/models/make_models.py --bench DIR  # bench models -> DIR
 
+The bench models (a 100-tree RandomForest, 100-tree GradientBoosting binary
+and multiclass, a wider MLP) are a few MB, so benches generate them into
+target/ instead of the repository.
+
 Needs scikit-learn, skl2onnx, onnx, onnxruntime and numpy. Everything is
 seeded, so a rerun reproduces the same models and outputs. `cargo test`
 never runs this script: its output is committed.
@@ -19,6 +23,8 @@ Test models (tests/models/):
     (tests/models/ops/) for what skl2onnx never emits: every branch mode,
     missing-value tracking, every post_transform, MIN/MAX/AVERAGE, several
     targets, base values, `*_as_tensor` (double) attributes, odd node ids.
+Each scikit-learn model comes with a feature spec (NAME.toml, the format of
+models/*.toml) whose columns are the first 20 of models/train/features.toml.
 cases.json lists every case with onnxruntime's outputs for a fixed input
 batch (input.json, 64 rows; input_nan.json, 16 rows with missing values).
 """
@@ -27,6 +33,7 @@ import argparse
 import json
 import os
 import sys
+import tomllib
 
 import numpy as np
 import onnx
@@ -68,6 +75,10 @@ def export(model, name):
         initial_types=[(INPUT, FloatTensorType([None, COLUMNS]))],
         options={id(model): {"zipmap": False}} if hasattr(model, "classes_") else None,
         target_opset=OPSETS)
+    # skl2onnx lists opsets in set order, which varies from run to run.
+    opsets = sorted(onx.opset_import, key=lambda o: o.domain)
+    del onx.opset_import[:]
+    onx.opset_import.extend(opsets)
     return onx
 
 
@@ -125,7 +136,10 @@ def threshold_rows(models, rng, n):
 def run_ort(onx, x):
     sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x})))
+    outputs = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x})))
+    for col in unwritten_columns(onx):
+        outputs["probabilities"][:, col] = np.nan  # not data: recorded as null
+    return outputs
 
 
 def encode_output(value):
@@ -134,8 +148,10 @@ def encode_output(value):
         return {"dtype": "string", "shape": list(value.shape), "data": [str(v) for v in value.ravel()]}
     if value.dtype.kind in "iu":
         return {"dtype": "int64", "shape": list(value.shape), "data": [int(v) for v in value.ravel()]}
+    # JSON has no NaN or infinities: NaN is null, infinities are strings.
     return {"dtype": "float32", "shape": list(value.shape),
-            "data": [None if np.isnan(v) else float(v) for v in value.astype(np.float32).ravel()]}
+            "data": [None if np.isnan(v) else (str(float(v)) if np.isinf(v) else float(v))
+                     for v in value.astype(np.float32).ravel()]}
 
 
 def encode_rows(x):
@@ -286,6 +302,20 @@ def regressor(rng, x, name, n_targets, trees=5, depth=4, modes=MODES, missing=Tr
     return name, single_node_model("TreeEnsembleRegressor", attrs, outputs, cast_double=as_tensor)
 
 
+def unwritten_columns(onx):
+    """Probability columns onnxruntime never writes, so they hold whatever
+    its allocator left there: with two classes, one voted class and PROBIT,
+    it writes only the first column. The tests skip these."""
+    node = onx.graph.node[-1]
+    if node.op_type != "TreeEnsembleClassifier":
+        return []
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    labels = a.get("classlabels_int64s") or a.get("classlabels_strings")
+    if len(labels) == 2 and len(set(a["class_ids"])) == 1 and a.get("post_transform") == b"PROBIT":
+        return [1]
+    return []
+
+
 def hand_built(x):
     rng = np.random.default_rng(2024)
     one = lambda r: 1  # noqa: E731
@@ -345,21 +375,61 @@ def hand_built(x):
 
 # ---------------------------------------------------------------- main
 
-def spec_for(kind, classes=None, threshold=None):
+FEATURES_TOML = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models",
+                             "train", "features.toml")
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float, np.floating, np.integer)):
+        return repr(float(v)) if isinstance(v, (float, np.floating)) else str(int(v))
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(type(v))
+
+
+def spec_toml(name, onnx_file, kind, x_train, classes=None, threshold=None, label=True):
+    """A feature spec (models/NAME.toml format) for one test model: the first
+    COLUMNS columns of models/train/features.toml, a standard scaler fitted
+    on the training data, and the outputs osprey reads."""
+    with open(FEATURES_TOML, "rb") as f:
+        template = tomllib.load(f)
+    lines = [
+        "# Generated by tests/models/make_models.py: a test fixture, not a real model.",
+        "[model]",
+        f"name = {toml_value(name)}",
+        'version = "test"',
+        f"onnx = {toml_value(onnx_file)}",
+        f"kind = {toml_value('classifier' if kind == 'classifier' else 'anomaly')}",
+        f"description = {toml_value('scikit-learn ' + name + ' on synthetic data')}",
+        "",
+        "[input]",
+        f"name = {toml_value(INPUT)}",
+        'dtype = "float32"',
+        "",
+    ]
+    for feat in template["feature"][:COLUMNS]:
+        lines.append("[[feature]]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in feat.items())
+        lines.append("")
+    lines += ["[scaler]", 'kind = "standard"',
+              f"center = {toml_value([round(float(v), 6) for v in x_train.mean(axis=0)])}",
+              f"scale = {toml_value([round(float(v), 6) for v in x_train.std(axis=0)])}", ""]
     if kind == "classifier":
-        return {"input": INPUT, "columns": COLUMNS,
-                "outputs": [{"name": "label", "meaning": "label"},
-                            {"name": "probabilities", "meaning": "probabilities",
-                             "classes": [str(c) for c in classes]}]}
-    if kind == "regressor":
-        return {"input": INPUT, "columns": COLUMNS,
-                "outputs": [{"name": "variable", "meaning": "score", "threshold": threshold,
-                             "higher_is_anomalous": True}]}
-    if kind == "score":
-        return {"input": INPUT, "columns": COLUMNS,
-                "outputs": [{"name": "score", "meaning": "score", "threshold": threshold,
-                             "higher_is_anomalous": True}]}
-    raise ValueError(kind)
+        names = [str(c) for c in classes]
+        if label and np.asarray(classes).dtype.kind in "iu":
+            lines += ["[[output]]", 'name = "label"', 'dtype = "int64"', 'meaning = "label"', ""]
+        lines += ["[[output]]", 'name = "probabilities"', 'dtype = "float32"',
+                  'meaning = "probabilities"', f"classes = {toml_value(names)}", "",
+                  "[alert]", f"benign_class = {toml_value(names[0])}", "min_probability = 0.5", ""]
+    else:
+        out = "variable" if kind == "regressor" else "score"
+        lines += ["[[output]]", f"name = {toml_value(out)}", 'dtype = "float32"', 'meaning = "score"',
+                  f"threshold = {toml_value(float(threshold))}", ""]
+    return "\n".join(lines)
 
 
 def test_models(out):
@@ -367,22 +437,23 @@ def test_models(out):
     names3 = np.array(["benign", "scan", "flood"])
     sk = []
     mlp = MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=300, random_state=1).fit(x3, y3)
-    sk.append(("mlp_classifier", export(mlp, "mlp"), spec_for("classifier", mlp.classes_)))
+    sk.append(("mlp_classifier", export(mlp, "mlp"), dict(kind="classifier", x_train=x3, classes=mlp.classes_)))
     rf = RandomForestClassifier(n_estimators=10, max_depth=6, random_state=1).fit(x3, y3)
-    sk.append(("rf_classifier", export(rf, "rf"), spec_for("classifier", rf.classes_)))
+    sk.append(("rf_classifier", export(rf, "rf"), dict(kind="classifier", x_train=x3, classes=rf.classes_)))
     rfs = RandomForestClassifier(n_estimators=8, max_depth=5, random_state=2).fit(x3, names3[y3])
-    sk.append(("rf_strings", export(rfs, "rf_strings"), spec_for("classifier", rfs.classes_)))
+    sk.append(("rf_strings", export(rfs, "rf_strings"), dict(kind="classifier", x_train=x3, classes=rfs.classes_)))
     rfb = RandomForestClassifier(n_estimators=10, max_depth=6, random_state=3).fit(x2, y2)
-    sk.append(("rf_binary", export(rfb, "rf_binary"), spec_for("classifier", rfb.classes_)))
+    sk.append(("rf_binary", export(rfb, "rf_binary"), dict(kind="classifier", x_train=x2, classes=rfb.classes_)))
     gbb = GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=4).fit(x2, y2)
-    sk.append(("gb_binary", export(gbb, "gb_binary"), spec_for("classifier", gbb.classes_)))
+    sk.append(("gb_binary", export(gbb, "gb_binary"), dict(kind="classifier", x_train=x2, classes=gbb.classes_)))
     gbm = GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=5).fit(x3, y3)
-    sk.append(("gb_multiclass", export(gbm, "gb_multiclass"), spec_for("classifier", gbm.classes_)))
+    sk.append(("gb_multiclass", export(gbm, "gb_multiclass"),
+               dict(kind="classifier", x_train=x3, classes=gbm.classes_)))
     rfr = RandomForestRegressor(n_estimators=10, max_depth=6, random_state=6).fit(xr, yr)
     sk.append(("rf_regressor", export(rfr, "rf_regressor"),
-               spec_for("regressor", threshold=float(np.quantile(yr, 0.95)))))
+               dict(kind="regressor", x_train=xr, threshold=float(np.quantile(yr, 0.95)))))
     ae, ae_threshold = autoencoder(x3, (8,))
-    sk.append(("autoencoder", ae, spec_for("score", threshold=ae_threshold)))
+    sk.append(("autoencoder", ae, dict(kind="score", x_train=x3, threshold=ae_threshold)))
 
     rng = np.random.default_rng(99)
     x_held, _ = make_classification(
@@ -403,23 +474,28 @@ def test_models(out):
             json.dump({"columns": COLUMNS, "rows": encode_rows(arr)}, f)
 
     cases = []
-    for name, onx, spec in sk:
+    for name, onx, spec_args in sk:
         path = f"{name}.onnx"
         onnx.save(onx, os.path.join(out, path))
+        spec = f"{name}.toml"
+        with open(os.path.join(out, spec), "w") as f:
+            f.write(spec_toml(name, path, **spec_args))
         size = os.path.getsize(os.path.join(out, path))
         assert size < 1_000_000, f"{path} is {size} bytes"
         tree = any(n.op_type.startswith("TreeEnsemble") for n in onx.graph.node)
         for fname in (["input.json", "input_nan.json"] if tree else ["input.json"]):
             outputs = run_ort(onx, inputs[fname])
             cases.append({"name": f"{name}/{fname[:-5]}", "model": path, "input": fname, "spec": spec,
-                          "outputs": {k: encode_output(v) for k, v in outputs.items()}})
+                          "outputs": {k: encode_output(v) for k, v in outputs.items()},
+                          "unwritten": unwritten_columns(onx)})
     for name, onx in hand_built(x):
         path = f"ops/{name}.onnx"
         onnx.save(onx, os.path.join(out, path))
         for fname in ["input.json", "input_nan.json"]:
             outputs = run_ort(onx, inputs[fname])
             cases.append({"name": f"{name}/{fname[:-5]}", "model": path, "input": fname, "spec": None,
-                          "outputs": {k: encode_output(v) for k, v in outputs.items()}})
+                          "outputs": {k: encode_output(v) for k, v in outputs.items()},
+                          "unwritten": unwritten_columns(onx)})
     with open(os.path.join(out, "cases.json"), "w") as f:
         json.dump({"generated_by": "tests/models/make_models.py",
                    "onnxruntime": ort.__version__, "cases": cases}, f, indent=0)
@@ -427,29 +503,30 @@ def test_models(out):
 
 
 def bench_models(out):
-    """Bigger models for benches/inference.rs: too large to commit."""
+    """Bigger models for benches/inference.rs and benches/ort_compare.py, each
+    with its spec, and a 1,024-row input: too large to commit."""
     (x3, y3), (x2, y2), _ = datasets()
     os.makedirs(out, exist_ok=True)
     models = {}
     mlp = MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=300, random_state=1).fit(x3, y3)
-    models["mlp"] = (export(mlp, "mlp"), spec_for("classifier", mlp.classes_))
+    models["mlp"] = (export(mlp, "mlp"), dict(kind="classifier", x_train=x3, classes=mlp.classes_))
     rf = RandomForestClassifier(n_estimators=100, random_state=1).fit(x3, y3)
-    models["rf100"] = (export(rf, "rf100"), spec_for("classifier", rf.classes_))
+    models["rf100"] = (export(rf, "rf100"), dict(kind="classifier", x_train=x3, classes=rf.classes_))
     gbb = GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=4).fit(x2, y2)
-    models["gb100_binary"] = (export(gbb, "gb100_binary"), spec_for("classifier", gbb.classes_))
+    models["gb100_binary"] = (export(gbb, "gb100_binary"),
+                              dict(kind="classifier", x_train=x2, classes=gbb.classes_))
     gbm = GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=5).fit(x3, y3)
-    models["gb100_multiclass"] = (export(gbm, "gb100_multiclass"), spec_for("classifier", gbm.classes_))
+    models["gb100_multiclass"] = (export(gbm, "gb100_multiclass"),
+                                  dict(kind="classifier", x_train=x3, classes=gbm.classes_))
     x_test, _ = make_classification(
         n_samples=1024, n_features=COLUMNS, n_informative=10, n_redundant=4, n_classes=3,
         n_clusters_per_class=2, random_state=4321)
-    manifest = []
-    for name, (onx, spec) in models.items():
+    for name, (onx, spec_args) in models.items():
         onnx.save(onx, os.path.join(out, f"{name}.onnx"))
-        manifest.append({"name": name, "model": f"{name}.onnx", "spec": spec})
+        with open(os.path.join(out, f"{name}.toml"), "w") as f:
+            f.write(spec_toml(name, f"{name}.onnx", **spec_args))
     with open(os.path.join(out, "input.json"), "w") as f:
         json.dump({"columns": COLUMNS, "rows": encode_rows(x_test.astype(np.float32))}, f)
-    with open(os.path.join(out, "models.json"), "w") as f:
-        json.dump({"models": manifest}, f, indent=1)
     print(f"{len(models)} bench models written to {out}")
 
 

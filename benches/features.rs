@@ -31,7 +31,7 @@ fn input() -> PathBuf {
 
 fn bench(c: &mut Criterion) {
     let pcap = input();
-    let records = collect_records(&[pcap.clone()], None, EngineConfig::default())
+    let records = collect_records(std::slice::from_ref(&pcap), None, EngineConfig::default())
         .expect("reading the capture");
     let spec = FeatureSpec::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/osprey-classifier.toml"),

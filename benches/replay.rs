@@ -253,6 +253,7 @@ fn replay_options(path: &Path, log_dir: &Path, ignore_checksums: bool) -> Replay
             ..EngineConfig::default()
         },
         progress: false,
+        keep_records: false,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod capture;
 pub mod conn;
 pub mod decode;
 pub mod features;
+pub mod model;
 pub mod replay;
-pub mod score;
 pub mod report;
+pub mod score;

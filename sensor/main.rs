@@ -36,6 +36,16 @@ enum Command {
     /// Compute a model's input features for every connection of pcap files
     /// or Zeek conn.log files (TSV or JSON), as CSV.
     Featurize(FeaturizeArgs),
+    /// Load models with their feature specs, check each model against its
+    /// spec and print the spec as a table; fails on the first mismatch.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Feature specs (models/NAME.toml), each next to its ONNX model.
+    #[arg(long = "model", value_name = "SPEC", required = true, num_args = 1..)]
+    models: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -100,8 +110,8 @@ impl EngineArgs {
             ..EngineConfig::default()
         };
         if let Some(p) = &self.likely_server_ports {
-            cfg.likely_server_ports = PortSet::from_list(p)
-                .map_err(|e| anyhow::anyhow!("--likely-server-ports: {e}"))?;
+            cfg.likely_server_ports =
+                PortSet::from_list(p).map_err(|e| anyhow::anyhow!("--likely-server-ports: {e}"))?;
         }
         if let Some(n) = &self.local_nets {
             cfg.local_nets = if n.trim() == "none" {
@@ -270,8 +280,23 @@ fn featurize(a: FeaturizeArgs) -> Result<()> {
     Ok(())
 }
 
+fn check(a: CheckArgs) -> Result<()> {
+    use osprey::features::FeatureSpec;
+    use osprey::model::Model;
+    for (i, path) in a.models.iter().enumerate() {
+        let spec = FeatureSpec::load(path)?;
+        let model = Model::load(spec)?;
+        if i > 0 {
+            println!();
+        }
+        print!("{}", model.describe());
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Check(a) => check(a),
         Command::Featurize(a) => featurize(a),
         Command::Replay(mut a) => {
             let quiet = a.quiet;

@@ -190,21 +190,23 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     let keep = opts.keep_records;
     let writer_thread = std::thread::Builder::new()
         .name("conn-log-writer".into())
-        .spawn(move || -> std::io::Result<(ConnLogWriter<BufWriter<File>>, Vec<ConnRecord>)> {
-            let mut writer = writer;
-            let mut kept = Vec::new();
-            for mut batch in rx {
-                for r in &batch {
-                    writer.write(r)?;
+        .spawn(
+            move || -> std::io::Result<(ConnLogWriter<BufWriter<File>>, Vec<ConnRecord>)> {
+                let mut writer = writer;
+                let mut kept = Vec::new();
+                for mut batch in rx {
+                    for r in &batch {
+                        writer.write(r)?;
+                    }
+                    if keep {
+                        kept.append(&mut batch);
+                    }
+                    batch.clear();
+                    let _ = recycle_tx.send(batch);
                 }
-                if keep {
-                    kept.extend(batch.drain(..));
-                }
-                batch.clear();
-                let _ = recycle_tx.send(batch);
-            }
-            Ok((writer, kept))
-        })
+                Ok((writer, kept))
+            },
+        )
         .map_err(io_err(&tmp_path))?;
 
     // Reading runs on its own thread too: libpcap's per-packet reads and

@@ -775,7 +775,6 @@ fn render_mismatch_summary(reports: &[CaseReport]) -> String {
 // ---------------------------------------------------------------------------
 // The test
 
-
 #[test]
 fn zeek_conn_log_conformance() {
     let oracle = oracle_dir();

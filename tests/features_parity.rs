@@ -20,7 +20,10 @@ use std::process::Command;
 use common::oracle::{case_dirs, invocation, oracle_dir, BaselineFormat, CaseMeta};
 
 const TEMPLATE: &str = "models/train/features.toml";
-const MODEL_SPECS: [&str; 2] = ["models/osprey-classifier.toml", "models/osprey-anomaly.toml"];
+const MODEL_SPECS: [&str; 2] = [
+    "models/osprey-classifier.toml",
+    "models/osprey-anomaly.toml",
+];
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -66,7 +69,11 @@ impl Log {
 }
 
 /// `osprey featurize` / osprey_features.py CSV: uid -> feature fields.
-fn read_features(text: &str, uid_col: usize, first_feature: usize) -> (Vec<String>, HashMap<String, Vec<String>>) {
+fn read_features(
+    text: &str,
+    uid_col: usize,
+    first_feature: usize,
+) -> (Vec<String>, HashMap<String, Vec<String>>) {
     let mut lines = text.lines();
     let header: Vec<String> = lines
         .next()
@@ -79,7 +86,10 @@ fn read_features(text: &str, uid_col: usize, first_feature: usize) -> (Vec<Strin
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
         let uid = f.get(uid_col).copied().unwrap_or_default().to_string();
-        rows.insert(uid, f[first_feature..].iter().map(|s| s.to_string()).collect());
+        rows.insert(
+            uid,
+            f[first_feature..].iter().map(|s| s.to_string()).collect(),
+        );
     }
     (header, rows)
 }
@@ -91,7 +101,7 @@ fn engine_flags(args: &[String]) -> Vec<String> {
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "-q" => {}
+            "-q" | "--no-models" => {}
             "--format" | "--extra-columns" => {
                 it.next();
             }
@@ -117,10 +127,16 @@ fn engine_and_zeek_conn_log_give_identical_feature_rows() {
     let mut skipped: Vec<String> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     for dir in case_dirs(&oracle).expect("listing the oracle") {
-        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let meta = CaseMeta::load(&dir).expect("case.toml");
-        if meta.baseline_format != BaselineFormat::ZeekAscii || meta.ts_masked || meta.pcaps.len() != 1 {
-            skipped.push(format!("{name} (baseline without full columns or times, or several pcaps)"));
+        if meta.baseline_format == BaselineFormat::ZeekCutNoheader || meta.pcaps.len() != 1 {
+            skipped.push(format!(
+                "{name} (baseline without a header, or several pcaps)"
+            ));
             continue;
         }
         let inv = invocation(&meta);
@@ -133,7 +149,12 @@ fn engine_and_zeek_conn_log_give_identical_feature_rows() {
             failures.push(format!("{name}: replay failed: {e}"));
             continue;
         }
-        let mut feat: Vec<std::ffi::OsString> = vec!["featurize".into(), "--raw".into(), "--spec".into(), spec.clone().into()];
+        let mut feat: Vec<std::ffi::OsString> = vec![
+            "featurize".into(),
+            "--raw".into(),
+            "--spec".into(),
+            spec.clone().into(),
+        ];
         feat.extend(engine_flags(&inv.args).into_iter().map(Into::into));
         feat.push(pcap.into());
         let refs: Vec<&std::ffi::OsStr> = feat.iter().map(|s| s.as_os_str()).collect();
@@ -145,12 +166,72 @@ fn engine_and_zeek_conn_log_give_identical_feature_rows() {
             }
         };
         let expected = dir.join(&meta.expected);
+        // Pair Zeek's rows with osprey's by every column but the uid (and
+        // the time, where the oracle masked it).
+        let o_log = Log::read(&tmp.path().join("conn.log"));
+        let z_log = Log::read(&expected);
+        let skip_cols =
+            |c: &str| c == "uid" || c == "tunnel_parents" || (meta.ts_masked && c == "ts");
+        let shared: Vec<(usize, usize)> = z_log
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !skip_cols(c))
+            .filter_map(|(zi, c)| o_log.col(c).map(|oi| (zi, oi)))
+            .collect();
+        let (Some(zu), Some(ou), Some(zt), Some(ot)) = (
+            z_log.col("uid"),
+            o_log.col("uid"),
+            z_log.col("ts"),
+            o_log.col("ts"),
+        ) else {
+            skipped.push(format!("{name} (no uid or ts column)"));
+            continue;
+        };
+        let mut by_tuple: HashMap<Vec<&str>, Vec<(&str, &str)>> = HashMap::new();
+        for r in o_log.rows.iter().rev() {
+            let t: Vec<&str> = shared.iter().map(|&(_, oi)| r[oi].as_str()).collect();
+            by_tuple
+                .entry(t)
+                .or_default()
+                .push((r[ou].as_str(), r[ot].as_str()));
+        }
+        let mut pairs = Vec::new();
+        // Where the oracle masked times, Zeek's log is featurized with the
+        // times of the rows osprey paired (the conformance test compares
+        // times where they are not masked); unpaired rows get 0.
+        let mut zeek_rows: Vec<Vec<String>> = Vec::new();
+        for r in &z_log.rows {
+            let t: Vec<&str> = shared.iter().map(|&(zi, _)| r[zi].as_str()).collect();
+            let mut row = r.clone();
+            if let Some((uid, ts)) = by_tuple.get_mut(&t).and_then(|v| v.pop()) {
+                pairs.push((r[zu].clone(), uid.to_string()));
+                if meta.ts_masked {
+                    row[zt] = ts.to_string();
+                }
+            } else if meta.ts_masked {
+                row[zt] = "0.000000".into();
+            }
+            zeek_rows.push(row);
+        }
+        let zeek_input = if meta.ts_masked {
+            let path = tmp.path().join("zeek-conn.log");
+            let mut text = format!("#separator \\x09\n#fields\t{}\n", z_log.columns.join("\t"));
+            for r in &zeek_rows {
+                text += &r.join("\t");
+                text.push('\n');
+            }
+            std::fs::write(&path, text).expect("writing the unmasked copy");
+            path
+        } else {
+            expected.clone()
+        };
         let zeek_csv = match osprey(&[
             "featurize".as_ref(),
             "--raw".as_ref(),
             "--spec".as_ref(),
             spec.as_os_str(),
-            expected.as_os_str(),
+            zeek_input.as_os_str(),
         ]) {
             Ok(t) => t,
             Err(e) => {
@@ -161,41 +242,19 @@ fn engine_and_zeek_conn_log_give_identical_feature_rows() {
         };
         let (header, ours) = read_features(&engine_csv, 1, 8);
         let (_, theirs) = read_features(&zeek_csv, 1, 8);
-        let context: Vec<bool> = header.iter().map(|h| h.starts_with("src_") || h.starts_with("svc_")).collect();
-
-        // Pair Zeek's rows with osprey's by every column but the uid.
-        let o_log = Log::read(&tmp.path().join("conn.log"));
-        let z_log = Log::read(&expected);
-        let shared: Vec<(usize, usize)> = z_log
-            .columns
+        let context: Vec<bool> = header
             .iter()
-            .enumerate()
-            .filter(|(_, c)| *c != "uid" && *c != "tunnel_parents")
-            .filter_map(|(zi, c)| o_log.col(c).map(|oi| (zi, oi)))
+            .map(|h| h.starts_with("src_") || h.starts_with("svc_"))
             .collect();
-        let (Some(zu), Some(ou)) = (z_log.col("uid"), o_log.col("uid")) else {
-            skipped.push(format!("{name} (no uid column)"));
-            continue;
-        };
-        let mut by_tuple: HashMap<Vec<&str>, Vec<&str>> = HashMap::new();
-        for r in &o_log.rows {
-            let t: Vec<&str> = shared.iter().map(|&(_, oi)| r[oi].as_str()).collect();
-            by_tuple.entry(t).or_default().push(r[ou].as_str());
-        }
-        let mut pairs = Vec::new();
-        for r in &z_log.rows {
-            let t: Vec<&str> = shared.iter().map(|&(zi, _)| r[zi].as_str()).collect();
-            if let Some(uid) = by_tuple.get_mut(&t).and_then(|v| v.pop()) {
-                pairs.push((r[zu].clone(), uid.to_string()));
-            }
-        }
         let all_exact = pairs.len() == z_log.rows.len() && pairs.len() == o_log.rows.len();
         rows_skipped += z_log.rows.len() - pairs.len();
         cases += 1;
         context_cases += usize::from(all_exact);
         for (zuid, ouid) in &pairs {
             let (Some(a), Some(b)) = (ours.get(ouid), theirs.get(zuid)) else {
-                failures.push(format!("{name}: uid {zuid}/{ouid} missing from a featurize output"));
+                failures.push(format!(
+                    "{name}: uid {zuid}/{ouid} missing from a featurize output"
+                ));
                 continue;
             };
             rows_compared += 1;
@@ -221,12 +280,20 @@ fn engine_and_zeek_conn_log_give_identical_feature_rows() {
     for s in &skipped {
         eprintln!("  not compared: {s}");
     }
-    assert!(cases > 0 || skipped.is_empty(), "no oracle case could be compared");
+    assert!(
+        cases > 0 || skipped.is_empty(),
+        "no oracle case could be compared"
+    );
     assert!(
         failures.is_empty(),
         "{} differences:\n{}",
         failures.len(),
-        failures.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -254,27 +321,50 @@ fn rust_and_python_features_agree() {
         return;
     };
     let script = repo("models/train/osprey_features.py");
-    // conn.logs: Zeek's own for the oracle traces (real-world traffic), and
-    // osprey's for the lab captures (the training data).
+    // conn.logs of real-world traffic: for every oracle trace, the one
+    // osprey writes (Zeek's own, where its times are not masked); and of the
+    // lab captures (the training data).
     let mut logs: Vec<(String, PathBuf)> = Vec::new();
     let oracle = oracle_dir();
     let tmp = tempfile::tempdir().expect("tempdir");
     if oracle.is_dir() {
         for dir in case_dirs(&oracle).expect("listing the oracle") {
             let meta = CaseMeta::load(&dir).expect("case.toml");
+            let name = dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             if meta.baseline_format == BaselineFormat::ZeekAscii && !meta.ts_masked {
-                let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                logs.push((name, dir.join(&meta.expected)));
+                logs.push((format!("{name} (Zeek's)"), dir.join(&meta.expected)));
             }
+            let out = tmp.path().join(&name);
+            let mut args: Vec<std::ffi::OsString> =
+                invocation(&meta).args.iter().map(Into::into).collect();
+            args.extend(["--log-dir".into(), out.clone().into()]);
+            args.extend(meta.pcaps.iter().map(|p| dir.join(p).into()));
+            let refs: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_os_str()).collect();
+            osprey(&refs).expect("replaying an oracle trace");
+            logs.push((name, out.join("conn.log")));
         }
     }
-    let lab = oracle.parent().map(|p| p.join("lab-pcaps")).unwrap_or_default();
+    let lab = oracle
+        .parent()
+        .map(|p| p.join("lab-pcaps"))
+        .unwrap_or_default();
     for name in ["mixed.pcap", "scan_syn.pcap", "benign_dns.pcap"] {
         let pcap = lab.join(name);
         if pcap.is_file() {
             let out = tmp.path().join(name);
-            osprey(&["replay".as_ref(), "-q".as_ref(), "--no-models".as_ref(), "--log-dir".as_ref(), out.as_os_str(), pcap.as_os_str()])
-                .expect("replaying a lab capture");
+            osprey(&[
+                "replay".as_ref(),
+                "-q".as_ref(),
+                "--no-models".as_ref(),
+                "--log-dir".as_ref(),
+                out.as_os_str(),
+                pcap.as_os_str(),
+            ])
+            .expect("replaying a lab capture");
             logs.push((format!("lab {name}"), out.join("conn.log")));
         }
     }
@@ -289,7 +379,8 @@ fn rust_and_python_features_agree() {
     let mut unreadable = Vec::new();
     for (name, log) in &logs {
         for (spec, raw) in &specs {
-            let mut args: Vec<&std::ffi::OsStr> = vec!["featurize".as_ref(), "--spec".as_ref(), spec.as_os_str()];
+            let mut args: Vec<&std::ffi::OsStr> =
+                vec!["featurize".as_ref(), "--spec".as_ref(), spec.as_os_str()];
             if *raw {
                 args.push("--raw".as_ref());
             }
@@ -351,6 +442,11 @@ fn rust_and_python_features_agree() {
         failures.is_empty(),
         "{} values differ by more than 1e-6:\n{}",
         failures.len(),
-        failures.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

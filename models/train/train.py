@@ -58,7 +58,8 @@ MIN_PROBABILITY = 0.5
 # ------------------------------------------------------------------ data
 def replay(osprey, pcap, log_dir):
     log_dir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([str(osprey), "replay", "--log-dir", str(log_dir), str(pcap)],
+    done = subprocess.run([str(osprey), "replay", "--no-models", "--log-dir", str(log_dir),
+                           str(pcap)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"osprey replay {pcap} failed:\n{done.stderr}")
@@ -191,8 +192,15 @@ def train_autoencoder(x, seed):
     onx = convert_sklearn(ae, initial_types=[(INPUT, FloatTensorType([None, x.shape[1]]))],
                           target_opset=OPSETS)
     # Reconstruction error inside the graph: score = mean((x - x')^2) per row.
-    recon = onx.graph.output[0].name
+    # skl2onnx reshapes a regressor's output to [N*k, 1] (it assumes one
+    # target); the reconstruction is that Reshape's input, [N, k].
     g = onx.graph
+    recon = g.output[0].name
+    for i, node in enumerate(g.node):
+        if node.op_type == "Reshape" and list(node.output) == [recon]:
+            recon = node.input[0]
+            del g.node[i]
+            break
     g.node.extend([
         helper.make_node("Sub", [INPUT, recon], ["osprey_diff"]),
         helper.make_node("Mul", ["osprey_diff", "osprey_diff"], ["osprey_sq"]),
@@ -202,6 +210,19 @@ def train_autoencoder(x, seed):
     g.output.extend([helper.make_tensor_value_info("score", TensorProto.FLOAT, [None])])
     onnx.checker.check_model(onx)
     return ae, onx
+
+
+def check_with_onnxruntime(onx, x, expected, what):
+    """The exported graph must compute what scikit-learn computes."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run([expected[0]], {INPUT: of.as_model_input(x)})[0]
+    want = expected[1]
+    if got.shape != want.shape or not np.allclose(got, want, rtol=1e-4, atol=1e-5):
+        worst = float(np.max(np.abs(got.reshape(want.shape) - want))) if got.size == want.size else None
+        sys.exit(f"{what}: the ONNX export disagrees with scikit-learn "
+                 f"(shape {got.shape} vs {want.shape}, largest difference {worst})")
 
 
 def ae_score(ae, x):
@@ -238,6 +259,16 @@ def fit(x_tr, y_tr, classes, seed, margin):
     # training row: no benign training row comes near it, and the margin
     # absorbs benign traffic that differs somewhat from the lab's.
     threshold = float(s_tr[ben].max() * margin)
+    probe = np.vstack([x_tr[::max(1, len(x_tr) // 2000)]])
+    check_with_onnxruntime(
+        c_onx, of.apply_scaler(c_scaler, probe),
+        ("probabilities", clf.predict_proba(
+            of.as_model_input(of.apply_scaler(c_scaler, probe))).astype(np.float32)),
+        "classifier")
+    check_with_onnxruntime(
+        a_onx, of.apply_scaler(a_scaler, probe),
+        ("score", ae_score(ae, of.apply_scaler(a_scaler, probe)).astype(np.float32)),
+        "autoencoder")
     return {"classes": classes, "c_scaler": c_scaler, "clf": clf, "c_onx": c_onx,
             "a_scaler": a_scaler, "ae": ae, "a_onx": a_onx, "threshold": threshold,
             "s_tr": s_tr}

@@ -85,9 +85,7 @@ impl<'a> Window<'a> {
 
     fn contribution(stat: &ContextStat, f: &Flow) -> i128 {
         match stat {
-            ContextStat::ShareState(states) => {
-                i128::from(states.contains(&f.conn_state))
-            }
+            ContextStat::ShareState(states) => i128::from(states.contains(&f.conn_state)),
             ContextStat::Mean(field) => int_value(*field, f),
             _ => 0,
         }

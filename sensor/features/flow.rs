@@ -204,7 +204,7 @@ mod tests {
     fn times_round_as_conn_log_prints_them() {
         for v in [
             1795302751.612246,
-            0.000836_499_1,
+            0.000_836_499_1,
             1.999_999_7,
             0.0,
             1.0e-7,

@@ -141,9 +141,7 @@ pub fn read_conn_log_from<R: BufRead>(
             continue;
         }
         if let Some(h) = line.strip_prefix('#') {
-            let (key, rest) = h
-                .split_once([' ', '\t'])
-                .unwrap_or((h, ""));
+            let (key, rest) = h.split_once([' ', '\t']).unwrap_or((h, ""));
             match key {
                 "separator" => sep = unescape(rest.trim()),
                 "set_separator" => {

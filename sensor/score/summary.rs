@@ -6,10 +6,13 @@ use std::fmt::Write;
 
 use crate::model::{Model, Verdict};
 
+/// label -> (records, flagged)
+type ByLabel = BTreeMap<String, (u64, u64)>;
+
 #[derive(Default)]
 pub struct LabelSummary {
     /// Per model (in load order): name, then label -> (records, flagged).
-    models: Vec<(String, BTreeMap<String, (u64, u64)>)>,
+    models: Vec<(String, ByLabel)>,
     records: u64,
     alerts: u64,
 }

@@ -74,9 +74,17 @@ pub struct Invocation {
 }
 
 pub fn invocation(meta: &CaseMeta) -> Invocation {
-    let mut args: Vec<String> = ["replay", "--seed", "1", "-q", "--format", "zeek"]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> = [
+        "replay",
+        "--no-models",
+        "--seed",
+        "1",
+        "-q",
+        "--format",
+        "zeek",
+    ]
+    .map(String::from)
+    .to_vec();
     if meta.ignore_checksums {
         args.push("-C".into());
     }

@@ -1,0 +1,294 @@
+//! Scoring connections: an ONNX model loaded with tract, checked against its
+//! feature spec before it runs, and its outputs decoded into [`Verdict`]s.
+//!
+//! tract-onnx runs the graph (its optimised plan makes MLPs and
+//! autoencoders fast); the ONNX-ML tree ensembles run on osprey's own ops
+//! ([`ops`]), because tract's are quadratic in the tree count and refuse
+//! some skl2onnx exports. A model is checked against its spec at load time
+//! so that a model trained on other columns never scores a single row.
+
+mod aggregate;
+mod check;
+mod describe;
+mod forest;
+mod ops;
+mod post;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tract_onnx::prelude::*;
+
+use crate::features::spec::{Dtype, Meaning, ModelKind, SpecError};
+use crate::features::FeatureSpec;
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The spec itself is unusable for scoring.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// tract could not read, type or optimise the ONNX file.
+    #[error("{path}: {message}")]
+    Load { path: PathBuf, message: String },
+    /// The model and its spec disagree.
+    #[error("{spec}: the model does not match its spec: {message}")]
+    Mismatch { spec: PathBuf, message: String },
+    /// The rows handed to `run` do not have the spec's shape.
+    #[error("{0}")]
+    Input(String),
+    /// tract failed while scoring.
+    #[error("scoring failed: {0}")]
+    Run(String),
+}
+
+/// What the model says about one row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Verdict {
+    /// The class's name (classifiers): the likeliest attack class when
+    /// flagged, else the likeliest class.
+    pub label: Option<String>,
+    /// That class's index in the spec's class list.
+    pub class: Option<usize>,
+    /// That class's probability.
+    pub probability: Option<f32>,
+    /// Anomaly models: the anomaly score. Classifiers: the probability that
+    /// the flow is an attack of any kind (1 - p(benign class)).
+    pub score: Option<f32>,
+    /// Whether this row is worth an alert under the spec's rule.
+    pub flagged: bool,
+}
+
+/// Where the outputs a verdict needs sit in the plan's results.
+#[derive(Clone, Debug, Default)]
+struct Outputs {
+    /// (result index, class count)
+    probabilities: Option<(usize, usize)>,
+    /// (result index, threshold)
+    score: Option<(usize, f64)>,
+}
+
+/// A loaded, checked, optimised model. Cheap to share: `run` takes `&self`
+/// and several threads may score with one `Model` at once.
+pub struct Model {
+    spec: FeatureSpec,
+    plan: Arc<TypedRunnableModel>,
+    outputs: Outputs,
+    benign: Option<usize>,
+    columns: usize,
+    /// Input and outputs as the model declares them, for `describe`.
+    signature: check::Signature,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("spec", &self.spec.path)
+            .field("columns", &self.columns)
+            .finish_non_exhaustive()
+    }
+}
+
+/// tract's ONNX reader with osprey's tree ops in place of tract's.
+pub fn onnx() -> tract_onnx::Onnx {
+    let mut onnx = tract_onnx::onnx();
+    ops::register(&mut onnx.op_register);
+    onnx
+}
+
+impl Model {
+    /// Loads `spec.onnx_path()`, checks it against the spec (input count,
+    /// name, type and width; every spec output by name, type and width) and
+    /// builds an optimised plan with a symbolic batch size.
+    pub fn load(spec: FeatureSpec) -> Result<Model, ModelError> {
+        spec.check_outputs()?;
+        check::scaler(&spec)?;
+        let path = spec.onnx_path();
+        let load_err = |e: TractError| ModelError::Load {
+            path: path.clone(),
+            message: format!("{e:#}"),
+        };
+        let model = onnx().model_for_path(&path).map_err(load_err)?;
+        let (typed, signature, results) = check::against_spec(&spec, model, &path)?;
+        let optimized = typed.into_optimized().map_err(load_err)?;
+        let plan = optimized.into_runnable().map_err(load_err)?;
+
+        let mut outputs = Outputs::default();
+        for (i, o) in spec.outputs.iter().enumerate() {
+            match o.meaning {
+                Meaning::Probabilities => {
+                    let n = o.classes.as_ref().map_or(0, Vec::len);
+                    outputs.probabilities.get_or_insert((results[i], n));
+                }
+                Meaning::Score => {
+                    outputs
+                        .score
+                        .get_or_insert((results[i], o.threshold.unwrap_or(f64::INFINITY)));
+                }
+                Meaning::Label => {}
+            }
+        }
+        let benign = spec
+            .outputs
+            .iter()
+            .find(|o| o.meaning == Meaning::Probabilities)
+            .and_then(|o| o.classes.as_ref())
+            .and_then(|c| c.iter().position(|n| *n == spec.alert.benign_class));
+        tracing::info!(
+            model = %spec.model.name,
+            version = %spec.model.version,
+            onnx = %path.display(),
+            columns = spec.columns(),
+            "model loaded"
+        );
+        Ok(Model {
+            columns: spec.columns(),
+            spec,
+            plan,
+            outputs,
+            benign,
+            signature,
+        })
+    }
+
+    pub fn spec(&self) -> &FeatureSpec {
+        &self.spec
+    }
+
+    /// Scores `n` rows of already-scaled features (`n x columns` values,
+    /// row after row) and returns one verdict per row.
+    pub fn run(&self, rows: &[f32], n: usize) -> Result<Vec<Verdict>, ModelError> {
+        if rows.len() != n * self.columns {
+            return Err(ModelError::Input(format!(
+                "{} values are not {n} rows of {} columns",
+                rows.len(),
+                self.columns
+            )));
+        }
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let run_err = |e: TractError| ModelError::Run(format!("{e:#}"));
+        let mut input = Tensor::from_shape(&[n, self.columns], rows).map_err(run_err)?;
+        if self.spec.input.dtype == Dtype::Int64 {
+            input = input.cast_to::<i64>().map_err(run_err)?.into_owned();
+        }
+        let results = self.plan.run(tvec!(input.into_tvalue())).map_err(run_err)?;
+
+        let mut verdicts = vec![
+            Verdict {
+                label: None,
+                class: None,
+                probability: None,
+                score: None,
+                flagged: false,
+            };
+            n
+        ];
+        if let Some((at, classes)) = self.outputs.probabilities {
+            let probs = f32_output(&results, at, n * classes)?;
+            let names = self
+                .spec
+                .outputs
+                .iter()
+                .find(|o| o.meaning == Meaning::Probabilities)
+                .and_then(|o| o.classes.as_deref())
+                .unwrap_or_default();
+            let min_p = self.spec.alert.min_probability;
+            for (v, row) in verdicts.iter_mut().zip(probs.chunks_exact(classes)) {
+                // Flagged when the attack classes together reach
+                // min_probability: a flow that is 80% "some attack" split
+                // between two similar attack types is still an attack.
+                let attack = self.benign.and_then(|b| row.get(b)).map(|p| 1.0 - p);
+                let flagged = attack.is_some_and(|a| f64::from(a) >= min_p);
+                let (k, p) = if flagged {
+                    top_except(row, self.benign)
+                } else {
+                    top(row)
+                };
+                v.class = Some(k);
+                v.label = names.get(k).cloned();
+                v.probability = Some(p);
+                v.score = attack;
+                v.flagged = flagged;
+            }
+        }
+        if let Some((at, _)) = self.outputs.score {
+            let scores = f32_output(&results, at, n)?;
+            for (v, s) in verdicts.iter_mut().zip(scores) {
+                v.score = Some(*s);
+            }
+        }
+        if self.spec.model.kind == ModelKind::Anomaly {
+            for v in &mut verdicts {
+                v.flagged = match (v.score, self.outputs.score) {
+                    (Some(s), Some((_, t))) => f64::from(s) >= t,
+                    _ => false,
+                };
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// The spec as a table (columns with their transform and scaler) and
+    /// the model's input and outputs: what `osprey check --model` prints.
+    pub fn describe(&self) -> String {
+        describe::render(&self.spec, &self.signature)
+    }
+}
+
+/// The most probable class other than `skip`.
+fn top_except(row: &[f32], skip: Option<usize>) -> (usize, f32) {
+    let mut best: Option<(usize, f32)> = None;
+    for (k, &p) in row.iter().enumerate() {
+        if Some(k) == skip {
+            continue;
+        }
+        if best.is_none_or(|(_, b)| p > b || b.is_nan()) {
+            best = Some((k, p));
+        }
+    }
+    best.unwrap_or_else(|| top(row))
+}
+
+/// The first most probable class; NaN never wins.
+fn top(row: &[f32]) -> (usize, f32) {
+    let mut best = (0, row.first().copied().unwrap_or(f32::NAN));
+    for (k, &p) in row.iter().enumerate().skip(1) {
+        if p > best.1 || best.1.is_nan() {
+            best = (k, p);
+        }
+    }
+    best
+}
+
+fn f32_output(results: &TVec<TValue>, at: usize, len: usize) -> Result<&[f32], ModelError> {
+    let t = results
+        .get(at)
+        .ok_or_else(|| ModelError::Run(format!("the plan returned no output {at}")))?;
+    let view = t
+        .as_plain_ram()
+        .ok_or_else(|| ModelError::Run(format!("output {at} is not in memory")))?;
+    let s = view
+        .as_slice::<f32>()
+        .map_err(|e| ModelError::Run(format!("output {at}: {e:#}")))?;
+    if s.len() != len {
+        return Err(ModelError::Run(format!(
+            "output {at} holds {} values, {len} expected",
+            s.len()
+        )));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_prefers_the_first_of_equals_and_skips_nan() {
+        assert_eq!(top(&[0.2, 0.5, 0.5]), (1, 0.5));
+        assert_eq!(top(&[f32::NAN, 0.1]), (1, 0.1));
+    }
+}

@@ -11,8 +11,11 @@
 //! running integer sums, so a host with tens of thousands of flows costs
 //! linear time and every source order gives bit-identical results.
 
-use std::collections::HashMap;
 use std::hash::Hash;
+
+// foldhash (hashbrown's default): the windows hash addresses and ports
+// per flow and column group, where SipHash was a third of featurize's time.
+use hashbrown::HashMap;
 use std::net::IpAddr;
 
 use super::flow::{Flow, NumField};
@@ -131,11 +134,12 @@ impl<'a> Window<'a> {
 /// A (key, window bits) pair and the columns that share its sweep.
 type Group<'a> = ((ContextKey, u64), Vec<(usize, &'a ContextStat)>);
 
-/// Values of the context columns of `features`, for every flow:
-/// `out[flow][column]`, with NaN in columns that are not context columns.
-pub fn context_columns(features: &[Feature], flows: &[Flow]) -> Vec<Vec<f64>> {
+/// Values of the context columns of `features`, for every flow, row-major:
+/// `out[flow * features.len() + column]`, with NaN in columns that are not
+/// context columns.
+pub fn context_columns(features: &[Feature], flows: &[Flow]) -> Vec<f64> {
     let cols = features.len();
-    let mut out = vec![vec![f64::NAN; cols]; flows.len()];
+    let mut out = vec![f64::NAN; cols * flows.len()];
     // One sweep per (key, window) pair; all its columns share the state.
     let mut groups: Vec<Group> = Vec::new();
     for (c, f) in features.iter().enumerate() {
@@ -184,7 +188,7 @@ pub fn context_columns(features: &[Feature], flows: &[Flow]) -> Vec<Vec<f64>> {
                     lo += 1;
                 }
                 for (k, (c, _)) in columns.iter().enumerate() {
-                    out[i][*c] = w.value(k);
+                    out[i * cols + *c] = w.value(k);
                 }
             }
         }

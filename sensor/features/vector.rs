@@ -58,7 +58,7 @@ pub fn featurize(spec: &FeatureSpec, flows: &[Flow], scaled: bool) -> Vec<f64> {
     for (i, flow) in flows.iter().enumerate() {
         for (c, f) in spec.features.iter().enumerate() {
             let raw = match f.value {
-                Value::Context { .. } => ctx.get(i).and_then(|r| r.get(c)).copied(),
+                Value::Context { .. } => ctx.get(i * cols + c).copied(),
                 _ => column_value(f, flow),
             };
             let mut v = f.transform.apply(raw.unwrap_or(f.missing));

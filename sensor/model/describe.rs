@@ -84,7 +84,7 @@ pub fn render(spec: &FeatureSpec, sig: &Signature) -> String {
     if spec.model.kind == ModelKind::Classifier {
         let _ = writeln!(
             s,
-            "alert    top class not {:?} with probability >= {}",
+            "alert    classes other than {:?} together at probability >= {} (label: the likeliest of them)",
             spec.alert.benign_class, spec.alert.min_probability
         );
     }

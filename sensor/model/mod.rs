@@ -13,7 +13,6 @@ mod describe;
 mod forest;
 mod ops;
 mod post;
-mod softmax;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -110,9 +109,7 @@ impl Model {
         };
         let model = onnx().model_for_path(&path).map_err(load_err)?;
         let (typed, signature, results) = check::against_spec(&spec, model, &path)?;
-        let mut optimized = typed.into_optimized().map_err(load_err)?;
-        let narrowed = softmax::narrow(&mut optimized).map_err(load_err)?;
-        tracing::debug!(softmaxes = narrowed, "short softmaxes replaced");
+        let optimized = typed.into_optimized().map_err(load_err)?;
         let plan = optimized.into_runnable().map_err(load_err)?;
 
         let mut outputs = Outputs::default();

@@ -84,13 +84,14 @@ fn shape_text(shape: &ShapeFact) -> String {
 }
 
 /// Checks the input against the spec, types the model with a symbolic
-/// batch `N`, checks every spec output, and keeps only those as outputs
-/// (in spec order, so output `i` of the plan is `spec.outputs[i]`).
+/// batch `N`, checks every spec output, and keeps as outputs only those a
+/// verdict reads; `results[i]` is where `spec.outputs[i]` lands in the
+/// plan's results, if it is computed.
 pub fn against_spec(
     spec: &FeatureSpec,
     mut model: InferenceModel,
     path: &Path,
-) -> Result<(TypedModel, Signature, Vec<usize>), ModelError> {
+) -> Result<(TypedModel, Signature, Vec<Option<usize>>), ModelError> {
     let load_err = |e: TractError| ModelError::Load {
         path: path.to_path_buf(),
         message: format!("{e:#}"),
@@ -189,6 +190,7 @@ pub fn against_spec(
         ports.push((name, o, fact));
     }
     let mut chosen = Vec::new();
+    let mut results = Vec::new();
     for out in &spec.outputs {
         let Some((_, outlet, fact)) = ports.iter().find(|(n, ..)| *n == out.name) else {
             let names: Vec<&str> = ports.iter().map(|(n, ..)| n.as_str()).collect();
@@ -254,7 +256,15 @@ pub fn against_spec(
                 ),
             ));
         }
-        chosen.push(*outlet);
+        // A verdict takes its class from the probabilities, so the label
+        // output is checked but not computed (for an MLP its ArgMax and
+        // lookup cost more than the network).
+        if out.meaning == Meaning::Label {
+            results.push(None);
+        } else {
+            results.push(Some(chosen.len()));
+            chosen.push(*outlet);
+        }
     }
     let signature = Signature {
         input: Port {
@@ -272,6 +282,5 @@ pub fn against_spec(
             .collect(),
     };
     typed.select_output_outlets(&chosen).map_err(load_err)?;
-    let results = (0..chosen.len()).collect();
     Ok((typed, signature, results))
 }

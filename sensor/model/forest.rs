@@ -6,9 +6,10 @@
 //! Why this shape: tract's own TreeEnsembleClassifier scans every leaf of
 //! every tree per row (quadratic in the tree count). Walking a tree is a
 //! chain of dependent loads, so one row at a time leaves the core waiting on
-//! memory; eight rows in lockstep keep eight chains in flight. A leaf that
-//! points at itself lets a lane that finished early keep stepping without a
-//! branch, and the comparison picks the child by index, not by a jump.
+//! memory; eight rows in lockstep keep eight chains in flight (fewer rows
+//! than that walk one at a time). A leaf that points at itself lets a lane
+//! that finished early keep stepping without a branch, and the comparison
+//! picks the child by index, not by a jump.
 //!
 //! Limits: at most 2^28 features, 2^31 nodes; every listed leaf needs a
 //! weight (onnxruntime refuses the same models); a tree must not loop.
@@ -435,11 +436,26 @@ impl<T: Real> Forest<T> {
             let mut first = 0;
             while first < rows {
                 let live = LANES.min(rows - first);
-                // Lanes past the last row repeat it; their leaves are dropped.
-                let row: [&[T]; LANES] = std::array::from_fn(|k| {
-                    let r = first + k.min(live - 1);
-                    &x[r * cols..(r + 1) * cols]
-                });
+                if live < LANES {
+                    // Too few rows left to fill the lanes: one at a time.
+                    for r in first..rows {
+                        let row = &x[r * cols..(r + 1) * cols];
+                        let mut at = tree.root;
+                        for _ in 0..tree.depth {
+                            let node = &nodes[at as usize];
+                            let v = row[(node.bits & FEATURE_MASK) as usize];
+                            let next = node.next[C::go(v, node.thr, node.bits) as usize];
+                            if next == at {
+                                break;
+                            }
+                            at = next;
+                        }
+                        visit(r, at);
+                    }
+                    break;
+                }
+                let row: [&[T]; LANES] =
+                    std::array::from_fn(|k| &x[(first + k) * cols..(first + k + 1) * cols]);
                 let mut at = [tree.root; LANES];
                 for _ in 0..tree.depth {
                     let mut moved = false;
@@ -454,10 +470,10 @@ impl<T: Real> Forest<T> {
                         break;
                     }
                 }
-                for (k, leaf) in at.iter().enumerate().take(live) {
+                for (k, leaf) in at.iter().enumerate() {
                     visit(first + k, *leaf);
                 }
-                first += live;
+                first += LANES;
             }
         }
     }

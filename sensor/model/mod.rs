@@ -115,16 +115,17 @@ impl Model {
         let plan = optimized.into_runnable().map_err(load_err)?;
 
         let mut outputs = Outputs::default();
-        for (i, o) in spec.outputs.iter().enumerate() {
+        for (o, at) in spec.outputs.iter().zip(&results) {
+            let Some(at) = *at else { continue };
             match o.meaning {
                 Meaning::Probabilities => {
                     let n = o.classes.as_ref().map_or(0, Vec::len);
-                    outputs.probabilities.get_or_insert((results[i], n));
+                    outputs.probabilities.get_or_insert((at, n));
                 }
                 Meaning::Score => {
                     outputs
                         .score
-                        .get_or_insert((results[i], o.threshold.unwrap_or(f64::INFINITY)));
+                        .get_or_insert((at, o.threshold.unwrap_or(f64::INFINITY)));
                 }
                 Meaning::Label => {}
             }

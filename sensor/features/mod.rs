@@ -17,4 +17,4 @@ pub mod zeek_log;
 
 pub use flow::Flow;
 pub use spec::{FeatureSpec, SpecError};
-pub use vector::{featurize, to_f32};
+pub use vector::{featurize, scale_rows, to_f32};

@@ -6,7 +6,7 @@
 
 use super::context::context_columns;
 use super::flow::{Flow, NumField};
-use super::spec::{Feature, FeatureSpec, Value};
+use super::spec::{Feature, FeatureSpec, Scaler, Value};
 
 /// The unscaled value of a non-context column (`None`: use `missing`).
 fn column_value(f: &Feature, flow: &Flow) -> Option<f64> {
@@ -65,16 +65,28 @@ pub fn featurize(spec: &FeatureSpec, flows: &[Flow], scaled: bool) -> Vec<f64> {
             if !v.is_finite() {
                 v = f.transform.apply(f.missing);
             }
-            if let Some(s) = scaler {
-                // Lengths were checked when the spec was loaded.
-                if let (Some(center), Some(scale)) = (s.center.get(c), s.scale.get(c)) {
-                    v = (v - center) / scale;
-                }
-            }
             out.push(v);
         }
     }
+    if let Some(s) = scaler {
+        scale_rows(s, cols, &mut out);
+    }
     out
+}
+
+/// Applies a scaler to unscaled rows in place: what `featurize(.., true)`
+/// does after computing the columns, so models that share their columns
+/// (the bundled two) compute them once and scale them each their own way.
+pub fn scale_rows(s: &Scaler, cols: usize, rows: &mut [f64]) {
+    if cols == 0 {
+        return;
+    }
+    for row in rows.chunks_exact_mut(cols) {
+        // Lengths were checked when the spec was loaded.
+        for ((v, center), scale) in row.iter_mut().zip(&s.center).zip(&s.scale) {
+            *v = (*v - center) / scale;
+        }
+    }
 }
 
 /// The model's input: the same values rounded to f32.

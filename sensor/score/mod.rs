@@ -13,7 +13,7 @@ mod summary;
 pub use alerts::AlertWriter;
 pub use summary::LabelSummary;
 
-use crate::features::{featurize, to_f32, Flow};
+use crate::features::{featurize, scale_rows, to_f32, Flow};
 use crate::model::{Model, ModelError, Verdict};
 
 /// Rows per inference call: large enough to amortise the per-call cost,
@@ -30,10 +30,27 @@ pub fn score_flows(
         .map(|_| Vec::with_capacity(models.len()))
         .collect();
     let batch_rows = batch_rows.max(1);
+    // Unscaled columns, computed once per distinct column list.
+    let mut computed: Vec<(&[crate::features::spec::Feature], Vec<f64>)> = Vec::new();
     for model in models {
         let spec = model.spec();
         let cols = spec.columns();
-        let rows = to_f32(&featurize(spec, flows, true));
+        let raw = match computed
+            .iter()
+            .find(|(f, _)| *f == spec.features.as_slice())
+        {
+            Some((_, raw)) => raw.clone(),
+            None => {
+                let raw = featurize(spec, flows, false);
+                computed.push((spec.features.as_slice(), raw.clone()));
+                raw
+            }
+        };
+        let mut scaled = raw;
+        if let Some(s) = &spec.scaler {
+            scale_rows(s, cols, &mut scaled);
+        }
+        let rows = to_f32(&scaled);
         let mut at = 0;
         for chunk in rows.chunks(batch_rows * cols) {
             let n = chunk.len() / cols;

@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::oracle::{case_dirs, oracle_dir, CaseMeta};
 use osprey::features::labels::LabLabels;
 use osprey::features::zeek_log::read_conn_log;
 use serde::Deserialize;
@@ -307,37 +310,19 @@ fn check_against_training(tallies: &HashMap<(bool, &str), Tally>, failures: &mut
 /// retrains on its own benign Zeek logs (models/README.md).
 #[test]
 fn false_positives_on_the_zeek_oracle_traces() {
-    let oracle = std::env::var_os("OSPREY_SHARED")
-        .map_or_else(|| repo("../shared"), PathBuf::from)
-        .join("zeek-oracle");
+    let oracle = oracle_dir();
     if !oracle.is_dir() {
         eprintln!("SKIPPED: no Zeek oracle at {}", oracle.display());
         return;
     }
-    #[derive(Deserialize)]
-    struct Case {
-        pcaps: Vec<String>,
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&oracle)
-        .expect("listing the oracle")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("case.toml").is_file())
-        .collect();
-    dirs.sort();
+    let dirs = case_dirs(&oracle).expect("listing the oracle");
     let tmp = tempfile::tempdir().expect("tempdir");
     let (mut records, mut alerts) = (0u64, 0u64);
     let mut by_model: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_label: BTreeMap<String, u64> = BTreeMap::new();
     let mut traces_with_alerts = 0;
     for dir in &dirs {
-        let text = std::fs::read_to_string(dir.join("case.toml")).expect("case.toml");
-        let case: Case = match toml::from_str::<toml::Value>(&text)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-        {
-            Some(c) => c,
-            None => continue,
-        };
+        let case = CaseMeta::load(dir).expect("case.toml");
         let out = tmp.path().join(dir.file_name().unwrap_or_default());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_osprey"));
         cmd.args(["replay", "-q", "--log-dir"]).arg(&out);

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::oracle::{case_dirs, invocation, oracle_dir, BaselineFormat, CaseMeta};
+use common::python::training_python;
 
 const TEMPLATE: &str = "models/train/features.toml";
 const MODEL_SPECS: [&str; 2] = [
@@ -297,22 +298,9 @@ fn engine_and_zeek_conn_log_give_identical_feature_rows() {
     );
 }
 
-/// The training venv's Python (models/train/setup.sh), or `OSPREY_PYTHON`.
-fn training_python() -> Option<PathBuf> {
-    let p = std::env::var_os("OSPREY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo("models/train/.venv/bin/python"));
-    let ok = Command::new(&p)
-        .args(["-c", "import numpy"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    ok.then_some(p)
-}
-
 #[test]
 fn rust_and_python_features_agree() {
-    let Some(python) = training_python() else {
+    let Some(python) = training_python("numpy") else {
         let msg = "no training Python (run models/train/setup.sh, or set OSPREY_PYTHON to a python with numpy)";
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{msg}: CI installs it (.ci/run)");

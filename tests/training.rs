@@ -7,23 +7,15 @@
 //! lab captures; skips with a message otherwise (fails in CI without the
 //! venv).
 
+mod common;
+
+use common::python::training_python;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
-fn training_python() -> Option<PathBuf> {
-    let p = std::env::var_os("OSPREY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo("models/train/.venv/bin/python"));
-    let ok = Command::new(&p)
-        .args(["-c", "import sklearn, skl2onnx, onnx"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    ok.then_some(p)
 }
 
 #[test]
@@ -35,7 +27,7 @@ fn retraining_reproduces_the_bundled_models() {
         eprintln!("SKIPPED: no lab captures at {}", lab.display());
         return;
     }
-    let Some(python) = training_python() else {
+    let Some(python) = training_python("sklearn, skl2onnx, onnx") else {
         let msg = "no training venv (models/train/setup.sh, or OSPREY_PYTHON)";
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{msg}: CI installs it (.ci/run)");

@@ -13,6 +13,7 @@ mod describe;
 mod forest;
 mod ops;
 mod post;
+mod softmax;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,7 +112,9 @@ impl Model {
         };
         let model = onnx().model_for_path(&path).map_err(load_err)?;
         let (typed, signature, results) = check::against_spec(&spec, model, &path)?;
-        let optimized = typed.into_optimized().map_err(load_err)?;
+        let mut optimized = typed.into_optimized().map_err(load_err)?;
+        let narrowed = softmax::narrow(&mut optimized).map_err(load_err)?;
+        tracing::debug!(softmaxes = narrowed, "short softmaxes replaced");
         let plan = optimized.into_runnable().map_err(load_err)?;
 
         let mut outputs = Outputs::default();

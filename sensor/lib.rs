@@ -8,10 +8,13 @@
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod config;
 pub mod conn;
 pub mod decode;
 pub mod features;
+pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod replay;
 pub mod report;
 pub mod score;

@@ -12,6 +12,8 @@ use osprey::conn::EngineConfig;
 use osprey::replay::{self, ReplayOptions};
 use osprey::report::{ExtraColumns, LogFormat};
 
+mod daemon;
+
 /// mimalloc keeps freed memory in per-thread pages instead of handing it
 /// back to the kernel and faulting it in again, which glibc's allocator did
 /// thousands of times per replay as connections came and went.
@@ -39,13 +41,20 @@ enum Command {
     /// Load models with their feature specs, check each model against its
     /// spec and print the spec as a table; fails on the first mismatch.
     Check(CheckArgs),
+    /// Run the live sensor: capture, conn records, scoring, metrics.
+    Run(daemon::RunArgs),
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["models", "config"])))]
 struct CheckArgs {
     /// Feature specs (models/NAME.toml), each next to its ONNX model.
-    #[arg(long = "model", value_name = "SPEC", required = true, num_args = 1..)]
+    #[arg(long = "model", value_name = "SPEC", num_args = 1..)]
     models: Vec<PathBuf>,
+    /// A daemon configuration file (`osprey run --config`): parsed,
+    /// checked, and its models loaded.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -209,50 +218,10 @@ fn write_sample() -> Result<TempFile> {
     Ok(TempFile(path))
 }
 
-/// The bundled models (models/README.md), so that osprey scores out of the
-/// box without any file beside the binary.
-const BUNDLED_MODELS: [(&str, &[u8]); 4] = [
-    (
-        "osprey-classifier.toml",
-        include_bytes!("../models/osprey-classifier.toml"),
-    ),
-    (
-        "osprey-classifier.onnx",
-        include_bytes!("../models/osprey-classifier.onnx"),
-    ),
-    (
-        "osprey-anomaly.toml",
-        include_bytes!("../models/osprey-anomaly.toml"),
-    ),
-    (
-        "osprey-anomaly.onnx",
-        include_bytes!("../models/osprey-anomaly.onnx"),
-    ),
-];
-
 /// Loads the named specs and their ONNX files, or the bundled models when
 /// none is named.
 fn load_models(specs: &[PathBuf]) -> Result<Vec<osprey::model::Model>> {
-    use osprey::features::FeatureSpec;
-    let load = |p: &std::path::Path| -> Result<osprey::model::Model> {
-        let spec = FeatureSpec::load(p)?;
-        Ok(osprey::model::Model::load(spec)?)
-    };
-    if !specs.is_empty() {
-        return specs.iter().map(|p| load(p)).collect();
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("osprey-models-")
-        .tempdir()
-        .context("creating a directory for the bundled models")?;
-    for (name, bytes) in BUNDLED_MODELS {
-        std::fs::write(dir.path().join(name), bytes)
-            .with_context(|| format!("writing the bundled {name}"))?;
-    }
-    ["osprey-classifier.toml", "osprey-anomaly.toml"]
-        .iter()
-        .map(|n| load(&dir.path().join(n)))
-        .collect()
+    Ok(osprey::model::bundled::load_models(specs)?)
 }
 
 fn featurize(a: FeaturizeArgs) -> Result<()> {
@@ -283,6 +252,21 @@ fn featurize(a: FeaturizeArgs) -> Result<()> {
 fn check(a: CheckArgs) -> Result<()> {
     use osprey::features::FeatureSpec;
     use osprey::model::Model;
+    if let Some(path) = &a.config {
+        let cfg = osprey::config::Config::load(path)?;
+        let models = load_models(&cfg.models.specs)?;
+        println!(
+            "{}: ok ({} interface(s), {} model(s): {})",
+            path.display(),
+            cfg.capture.interfaces.len(),
+            models.len(),
+            models
+                .iter()
+                .map(|m| m.spec().model.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for (i, path) in a.models.iter().enumerate() {
         let spec = FeatureSpec::load(path)?;
         let model = Model::load(spec)?;
@@ -297,6 +281,7 @@ fn check(a: CheckArgs) -> Result<()> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check(a) => check(a),
+        Command::Run(a) => daemon::run(a),
         Command::Featurize(a) => featurize(a),
         Command::Replay(mut a) => {
             let quiet = a.quiet;

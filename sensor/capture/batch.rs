@@ -69,9 +69,15 @@ impl PacketBatch {
     /// transport checksum checked, so that the thread filling batches
     /// takes that work off the consumer.
     pub fn push(&mut self, p: &Packet<'_>, verify: bool) {
+        let prep = prepare(p.link, p.data, p.wire_len as usize, verify);
+        self.push_prepared(p, prep);
+    }
+
+    /// Appends a copy of `p` with what the caller already prepared (the
+    /// live capture thread prepares first, to pick the packet's shard).
+    pub fn push_prepared(&mut self, p: &Packet<'_>, prep: Prepared) {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(p.data);
-        let prep = prepare(p.link, p.data, p.wire_len as usize, verify);
         self.index.push(Entry {
             prep,
             ts: p.ts,

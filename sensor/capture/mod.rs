@@ -5,10 +5,12 @@
 //! ring), so nothing on the per-packet path allocates or copies payload.
 
 mod batch;
+mod live;
 mod offline;
 
 pub use batch::PacketBatch;
 
+pub use live::{KernelStats, LiveOptions, LiveSource, Read};
 pub use offline::{open_all, OfflineSource};
 
 use std::path::PathBuf;
@@ -69,6 +71,14 @@ pub enum CaptureError {
     #[error("{path}: bad capture filter {filter:?}: {reason}")]
     Filter {
         path: PathBuf,
+        filter: String,
+        reason: String,
+    },
+    #[error("interface {interface}: {reason}")]
+    Live { interface: String, reason: String },
+    #[error("interface {interface}: bad capture filter {filter:?}: {reason}")]
+    LiveFilter {
+        interface: String,
         filter: String,
         reason: String,
     },

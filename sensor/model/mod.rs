@@ -7,6 +7,7 @@
 //! some skl2onnx exports. A model is checked against its spec at load time
 //! so that a model trained on other columns never scores a single row.
 
+pub mod bundled;
 mod aggregate;
 mod check;
 mod describe;

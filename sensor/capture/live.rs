@@ -1,0 +1,146 @@
+//! Live capture from a network interface with libpcap.
+//!
+//! libpcap on Linux reads through a TPACKET_V3 mmap ring: the kernel writes
+//! packets into memory shared with osprey and `next_packet()` lends them in
+//! place. Immediate mode hands each block over as soon as it has a packet
+//! (instead of when the block fills), so a quiet link still gets its
+//! packets analysed promptly; the read timeout lets the capture thread
+//! notice a quiet wire and advance packet time by the clock.
+
+use pcap::{Active, Capture};
+
+use super::{CaptureError, LinkType, Packet, SourceStats};
+
+/// How to open an interface.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub interface: String,
+    pub snaplen: u32,
+    pub buffer_size: u32,
+    pub promiscuous: bool,
+    pub filter: Option<String>,
+    pub read_timeout_ms: u32,
+}
+
+/// The kernel's counters for one capture, accumulated past libpcap's
+/// 32-bit wrap-around.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Packets dropped because the ring was full.
+    pub dropped: u64,
+    /// Packets the interface or driver dropped.
+    pub if_dropped: u64,
+}
+
+pub struct LiveSource {
+    interface: String,
+    cap: Capture<Active>,
+    link: LinkType,
+    stats: SourceStats,
+    kernel: KernelStats,
+    last_raw: (u32, u32),
+}
+
+/// What one read found.
+pub enum Read<'a> {
+    Packet(Packet<'a>),
+    /// The read timeout passed without a packet.
+    Quiet,
+}
+
+impl LiveSource {
+    /// Opens and activates the capture; the errors say what an operator
+    /// has to fix (no such interface, no permission, a bad filter).
+    pub fn open(o: &LiveOptions) -> Result<Self, CaptureError> {
+        let err = |reason: String| CaptureError::Live {
+            interface: o.interface.clone(),
+            reason,
+        };
+        let inactive = Capture::from_device(o.interface.as_str()).map_err(|e| err(e.to_string()))?;
+        let mut cap = inactive
+            .promisc(o.promiscuous)
+            .snaplen(i32::try_from(o.snaplen).unwrap_or(i32::MAX))
+            .buffer_size(i32::try_from(o.buffer_size).unwrap_or(i32::MAX))
+            .immediate_mode(true)
+            .timeout(i32::try_from(o.read_timeout_ms).unwrap_or(i32::MAX))
+            .open()
+            .map_err(|e| err(explain_open_error(&e)))?;
+        if let Some(f) = o.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+            cap.filter(f, true).map_err(|e| CaptureError::LiveFilter {
+                interface: o.interface.clone(),
+                filter: f.to_owned(),
+                reason: e.to_string(),
+            })?;
+        }
+        let link = LinkType(cap.get_datalink().0);
+        Ok(LiveSource {
+            interface: o.interface.clone(),
+            cap,
+            link,
+            stats: SourceStats::default(),
+            kernel: KernelStats::default(),
+            last_raw: (0, 0),
+        })
+    }
+
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    pub fn link_type(&self) -> LinkType {
+        self.link
+    }
+
+    pub fn stats(&self) -> SourceStats {
+        self.stats
+    }
+
+    /// The next packet, or `Quiet` after the read timeout.
+    pub fn read(&mut self) -> Result<Read<'_>, CaptureError> {
+        match self.cap.next_packet() {
+            Ok(p) => {
+                let h = p.header;
+                self.stats.packets += 1;
+                self.stats.bytes_captured += u64::from(h.caplen);
+                self.stats.bytes_wire += u64::from(h.len);
+                // The same conversion as the offline source (and Zeek).
+                let ts = h.ts.tv_sec as f64 + h.ts.tv_usec as f64 / 1e6;
+                Ok(Read::Packet(Packet {
+                    ts,
+                    link: self.link,
+                    wire_len: h.len,
+                    data: p.data,
+                }))
+            }
+            Err(pcap::Error::TimeoutExpired) => Ok(Read::Quiet),
+            Err(e) => Err(CaptureError::Live {
+                interface: self.interface.clone(),
+                reason: format!("read failed after {} packets: {e}", self.stats.packets),
+            }),
+        }
+    }
+
+    /// The kernel's drop counters so far.
+    pub fn kernel_stats(&mut self) -> KernelStats {
+        if let Ok(s) = self.cap.stats() {
+            self.kernel.dropped += u64::from(s.dropped.wrapping_sub(self.last_raw.0));
+            self.kernel.if_dropped += u64::from(s.if_dropped.wrapping_sub(self.last_raw.1));
+            self.last_raw = (s.dropped, s.if_dropped);
+        }
+        self.kernel
+    }
+}
+
+/// libpcap's activation errors are terse ("socket: Operation not
+/// permitted"); say what to do about them.
+fn explain_open_error(e: &pcap::Error) -> String {
+    let s = e.to_string();
+    let lower = s.to_ascii_lowercase();
+    if lower.contains("not permitted") || lower.contains("permission") {
+        format!("{s} (capturing needs CAP_NET_RAW, and CAP_NET_ADMIN for promiscuous mode)")
+    } else if lower.contains("no such device") || lower.contains("doesn't exist") {
+        format!("{s} (no such interface; `ip link` lists them)")
+    } else {
+        s
+    }
+}

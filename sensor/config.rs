@@ -1,0 +1,478 @@
+//! The daemon's configuration file (`osprey run --config FILE`): TOML or
+//! YAML by extension, every key optional with the default documented in
+//! `docs/osprey.example.toml`, unknown keys refused with their full path
+//! (`capture.snaplen`), values checked before anything starts.
+//!
+//! Units are in the key names (`_secs`, `_bytes`, `_ms`) so a reader of a
+//! Helm values file never has to guess them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::conn::config::{NetSet, PortSet};
+use crate::conn::EngineConfig;
+
+/// Why a configuration was refused; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {key}: {reason}")]
+    Parse {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error("{path}: {key}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error("{path}: unknown file type (expected .toml, .yaml or .yml)")]
+    Format { path: PathBuf },
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub capture: CaptureConfig,
+    pub pipeline: PipelineConfig,
+    pub conn: ConnConfig,
+    pub output: OutputConfig,
+    pub models: ModelsConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Live capture (libpcap).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Interfaces to capture on; `any` is every interface of the network
+    /// namespace (Linux cooked capture).
+    pub interfaces: Vec<String>,
+    /// Bytes kept of each packet. Headers are all conn.log needs, but
+    /// service identification reads the first payload bytes.
+    pub snaplen_bytes: u32,
+    /// Size of libpcap's mmap ring (TPACKET_V3) per interface: how long a
+    /// burst the kernel can hold while osprey is busy.
+    pub buffer_size_bytes: u32,
+    pub promiscuous: bool,
+    /// BPF filter, as for tcpdump or Zeek's `-f` (empty: everything).
+    pub bpf_filter: String,
+    /// How long a read waits on a quiet wire before packet time is
+    /// advanced by the clock, so that timeouts still fire.
+    pub read_timeout_ms: u32,
+    /// A partly filled batch is handed to its conn worker after this long,
+    /// which bounds the delay a slow trickle of packets sees.
+    pub flush_interval_ms: u32,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            interfaces: vec!["any".into()],
+            snaplen_bytes: 262_144,
+            buffer_size_bytes: 64 << 20,
+            promiscuous: true,
+            bpf_filter: String::new(),
+            read_timeout_ms: 100,
+            flush_interval_ms: 5,
+        }
+    }
+}
+
+/// Threads and queues.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Connection-table shards, one thread each (0: one per core beyond
+    /// the first, at least one). Two fit a 2-core node: capture and
+    /// scoring share the other core.
+    pub conn_workers: usize,
+    /// Packets per batch from capture to a conn worker.
+    pub batch_packets: usize,
+    /// Batches queued per conn worker; when full, new packets for it are
+    /// dropped and counted instead of stalling capture.
+    pub packet_queue_batches: usize,
+    /// Record batches queued for scoring.
+    pub record_queue_batches: usize,
+    /// Connections tracked per shard before the oldest idle one is evicted
+    /// (bounds memory under a spoofed flood).
+    pub max_connections_per_worker: usize,
+    /// Rows per inference call.
+    pub score_batch_rows: usize,
+    /// Longest a record waits for its batch to fill before it is scored.
+    pub score_max_wait_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            conn_workers: 0,
+            batch_packets: 512,
+            packet_queue_batches: 64,
+            record_queue_batches: 256,
+            max_connections_per_worker: 250_000,
+            score_batch_rows: crate::score::DEFAULT_BATCH_ROWS,
+            score_max_wait_ms: 20,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The number of conn workers to start.
+    pub fn workers(&self) -> usize {
+        if self.conn_workers > 0 {
+            return self.conn_workers;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.saturating_sub(1).max(1)
+    }
+}
+
+/// How packets become conn records (Zeek's settings) and when open
+/// connections are scored.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnConfig {
+    /// Score a connection still open after every this much activity.
+    pub interim_interval_secs: f64,
+    /// Score an attempt (no answer yet) after this long.
+    pub attempt_timeout_secs: f64,
+    /// Zeek's `-C`. On by default: on a node, locally sent packets are
+    /// captured before the NIC computes their checksums (offload), and
+    /// verifying them would discard most of the node's own traffic.
+    pub ignore_checksums: bool,
+    /// `Site::local_nets` (default: Zeek's private address space).
+    pub local_nets: Option<Vec<String>>,
+    /// Responder ports for connections whose start was not seen, e.g.
+    /// `["80/tcp", "53/udp"]` (default: Zeek's).
+    pub likely_server_ports: Option<Vec<String>>,
+    /// Analyzers for `service`: `all`, `none`, or e.g. `http,dns,ssl`.
+    pub analyzers: String,
+    /// Zeek settings as `NAME=VALUE`, as `osprey replay --set` takes them.
+    pub settings: Vec<String>,
+}
+
+impl Default for ConnConfig {
+    fn default() -> Self {
+        ConnConfig {
+            interim_interval_secs: 5.0,
+            attempt_timeout_secs: 5.0,
+            ignore_checksums: true,
+            local_nets: None,
+            likely_server_ports: None,
+            analyzers: "all".into(),
+            settings: Vec::new(),
+        }
+    }
+}
+
+/// Where records and alerts go.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Directory of conn.log and alerts.log.
+    pub log_dir: PathBuf,
+    /// `zeek` (TSV with headers) or `json` lines.
+    pub format: String,
+    /// JSON lines on standard output instead of files (containers).
+    pub stdout: bool,
+    /// Rotate after this long (0: never); aligned to the clock as Zeek's
+    /// `Log::default_rotation_interval`.
+    pub rotate_interval_secs: u64,
+    /// Rotate once a file reaches this size (0: never).
+    pub rotate_size_bytes: u64,
+    /// Rotated files kept per log (0: all).
+    pub keep_files: usize,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            log_dir: PathBuf::from("/var/log/osprey"),
+            format: "zeek".into(),
+            stdout: false,
+            rotate_interval_secs: 3600,
+            rotate_size_bytes: 0,
+            keep_files: 48,
+        }
+    }
+}
+
+/// Which models score the records.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Feature specs (`NAME.toml` next to `NAME.onnx`); empty: the bundled
+    /// classifier and anomaly model.
+    pub specs: Vec<PathBuf>,
+}
+
+/// The HTTP endpoint for Prometheus and the probes.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub listen_addr: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen_addr: "0.0.0.0:9750".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks `path` (TOML or YAML by extension).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let cfg = match ext.as_str() {
+            "toml" => Self::parse_toml(&text, path)?,
+            "yaml" | "yml" => Self::parse_yaml(&text, path)?,
+            _ => {
+                return Err(ConfigError::Format {
+                    path: path.to_path_buf(),
+                })
+            }
+        };
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML; errors name the key's full path.
+    pub fn parse_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            key: "(syntax)".into(),
+            reason: e.to_string().trim().replace('\n', " "),
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| parse_error(path, e))
+    }
+
+    /// Parses YAML; errors name the key's full path.
+    pub fn parse_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| parse_error(path, e))
+    }
+
+    /// Checks values serde cannot: ranges, addresses, and the Zeek
+    /// settings (by building the engine configuration).
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.into(),
+            reason,
+        };
+        let c = &self.capture;
+        if c.interfaces.is_empty() {
+            return Err(bad("capture.interfaces", "names no interface".into()));
+        }
+        if c.snaplen_bytes < 64 {
+            return Err(bad("capture.snaplen_bytes", "must be at least 64".into()));
+        }
+        if c.buffer_size_bytes < 1 << 16 {
+            return Err(bad(
+                "capture.buffer_size_bytes",
+                "must be at least 65536".into(),
+            ));
+        }
+        if c.read_timeout_ms == 0 {
+            return Err(bad("capture.read_timeout_ms", "must be positive".into()));
+        }
+        let p = &self.pipeline;
+        for (key, v) in [
+            ("pipeline.batch_packets", p.batch_packets),
+            ("pipeline.packet_queue_batches", p.packet_queue_batches),
+            ("pipeline.record_queue_batches", p.record_queue_batches),
+            ("pipeline.max_connections_per_worker", p.max_connections_per_worker),
+            ("pipeline.score_batch_rows", p.score_batch_rows),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be positive".into()));
+            }
+        }
+        for (key, v) in [
+            ("conn.interim_interval_secs", self.conn.interim_interval_secs),
+            ("conn.attempt_timeout_secs", self.conn.attempt_timeout_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(bad(key, format!("{v} is not a positive number of seconds")));
+            }
+        }
+        self.engine_config()
+            .map_err(|(key, reason)| bad(&key, reason))?;
+        if !matches!(self.output.format.as_str(), "zeek" | "json") {
+            return Err(bad(
+                "output.format",
+                format!("{:?} is neither \"zeek\" nor \"json\"", self.output.format),
+            ));
+        }
+        self.metrics_addr()
+            .map_err(|reason| bad("metrics.listen_addr", reason))?;
+        Ok(())
+    }
+
+    /// The metrics address, parsed.
+    pub fn metrics_addr(&self) -> Result<SocketAddr, String> {
+        self.metrics
+            .listen_addr
+            .parse()
+            .map_err(|e| format!("{:?}: {e} (expected HOST:PORT)", self.metrics.listen_addr))
+    }
+
+    /// The connection engine's settings for one conn worker; an error names
+    /// the key.
+    pub fn engine_config(&self) -> Result<EngineConfig, (String, String)> {
+        let c = &self.conn;
+        let mut cfg = EngineConfig {
+            ignore_checksums: c.ignore_checksums,
+            max_connections: self.pipeline.max_connections_per_worker,
+            ..EngineConfig::default()
+        };
+        if let Some(nets) = &c.local_nets {
+            cfg.local_nets = NetSet::parse(&nets.join(","))
+                .map_err(|e| ("conn.local_nets".to_string(), e))?;
+        }
+        if let Some(ports) = &c.likely_server_ports {
+            cfg.likely_server_ports = PortSet::from_list(&ports.join(","))
+                .map_err(|e| ("conn.likely_server_ports".to_string(), e))?;
+        }
+        cfg.analyzers = EngineConfig::parse_analyzers(&c.analyzers)
+            .map_err(|e| ("conn.analyzers".to_string(), e))?;
+        for s in &c.settings {
+            cfg.set(s)
+                .map_err(|e| ("conn.settings".to_string(), e.to_string()))?;
+        }
+        Ok(cfg)
+    }
+}
+
+fn parse_error<E: std::fmt::Display>(
+    path: &Path,
+    e: serde_path_to_error::Error<E>,
+) -> ConfigError {
+    let key = e.path().to_string();
+    let reason = e.into_inner().to_string();
+    // toml and YAML errors carry a position; keep the first line only.
+    let reason = reason.lines().next().unwrap_or("").trim().to_string();
+    ConfigError::Parse {
+        path: path.to_path_buf(),
+        key: if key == "." { "(top level)".into() } else { key },
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toml(text: &str) -> Result<Config, ConfigError> {
+        let c = Config::parse_toml(text, Path::new("t.toml"))?;
+        c.validate(Path::new("t.toml"))?;
+        Ok(c)
+    }
+
+    fn yaml(text: &str) -> Result<Config, ConfigError> {
+        let c = Config::parse_yaml(text, Path::new("t.yaml"))?;
+        c.validate(Path::new("t.yaml"))?;
+        Ok(c)
+    }
+
+    #[test]
+    fn empty_files_give_the_defaults() {
+        assert_eq!(toml("").unwrap(), Config::default());
+        assert_eq!(yaml("").unwrap(), Config::default());
+        assert!(Config::default().validate(Path::new("x")).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_path() {
+        let e = toml("[capture]\nsnaplen = 100\n").unwrap_err().to_string();
+        assert!(e.contains("capture") && e.contains("snaplen"), "{e}");
+        let e = yaml("pipeline:\n  workers: 3\n").unwrap_err().to_string();
+        assert!(e.contains("pipeline") && e.contains("workers"), "{e}");
+        let e = yaml("bogus: 1\n").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_and_values_name_the_key() {
+        let e = toml("[capture]\nsnaplen_bytes = \"big\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("capture.snaplen_bytes"), "{e}");
+        let e = yaml("conn:\n  settings: [\"tcp_inactivity_timeout=soon\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conn.settings"), "{e}");
+        let e = yaml("metrics:\n  listen_addr: nowhere\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics.listen_addr"), "{e}");
+        let e = yaml("output:\n  format: xml\n").unwrap_err().to_string();
+        assert!(e.contains("output.format"), "{e}");
+        let e = yaml("conn:\n  interim_interval_secs: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conn.interim_interval_secs"), "{e}");
+    }
+
+    #[test]
+    fn yaml_and_toml_say_the_same() {
+        let t = toml(
+            "[capture]\ninterfaces = [\"eth0\", \"eth1\"]\nbpf_filter = \"tcp\"\n\
+             [conn]\nlocal_nets = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        let y = yaml(
+            "capture:\n  interfaces: [eth0, eth1]\n  bpf_filter: tcp\n\
+             conn:\n  local_nets: [10.0.0.0/8]\n",
+        )
+        .unwrap();
+        assert_eq!(t, y);
+        assert_eq!(t.capture.interfaces, ["eth0", "eth1"]);
+    }
+
+    /// The documented example sets every key; it must parse and check.
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/osprey.example.toml");
+        let cfg = Config::load(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Every key of every section appears in the example.
+        let doc: toml::Table = text.parse().unwrap();
+        for (section, keys) in [
+            ("capture", 7),
+            ("pipeline", 7),
+            ("conn", 7),
+            ("output", 6),
+            ("models", 1),
+            ("metrics", 1),
+        ] {
+            let t = doc.get(section).and_then(|v| v.as_table());
+            assert_eq!(t.map_or(0, |t| t.len()), keys, "section {section}");
+        }
+        assert_eq!(cfg.capture.interfaces, ["any"]);
+    }
+}

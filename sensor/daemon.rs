@@ -1,0 +1,291 @@
+//! `osprey run`: the live daemon's start-up, signals and shutdown.
+//!
+//! Everything that can fail for a reason the operator must fix (the
+//! configuration, the metrics port, an interface, the capture filter,
+//! permissions, a model, the log directory) is tried in that order before
+//! a single thread starts, so a bad start is one line and a non-zero exit.
+//! SIGTERM/SIGINT stop capture; every open connection is then flushed as
+//! at the end of a trace, scored and written. SIGHUP reloads the models
+//! (and the configuration's model list): a broken one is refused, logged
+//! and counted, and the running models stay.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use osprey::capture::{LiveOptions, LiveSource};
+use osprey::config::Config;
+use osprey::conn::config::InterimConfig;
+use osprey::metrics::{Health, Metrics};
+use osprey::model::bundled::load_models;
+use osprey::model::Model;
+use osprey::pipeline::{StageOptions, Stages};
+use osprey::score::live::{run_scorer, ModelSet, ScorerOptions};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML or YAML; docs/osprey.example.toml lists
+    /// every key). Without it, every key has its default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Interface to capture on (repeatable; replaces capture.interfaces).
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    interfaces: Vec<String>,
+    /// Directory for conn.log and alerts.log (output.log_dir).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Address of /metrics, /healthz and /readyz (metrics.listen_addr).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
+    /// A model's feature spec (repeatable; replaces models.specs).
+    #[arg(long = "model", value_name = "SPEC")]
+    models: Vec<PathBuf>,
+    /// BPF capture filter (capture.bpf_filter).
+    #[arg(short = 'f', long)]
+    filter: Option<String>,
+    /// JSON lines on standard output instead of log files (output.stdout).
+    #[arg(long)]
+    stdout: bool,
+}
+
+/// The configuration file with the command line's overrides applied.
+fn effective_config(a: &RunArgs) -> Result<Config> {
+    let mut cfg = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if !a.interfaces.is_empty() {
+        cfg.capture.interfaces = a.interfaces.clone();
+    }
+    if let Some(d) = &a.log_dir {
+        cfg.output.log_dir = d.clone();
+    }
+    if let Some(m) = &a.metrics_addr {
+        cfg.metrics.listen_addr = m.clone();
+    }
+    if !a.models.is_empty() {
+        cfg.models.specs = a.models.clone();
+    }
+    if let Some(f) = &a.filter {
+        cfg.capture.bpf_filter = f.clone();
+    }
+    if a.stdout {
+        cfg.output.stdout = true;
+    }
+    let origin = a
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("(command line)"));
+    cfg.validate(&origin)?;
+    Ok(cfg)
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    let cfg = effective_config(&a)?;
+    let mut engine = cfg
+        .engine_config()
+        .map_err(|(key, reason)| anyhow::anyhow!("{key}: {reason}"))?;
+    engine.interim = Some(InterimConfig {
+        interval: cfg.conn.interim_interval_secs,
+        attempt_timeout: cfg.conn.attempt_timeout_secs,
+    });
+
+    let addr = cfg.metrics_addr().map_err(|e| anyhow::anyhow!("metrics.listen_addr: {e}"))?;
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("metrics.listen_addr {addr}: cannot listen"))?;
+
+    let mut sources = Vec::new();
+    for iface in &cfg.capture.interfaces {
+        sources.push(LiveSource::open(&LiveOptions {
+            interface: iface.clone(),
+            snaplen: cfg.capture.snaplen_bytes,
+            buffer_size: cfg.capture.buffer_size_bytes,
+            promiscuous: cfg.capture.promiscuous,
+            filter: Some(cfg.capture.bpf_filter.clone()),
+            read_timeout_ms: cfg.capture.read_timeout_ms,
+        })?);
+    }
+
+    let models = load_models(&cfg.models.specs)?;
+    let mut outputs = osprey::report::live::open_outputs(&cfg.output)?;
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (reload_tx, reload_rx) = crossbeam_channel::bounded::<Vec<Model>>(1);
+    let io = IoThread::start(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        stop.clone(),
+        Reloader {
+            config: a.config.clone(),
+            cli_models: a.models.clone(),
+            tx: reload_tx,
+            metrics: metrics.clone(),
+        },
+    )?;
+
+    let stage_opts = StageOptions {
+        workers: cfg.pipeline.workers(),
+        batch_packets: cfg.pipeline.batch_packets,
+        packet_queue_batches: cfg.pipeline.packet_queue_batches,
+        record_queue_batches: cfg.pipeline.record_queue_batches,
+        flush_interval: Duration::from_millis(u64::from(cfg.capture.flush_interval_ms)),
+        engine,
+    };
+    let interfaces = cfg.capture.interfaces.join(",");
+    let stages = Stages::start(sources, &stage_opts, metrics.clone(), stop.clone())
+        .context("starting the capture and conn threads")?;
+    health.set_models_loaded(!models.is_empty());
+    health.set_capture_running(true);
+    tracing::info!(
+        interfaces = %interfaces,
+        workers = stage_opts.workers,
+        models = models.len(),
+        metrics = %addr,
+        "osprey running"
+    );
+    eprintln!(
+        "osprey: capturing on {interfaces} with {} conn worker(s), {} model(s); metrics on http://{addr}/metrics",
+        stage_opts.workers,
+        models.len()
+    );
+
+    let records = stages.records.clone();
+    let scored = run_scorer(
+        records,
+        reload_rx,
+        ModelSet::new(models),
+        ScorerOptions {
+            batch_rows: cfg.pipeline.score_batch_rows,
+            max_wait: Duration::from_millis(cfg.pipeline.score_max_wait_ms),
+        },
+        outputs.as_mut(),
+        &metrics,
+    );
+    health.set_capture_running(false);
+    let joined = stages.join();
+    io.shutdown();
+    scored.context("closing the logs")?;
+    joined?;
+    eprintln!("osprey: stopped");
+    Ok(())
+}
+
+/// Loads the model set again on SIGHUP.
+struct Reloader {
+    config: Option<PathBuf>,
+    cli_models: Vec<PathBuf>,
+    tx: crossbeam_channel::Sender<Vec<Model>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    fn reload(&self) {
+        let result = (|| -> Result<Vec<Model>> {
+            let specs = if !self.cli_models.is_empty() {
+                self.cli_models.clone()
+            } else if let Some(p) = &self.config {
+                Config::load(p)?.models.specs
+            } else {
+                Vec::new()
+            };
+            Ok(load_models(&specs)?)
+        })();
+        match result {
+            Ok(models) => {
+                if self.tx.try_send(models).is_ok() {
+                    self.metrics.reloads.with_label_values(&["ok"]).inc();
+                    tracing::info!("SIGHUP: new models loaded");
+                } else {
+                    self.metrics.reloads.with_label_values(&["error"]).inc();
+                    tracing::error!("SIGHUP: a reload is already pending; this one is dropped");
+                }
+            }
+            Err(e) => {
+                self.metrics.reloads.with_label_values(&["error"]).inc();
+                tracing::error!(error = format!("{e:#}"), "SIGHUP: reload refused, the running models stay");
+                eprintln!("osprey: reload refused, the running models stay: {e:#}");
+            }
+        }
+    }
+}
+
+/// The tokio runtime: the HTTP endpoints and the signal handlers.
+struct IoThread {
+    handle: std::thread::JoinHandle<()>,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl IoThread {
+    fn start(
+        listener: std::net::TcpListener,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        stop: Arc<AtomicBool>,
+        reloader: Reloader,
+    ) -> Result<IoThread> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the I/O runtime")?;
+        // Handlers are installed here, before capture starts, so that a
+        // SIGTERM during start-up is not lost.
+        let (mut term, mut int, mut hup) = rt.block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
+            ))
+        })?;
+        let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("osprey-io".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let server = tokio::spawn(osprey::metrics::serve(
+                        listener,
+                        metrics,
+                        health.clone(),
+                        async move {
+                            let _ = done_rx.await;
+                        },
+                    ));
+                    let reloader = Arc::new(reloader);
+                    loop {
+                        tokio::select! {
+                            _ = term.recv() => break,
+                            _ = int.recv() => break,
+                            _ = hup.recv() => {
+                                let r = reloader.clone();
+                                let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                            }
+                        }
+                    }
+                    tracing::info!("stopping: flushing open connections");
+                    health.set_stopping();
+                    stop.store(true, Ordering::Relaxed);
+                    // Keep serving /metrics while the pipeline drains.
+                    if let Ok(Err(e)) = server.await {
+                        tracing::warn!(error = %e, "metrics server failed");
+                    }
+                });
+            })
+            .context("starting the I/O thread")?;
+        Ok(IoThread { handle, done })
+    }
+
+    fn shutdown(self) {
+        let _ = self.done.send(());
+        // The thread returns once a stop signal came; when the pipeline
+        // ended on its own (a capture error), nothing is left to wait for.
+        if self.handle.is_finished() {
+            let _ = self.handle.join();
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Prometheus metrics and the HTTP endpoints that serve them.
+//!
+//! Names follow Prometheus' conventions: an `osprey_` prefix, base units
+//! (seconds, bytes), `_total` on counters, and no address labels (a label
+//! per IP would let a spoofed flood blow up the time-series database).
+//! Threads on the packet path count locally and add here once per batch,
+//! so the shared atomics are touched thousands of times less often than
+//! packets arrive.
+
+mod server;
+
+pub use server::{serve, Health};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::conn::ConnState;
+use crate::conn::EngineStats;
+
+/// Every metric osprey exports.
+pub struct Metrics {
+    pub registry: Registry,
+    pub capture_packets: IntCounterVec,
+    pub capture_bytes: IntCounterVec,
+    pub capture_kernel_drops: IntCounterVec,
+    pub capture_interface_drops: IntCounterVec,
+    pub pipeline_dropped_packets: IntCounterVec,
+    pub conn_packets: IntCounter,
+    pub conn_non_ip_packets: IntCounter,
+    pub decode_errors: IntCounterVec,
+    pub conns_active: IntGaugeVec,
+    pub conns_created: IntCounter,
+    pub conns_evicted: IntCounter,
+    pub records: IntCounterVec,
+    pub interim_records: IntCounter,
+    pub inference_batch_rows: HistogramVec,
+    pub inference_seconds: HistogramVec,
+    pub verdicts: IntCounterVec,
+    pub alerts: IntCounterVec,
+    pub record_to_verdict_seconds: Histogram,
+    pub last_packet_to_verdict_seconds: Histogram,
+    pub reloads: IntCounterVec,
+    pub log_write_errors: IntCounterVec,
+    pub models_loaded: IntGauge,
+    pub ready: IntGauge,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("each metric is registered once");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("static metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("each metric is registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("static metric definition");
+    r.register(Box::new(g.clone()))
+        .expect("each metric is registered once");
+    g
+}
+
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("static metric definition");
+    r.register(Box::new(h.clone()))
+        .expect("each metric is registered once");
+    h
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h =
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("static");
+    r.register(Box::new(h.clone()))
+        .expect("each metric is registered once");
+    h
+}
+
+/// Latency buckets from 100 µs to 10 s: verdicts are expected within tens
+/// of milliseconds, and the tail shows when a stage backs up.
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+        2.5, 5.0, 10.0,
+    ]
+}
+
+impl Metrics {
+    /// A fresh registry with every metric at zero (`build_info` at one).
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = r.register(Box::new(pc));
+        }
+        let build = IntGaugeVec::new(
+            Opts::new("osprey_build_info", "osprey's version; always 1."),
+            &["version"],
+        )
+        .expect("static metric definition");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        r.register(Box::new(build))
+            .expect("each metric is registered once");
+        let conns_active = IntGaugeVec::new(
+            Opts::new(
+                "osprey_conns_active",
+                "Connections tracked now, per conn worker (shard).",
+            ),
+            &["shard"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(conns_active.clone()))
+            .expect("each metric is registered once");
+        Metrics {
+            capture_packets: counter_vec(
+                &r,
+                "osprey_capture_packets_total",
+                "Packets read from libpcap.",
+                &["interface"],
+            ),
+            capture_bytes: counter_vec(
+                &r,
+                "osprey_capture_bytes_total",
+                "Bytes on the wire of the packets read from libpcap.",
+                &["interface"],
+            ),
+            capture_kernel_drops: counter_vec(
+                &r,
+                "osprey_capture_kernel_drops_total",
+                "Packets the kernel dropped because the capture ring was full.",
+                &["interface"],
+            ),
+            capture_interface_drops: counter_vec(
+                &r,
+                "osprey_capture_interface_drops_total",
+                "Packets the interface or its driver dropped (libpcap's ps_ifdrop).",
+                &["interface"],
+            ),
+            pipeline_dropped_packets: counter_vec(
+                &r,
+                "osprey_pipeline_dropped_packets_total",
+                "Packets dropped because the next stage's queue was full, by stage.",
+                &["stage"],
+            ),
+            conn_packets: counter(
+                &r,
+                "osprey_conn_packets_total",
+                "Packets analysed by the conn workers.",
+            ),
+            conn_non_ip_packets: counter(
+                &r,
+                "osprey_conn_non_ip_packets_total",
+                "Frames without an IP packet (ARP, LLC...).",
+            ),
+            decode_errors: counter_vec(
+                &r,
+                "osprey_decode_errors_total",
+                "Malformed or unusual packets, by Zeek weird name.",
+                &["kind"],
+            ),
+            conns_active,
+            conns_created: counter(
+                &r,
+                "osprey_conns_created_total",
+                "Connections created.",
+            ),
+            conns_evicted: counter(
+                &r,
+                "osprey_conns_evicted_total",
+                "Connections evicted early because a shard reached its limit.",
+            ),
+            records: counter_vec(
+                &r,
+                "osprey_conn_records_total",
+                "Final conn records (conn.log lines), by conn_state.",
+                &["conn_state"],
+            ),
+            interim_records: counter(
+                &r,
+                "osprey_interim_records_total",
+                "Snapshots of open connections sent to scoring.",
+            ),
+            inference_batch_rows: histogram_vec(
+                &r,
+                "osprey_inference_batch_rows",
+                "Rows per inference call.",
+                &["model"],
+                vec![1.0, 4.0, 16.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
+            ),
+            inference_seconds: histogram_vec(
+                &r,
+                "osprey_inference_duration_seconds",
+                "Time of one inference call.",
+                &["model"],
+                latency_buckets(),
+            ),
+            verdicts: counter_vec(
+                &r,
+                "osprey_verdicts_total",
+                "Records scored, by model and predicted label.",
+                &["model", "label"],
+            ),
+            alerts: counter_vec(
+                &r,
+                "osprey_alerts_total",
+                "Records a model flagged, by model.",
+                &["model"],
+            ),
+            record_to_verdict_seconds: histogram(
+                &r,
+                "osprey_record_to_verdict_seconds",
+                "From a record leaving its conn worker to its verdicts.",
+                latency_buckets(),
+            ),
+            last_packet_to_verdict_seconds: histogram(
+                &r,
+                "osprey_last_packet_to_verdict_seconds",
+                "From an open connection's last packet (capture time) to the verdict on its \
+                 snapshot.",
+                latency_buckets(),
+            ),
+            reloads: counter_vec(
+                &r,
+                "osprey_reloads_total",
+                "SIGHUP reloads, by result (ok, error).",
+                &["result"],
+            ),
+            log_write_errors: counter_vec(
+                &r,
+                "osprey_log_write_errors_total",
+                "Records that could not be written, by log.",
+                &["log"],
+            ),
+            models_loaded: gauge(&r, "osprey_models_loaded", "Models scoring records now."),
+            ready: gauge(
+                &r,
+                "osprey_ready",
+                "1 once capture runs and the models are loaded.",
+            ),
+            registry: r,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        if TextEncoder::new().encode(&families, &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Adds what a conn worker's engine counted since `before`.
+    pub fn add_engine_delta(&self, before: &EngineStats, now: &EngineStats) {
+        self.conn_packets.inc_by(now.packets - before.packets);
+        self.conn_non_ip_packets.inc_by(now.non_ip - before.non_ip);
+        self.conns_created
+            .inc_by(now.conns_created - before.conns_created);
+        self.conns_evicted
+            .inc_by(now.conns_evicted - before.conns_evicted);
+        for ((w, n), (_, b)) in now.weirds.iter().zip(before.weirds.iter()) {
+            if n > b {
+                self.decode_errors
+                    .with_label_values(&[w.name()])
+                    .inc_by(n - b);
+            }
+        }
+        for (i, (n, b)) in now
+            .records_by_state
+            .iter()
+            .zip(before.records_by_state.iter())
+            .enumerate()
+        {
+            if n > b {
+                let state = ConnState::ALL.get(i).map_or("other", |s| s.as_str());
+                self.records.with_label_values(&[state]).inc_by(n - b);
+            }
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,93 @@
+//! `/metrics`, `/healthz` and `/readyz` over HTTP/1.1 (axum on the
+//! daemon's tokio runtime).
+//!
+//! `/healthz` answers as long as the process serves requests (liveness:
+//! restart only a wedged process); `/readyz` only once capture runs and the
+//! models are loaded, and again not while shutting down, so a rollout
+//! waits for a sensor that actually sees traffic.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use super::Metrics;
+
+/// What the probes report.
+#[derive(Default)]
+pub struct Health {
+    capture_running: AtomicBool,
+    models_loaded: AtomicBool,
+    stopping: AtomicBool,
+}
+
+impl Health {
+    pub fn set_capture_running(&self, v: bool) {
+        self.capture_running.store(v, Ordering::Release);
+    }
+    pub fn set_models_loaded(&self, v: bool) {
+        self.models_loaded.store(v, Ordering::Release);
+    }
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+    pub fn ready(&self) -> bool {
+        self.capture_running.load(Ordering::Acquire)
+            && self.models_loaded.load(Ordering::Acquire)
+            && !self.stopping.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
+    s.metrics.ready.set(i64::from(s.health.ready()));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
+    if s.health.ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+/// Serves the endpoints on an already bound listener (bound before start-up
+/// goes further, so a port in use fails the start) until `shutdown`
+/// resolves.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(Shared { metrics, health });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

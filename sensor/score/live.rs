@@ -1,0 +1,207 @@
+//! The live daemon's scoring stage: records in, conn.log and verdicts out.
+//!
+//! Final records go to conn.log as they arrive (conn.log stays Zeek-exact:
+//! interim snapshots never reach it). Every record, final or interim, is
+//! featurized against the host context seen so far and waits for its
+//! batch, which is scored when it holds `batch_rows` records or its oldest
+//! record has waited `max_wait`: large batches when traffic is heavy,
+//! bounded latency when it is light.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver};
+
+use crate::conn::ConnRecord;
+use crate::features::{scale_rows, to_f32, Flow, LiveFeaturizer};
+use crate::metrics::Metrics;
+use crate::model::{Model, Verdict};
+use crate::pipeline::RecordBatch;
+
+/// Where the scorer writes.
+pub trait LiveOutputs {
+    /// A final record, for conn.log.
+    fn conn(&mut self, r: &ConnRecord) -> io::Result<()>;
+    /// A scored record; returns whether it was written as an alert.
+    fn alert(&mut self, r: &ConnRecord, models: &[Model], v: &[Verdict]) -> io::Result<bool>;
+    /// Called at least once a second: flush buffers, rotate files.
+    fn tick(&mut self) -> io::Result<()>;
+    /// Closes the logs (footers) at shutdown.
+    fn finish(&mut self) -> io::Result<()>;
+}
+
+/// A set of models with their streaming featurizers.
+pub struct ModelSet {
+    models: Vec<Model>,
+    featurizers: Vec<LiveFeaturizer>,
+}
+
+impl ModelSet {
+    pub fn new(models: Vec<Model>) -> ModelSet {
+        let featurizers = models
+            .iter()
+            .map(|m| LiveFeaturizer::new(m.spec()))
+            .collect();
+        ModelSet {
+            models,
+            featurizers,
+        }
+    }
+
+    pub fn models(&self) -> &[Model] {
+        &self.models
+    }
+}
+
+/// Scoring settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ScorerOptions {
+    pub batch_rows: usize,
+    pub max_wait: Duration,
+}
+
+struct Pending {
+    record: ConnRecord,
+    emitted: Instant,
+}
+
+/// Runs until the record channel closes (every conn worker has flushed):
+/// scores what is pending, closes the logs and returns.
+pub fn run_scorer(
+    records: Receiver<RecordBatch>,
+    reloads: Receiver<Vec<Model>>,
+    mut set: ModelSet,
+    o: ScorerOptions,
+    out: &mut dyn LiveOutputs,
+    metrics: &Metrics,
+) -> io::Result<()> {
+    let batch_rows = o.batch_rows.max(1);
+    let mut pending: Vec<Pending> = Vec::with_capacity(batch_rows);
+    let mut last_tick = Instant::now();
+    let tick_every = Duration::from_millis(500);
+    metrics.models_loaded.set(set.models.len() as i64);
+    loop {
+        let deadline = pending
+            .first()
+            .map(|p| p.emitted + o.max_wait)
+            .unwrap_or_else(|| Instant::now() + tick_every)
+            .min(last_tick + tick_every);
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let mut closed = false;
+        select! {
+            recv(records) -> msg => match msg {
+                Ok(batch) => {
+                    for record in batch.records {
+                        if !record.interim {
+                            if let Err(e) = out.conn(&record) {
+                                metrics.log_write_errors.with_label_values(&["conn"]).inc();
+                                tracing::warn!(error = %e, "conn.log write failed");
+                            }
+                        }
+                        pending.push(Pending { record, emitted: batch.emitted });
+                        if pending.len() >= batch_rows {
+                            score(&mut set, &mut pending, out, metrics);
+                        }
+                    }
+                }
+                Err(_) => closed = true,
+            },
+            recv(reloads) -> msg => {
+                if let Ok(models) = msg {
+                    // Records already waiting are scored by the models they
+                    // were featurized for.
+                    score(&mut set, &mut pending, out, metrics);
+                    set = ModelSet::new(models);
+                    metrics.models_loaded.set(set.models.len() as i64);
+                    tracing::info!(models = set.models.len(), "models reloaded");
+                }
+            },
+            default(timeout) => {},
+        }
+        if closed {
+            score(&mut set, &mut pending, out, metrics);
+            return out.finish();
+        }
+        let now = Instant::now();
+        if pending.first().is_some_and(|p| now >= p.emitted + o.max_wait) {
+            score(&mut set, &mut pending, out, metrics);
+        }
+        if now.duration_since(last_tick) >= tick_every {
+            last_tick = now;
+            if let Err(e) = out.tick() {
+                metrics.log_write_errors.with_label_values(&["tick"]).inc();
+                tracing::warn!(error = %e, "log flush or rotation failed");
+            }
+        }
+    }
+}
+
+/// Scores and empties `pending`. A model error is logged and counted; the
+/// records are not lost from conn.log (already written).
+fn score(set: &mut ModelSet, pending: &mut Vec<Pending>, out: &mut dyn LiveOutputs, m: &Metrics) {
+    if pending.is_empty() || set.models.is_empty() {
+        pending.clear();
+        return;
+    }
+    let flows: Vec<Flow> = pending.iter().map(|p| Flow::from(&p.record)).collect();
+    let n = flows.len();
+    let mut verdicts: Vec<Vec<Verdict>> = (0..n)
+        .map(|_| Vec::with_capacity(set.models.len()))
+        .collect();
+    for (model, feat) in set.models.iter().zip(set.featurizers.iter_mut()) {
+        let spec = model.spec();
+        let name = spec.model.name.as_str();
+        let mut raw = feat.push_and_featurize(&flows);
+        if let Some(s) = &spec.scaler {
+            scale_rows(s, spec.columns(), &mut raw);
+        }
+        let rows = to_f32(&raw);
+        let started = Instant::now();
+        match model.run(&rows, n) {
+            Ok(vs) => {
+                m.inference_seconds
+                    .with_label_values(&[name])
+                    .observe(started.elapsed().as_secs_f64());
+                m.inference_batch_rows
+                    .with_label_values(&[name])
+                    .observe(n as f64);
+                for (slot, v) in verdicts.iter_mut().zip(vs) {
+                    // Anomaly models have no classes: their label is the
+                    // rule's outcome.
+                    let label = match (&v.label, v.flagged) {
+                        (Some(l), _) => l.as_str(),
+                        (None, true) => "anomalous",
+                        (None, false) => "normal",
+                    };
+                    m.verdicts.with_label_values(&[name, label]).inc();
+                    if v.flagged {
+                        m.alerts.with_label_values(&[name]).inc();
+                    }
+                    slot.push(v);
+                }
+            }
+            Err(e) => {
+                tracing::error!(model = name, error = %e, "inference failed");
+                return pending.clear();
+            }
+        }
+    }
+    let now = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    for (p, v) in pending.iter().zip(&verdicts) {
+        m.record_to_verdict_seconds
+            .observe(now.duration_since(p.emitted).as_secs_f64());
+        if p.record.interim {
+            let last = p.record.ts + p.record.duration.unwrap_or(0.0);
+            m.last_packet_to_verdict_seconds
+                .observe((wall - last).max(0.0));
+        }
+        if let Err(e) = out.alert(&p.record, &set.models, v) {
+            m.log_write_errors.with_label_values(&["alerts"]).inc();
+            tracing::warn!(error = %e, "alerts.log write failed");
+        }
+    }
+    pending.clear();
+}

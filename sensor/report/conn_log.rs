@@ -87,10 +87,11 @@ pub struct ConnLogWriter<W: Write> {
     rows: u64,
 }
 
-/// Zeek's `#open`/`#close` time stamp: `%Y-%m-%d-%H-%M-%S` in UTC.
-fn zeek_log_time(secs: i64) -> String {
+/// UTC civil time of a Unix time: `[year, month, day, hour, minute,
+/// second]`.
+pub(crate) fn civil_utc(secs: i64) -> [i64; 6] {
     // Civil-from-days (Howard Hinnant's algorithm) keeps this free of a
-    // date crate for one format.
+    // date crate for the few formats the logs need.
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
     let z = days + 719_468;
@@ -103,20 +104,19 @@ fn zeek_log_time(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{:04}-{:02}-{:02}-{:02}-{:02}-{:02}",
-        y,
-        m,
-        d,
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    [y, m, d, rem / 3600, (rem / 60) % 60, rem % 60]
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+/// Zeek's `#open`/`#close` time stamp: `%Y-%m-%d-%H-%M-%S` in UTC (also
+/// `Log::default_rotation_date_format`, which names rotated files).
+pub(crate) fn zeek_log_time(secs: i64) -> String {
+    let [y, m, d, hh, mm, ss] = civil_utc(secs);
+    format!("{y:04}-{m:02}-{d:02}-{hh:02}-{mm:02}-{ss:02}")
+}
+
+/// Whole seconds since the epoch; a clock set before 1970 reads as 1970.
+pub(crate) fn unix_secs(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
@@ -242,11 +242,22 @@ fn json_str(out: &mut String, s: &str) {
 }
 
 impl<W: Write> ConnLogWriter<W> {
-    pub fn new(mut out: W, format: LogFormat, extra: ExtraColumns) -> io::Result<Self> {
+    pub fn new(out: W, format: LogFormat, extra: ExtraColumns) -> io::Result<Self> {
+        Self::new_at(out, format, extra, std::time::SystemTime::now())
+    }
+
+    /// As `new`, with the `#open` time given: a rotating log names its
+    /// files by their open time and must put the same time in the header.
+    pub fn new_at(
+        mut out: W,
+        format: LogFormat,
+        extra: ExtraColumns,
+        open: std::time::SystemTime,
+    ) -> io::Result<Self> {
         if format == LogFormat::Zeek {
             let mut h = String::new();
             h.push_str("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n");
-            let _ = writeln!(h, "#open\t{}", zeek_log_time(now_secs()));
+            let _ = writeln!(h, "#open\t{}", zeek_log_time(unix_secs(open)));
             let mut names: Vec<&str> = FIELDS.iter().map(|f| f.0).collect();
             let mut types: Vec<&str> = FIELDS.iter().map(|f| f.1).collect();
             if extra.ctx_vlans {
@@ -281,6 +292,17 @@ impl<W: Write> ConnLogWriter<W> {
 
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// The sink, for a caller that measures what went into it.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
+    /// Flushes the sink so that a reader tailing the log sees every row
+    /// written so far.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 
     pub fn write(&mut self, r: &ConnRecord) -> io::Result<()> {
@@ -517,9 +539,14 @@ impl<W: Write> ConnLogWriter<W> {
 
     /// Writes the `#close` footer (ASCII format) and flushes; a log without
     /// its footer is, as with Zeek, one that was not closed cleanly.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub fn finish(self) -> io::Result<W> {
+        self.finish_at(std::time::SystemTime::now())
+    }
+
+    /// As `finish`, with the `#close` time given (a caller-driven clock).
+    pub fn finish_at(mut self, close: std::time::SystemTime) -> io::Result<W> {
         if self.format == LogFormat::Zeek {
-            writeln!(self.out, "#close\t{}", zeek_log_time(now_secs()))?;
+            writeln!(self.out, "#close\t{}", zeek_log_time(unix_secs(close)))?;
         }
         self.out.flush()?;
         Ok(self.out)

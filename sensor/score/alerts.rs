@@ -79,6 +79,23 @@ impl<W: Write> AlertWriter<W> {
         self.written
     }
 
+    /// The sink, for a caller that measures what went into it.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
+    /// The sink, for a caller that post-processes each line (the stdout
+    /// stream tags it).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// Flushes the sink so that a reader tailing alerts.log sees every
+    /// alert written so far.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     pub fn finish(mut self) -> io::Result<W> {
         self.out.flush()?;
         Ok(self.out)

@@ -8,6 +8,7 @@
 //! goes (interim records) and uses the same functions per batch.
 
 mod alerts;
+pub mod live;
 mod summary;
 
 pub use alerts::AlertWriter;

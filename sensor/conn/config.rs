@@ -291,6 +291,72 @@ pub struct EngineConfig {
     /// `Conn::port_inactivity_timeouts` (21, 22, 23, 513/tcp: 1 h).
     pub long_inactivity_ports: Vec<u16>,
     pub long_inactivity_timeout: f64,
+    /// Snapshots of connections still open (`None`: only final records,
+    /// as Zeek logs them; `osprey replay` keeps it so).
+    pub interim: Option<InterimConfig>,
+}
+
+/// When the engine snapshots open connections. Not a Zeek setting: a live
+/// sensor cannot wait for a close or a 5-minute timeout to score a
+/// connection, so it scores what it has so far. Times are packet time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InterimConfig {
+    /// `interim_interval_secs`: at most one periodic snapshot per
+    /// connection per this many seconds, and only after new packets.
+    pub interval: f64,
+    /// `attempt_timeout_secs`: a connection whose responder is still
+    /// silent this long after its first packet is snapshotted then
+    /// (unless nothing changed since an earlier snapshot, which would make
+    /// the two identical).
+    pub attempt_timeout: f64,
+}
+
+impl InterimConfig {
+    /// Checks the settings. A non-finite time would be a timer that never
+    /// comes due and, in the timer queue, holds back every timer after it;
+    /// a zero interval would snapshot on every packet.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let bad = |name: &str, reason: &str| SettingError {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if !(self.interval.is_finite() && self.interval > 0.0) {
+            return Err(bad("interim_interval_secs", "must be a positive number"));
+        }
+        if !(self.attempt_timeout.is_finite() && self.attempt_timeout >= 0.0) {
+            return Err(bad("attempt_timeout_secs", "must be a number >= 0"));
+        }
+        Ok(())
+    }
+
+    /// These settings with any invalid one replaced by its default, for
+    /// the engine, which cannot refuse its configuration.
+    pub fn sanitized(self) -> Self {
+        let d = InterimConfig::default();
+        InterimConfig {
+            interval: if self.interval.is_finite() && self.interval > 0.0 {
+                self.interval
+            } else {
+                d.interval
+            },
+            attempt_timeout: if self.attempt_timeout.is_finite() && self.attempt_timeout >= 0.0 {
+                self.attempt_timeout
+            } else {
+                d.attempt_timeout
+            },
+        }
+    }
+}
+
+impl Default for InterimConfig {
+    fn default() -> Self {
+        // Five seconds matches Zeek's own attempt delay (`tcp_attempt_delay`)
+        // and keeps one snapshot per connection per scoring round cheap.
+        InterimConfig {
+            interval: 5.0,
+            attempt_timeout: 5.0,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -329,6 +395,7 @@ impl Default for EngineConfig {
             dns_session_timeout: 10.0,
             long_inactivity_ports: vec![21, 22, 23, 513],
             long_inactivity_timeout: 3600.0,
+            interim: None,
         }
     }
 }
@@ -593,6 +660,18 @@ mod tests {
         assert!(c
             .ignore_checksums_nets
             .contains(&"192.168.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn interim_settings_are_checked() {
+        assert!(InterimConfig::default().validate().is_ok());
+        let bad = InterimConfig {
+            interval: f64::NAN,
+            attempt_timeout: -1.0,
+        };
+        let e = bad.validate().unwrap_err();
+        assert_eq!(e.name, "interim_interval_secs");
+        assert_eq!(bad.sanitized(), InterimConfig::default());
     }
 
     #[test]

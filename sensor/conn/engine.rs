@@ -15,6 +15,10 @@
 //! of a random sample is evicted beyond it, and counted), tunnel nesting
 //! `Tunnel::max_depth`, [`MAX_EXPECTED`] scheduled analyzers, and the
 //! fragment table's own bound.
+//!
+//! With `EngineConfig::interim` set, the engine also snapshots connections
+//! still open (rules in [`super::interim`]) into a queue of their own, so
+//! that final records and their order stay exactly Zeek's.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
@@ -29,6 +33,7 @@ use super::core::{
     same_stack, AnalyzerState, ConnCore, Counters, Effects, EncapConn, EncapStack, TunnelState,
     HIST_ANALYZER_LIMIT_REACHED,
 };
+use super::interim::{InterimTrigger, Snapshots};
 use super::record::{ConnRecord, ConnState, History, Proto, Uid};
 use super::service::{Analyzer, AnalyzerSet, ConnInfo, ServiceDetector, ServiceEvent, L4};
 use super::tcp::{self, EpState, Segment, Tcp};
@@ -51,6 +56,11 @@ pub const MAX_EXPECTED: usize = 10_000;
 pub const MAX_IP_TUNNELS: usize = 100_000;
 /// In-flight fragmented datagrams at most.
 pub const MAX_FRAGMENTS: usize = 10_000;
+/// Interim snapshots waiting at most. A later snapshot of a connection
+/// supersedes an earlier one, so a caller that falls behind loses the
+/// oldest, which matter least; memory stays bounded (about 70 MiB of
+/// 280-byte records).
+pub const MAX_INTERIM_QUEUED: usize = 1 << 18;
 
 /// Counters of what the engine saw and did.
 #[derive(Clone, Debug, Default)]
@@ -65,6 +75,12 @@ pub struct EngineStats {
     pub records: u64,
     pub records_by_state: [u64; 13],
     pub fragments_reassembled: u64,
+    /// Interim snapshots queued, in all and by [`InterimTrigger`] index.
+    pub interim_records: u64,
+    pub interim_by_trigger: [u64; InterimTrigger::COUNT],
+    /// Snapshots dropped (oldest first) because the interim queue was not
+    /// drained and reached [`MAX_INTERIM_QUEUED`].
+    pub interim_dropped: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -166,6 +182,8 @@ struct Conn {
     transport: Transport,
     /// Creation order, for a stable end-of-trace flush.
     serial: u64,
+    /// Interim snapshot bookkeeping (unused when interim is off).
+    snap: Snapshots,
 }
 
 struct Slot {
@@ -332,12 +350,15 @@ pub struct Engine {
     /// queue, so that they can be handed on in bounded batches even after
     /// a burst (every flood connection timing out in the same second).
     out: VecDeque<ConnRecord>,
+    /// Interim snapshots, oldest first, until drained; apart from `out` so
+    /// that a consumer of final records never sees them.
+    interim_out: VecDeque<ConnRecord>,
     /// Timers and detection events of the packet being handled.
     fx: Effects,
 }
 
 impl Engine {
-    pub fn new(cfg: EngineConfig) -> Self {
+    pub fn new(mut cfg: EngineConfig) -> Self {
         let (rng, hasher) = match cfg.seed {
             Some(s) => (
                 StdRng::seed_from_u64(s),
@@ -349,6 +370,12 @@ impl Engine {
             ),
         };
         let frag_timeout = cfg.frag_timeout;
+        if let Some(ic) = cfg.interim {
+            if let Err(e) = ic.validate() {
+                tracing::warn!("{e}; using the default instead");
+            }
+            cfg.interim = Some(ic.sanitized());
+        }
         Engine {
             cfg,
             slots: Vec::new(),
@@ -365,6 +392,7 @@ impl Engine {
             serial: 0,
             stats: EngineStats::default(),
             out: VecDeque::new(),
+            interim_out: VecDeque::new(),
             fx: Effects::default(),
         }
     }
@@ -404,6 +432,25 @@ impl Engine {
         into.extend(self.out.drain(..n));
     }
 
+    /// Whether interim snapshots are waiting to be taken.
+    pub fn has_interim(&self) -> bool {
+        !self.interim_out.is_empty()
+    }
+
+    /// Moves every waiting interim snapshot into `into`. With interim on,
+    /// the caller must drain this as regularly as the final records: the
+    /// queue only shrinks here (or, past [`MAX_INTERIM_QUEUED`], by
+    /// dropping the oldest).
+    pub fn take_interim(&mut self, into: &mut Vec<ConnRecord>) {
+        into.extend(self.interim_out.drain(..));
+    }
+
+    /// Moves waiting interim snapshots into `into` until it holds `max`.
+    pub fn take_interim_up_to(&mut self, into: &mut Vec<ConnRecord>, max: usize) {
+        let n = max.saturating_sub(into.len()).min(self.interim_out.len());
+        into.extend(self.interim_out.drain(..n));
+    }
+
     fn weird(&mut self, w: Weird) {
         self.stats.weirds.add(w);
     }
@@ -434,6 +481,9 @@ impl Engine {
     }
 
     fn fire_timer(&mut self, e: TimerEntry, now: f64) {
+        if e.kind == TimerKind::Interim {
+            return self.interim_timer(e, now);
+        }
         let cfg = &self.cfg;
         let fx = &mut self.fx;
         let s = &mut self.slots[e.slot as usize];
@@ -472,6 +522,8 @@ impl Engine {
                 }
                 _ => false,
             },
+            // Handled above; it never removes a connection.
+            TimerKind::Interim => false,
             TimerKind::TcpExpire | TimerKind::TcpAttempt | TimerKind::TcpConnDelete => {
                 match &mut conn.transport {
                     Transport::Tcp(tcp) if tcp.timer_gen == e.gen => match e.kind {
@@ -622,6 +674,98 @@ impl Engine {
             vlan: c.vlan,
             inner_vlan: c.inner_vlan,
             interim,
+        }
+    }
+
+    // --- interim snapshots ----------------------------------------------
+
+    /// Queues a snapshot of the (open) connection in `slot`.
+    fn emit_interim(&mut self, slot: u32, trigger: InterimTrigger) {
+        let Some(conn) = self.slots[slot as usize].conn.as_ref() else {
+            return;
+        };
+        let rec = self.record(conn, true);
+        if self.interim_out.len() >= MAX_INTERIM_QUEUED {
+            self.interim_out.pop_front();
+            self.stats.interim_dropped += 1;
+        }
+        self.interim_out.push_back(rec);
+        self.stats.interim_records += 1;
+        self.stats.interim_by_trigger[trigger as usize] += 1;
+    }
+
+    /// The per-packet part: marks the connection active and queues its
+    /// snapshot timer if it had gone quiet. One branch when interim is off.
+    #[inline]
+    fn interim_packet(&mut self, slot: u32) {
+        let Some(ic) = self.cfg.interim else {
+            return;
+        };
+        let now = self.network_time;
+        let s = &mut self.slots[slot as usize];
+        let Some(conn) = s.conn.as_mut() else {
+            return;
+        };
+        if let Some(at) = conn.snap.on_packet(now, &ic) {
+            let req = TimerReq {
+                at,
+                kind: TimerKind::Interim,
+                gen: 0,
+            };
+            self.timers.push(slot, s.gen, req);
+        }
+    }
+
+    /// A snapshot timer fired. The slot generation check makes a timer of
+    /// a connection already logged a no-op, so no snapshot ever follows a
+    /// final record.
+    fn interim_timer(&mut self, e: TimerEntry, now: f64) {
+        let Some(ic) = self.cfg.interim else {
+            return;
+        };
+        let s = &mut self.slots[e.slot as usize];
+        if s.gen != e.conn_gen {
+            return;
+        }
+        let Some(conn) = s.conn.as_mut() else {
+            return;
+        };
+        let silent = conn.core.counts.pkts[1] == 0;
+        let out = conn.snap.on_timer(now, conn.core.start_time, silent, &ic);
+        if let Some(at) = out.rearm_at {
+            let req = TimerReq {
+                at,
+                kind: TimerKind::Interim,
+                gen: 0,
+            };
+            self.timers.push(e.slot, e.conn_gen, req);
+        }
+        if let Some(trigger) = out.snapshot {
+            self.emit_interim(e.slot, trigger);
+        }
+    }
+
+    /// After a TCP packet: a snapshot at once when the connection reached
+    /// a state that Zeek logs only after a delay (RST, or both FINs).
+    fn interim_closing(&mut self, slot: u32) {
+        if self.cfg.interim.is_none() {
+            return;
+        }
+        let now = self.network_time;
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        let Transport::Tcp(t) = &conn.transport else {
+            return;
+        };
+        let (os, rs) = t.states();
+        let reset = os == EpState::Reset || rs == EpState::Reset;
+        let closed = os == EpState::Closed && rs == EpState::Closed;
+        if !(reset || closed) {
+            return;
+        }
+        if let Some(trigger) = conn.snap.on_closing(reset, now) {
+            self.emit_interim(slot, trigger);
         }
     }
 
@@ -1015,7 +1159,10 @@ impl Engine {
             }
         }
         let slot = match slot {
-            Some(s) => s,
+            Some(s) => {
+                self.interim_packet(s);
+                s
+            }
             None => self.new_conn(ctx, ip, key, hash, proto, sport, dport, flip),
         };
         // The slot was found or filled just above.
@@ -1115,6 +1262,19 @@ impl Engine {
                     );
             }
         }
+        let mut snap = Snapshots::default();
+        if let Some(ic) = &self.cfg.interim {
+            let (s, at) = Snapshots::new(t, ic);
+            snap = s;
+            // Filed before the transport's timers, so that a snapshot due
+            // at the very time Zeek ends the connection (an unanswered SYN
+            // at `tcp_attempt_delay`) is taken before the final record.
+            self.fx.timers.push(TimerReq {
+                at,
+                kind: TimerKind::Interim,
+                gen: 0,
+            });
+        }
         let transport = match proto {
             Proto::Tcp => {
                 core.set_inactivity_timeout(self.cfg.udp_inactivity_timeout, &mut self.fx);
@@ -1162,6 +1322,7 @@ impl Engine {
             core,
             transport,
             serial: self.serial,
+            snap,
         })
     }
 
@@ -1419,6 +1580,7 @@ impl Engine {
         }
         self.count(slot, is_orig_after, ip.total_len);
         self.apply_service_events(slot);
+        self.interim_closing(slot);
         self.push_timers(slot);
     }
 

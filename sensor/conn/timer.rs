@@ -13,7 +13,7 @@
 
 /// What a timer does when it fires (Zeek's `TIMER_CONN_INACTIVITY`,
 /// `TIMER_TCP_EXPIRE`, `TIMER_TCP_ATTEMPT`, `TIMER_CONN_DELETE`,
-/// `TIMER_DNS_EXPIRE`).
+/// `TIMER_DNS_EXPIRE`, and osprey's own interim snapshot timer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimerKind {
     /// `Session::InactivityTimer`.
@@ -26,6 +26,9 @@ pub enum TimerKind {
     TcpConnDelete,
     /// `DNS_Analyzer::ExpireTimer` on UDP (`dns_session_timeout`).
     DnsExpire,
+    /// Not Zeek's: the next interim snapshot check (see `conn::interim`).
+    /// It never ends a connection, so it cannot change what is logged.
+    Interim,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

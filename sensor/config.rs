@@ -101,7 +101,8 @@ pub struct PipelineConfig {
     /// Batches queued per conn worker; when full, new packets for it are
     /// dropped and counted instead of stalling capture.
     pub packet_queue_batches: usize,
-    /// Record batches queued for scoring.
+    /// Record batches queued for conn.log and scoring; beyond half of it
+    /// records are logged but not scored (counted).
     pub record_queue_batches: usize,
     /// Connections tracked per shard before the oldest idle one is evicted
     /// (bounds memory under a spoofed flood).
@@ -305,7 +306,10 @@ impl Config {
             ("pipeline.batch_packets", p.batch_packets),
             ("pipeline.packet_queue_batches", p.packet_queue_batches),
             ("pipeline.record_queue_batches", p.record_queue_batches),
-            ("pipeline.max_connections_per_worker", p.max_connections_per_worker),
+            (
+                "pipeline.max_connections_per_worker",
+                p.max_connections_per_worker,
+            ),
             ("pipeline.score_batch_rows", p.score_batch_rows),
         ] {
             if v == 0 {
@@ -313,7 +317,10 @@ impl Config {
             }
         }
         for (key, v) in [
-            ("conn.interim_interval_secs", self.conn.interim_interval_secs),
+            (
+                "conn.interim_interval_secs",
+                self.conn.interim_interval_secs,
+            ),
             ("conn.attempt_timeout_secs", self.conn.attempt_timeout_secs),
         ] {
             if !(v.is_finite() && v > 0.0) {
@@ -351,8 +358,8 @@ impl Config {
             ..EngineConfig::default()
         };
         if let Some(nets) = &c.local_nets {
-            cfg.local_nets = NetSet::parse(&nets.join(","))
-                .map_err(|e| ("conn.local_nets".to_string(), e))?;
+            cfg.local_nets =
+                NetSet::parse(&nets.join(",")).map_err(|e| ("conn.local_nets".to_string(), e))?;
         }
         if let Some(ports) = &c.likely_server_ports {
             cfg.likely_server_ports = PortSet::from_list(&ports.join(","))
@@ -368,17 +375,18 @@ impl Config {
     }
 }
 
-fn parse_error<E: std::fmt::Display>(
-    path: &Path,
-    e: serde_path_to_error::Error<E>,
-) -> ConfigError {
+fn parse_error<E: std::fmt::Display>(path: &Path, e: serde_path_to_error::Error<E>) -> ConfigError {
     let key = e.path().to_string();
     let reason = e.into_inner().to_string();
     // toml and YAML errors carry a position; keep the first line only.
     let reason = reason.lines().next().unwrap_or("").trim().to_string();
     ConfigError::Parse {
         path: path.to_path_buf(),
-        key: if key == "." { "(top level)".into() } else { key },
+        key: if key == "." {
+            "(top level)".into()
+        } else {
+            key
+        },
         reason,
     }
 }

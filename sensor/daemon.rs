@@ -93,7 +93,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         attempt_timeout: cfg.conn.attempt_timeout_secs,
     });
 
-    let addr = cfg.metrics_addr().map_err(|e| anyhow::anyhow!("metrics.listen_addr: {e}"))?;
+    let addr = cfg
+        .metrics_addr()
+        .map_err(|e| anyhow::anyhow!("metrics.listen_addr: {e}"))?;
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("metrics.listen_addr {addr}: cannot listen"))?;
 
@@ -163,6 +165,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         ScorerOptions {
             batch_rows: cfg.pipeline.score_batch_rows,
             max_wait: Duration::from_millis(cfg.pipeline.score_max_wait_ms),
+            shed_backlog: cfg.pipeline.record_queue_batches / 2,
         },
         outputs.as_mut(),
         &metrics,
@@ -208,7 +211,10 @@ impl Reloader {
             }
             Err(e) => {
                 self.metrics.reloads.with_label_values(&["error"]).inc();
-                tracing::error!(error = format!("{e:#}"), "SIGHUP: reload refused, the running models stay");
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "SIGHUP: reload refused, the running models stay"
+                );
                 eprintln!("osprey: reload refused, the running models stay: {e:#}");
             }
         }

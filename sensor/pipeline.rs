@@ -88,13 +88,11 @@ pub fn shard_of(prep: &Prepared, frame: &[u8], shards: usize) -> usize {
 }
 
 fn fold(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks(8)
-        .fold(0u64, |acc, c| {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            acc.rotate_left(29) ^ u64::from_be_bytes(w)
-        })
+    bytes.chunks(8).fold(0u64, |acc, c| {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        acc.rotate_left(29) ^ u64::from_be_bytes(w)
+    })
 }
 
 /// splitmix64's finaliser: every input bit reaches every output bit.
@@ -154,7 +152,11 @@ impl Stages {
                 stop: stop.clone(),
             };
             let name = format!("osprey-cap-{}", src.interface());
-            captures.push(thread::Builder::new().name(name).spawn(move || c.run(src))?);
+            captures.push(
+                thread::Builder::new()
+                    .name(name)
+                    .spawn(move || c.run(src))?,
+            );
         }
         Ok(Stages {
             captures,
@@ -292,7 +294,8 @@ impl CaptureLoop {
             if quiet || now.duration_since(last_check) >= self.flush_interval {
                 last_check = now;
                 for s in 0..n {
-                    if oldest[s].is_some_and(|t| quiet || now.duration_since(t) >= self.flush_interval)
+                    if oldest[s]
+                        .is_some_and(|t| quiet || now.duration_since(t) >= self.flush_interval)
                     {
                         self.send(s, &mut batches[s], &mut counts);
                         oldest[s] = None;
@@ -306,10 +309,12 @@ impl CaptureLoop {
                     last_ts
                 };
                 for s in 0..n {
-                    if t > 0.0 && t - shard_ts[s] >= IDLE_SHARD_TICK && batches[s].is_empty() {
-                        if self.shards[s].try_send(ToWorker::Time(t)).is_ok() {
-                            shard_ts[s] = t;
-                        }
+                    if t > 0.0
+                        && t - shard_ts[s] >= IDLE_SHARD_TICK
+                        && batches[s].is_empty()
+                        && self.shards[s].try_send(ToWorker::Time(t)).is_ok()
+                    {
+                        shard_ts[s] = t;
                     }
                 }
             }
@@ -320,8 +325,8 @@ impl CaptureLoop {
                 self.publish_kernel(&iface, &k, &mut kernel_published);
             }
         };
-        for s in 0..n {
-            self.send(s, &mut batches[s], &mut counts);
+        for (s, batch) in batches.iter_mut().enumerate() {
+            self.send(s, batch, &mut counts);
         }
         self.publish(&iface, &counts, &mut published);
         let k = src.kernel_stats();

@@ -102,9 +102,7 @@ fn config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("osprey.toml");
     netns::write(
         &path,
-        &format!(
-            "[pipeline]\nconn_workers = 2\n\n[output]\nrotate_interval_secs = 0\n{extra}\n"
-        ),
+        &format!("[pipeline]\nconn_workers = 2\n\n[output]\nrotate_interval_secs = 0\n{extra}\n"),
     );
     path
 }
@@ -122,7 +120,11 @@ fn live_conn_log_equals_replay() {
         return;
     };
     let captures = paced_captures(&lab);
-    assert!(!captures.is_empty(), "no capture to replay in {}", lab.display());
+    assert!(
+        !captures.is_empty(),
+        "no capture to replay in {}",
+        lab.display()
+    );
     for pcap in captures {
         let tmp = tempfile::tempdir().unwrap();
         let live_dir = tmp.path().join("live");
@@ -144,17 +146,21 @@ fn live_conn_log_equals_replay() {
         let m = osprey.metrics();
         let counted = m.sum("osprey_capture_packets_total", &[]);
         let kernel = m.sum("osprey_capture_kernel_drops_total", &[]);
+        let channel = m.sum("osprey_pipeline_dropped_packets_total", &[]);
         let took = osprey.stop(Duration::from_secs(5));
         let live = comparable_rows(&live_conn_log(&live_dir));
         let want = comparable_rows(&replay_conn_log(&pcap, &replay_dir));
         let name = pcap.file_name().unwrap().to_string_lossy();
         eprintln!(
-            "{name}: sent {sent}, captured {counted}, kernel drops {kernel}; {} conn records live, \
+            "{name}: sent {sent}, captured {counted}, kernel drops {kernel}, channel drops {channel}; {} conn records live, \
              {} in replay; stopped in {took:?}",
             live.values().sum::<usize>(),
             want.values().sum::<usize>()
         );
-        assert_eq!(counted as u64, sent, "{name}: /metrics did not count every packet");
+        assert_eq!(
+            counted as u64, sent,
+            "{name}: /metrics did not count every packet"
+        );
         assert!(
             live == want,
             "{name}: live conn.log differs from the replay's:\n{}",
@@ -175,17 +181,13 @@ fn top_speed_packets_add_up() {
         eprintln!("top_speed_packets_add_up: skipped: ../shared/lab-pcaps is absent");
         return;
     };
-    let pcap = lab.join(
-        std::env::var("OSPREY_E2E_FAST_PCAP").unwrap_or_else(|_| "flood_syn.pcap".into()),
-    );
+    let pcap =
+        lab.join(std::env::var("OSPREY_E2E_FAST_PCAP").unwrap_or_else(|_| "flood_syn.pcap".into()));
     assert!(pcap.is_file(), "{} is missing", pcap.display());
     let tmp = tempfile::tempdir().unwrap();
     // A small ring, so that drops are likely and their accounting is
     // exercised, not just the happy path.
-    let cfg = config(
-        tmp.path(),
-        "[capture]\nbuffer_size_bytes = 1048576\n",
-    );
+    let cfg = config(tmp.path(), "[capture]\nbuffer_size_bytes = 1048576\n");
     let pair = VethPair::new();
     let mut osprey = Osprey::start(
         &pair.ns_a,
@@ -213,8 +215,16 @@ fn top_speed_packets_add_up() {
          {channel}); kernel drops {kernel}, interface drops {iface}; veth drops {veth_drops}"
     );
     assert_eq!(veth_drops, 0, "the veth itself dropped packets");
-    assert_eq!(sent, captured + kernel + iface, "capture counters do not add up");
-    assert_eq!(captured, analysed + channel, "pipeline counters do not add up");
+    assert_eq!(
+        sent,
+        captured + kernel + iface,
+        "capture counters do not add up"
+    );
+    assert_eq!(
+        captured,
+        analysed + channel,
+        "pipeline counters do not add up"
+    );
 }
 
 /// Acceptance: /metrics passes `promtool check metrics`, and /readyz
@@ -237,7 +247,11 @@ fn metrics_lint_and_readiness() {
         "/readyz answered {seen:?}"
     );
     // Some loopback traffic so that labelled series exist.
-    let _ = ns.exec(&["bash", "-c", "for i in 1 2 3; do (exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null; done; true"]);
+    let _ = ns.exec(&[
+        "bash",
+        "-c",
+        "for i in 1 2 3; do (exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null; done; true",
+    ]);
     std::thread::sleep(Duration::from_millis(600));
     let m = osprey.metrics();
     assert_eq!(m.sum("osprey_ready", &[]), 1.0);
@@ -304,7 +318,16 @@ fn write_pcap(path: &Path, t0: u32, frames: &[Vec<u8>]) {
     std::fs::write(path, out).expect("writing a pcap");
 }
 
-fn tcp_frame(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: &str, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+/// `from`/`to`: (address, port).
+fn tcp_frame(
+    from: ([u8; 4], u16),
+    to: ([u8; 4], u16),
+    flags: &str,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let ((src, sp), (dst, dp)) = (from, to);
     let mut b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         .ipv4(src, dst, 64)
         .tcp(sp, dp, seq, 64240);
@@ -346,7 +369,14 @@ fn syn_flood_stays_bounded() {
             // Spoofed sources across 198.18.0.0/15, random ports.
             let host = (rng & 0x1_ffff) as u32;
             let src = [198, 18 + (host >> 16) as u8, (host >> 8) as u8, host as u8];
-            tcp_frame(src, 1024 + (rng >> 20) as u16 % 60000, [198, 19, 255, 1], 80, "S", rng as u32, 0, b"")
+            tcp_frame(
+                (src, 1024 + (rng >> 20) as u16 % 60000),
+                ([198, 19, 255, 1], 80),
+                "S",
+                rng as u32,
+                0,
+                b"",
+            )
         })
         .collect();
     let pcap = tmp.path().join("flood.pcap");
@@ -374,7 +404,13 @@ fn syn_flood_stays_bounded() {
         let ns = osprey.ns.clone();
         let port = osprey.port;
         std::thread::spawn(move || {
-            let probe = Osprey { child: None, ns, port, log_dir: PathBuf::new(), stderr: PathBuf::new() };
+            let probe = Osprey {
+                child: None,
+                ns,
+                port,
+                log_dir: PathBuf::new(),
+                stderr: PathBuf::new(),
+            };
             let mut peak = 0f64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Some((200, body)) = probe.get("/metrics") {
@@ -423,7 +459,10 @@ fn sighup_with_a_broken_model_keeps_the_old_one() {
     let cfg = tmp.path().join("osprey.yaml");
     netns::write(
         &cfg,
-        &format!("models:\n  specs: [{}]\noutput:\n  rotate_interval_secs: 0\n", spec.display()),
+        &format!(
+            "models:\n  specs: [{}]\noutput:\n  rotate_interval_secs: 0\n",
+            spec.display()
+        ),
     );
     let ns = LoopNs::new();
     let mut osprey = Osprey::start(
@@ -443,7 +482,10 @@ fn sighup_with_a_broken_model_keeps_the_old_one() {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("{name}{{{label}}} never reached {want}:\n{}", osprey.stderr_text());
+        panic!(
+            "{name}{{{label}}} never reached {want}:\n{}",
+            osprey.stderr_text()
+        );
     };
     wait_for("osprey_reloads_total", "result=\"error\"", 1.0);
     let m = osprey.metrics();
@@ -466,12 +508,12 @@ fn sigterm_flushes_open_conns() {
     let tmp = tempfile::tempdir().unwrap();
     let (c, s) = ([198, 18, 1, 10], [198, 18, 2, 20]);
     let frames = vec![
-        tcp_frame(c, 40001, s, 8080, "S", 1000, 0, b""),
-        tcp_frame(s, 8080, c, 40001, "SA", 5000, 1001, b""),
-        tcp_frame(c, 40001, s, 8080, "A", 1001, 5001, b""),
-        tcp_frame(c, 40001, s, 8080, "PA", 1001, 5001, b"hello there"),
-        tcp_frame(s, 8080, c, 40001, "A", 5001, 1012, b""),
-        tcp_frame(c, 40002, s, 9090, "S", 7000, 0, b""),
+        tcp_frame((c, 40001), (s, 8080), "S", 1000, 0, b""),
+        tcp_frame((s, 8080), (c, 40001), "SA", 5000, 1001, b""),
+        tcp_frame((c, 40001), (s, 8080), "A", 1001, 5001, b""),
+        tcp_frame((c, 40001), (s, 8080), "PA", 1001, 5001, b"hello there"),
+        tcp_frame((s, 8080), (c, 40001), "A", 5001, 1012, b""),
+        tcp_frame((c, 40002), (s, 9090), "S", 7000, 0, b""),
     ];
     let pcap = tmp.path().join("open.pcap");
     write_pcap(&pcap, 1_700_000_000, &frames);
@@ -493,7 +535,14 @@ fn sigterm_flushes_open_conns() {
     let took = osprey.stop(Duration::from_secs(5));
     let live = comparable_rows(&live_conn_log(&live_dir));
     let want = comparable_rows(&replay_conn_log(&pcap, &replay_dir));
-    eprintln!("flushed {} open conns in {took:?}", live.values().sum::<usize>());
+    eprintln!(
+        "flushed {} open conns in {took:?}",
+        live.values().sum::<usize>()
+    );
     assert_eq!(want.values().sum::<usize>(), 2);
-    assert!(live == want, "flushed records differ:\n{}", diff(&live, &want));
+    assert!(
+        live == want,
+        "flushed records differ:\n{}",
+        diff(&live, &want)
+    );
 }

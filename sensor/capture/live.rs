@@ -4,8 +4,13 @@
 //! packets into memory shared with osprey and `next_packet()` lends them in
 //! place. Immediate mode hands each block over as soon as it has a packet
 //! (instead of when the block fills), so a quiet link still gets its
-//! packets analysed promptly; the read timeout lets the capture thread
-//! notice a quiet wire and advance packet time by the clock.
+//! packets analysed promptly.
+//!
+//! The handle is non-blocking and osprey waits in `poll(2)` itself: with
+//! TPACKET_V3, libpcap 1.10 blocks in poll without a timeout (it relies on
+//! the kernel's block timeout, which immediate mode turns off), so a quiet
+//! wire would never return control — no clock-driven timeouts, and no
+//! reaction to a stop request until the next packet.
 
 use pcap::{Active, Capture};
 
@@ -34,6 +39,10 @@ pub struct KernelStats {
 
 pub struct LiveSource {
     interface: String,
+    read_timeout: rustix::event::Timespec,
+    /// The last read found a packet, so more may be waiting in the ring:
+    /// ask libpcap before sleeping in poll.
+    pending: bool,
     cap: Capture<Active>,
     link: LinkType,
     stats: SourceStats,
@@ -56,7 +65,8 @@ impl LiveSource {
             interface: o.interface.clone(),
             reason,
         };
-        let inactive = Capture::from_device(o.interface.as_str()).map_err(|e| err(e.to_string()))?;
+        let inactive =
+            Capture::from_device(o.interface.as_str()).map_err(|e| err(e.to_string()))?;
         let mut cap = inactive
             .promisc(o.promiscuous)
             .snaplen(i32::try_from(o.snaplen).unwrap_or(i32::MAX))
@@ -64,7 +74,9 @@ impl LiveSource {
             .immediate_mode(true)
             .timeout(i32::try_from(o.read_timeout_ms).unwrap_or(i32::MAX))
             .open()
-            .map_err(|e| err(explain_open_error(&e)))?;
+            .map_err(|e| err(explain_open_error(&e)))?
+            .setnonblock()
+            .map_err(|e| err(e.to_string()))?;
         if let Some(f) = o.filter.as_deref().filter(|f| !f.trim().is_empty()) {
             cap.filter(f, true).map_err(|e| CaptureError::LiveFilter {
                 interface: o.interface.clone(),
@@ -73,8 +85,14 @@ impl LiveSource {
             })?;
         }
         let link = LinkType(cap.get_datalink().0);
+        let ms = i64::from(o.read_timeout_ms.max(1));
         Ok(LiveSource {
             interface: o.interface.clone(),
+            pending: true,
+            read_timeout: rustix::event::Timespec {
+                tv_sec: ms / 1000,
+                tv_nsec: (ms % 1000) * 1_000_000,
+            },
             cap,
             link,
             stats: SourceStats::default(),
@@ -97,26 +115,73 @@ impl LiveSource {
 
     /// The next packet, or `Quiet` after the read timeout.
     pub fn read(&mut self) -> Result<Read<'_>, CaptureError> {
-        match self.cap.next_packet() {
+        if !self.ready()? {
+            return Ok(Read::Quiet);
+        }
+        let LiveSource {
+            cap,
+            pending,
+            stats,
+            link,
+            interface,
+            ..
+        } = self;
+        match cap.next_packet() {
             Ok(p) => {
+                *pending = true;
                 let h = p.header;
-                self.stats.packets += 1;
-                self.stats.bytes_captured += u64::from(h.caplen);
-                self.stats.bytes_wire += u64::from(h.len);
+                stats.packets += 1;
+                stats.bytes_captured += u64::from(h.caplen);
+                stats.bytes_wire += u64::from(h.len);
                 // The same conversion as the offline source (and Zeek).
                 let ts = h.ts.tv_sec as f64 + h.ts.tv_usec as f64 / 1e6;
                 Ok(Read::Packet(Packet {
                     ts,
-                    link: self.link,
+                    link: *link,
                     wire_len: h.len,
                     data: p.data,
                 }))
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(Read::Quiet),
+            // Non-blocking: the ring is empty.
+            Err(pcap::Error::TimeoutExpired) => {
+                *pending = false;
+                Ok(Read::Quiet)
+            }
             Err(e) => Err(CaptureError::Live {
-                interface: self.interface.clone(),
-                reason: format!("read failed after {} packets: {e}", self.stats.packets),
+                interface: interface.clone(),
+                reason: format!("read failed after {} packets: {e}", stats.packets),
             }),
+        }
+    }
+
+    /// Whether a packet may be waiting: true at once while the ring has
+    /// packets, otherwise after waiting up to the read timeout.
+    fn ready(&mut self) -> Result<bool, CaptureError> {
+        use rustix::event::{poll, PollFd, PollFlags};
+        if self.pending {
+            return Ok(true);
+        }
+        let mut fds = [PollFd::new(&self.cap, PollFlags::IN)];
+        match poll(&mut fds, Some(&self.read_timeout)) {
+            Ok(0) => Ok(false),
+            Ok(_) => {
+                let ev = fds[0].revents();
+                if ev.intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL) {
+                    return Err(self.read_error(format!(
+                        "the interface went away or failed ({ev:?})"
+                    )));
+                }
+                Ok(true)
+            }
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(self.read_error(format!("poll: {e}"))),
+        }
+    }
+
+    fn read_error(&self, reason: String) -> CaptureError {
+        CaptureError::Live {
+            interface: self.interface.clone(),
+            reason: format!("read failed after {} packets: {reason}", self.stats.packets),
         }
     }
 

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub capture_kernel_drops: IntCounterVec,
     pub capture_interface_drops: IntCounterVec,
     pub pipeline_dropped_packets: IntCounterVec,
+    pub pipeline_dropped_records: IntCounterVec,
     pub conn_packets: IntCounter,
     pub conn_non_ip_packets: IntCounter,
     pub decode_errors: IntCounterVec,
@@ -83,8 +84,7 @@ fn histogram_vec(
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h =
-        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("static");
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("static");
     r.register(Box::new(h.clone()))
         .expect("each metric is registered once");
     h
@@ -94,8 +94,8 @@ fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogr
 /// of milliseconds, and the tail shows when a stage backs up.
 fn latency_buckets() -> Vec<f64> {
     vec![
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-        2.5, 5.0, 10.0,
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
     ]
 }
 
@@ -157,6 +157,13 @@ impl Metrics {
                 "Packets dropped because the next stage's queue was full, by stage.",
                 &["stage"],
             ),
+            pipeline_dropped_records: counter_vec(
+                &r,
+                "osprey_pipeline_dropped_records_total",
+                "Conn records not scored because scoring fell behind, by stage (they are still \
+                 logged).",
+                &["stage"],
+            ),
             conn_packets: counter(
                 &r,
                 "osprey_conn_packets_total",
@@ -174,11 +181,7 @@ impl Metrics {
                 &["kind"],
             ),
             conns_active,
-            conns_created: counter(
-                &r,
-                "osprey_conns_created_total",
-                "Connections created.",
-            ),
+            conns_created: counter(&r, "osprey_conns_created_total", "Connections created."),
             conns_evicted: counter(
                 &r,
                 "osprey_conns_evicted_total",

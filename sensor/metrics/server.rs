@@ -48,7 +48,7 @@ struct Shared {
     health: Arc<Health>,
 }
 
-async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
+async fn metrics_page(State(s): State<Shared>) -> impl IntoResponse {
     s.metrics.ready.set(i64::from(s.health.ready()));
     (
         [(
@@ -83,7 +83,7 @@ pub async fn serve(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let app = Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(Shared { metrics, health });

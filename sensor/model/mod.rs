@@ -7,8 +7,8 @@
 //! some skl2onnx exports. A model is checked against its spec at load time
 //! so that a model trained on other columns never scores a single row.
 
-pub mod bundled;
 mod aggregate;
+pub mod bundled;
 mod check;
 mod describe;
 mod forest;

@@ -49,7 +49,8 @@ fn closed() -> io::Error {
 impl LiveOutputs for Logs {
     fn conn(&mut self, r: &ConnRecord) -> io::Result<()> {
         let logs = self.0.as_mut().ok_or_else(closed)?;
-        logs.write_conn(r, SystemTime::now()).map_err(io::Error::other)
+        logs.write_conn(r, SystemTime::now())
+            .map_err(io::Error::other)
     }
 
     fn alert(&mut self, r: &ConnRecord, models: &[Model], v: &[Verdict]) -> io::Result<bool> {

@@ -58,6 +58,11 @@ impl ModelSet {
 pub struct ScorerOptions {
     pub batch_rows: usize,
     pub max_wait: Duration,
+    /// Record batches waiting in the channel beyond which new records are
+    /// logged but not scored (counted as dropped at stage `score`): under
+    /// a flood, scoring is what falls behind, and conn workers must not
+    /// wait on it, or capture would start dropping packets instead.
+    pub shed_backlog: usize,
 }
 
 struct Pending {
@@ -91,12 +96,19 @@ pub fn run_scorer(
         select! {
             recv(records) -> msg => match msg {
                 Ok(batch) => {
+                    let shed = records.len() > o.shed_backlog;
+                    if shed {
+                        m_shed(metrics, batch.records.len());
+                    }
                     for record in batch.records {
                         if !record.interim {
                             if let Err(e) = out.conn(&record) {
                                 metrics.log_write_errors.with_label_values(&["conn"]).inc();
                                 tracing::warn!(error = %e, "conn.log write failed");
                             }
+                        }
+                        if shed {
+                            continue;
                         }
                         pending.push(Pending { record, emitted: batch.emitted });
                         if pending.len() >= batch_rows {
@@ -123,7 +135,10 @@ pub fn run_scorer(
             return out.finish();
         }
         let now = Instant::now();
-        if pending.first().is_some_and(|p| now >= p.emitted + o.max_wait) {
+        if pending
+            .first()
+            .is_some_and(|p| now >= p.emitted + o.max_wait)
+        {
             score(&mut set, &mut pending, out, metrics);
         }
         if now.duration_since(last_tick) >= tick_every {
@@ -134,6 +149,12 @@ pub fn run_scorer(
             }
         }
     }
+}
+
+fn m_shed(m: &Metrics, n: usize) {
+    m.pipeline_dropped_records
+        .with_label_values(&["score"])
+        .inc_by(n as u64);
 }
 
 /// Scores and empties `pending`. A model error is logged and counted; the

@@ -127,7 +127,15 @@ impl VethPair {
     /// Sends `pcap` out of `b` with tcpreplay; returns the packets it
     /// reports as sent.
     pub fn replay(&self, pcap: &Path, extra: &[&str]) -> u64 {
-        let mut cmd = vec!["ip", "netns", "exec", &self.ns_b, "tcpreplay", "-i", &self.if_b];
+        let mut cmd = vec![
+            "ip",
+            "netns",
+            "exec",
+            &self.ns_b,
+            "tcpreplay",
+            "-i",
+            &self.if_b,
+        ];
         cmd.extend_from_slice(extra);
         let p = pcap.to_string_lossy().into_owned();
         cmd.push(&p);
@@ -148,10 +156,17 @@ impl VethPair {
     /// A counter of an interface as the kernel keeps it.
     pub fn if_stat(&self, ns: &str, ifc: &str, name: &str) -> u64 {
         let out = run(&[
-            "ip", "netns", "exec", ns, "cat",
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "cat",
             &format!("/sys/class/net/{ifc}/statistics/{name}"),
         ]);
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
     }
 }
 

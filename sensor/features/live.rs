@@ -1081,4 +1081,53 @@ window_secs = 1.5
         );
         assert_eq!(live.stats(), LiveStats::default());
     }
+
+    /// Cost per flow against the batch path, by hand (`cargo test --lib
+    /// live_cost -- --ignored --nocapture`): one host opening 2,000 flows
+    /// per second among light ones, in ts-ordered batches of 256, with a
+    /// tenth of the records arriving as interim snapshots first.
+    #[test]
+    #[ignore = "timing, by hand"]
+    fn live_cost_per_flow() {
+        let spec = classifier();
+        let mut rng = StdRng::seed_from_u64(9);
+        let n = 100_000;
+        let mut conns: Vec<Conn> = (0..n)
+            .map(|_| {
+                let mut c = random_conn(&mut rng, 400);
+                c.interims = usize::from(rng.random_bool(0.1));
+                c
+            })
+            .collect();
+        for (i, c) in conns.iter_mut().enumerate() {
+            // 50 s at 2,000 flows per second; a third from one host.
+            c.eighths = (i / 250) as u32;
+            if i % 3 != 0 {
+                c.orig = 4 + (i % 200) as u8;
+            }
+        }
+        let flows = finals(&conns);
+        let arrivals: Vec<Flow> = conns
+            .iter()
+            .enumerate()
+            .flat_map(|(u, c)| (0..=c.interims).map(move |k| flow(u, c, k)))
+            .collect();
+        let t = std::time::Instant::now();
+        let batch = featurize(&spec, &flows, false);
+        let batch_ns = t.elapsed().as_nanos() as f64 / n as f64;
+        let mut live = LiveFeaturizer::new(&spec);
+        let t = std::time::Instant::now();
+        let mut rows = 0;
+        for chunk in arrivals.chunks(256) {
+            rows += live.push_and_featurize(chunk).len();
+        }
+        let live_ns = t.elapsed().as_nanos() as f64 / arrivals.len() as f64;
+        assert_eq!(rows, arrivals.len() * spec.columns());
+        assert_eq!(batch.len(), n * spec.columns());
+        eprintln!(
+            "{} records: featurize {batch_ns:.0} ns/flow, live {live_ns:.0} ns/record, {:?}",
+            arrivals.len(),
+            live.stats()
+        );
+    }
 }

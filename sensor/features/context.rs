@@ -60,75 +60,109 @@ impl<T: Eq + Hash> Multiset<T> {
     }
 }
 
-/// The running state of one window.
-struct Window<'a> {
-    stats: Vec<&'a ContextStat>,
+/// What a flow adds to the distinct counts of a window. `P` names the
+/// transport: the batch sweep borrows the flow's string, the live state
+/// (which outlives the flows it was given) keeps an interned id.
+pub(super) struct Member<P> {
+    pub orig_h: IpAddr,
+    pub resp_h: IpAddr,
+    pub orig_p: u16,
+    pub resp_p: u16,
+    pub proto: P,
+}
+
+/// The running state of one window, shared by the batch sweep and the
+/// live featurizer so both compute every statistic with the same integer
+/// arithmetic (and so give bit-identical values for the same set).
+pub(super) struct Window<P: Eq + Hash> {
     n: u64,
-    resp_p: Multiset<(u16, &'a str)>,
+    resp_p: Multiset<(u16, P)>,
     resp_h: Multiset<IpAddr>,
     orig_h: Multiset<IpAddr>,
-    orig_p: Multiset<(u16, &'a str)>,
+    orig_p: Multiset<(u16, P)>,
     /// Per stat: flows matching (share_state) or the integer sum (mean).
     sums: Vec<i128>,
 }
 
-impl<'a> Window<'a> {
-    fn new(stats: Vec<&'a ContextStat>) -> Self {
-        let k = stats.len();
+/// A flow's addend to a stat's running sum (0 for stats without one).
+pub(super) fn contribution(stat: &ContextStat, f: &Flow) -> i128 {
+    match stat {
+        ContextStat::ShareState(states) => i128::from(states.contains(&f.conn_state)),
+        ContextStat::Mean(field) => int_value(*field, f),
+        _ => 0,
+    }
+}
+
+impl<P: Eq + Hash + Copy> Window<P> {
+    /// A window for `stats` columns.
+    pub(super) fn new(stats: usize) -> Self {
         Window {
-            stats,
             n: 0,
             resp_p: Multiset::new(),
             resp_h: Multiset::new(),
             orig_h: Multiset::new(),
             orig_p: Multiset::new(),
-            sums: vec![0; k],
+            sums: vec![0; stats],
         }
     }
 
-    fn contribution(stat: &ContextStat, f: &Flow) -> i128 {
-        match stat {
-            ContextStat::ShareState(states) => i128::from(states.contains(&f.conn_state)),
-            ContextStat::Mean(field) => int_value(*field, f),
-            _ => 0,
-        }
-    }
-
-    fn add(&mut self, f: &'a Flow) {
+    /// Adds a flow; `contributions` are its [`contribution`]s, one per
+    /// column in the order the window was made for.
+    pub(super) fn add(&mut self, m: &Member<P>, contributions: impl Iterator<Item = i128>) {
         self.n += 1;
         // Ports are per transport: 53/udp and 53/tcp are different services.
-        self.resp_p.add((f.resp_p, f.proto.as_str()));
-        self.orig_p.add((f.orig_p, f.proto.as_str()));
-        self.resp_h.add(f.resp_h);
-        self.orig_h.add(f.orig_h);
-        for (s, sum) in self.stats.iter().zip(self.sums.iter_mut()) {
-            *sum += Self::contribution(s, f);
+        self.resp_p.add((m.resp_p, m.proto));
+        self.orig_p.add((m.orig_p, m.proto));
+        self.resp_h.add(m.resp_h);
+        self.orig_h.add(m.orig_h);
+        for (sum, c) in self.sums.iter_mut().zip(contributions) {
+            *sum += c;
         }
     }
 
-    fn remove(&mut self, f: &'a Flow) {
+    /// Removes a flow added before, with the same contributions.
+    pub(super) fn remove(&mut self, m: &Member<P>, contributions: impl Iterator<Item = i128>) {
         self.n -= 1;
-        self.resp_p.remove(&(f.resp_p, f.proto.as_str()));
-        self.orig_p.remove(&(f.orig_p, f.proto.as_str()));
-        self.resp_h.remove(&f.resp_h);
-        self.orig_h.remove(&f.orig_h);
-        for (s, sum) in self.stats.iter().zip(self.sums.iter_mut()) {
-            *sum -= Self::contribution(s, f);
+        self.resp_p.remove(&(m.resp_p, m.proto));
+        self.orig_p.remove(&(m.orig_p, m.proto));
+        self.resp_h.remove(&m.resp_h);
+        self.orig_h.remove(&m.orig_h);
+        for (sum, c) in self.sums.iter_mut().zip(contributions) {
+            *sum -= c;
         }
     }
 
-    fn value(&self, i: usize) -> f64 {
+    /// The value of column `i`, whose statistic is `stat`.
+    pub(super) fn value(&self, stat: &ContextStat, i: usize) -> f64 {
         let n = self.n.max(1) as f64;
-        match self.stats[i] {
+        let sum = self.sums.get(i).copied().unwrap_or(0);
+        match stat {
             ContextStat::Conns => self.n as f64,
             ContextStat::DistinctRespP => self.resp_p.distinct() as f64,
             ContextStat::DistinctRespH => self.resp_h.distinct() as f64,
             ContextStat::DistinctOrigH => self.orig_h.distinct() as f64,
             ContextStat::DistinctOrigP => self.orig_p.distinct() as f64,
-            ContextStat::ShareState(_) => self.sums[i] as f64 / n,
-            ContextStat::Mean(field) => from_int(*field, self.sums[i] as f64) / n,
+            ContextStat::ShareState(_) => sum as f64 / n,
+            ContextStat::Mean(field) => from_int(*field, sum as f64) / n,
         }
     }
+}
+
+fn member(f: &Flow) -> Member<&str> {
+    Member {
+        orig_h: f.orig_h,
+        resp_h: f.resp_h,
+        orig_p: f.orig_p,
+        resp_p: f.resp_p,
+        proto: f.proto.as_str(),
+    }
+}
+
+fn contributions<'a>(
+    columns: &'a [(usize, &ContextStat)],
+    f: &'a Flow,
+) -> impl Iterator<Item = i128> + 'a {
+    columns.iter().map(move |(_, s)| contribution(s, f))
 }
 
 /// A (key, window bits) pair and the columns that share its sweep.
@@ -169,7 +203,7 @@ pub fn context_columns(features: &[Feature], flows: &[Flow]) -> Vec<f64> {
         }
         for idx in by_host.values_mut() {
             idx.sort_by(|&a, &b| flows[a].ts.total_cmp(&flows[b].ts));
-            let mut w = Window::new(columns.iter().map(|(_, s)| *s).collect());
+            let mut w = Window::new(columns.len());
             let (mut lo, mut hi) = (0, 0);
             for &i in idx.iter() {
                 let ts = flows[i].ts;
@@ -177,18 +211,18 @@ pub fn context_columns(features: &[Feature], flows: &[Flow]) -> Vec<f64> {
                     if flows[j].ts > ts {
                         break;
                     }
-                    w.add(&flows[j]);
+                    w.add(&member(&flows[j]), contributions(&columns, &flows[j]));
                     hi += 1;
                 }
                 while let Some(&j) = idx.get(lo) {
                     if flows[j].ts >= ts - window {
                         break;
                     }
-                    w.remove(&flows[j]);
+                    w.remove(&member(&flows[j]), contributions(&columns, &flows[j]));
                     lo += 1;
                 }
-                for (k, (c, _)) in columns.iter().enumerate() {
-                    out[i * cols + *c] = w.value(k);
+                for (k, (c, stat)) in columns.iter().enumerate() {
+                    out[i * cols + *c] = w.value(stat, k);
                 }
             }
         }

@@ -55,8 +55,21 @@ pub fn featurize(spec: &FeatureSpec, flows: &[Flow], scaled: bool) -> Vec<f64> {
     };
     let scaler = spec.scaler.as_ref().filter(|_| scaled);
     let mut out = Vec::with_capacity(flows.len() * cols);
+    push_rows(&spec.features, flows, &ctx, &mut out);
+    if let Some(s) = scaler {
+        scale_rows(s, cols, &mut out);
+    }
+    out
+}
+
+/// Appends the unscaled rows of `flows` to `out`, taking context columns
+/// from `ctx` (laid out as [`context_columns`] returns them; missing
+/// entries count as unset). The one place rows are assembled, so the
+/// batch and the live featurizer cannot drift apart.
+pub(super) fn push_rows(features: &[Feature], flows: &[Flow], ctx: &[f64], out: &mut Vec<f64>) {
+    let cols = features.len();
     for (i, flow) in flows.iter().enumerate() {
-        for (c, f) in spec.features.iter().enumerate() {
+        for (c, f) in features.iter().enumerate() {
             let raw = match f.value {
                 Value::Context { .. } => ctx.get(i * cols + c).copied(),
                 _ => column_value(f, flow),
@@ -68,10 +81,6 @@ pub fn featurize(spec: &FeatureSpec, flows: &[Flow], scaled: bool) -> Vec<f64> {
             out.push(v);
         }
     }
-    if let Some(s) = scaler {
-        scale_rows(s, cols, &mut out);
-    }
-    out
 }
 
 /// Applies a scaler to unscaled rows in place: what `featurize(.., true)`

@@ -58,9 +58,12 @@ pub struct LiveConfig {
 
 impl Default for LiveConfig {
     /// Five minutes covers the connections that most attacks open and
-    /// close (scans, floods, brute force); 500,000 flows is ~1,000 new
-    /// flows per second held for the 60 s window plus retention, at a few
-    /// hundred bytes each.
+    /// close (scans, floods, brute force); 500,000 flows is ~1,400 new
+    /// flows per second held for the 60 s window plus retention. For the
+    /// bundled classifier's columns (4 groups, 7 running sums) a flow
+    /// costs roughly 0.5 to 1 KB with its index entries and its share of
+    /// the windows' distinct-value sets (an estimate from the layout, not
+    /// a measurement), so the cap bounds the state to a few hundred MB.
     fn default() -> Self {
         LiveConfig {
             retention_secs: 300.0,

@@ -111,6 +111,13 @@ pub struct PipelineConfig {
     pub score_batch_rows: usize,
     /// Longest a record waits for its batch to fill before it is scored.
     pub score_max_wait_ms: u64,
+    /// Host-context memory: flows remembered for the models' windows (the
+    /// oldest are forgotten first, counted), shared by models with the
+    /// same columns; about 1 KiB each.
+    pub context_max_flows: usize,
+    /// How far behind the newest flow a late record may start and still
+    /// see its context.
+    pub context_retention_secs: f64,
 }
 
 impl Default for PipelineConfig {
@@ -123,6 +130,8 @@ impl Default for PipelineConfig {
             max_connections_per_worker: 250_000,
             score_batch_rows: crate::score::DEFAULT_BATCH_ROWS,
             score_max_wait_ms: 20,
+            context_max_flows: 100_000,
+            context_retention_secs: 300.0,
         }
     }
 }
@@ -311,6 +320,7 @@ impl Config {
                 p.max_connections_per_worker,
             ),
             ("pipeline.score_batch_rows", p.score_batch_rows),
+            ("pipeline.context_max_flows", p.context_max_flows),
         ] {
             if v == 0 {
                 return Err(bad(key, "must be positive".into()));
@@ -472,7 +482,7 @@ mod tests {
         let doc: toml::Table = text.parse().unwrap();
         for (section, keys) in [
             ("capture", 7),
-            ("pipeline", 7),
+            ("pipeline", 9),
             ("conn", 7),
             ("output", 6),
             ("models", 1),

@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 use osprey::capture::{LiveOptions, LiveSource};
 use osprey::config::Config;
 use osprey::conn::config::InterimConfig;
+use osprey::features::LiveConfig;
 use osprey::metrics::{Health, Metrics};
 use osprey::model::bundled::load_models;
 use osprey::model::Model;
@@ -157,15 +158,20 @@ pub fn run(a: RunArgs) -> Result<()> {
         models.len()
     );
 
+    let context = LiveConfig {
+        retention_secs: cfg.pipeline.context_retention_secs,
+        max_flows: cfg.pipeline.context_max_flows,
+    };
     let records = stages.records.clone();
     let scored = run_scorer(
         records,
         reload_rx,
-        ModelSet::new(models),
+        ModelSet::new(models, context.clone()),
         ScorerOptions {
             batch_rows: cfg.pipeline.score_batch_rows,
             max_wait: Duration::from_millis(cfg.pipeline.score_max_wait_ms),
             shed_backlog: cfg.pipeline.record_queue_batches / 2,
+            context: context.clone(),
         },
         outputs.as_mut(),
         &metrics,

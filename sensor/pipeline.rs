@@ -27,9 +27,12 @@ use crate::conn::{ConnRecord, Engine, EngineConfig};
 use crate::decode::prepare::{prepare, Prepared};
 use crate::metrics::Metrics;
 
-/// Bytes of packet data per batch arena (the packet count limits first for
-/// small packets).
-const BATCH_BYTES: usize = 1 << 20;
+/// Bytes of packet data per batch arena, per packet of the batch: enough
+/// for full-size Ethernet frames on average. The arenas of every queued
+/// batch are resident memory (64 queued batches of 512 packets at 1 MiB
+/// each made a quarter of a GiB per shard under a flood); a batch holding a
+/// larger packet grows for it.
+const BATCH_BYTES_PER_PACKET: usize = 768;
 /// How often threads publish their local counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// A shard that got no packets for this long (packet time) is told the
@@ -214,7 +217,10 @@ impl CaptureLoop {
                 b.clear();
                 b
             }
-            Err(_) => PacketBatch::with_capacity(self.batch_packets, BATCH_BYTES),
+            Err(_) => PacketBatch::with_capacity(
+                self.batch_packets,
+                self.batch_packets * BATCH_BYTES_PER_PACKET,
+            ),
         }
     }
 

@@ -355,10 +355,22 @@ fn syn_flood_stays_bounded() {
         return;
     }
     const SYNS: u32 = 200_000;
-    const MAX_PER_WORKER: usize = 20_000;
-    // Peak resident memory allowed: the process with its models and rings
-    // at rest is well under half of this.
-    const RSS_BOUND: f64 = 256.0 * 1024.0 * 1024.0;
+    const MAX_PER_WORKER: usize = 5_000;
+    const WORKERS: usize = 2;
+    const CONTEXT: usize = 20_000;
+    const PQ: usize = 16;
+    const RQ: usize = 64;
+    const RING: usize = 8 << 20;
+    // The memory the configuration allows on top of the process at rest
+    // (models loaded): connections and remembered flows at 2 KiB each,
+    // every packet batch that can be queued (512 packets of 768 bytes), every
+    // record batch (256 records of 1 KiB), the kernel ring, and 32 MiB of
+    // allocator slack. It does not depend on how long the flood lasts.
+    let budget = (WORKERS * MAX_PER_WORKER + CONTEXT) * 2048
+        + WORKERS * (PQ + 2) * 512 * 768
+        + RQ * 256 * 1024
+        + RING
+        + (64 << 20);
     let tmp = tempfile::tempdir().unwrap();
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let frames: Vec<Vec<u8>> = (0..SYNS)
@@ -385,8 +397,9 @@ fn syn_flood_stays_bounded() {
     netns::write(
         &cfg,
         &format!(
-            "[pipeline]\nconn_workers = 2\nmax_connections_per_worker = {MAX_PER_WORKER}\n\n\
-             [capture]\nbuffer_size_bytes = 8388608\n\n[output]\nrotate_interval_secs = 0\n"
+            "[pipeline]\nconn_workers = {WORKERS}\nmax_connections_per_worker = {MAX_PER_WORKER}\n\
+             context_max_flows = {CONTEXT}\npacket_queue_batches = {PQ}\nrecord_queue_batches = {RQ}\n\n\
+             [capture]\nbuffer_size_bytes = {RING}\n\n[output]\nrotate_interval_secs = 0\n"
         ),
     );
     let pair = VethPair::new();
@@ -432,13 +445,14 @@ fn syn_flood_stays_bounded() {
     osprey.stop(Duration::from_secs(5));
     eprintln!(
         "flood: sent {sent} SYNs, analysed {analysed}; evicted {evicted}, active {active}; RSS at rest \
-         {:.0} MiB, peak {:.0} MiB",
+         {:.0} MiB, peak {:.0} MiB, bound {:.0} MiB",
         rest / 1048576.0,
-        peak / 1048576.0
+        peak / 1048576.0,
+        (rest + budget as f64) / 1048576.0
     );
     assert!(peak > 0.0, "no RSS sample");
-    assert!(peak < RSS_BOUND, "RSS peaked at {peak} bytes");
-    assert!(active <= (2 * MAX_PER_WORKER) as f64);
+    assert!(peak < rest + budget as f64, "RSS peaked at {peak} bytes");
+    assert!(active <= (WORKERS * MAX_PER_WORKER) as f64);
     assert!(evicted > 0.0, "the connection limit never evicted anything");
 }
 

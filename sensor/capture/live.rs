@@ -167,9 +167,9 @@ impl LiveSource {
             Ok(_) => {
                 let ev = fds[0].revents();
                 if ev.intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL) {
-                    return Err(self.read_error(format!(
-                        "the interface went away or failed ({ev:?})"
-                    )));
+                    return Err(
+                        self.read_error(format!("the interface went away or failed ({ev:?})"))
+                    );
                 }
                 Ok(true)
             }

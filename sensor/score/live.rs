@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver};
 
 use crate::conn::ConnRecord;
-use crate::features::{scale_rows, to_f32, Flow, LiveFeaturizer};
+use crate::features::{scale_rows, to_f32, Flow, LiveConfig, LiveFeaturizer};
 use crate::metrics::Metrics;
 use crate::model::{Model, Verdict};
 use crate::pipeline::RecordBatch;
@@ -30,21 +30,37 @@ pub trait LiveOutputs {
     fn finish(&mut self) -> io::Result<()>;
 }
 
-/// A set of models with their streaming featurizers.
+/// A set of models with their streaming featurizers. Models with the same
+/// column list share one featurizer: one copy of the host context, and
+/// each flow featurized once.
 pub struct ModelSet {
     models: Vec<Model>,
     featurizers: Vec<LiveFeaturizer>,
+    /// `featurizers` index of each model.
+    uses: Vec<usize>,
 }
 
 impl ModelSet {
-    pub fn new(models: Vec<Model>) -> ModelSet {
-        let featurizers = models
-            .iter()
-            .map(|m| LiveFeaturizer::new(m.spec()))
-            .collect();
+    pub fn new(models: Vec<Model>, context: LiveConfig) -> ModelSet {
+        let mut featurizers: Vec<LiveFeaturizer> = Vec::new();
+        let mut uses = Vec::with_capacity(models.len());
+        for m in &models {
+            let features = &m.spec().features;
+            match featurizers
+                .iter()
+                .position(|f| f.features() == features.as_slice())
+            {
+                Some(i) => uses.push(i),
+                None => {
+                    uses.push(featurizers.len());
+                    featurizers.push(LiveFeaturizer::with_config(features, context.clone()));
+                }
+            }
+        }
         ModelSet {
             models,
             featurizers,
+            uses,
         }
     }
 
@@ -54,7 +70,7 @@ impl ModelSet {
 }
 
 /// Scoring settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ScorerOptions {
     pub batch_rows: usize,
     pub max_wait: Duration,
@@ -63,6 +79,8 @@ pub struct ScorerOptions {
     /// a flood, scoring is what falls behind, and conn workers must not
     /// wait on it, or capture would start dropping packets instead.
     pub shed_backlog: usize,
+    /// Host-context memory bounds for the featurizers.
+    pub context: LiveConfig,
 }
 
 struct Pending {
@@ -123,7 +141,7 @@ pub fn run_scorer(
                     // Records already waiting are scored by the models they
                     // were featurized for.
                     score(&mut set, &mut pending, out, metrics);
-                    set = ModelSet::new(models);
+                    set = ModelSet::new(models, o.context.clone());
                     metrics.models_loaded.set(set.models.len() as i64);
                     tracing::info!(models = set.models.len(), "models reloaded");
                 }
@@ -169,10 +187,15 @@ fn score(set: &mut ModelSet, pending: &mut Vec<Pending>, out: &mut dyn LiveOutpu
     let mut verdicts: Vec<Vec<Verdict>> = (0..n)
         .map(|_| Vec::with_capacity(set.models.len()))
         .collect();
-    for (model, feat) in set.models.iter().zip(set.featurizers.iter_mut()) {
+    let raws: Vec<Vec<f64>> = set
+        .featurizers
+        .iter_mut()
+        .map(|f| f.push_and_featurize(&flows))
+        .collect();
+    for (model, &uses) in set.models.iter().zip(&set.uses) {
         let spec = model.spec();
         let name = spec.model.name.as_str();
-        let mut raw = feat.push_and_featurize(&flows);
+        let mut raw = raws[uses].clone();
         if let Some(s) = &spec.scaler {
             scale_rows(s, spec.columns(), &mut raw);
         }

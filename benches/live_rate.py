@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of `osprey run` (root needed; not part of the tests).
+
+Creates two network namespaces joined by a veth pair (198.18.0.0/30), runs
+the release osprey on one end and tcpreplay on the other, and reports:
+
+  1. tcpreplay's own top speed on this veth with nothing capturing;
+  2. the highest rate (a bisection on `tcpreplay --pps`) at which osprey
+     reports zero drops (kernel ring + interface + pipeline channels);
+  3. the latency from an open connection's last packet to the verdict on
+     its snapshot (p50/p99, from osprey_last_packet_to_verdict_seconds),
+     and from a record leaving its conn worker to its verdict.
+
+Usage: sudo python3 benches/live_rate.py [--pcap FILE] [--loops N]
+(default: ../shared/lab-pcaps/flood_syn.pcap, small packets, 3 loops).
+Build first: cargo build --release.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OSPREY = os.path.join(ROOT, "target", "release", "osprey")
+NS_A, NS_B, IF_A, IF_B = "osprey-bench-a", "osprey-bench-b", "ospbencha", "ospbenchb"
+PORT = 9750
+
+
+def sh(*cmd, check=True, capture=True):
+    r = subprocess.run(cmd, capture_output=capture, text=True)
+    if check and r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed: {r.stderr}")
+    return r.stdout if capture else ""
+
+
+def setup():
+    teardown()
+    for ns in (NS_A, NS_B):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "netns", "exec", ns, "sh", "-c",
+           "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh("ip", "-n", NS_A, "link", "add", IF_A, "type", "veth", "peer", "name", IF_B,
+       "netns", NS_B)
+    for ns, ifc, addr in ((NS_A, IF_A, "198.18.0.1/30"), (NS_B, IF_B, "198.18.0.2/30")):
+        sh("ip", "-n", ns, "link", "set", ifc, "mtu", "65535")
+        sh("ip", "-n", ns, "addr", "add", addr, "dev", ifc)
+        sh("ip", "-n", ns, "link", "set", ifc, "up")
+
+
+def teardown():
+    for ns in (NS_A, NS_B):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def tcpreplay(pcap, loops, extra):
+    out = sh("ip", "netns", "exec", NS_B, "tcpreplay", "-i", IF_B, "--loop", str(loops),
+             *extra, pcap)
+    sent = int(re.search(r"Successful packets:\s+(\d+)", out).group(1))
+    rated = re.search(r"Rated: [\d.]+ Bps, ([\d.]+) Mbps, ([\d.]+) pps", out)
+    return sent, float(rated.group(1)), float(rated.group(2))
+
+
+def scrape():
+    # The namespace's loopback is reached by running the request inside it.
+    code = ("import urllib.request,sys;"
+            f"sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:{PORT}/metrics').read().decode())")
+    return sh("ip", "netns", "exec", NS_A, sys.executable, "-c", code)
+
+
+def total(text, name):
+    return sum(float(v) for n, v in re.findall(r"^(\w+)(?:\{[^}]*\})? (\S+)$", text, re.M)
+               if n == name)
+
+
+def quantile(text, name, q):
+    buckets = sorted((float("inf") if le == "+Inf" else float(le), float(v))
+                     for le, v in re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.M))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    want = q * buckets[-1][1]
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in buckets:
+        if c >= want:
+            if le == float("inf"):
+                return prev_le
+            # Linear inside the bucket, as Prometheus' histogram_quantile.
+            return prev_le + (le - prev_le) * (want - prev_c) / max(c - prev_c, 1e-9)
+        prev_le, prev_c = le, c
+    return None
+
+
+def start_osprey(logdir):
+    cfg = os.path.join(logdir, "osprey.toml")
+    with open(cfg, "w") as f:
+        f.write("[output]\nrotate_interval_secs = 0\n")
+    p = subprocess.Popen(["ip", "netns", "exec", NS_A, OSPREY, "run", "-i", IF_A,
+                          "--config", cfg, "--log-dir", logdir,
+                          "--metrics-addr", f"127.0.0.1:{PORT}"],
+                         stdout=subprocess.DEVNULL, stderr=open(os.path.join(logdir, "err"), "w"))
+    for _ in range(300):
+        try:
+            code = ("import urllib.request;"
+                    f"urllib.request.urlopen('http://127.0.0.1:{PORT}/readyz')")
+            if subprocess.run(["ip", "netns", "exec", NS_A, sys.executable, "-c", code],
+                              capture_output=True).returncode == 0:
+                return p
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit("osprey did not become ready")
+
+
+def drops(text):
+    return (total(text, "osprey_capture_kernel_drops_total")
+            + total(text, "osprey_capture_interface_drops_total")
+            + total(text, "osprey_pipeline_dropped_packets_total"))
+
+
+def run_at(pcap, loops, pps):
+    with tempfile.TemporaryDirectory() as d:
+        p = start_osprey(d)
+        extra = ["--topspeed"] if pps is None else [f"--pps={int(pps)}"]
+        sent, mbps, rated = tcpreplay(pcap, loops, extra)
+        time.sleep(1.5)
+        text = scrape()
+        p.terminate()
+        p.wait(timeout=10)
+        return sent, mbps, rated, drops(text), text
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pcap", default=os.path.join(ROOT, "..", "shared", "lab-pcaps",
+                                                   "flood_syn.pcap"))
+    ap.add_argument("--loops", type=int, default=3)
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root (network namespaces, capture)")
+    if not os.access(OSPREY, os.X_OK):
+        sys.exit("build first: cargo build --release")
+    setup()
+    try:
+        sent, mbps, top = tcpreplay(a.pcap, a.loops, ["--topspeed"])
+        print(f"tcpreplay alone, top speed: {top:,.0f} pps, {mbps:.1f} Mbps ({sent} packets)")
+        sent, mbps, rated, lost, _ = run_at(a.pcap, a.loops, None)
+        print(f"with osprey, top speed: {rated:,.0f} pps, {mbps:.1f} Mbps; drops {lost:.0f} of {sent}")
+        lo, hi, best = 0.0, top, None
+        for _ in range(7):
+            mid = (lo + hi) / 2 if best is not None or lo > 0 else hi * 0.8
+            sent, mbps, rated, lost, text = run_at(a.pcap, a.loops, mid)
+            ok = lost == 0
+            print(f"  --pps={mid:,.0f}: achieved {rated:,.0f} pps, {mbps:.1f} Mbps, drops {lost:.0f}")
+            if ok:
+                best = (rated, mbps, text)
+                lo = mid
+            else:
+                hi = mid
+        if best:
+            rated, mbps, text = best
+            print(f"highest rate without drops: {rated:,.0f} pps, {mbps:.1f} Mbps "
+                  f"= {rated / top:.2f} of tcpreplay's top speed")
+            for name in ("osprey_last_packet_to_verdict_seconds",
+                         "osprey_record_to_verdict_seconds"):
+                p50, p99 = quantile(text, name, 0.5), quantile(text, name, 0.99)
+                if p50 is not None:
+                    print(f"{name}: p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms")
+        else:
+            print("no rate without drops found")
+    finally:
+        teardown()
+
+
+if __name__ == "__main__":
+    main()

@@ -388,8 +388,13 @@ impl Config {
 fn parse_error<E: std::fmt::Display>(path: &Path, e: serde_path_to_error::Error<E>) -> ConfigError {
     let key = e.path().to_string();
     let reason = e.into_inner().to_string();
-    // toml and YAML errors carry a position; keep the first line only.
-    let reason = reason.lines().next().unwrap_or("").trim().to_string();
+    // toml's errors span lines: where, a snippet, then what. Keep the what,
+    // and the where after it.
+    let lines: Vec<&str> = reason.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let reason = match (lines.first(), lines.last()) {
+        (Some(first), Some(last)) if lines.len() > 1 => format!("{last} ({first})"),
+        _ => reason.trim().to_string(),
+    };
     ConfigError::Parse {
         path: path.to_path_buf(),
         key: if key == "." {

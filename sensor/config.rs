@@ -390,7 +390,11 @@ fn parse_error<E: std::fmt::Display>(path: &Path, e: serde_path_to_error::Error<
     let reason = e.into_inner().to_string();
     // toml's errors span lines: where, a snippet, then what. Keep the what,
     // and the where after it.
-    let lines: Vec<&str> = reason.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = reason
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let reason = match (lines.first(), lines.last()) {
         (Some(first), Some(last)) if lines.len() > 1 => format!("{last} ({first})"),
         _ => reason.trim().to_string(),

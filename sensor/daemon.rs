@@ -138,6 +138,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         packet_queue_batches: cfg.pipeline.packet_queue_batches,
         record_queue_batches: cfg.pipeline.record_queue_batches,
         flush_interval: Duration::from_millis(u64::from(cfg.capture.flush_interval_ms)),
+        read_timeout: Duration::from_millis(u64::from(cfg.capture.read_timeout_ms)),
         engine,
     };
     let interfaces = cfg.capture.interfaces.join(",");

@@ -38,6 +38,10 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// A shard that got no packets for this long (packet time) is told the
 /// time anyway, so its timers fire while other shards are busy.
 const IDLE_SHARD_TICK: f64 = 0.05;
+/// How far behind the clock a quiet wire's packet time is set.
+const QUIET_MARGIN_SECS: f64 = 0.01;
+/// Tolerance on batch flush deadlines.
+const FLUSH_SLACK: Duration = Duration::from_micros(500);
 
 /// What a capture thread sends a conn worker.
 pub enum ToWorker {
@@ -60,6 +64,8 @@ pub struct StageOptions {
     pub packet_queue_batches: usize,
     pub record_queue_batches: usize,
     pub flush_interval: Duration,
+    /// A wire quiet this long has its packet time moved on by the clock.
+    pub read_timeout: Duration,
     pub engine: EngineConfig,
 }
 
@@ -150,6 +156,7 @@ impl Stages {
                 empties: empty_rx.clone(),
                 batch_packets: o.batch_packets.max(1),
                 flush_interval: o.flush_interval,
+                read_timeout: o.read_timeout,
                 verify,
                 metrics: metrics.clone(),
                 stop: stop.clone(),
@@ -197,6 +204,7 @@ struct CaptureLoop {
     empties: Receiver<PacketBatch>,
     batch_packets: usize,
     flush_interval: Duration,
+    read_timeout: Duration,
     verify: bool,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
@@ -252,7 +260,7 @@ impl CaptureLoop {
         let mut published = CaptureCounts::default();
         let mut kernel_published = crate::capture::KernelStats::default();
         let mut last_ts = 0f64;
-        let mut last_wall = Instant::now();
+        let mut last_packet_check = Instant::now();
         let mut last_check = Instant::now();
         let mut last_publish = Instant::now();
         let mut since_check = 0u32;
@@ -260,7 +268,15 @@ impl CaptureLoop {
             if self.stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            let quiet = match src.read() {
+            // Wait no longer than the oldest partial batch may wait.
+            let wait = oldest
+                .iter()
+                .flatten()
+                .min()
+                .map_or(self.read_timeout, |t| {
+                    (*t + self.flush_interval).saturating_duration_since(Instant::now())
+                });
+            let quiet = match src.read(wait) {
                 Ok(Read::Packet(p)) => {
                     counts.packets += 1;
                     counts.bytes += u64::from(p.wire_len);
@@ -289,31 +305,37 @@ impl CaptureLoop {
                     }
                     false
                 }
+                // The ring emptied; the next read waits for it.
+                Ok(Read::Empty) => continue,
                 Ok(Read::Quiet) => true,
                 Err(e) => break Err(e),
             };
             since_check = 0;
             let now = Instant::now();
             if !quiet {
-                last_wall = now;
+                last_packet_check = now;
             }
             if quiet || now.duration_since(last_check) >= self.flush_interval {
                 last_check = now;
                 for s in 0..n {
-                    if oldest[s]
-                        .is_some_and(|t| quiet || now.duration_since(t) >= self.flush_interval)
-                    {
+                    // A little early counts: poll may wake a hair before
+                    // the deadline it was given.
+                    let due = |t: Instant| now + FLUSH_SLACK >= t + self.flush_interval;
+                    if oldest[s].is_some_and(due) {
                         self.send(s, &mut batches[s], &mut counts);
                         oldest[s] = None;
                     }
                 }
-                // Packet time moves on with the clock while the wire is
-                // quiet, and reaches shards that got nothing lately.
-                let t = if quiet && last_ts > 0.0 {
-                    last_ts + now.duration_since(last_wall).as_secs_f64()
-                } else {
-                    last_ts
-                };
+                // Live packet timestamps are the kernel's wall clock, so a
+                // wire quiet for a read timeout is brought to the clock's
+                // time (less a margin for packets still on their way).
+                let mut t = last_ts;
+                if quiet && now.duration_since(last_packet_check) >= self.read_timeout {
+                    let wall = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    t = t.max(wall - QUIET_MARGIN_SECS);
+                }
                 for s in 0..n {
                     if t > 0.0
                         && t - shard_ts[s] >= IDLE_SHARD_TICK

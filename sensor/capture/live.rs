@@ -53,7 +53,9 @@ pub struct LiveSource {
 /// What one read found.
 pub enum Read<'a> {
     Packet(Packet<'a>),
-    /// The read timeout passed without a packet.
+    /// The ring was empty just now (no time was spent waiting).
+    Empty,
+    /// The wait passed without a packet.
     Quiet,
 }
 
@@ -113,9 +115,10 @@ impl LiveSource {
         self.stats
     }
 
-    /// The next packet, or `Quiet` after the read timeout.
-    pub fn read(&mut self) -> Result<Read<'_>, CaptureError> {
-        if !self.ready()? {
+    /// The next packet; `Empty` when the ring turned out to be empty (the
+    /// next call waits); `Quiet` when nothing came within `wait`.
+    pub fn read(&mut self, wait: std::time::Duration) -> Result<Read<'_>, CaptureError> {
+        if !self.pending && !self.ready(wait)? {
             return Ok(Read::Quiet);
         }
         let LiveSource {
@@ -142,10 +145,10 @@ impl LiveSource {
                     data: p.data,
                 }))
             }
-            // Non-blocking: the ring is empty.
+            // Non-blocking: the ring is empty; the next call waits in poll.
             Err(pcap::Error::TimeoutExpired) => {
                 *pending = false;
-                Ok(Read::Quiet)
+                Ok(Read::Empty)
             }
             Err(e) => Err(CaptureError::Live {
                 interface: interface.clone(),
@@ -154,15 +157,21 @@ impl LiveSource {
         }
     }
 
-    /// Whether a packet may be waiting: true at once while the ring has
-    /// packets, otherwise after waiting up to the read timeout.
-    fn ready(&mut self) -> Result<bool, CaptureError> {
-        use rustix::event::{poll, PollFd, PollFlags};
-        if self.pending {
-            return Ok(true);
-        }
+    /// Waits up to `wait` (at most the read timeout) for the ring to have
+    /// a packet.
+    fn ready(&mut self, wait: std::time::Duration) -> Result<bool, CaptureError> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let cap = std::time::Duration::new(
+            self.read_timeout.tv_sec as u64,
+            self.read_timeout.tv_nsec as u32,
+        );
+        let w = wait.min(cap);
+        let timeout = Timespec {
+            tv_sec: w.as_secs() as i64,
+            tv_nsec: i64::from(w.subsec_nanos()),
+        };
         let mut fds = [PollFd::new(&self.cap, PollFlags::IN)];
-        match poll(&mut fds, Some(&self.read_timeout)) {
+        match poll(&mut fds, Some(&timeout)) {
             Ok(0) => Ok(false),
             Ok(_) => {
                 let ev = fds[0].revents();

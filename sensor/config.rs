@@ -111,6 +111,9 @@ pub struct PipelineConfig {
     pub score_batch_rows: usize,
     /// Longest a record waits for its batch to fill before it is scored.
     pub score_max_wait_ms: u64,
+    /// Records that waited longer than this for the scorer are logged but
+    /// not scored (counted): under overload, verdicts stay timely.
+    pub score_max_lag_ms: u64,
     /// Host-context memory: flows remembered for the models' windows (the
     /// oldest are forgotten first, counted), shared by models with the
     /// same columns; about 1 KiB each.
@@ -129,7 +132,8 @@ impl Default for PipelineConfig {
             record_queue_batches: 256,
             max_connections_per_worker: 250_000,
             score_batch_rows: crate::score::DEFAULT_BATCH_ROWS,
-            score_max_wait_ms: 20,
+            score_max_wait_ms: 10,
+            score_max_lag_ms: 25,
             context_max_flows: 100_000,
             context_retention_secs: 300.0,
         }
@@ -491,7 +495,7 @@ mod tests {
         let doc: toml::Table = text.parse().unwrap();
         for (section, keys) in [
             ("capture", 7),
-            ("pipeline", 9),
+            ("pipeline", 10),
             ("conn", 7),
             ("output", 6),
             ("models", 1),

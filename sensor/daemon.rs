@@ -172,6 +172,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             batch_rows: cfg.pipeline.score_batch_rows,
             max_wait: Duration::from_millis(cfg.pipeline.score_max_wait_ms),
             shed_backlog: cfg.pipeline.record_queue_batches / 2,
+            max_lag: Duration::from_millis(cfg.pipeline.score_max_lag_ms),
             context: context.clone(),
         },
         outputs.as_mut(),

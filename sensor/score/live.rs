@@ -79,6 +79,11 @@ pub struct ScorerOptions {
     /// a flood, scoring is what falls behind, and conn workers must not
     /// wait on it, or capture would start dropping packets instead.
     pub shed_backlog: usize,
+    /// Records older than this (since they left their conn worker) when
+    /// the scorer gets to them are logged but not scored: a verdict that
+    /// late is worth less than keeping up, and it bounds verdict latency
+    /// when records come faster than the models can score them.
+    pub max_lag: Duration,
     /// Host-context memory bounds for the featurizers.
     pub context: LiveConfig,
 }
@@ -114,7 +119,8 @@ pub fn run_scorer(
         select! {
             recv(records) -> msg => match msg {
                 Ok(batch) => {
-                    let shed = records.len() > o.shed_backlog;
+                    let shed = records.len() > o.shed_backlog
+                        || batch.emitted.elapsed() > o.max_lag;
                     if shed {
                         m_shed(metrics, batch.records.len());
                     }

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OSPREY = os.path.join(ROOT, "target", "release", "osprey")
@@ -122,6 +121,15 @@ def drops(text):
             + total(text, "osprey_pipeline_dropped_packets_total"))
 
 
+def drop_kinds(text):
+    """Where packets were lost: the kernel ring (capture thread too slow)
+    or a conn worker's queue (conn worker too slow); and records not scored."""
+    return (f"kernel {total(text, 'osprey_capture_kernel_drops_total'):.0f}, "
+            f"interface {total(text, 'osprey_capture_interface_drops_total'):.0f}, "
+            f"conn queue {total(text, 'osprey_pipeline_dropped_packets_total'):.0f}; "
+            f"records not scored {total(text, 'osprey_pipeline_dropped_records_total'):.0f}")
+
+
 def run_at(pcap, loops, pps):
     with tempfile.TemporaryDirectory() as d:
         p = start_osprey(d)
@@ -148,14 +156,16 @@ def main():
     try:
         sent, mbps, top = tcpreplay(a.pcap, a.loops, ["--topspeed"])
         print(f"tcpreplay alone, top speed: {top:,.0f} pps, {mbps:.1f} Mbps ({sent} packets)")
-        sent, mbps, rated, lost, _ = run_at(a.pcap, a.loops, None)
-        print(f"with osprey, top speed: {rated:,.0f} pps, {mbps:.1f} Mbps; drops {lost:.0f} of {sent}")
+        sent, mbps, rated, lost, text = run_at(a.pcap, a.loops, None)
+        print(f"with osprey, top speed: {rated:,.0f} pps, {mbps:.1f} Mbps; drops {lost:.0f} of {sent} "
+              f"({drop_kinds(text)})")
         lo, hi, best = 0.0, top, None
         for _ in range(7):
             mid = (lo + hi) / 2 if best is not None or lo > 0 else hi * 0.8
             sent, mbps, rated, lost, text = run_at(a.pcap, a.loops, mid)
             ok = lost == 0
-            print(f"  --pps={mid:,.0f}: achieved {rated:,.0f} pps, {mbps:.1f} Mbps, drops {lost:.0f}")
+            print(f"  --pps={mid:,.0f}: achieved {rated:,.0f} pps, {mbps:.1f} Mbps, drops {lost:.0f} "
+                  f"({drop_kinds(text)})")
             if ok:
                 best = (rated, mbps, text)
                 lo = mid

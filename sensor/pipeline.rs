@@ -268,15 +268,14 @@ impl CaptureLoop {
             if self.stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            // Wait no longer than the oldest partial batch may wait.
-            let wait = oldest
+            // Wait no longer than the oldest partial batch may wait (the
+            // clock is read only if the source has to wait at all).
+            let deadline = oldest
                 .iter()
                 .flatten()
                 .min()
-                .map_or(self.read_timeout, |t| {
-                    (*t + self.flush_interval).saturating_duration_since(Instant::now())
-                });
-            let quiet = match src.read(wait) {
+                .map(|t| *t + self.flush_interval);
+            let quiet = match src.read(deadline) {
                 Ok(Read::Packet(p)) => {
                     counts.packets += 1;
                     counts.bytes += u64::from(p.wire_len);
@@ -412,7 +411,6 @@ fn conn_worker(
     let label = shard.to_string();
     let active = metrics.conns_active.with_label_values(&[label.as_str()]);
     let mut before = engine.stats().clone();
-    let mut interim_before = 0u64;
     let mut last_publish = Instant::now();
     let mut done = false;
     while !done {
@@ -440,10 +438,6 @@ fn conn_worker(
             last_publish = Instant::now();
             let now = engine.stats().clone();
             metrics.add_engine_delta(&before, &now);
-            metrics
-                .interim_records
-                .inc_by(now.interim_records.saturating_sub(interim_before));
-            interim_before = now.interim_records;
             before = now;
             active.set(engine.active_connections() as i64);
         }

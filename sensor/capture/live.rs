@@ -39,7 +39,7 @@ pub struct KernelStats {
 
 pub struct LiveSource {
     interface: String,
-    read_timeout: rustix::event::Timespec,
+    read_timeout: std::time::Duration,
     /// The last read found a packet, so more may be waiting in the ring:
     /// ask libpcap before sleeping in poll.
     pending: bool,
@@ -87,14 +87,10 @@ impl LiveSource {
             })?;
         }
         let link = LinkType(cap.get_datalink().0);
-        let ms = i64::from(o.read_timeout_ms.max(1));
         Ok(LiveSource {
             interface: o.interface.clone(),
             pending: true,
-            read_timeout: rustix::event::Timespec {
-                tv_sec: ms / 1000,
-                tv_nsec: (ms % 1000) * 1_000_000,
-            },
+            read_timeout: std::time::Duration::from_millis(u64::from(o.read_timeout_ms.max(1))),
             cap,
             link,
             stats: SourceStats::default(),
@@ -116,9 +112,10 @@ impl LiveSource {
     }
 
     /// The next packet; `Empty` when the ring turned out to be empty (the
-    /// next call waits); `Quiet` when nothing came within `wait`.
-    pub fn read(&mut self, wait: std::time::Duration) -> Result<Read<'_>, CaptureError> {
-        if !self.pending && !self.ready(wait)? {
+    /// next call waits); `Quiet` when nothing came by `deadline` (or within
+    /// the read timeout).
+    pub fn read(&mut self, deadline: Option<std::time::Instant>) -> Result<Read<'_>, CaptureError> {
+        if !self.pending && !self.ready(deadline)? {
             return Ok(Read::Quiet);
         }
         let LiveSource {
@@ -157,15 +154,14 @@ impl LiveSource {
         }
     }
 
-    /// Waits up to `wait` (at most the read timeout) for the ring to have
-    /// a packet.
-    fn ready(&mut self, wait: std::time::Duration) -> Result<bool, CaptureError> {
+    /// Waits until `deadline` (at most the read timeout) for the ring to
+    /// have a packet.
+    fn ready(&mut self, deadline: Option<std::time::Instant>) -> Result<bool, CaptureError> {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let cap = std::time::Duration::new(
-            self.read_timeout.tv_sec as u64,
-            self.read_timeout.tv_nsec as u32,
-        );
-        let w = wait.min(cap);
+        let w = deadline.map_or(self.read_timeout, |d| {
+            d.saturating_duration_since(std::time::Instant::now())
+                .min(self.read_timeout)
+        });
         let timeout = Timespec {
             tv_sec: w.as_secs() as i64,
             tv_nsec: i64::from(w.subsec_nanos()),

@@ -277,6 +277,8 @@ impl Metrics {
             .inc_by(now.conns_created - before.conns_created);
         self.conns_evicted
             .inc_by(now.conns_evicted - before.conns_evicted);
+        self.interim_records
+            .inc_by(now.interim_records - before.interim_records);
         for ((w, n), (_, b)) in now.weirds.iter().zip(before.weirds.iter()) {
             if n > b {
                 self.decode_errors

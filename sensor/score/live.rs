@@ -122,7 +122,10 @@ pub fn run_scorer(
                     let shed = records.len() > o.shed_backlog
                         || batch.emitted.elapsed() > o.max_lag;
                     if shed {
-                        m_shed(metrics, batch.records.len());
+                        metrics
+                            .pipeline_dropped_records
+                            .with_label_values(&["score"])
+                            .inc_by(batch.records.len() as u64);
                     }
                     for record in batch.records {
                         if !record.interim {
@@ -173,12 +176,6 @@ pub fn run_scorer(
             }
         }
     }
-}
-
-fn m_shed(m: &Metrics, n: usize) {
-    m.pipeline_dropped_records
-        .with_label_values(&["score"])
-        .inc_by(n as u64);
 }
 
 /// Scores and empties `pending`. A model error is logged and counted; the

@@ -92,10 +92,44 @@ fn replay_conn_log(pcap: &Path, dir: &Path) -> String {
     netns::read(&dir.join("conn.log"))
 }
 
-/// The conn.log of all rotated and current files (the live log may have
-/// rotated; the test config turns rotation off, but be exact anyway).
-fn live_conn_log(dir: &Path) -> String {
-    netns::read(&dir.join("conn.log"))
+/// A capture sent through a veth pair to a live osprey at its own pace,
+/// and what came of it next to `osprey replay` of the same file.
+struct LiveVsReplay {
+    sent: u64,
+    /// A scrape after the packets were sent, before SIGTERM.
+    metrics: netns::Metrics,
+    /// From SIGTERM to exit.
+    took: Duration,
+    live: BTreeMap<Vec<String>, usize>,
+    want: BTreeMap<Vec<String>, usize>,
+}
+
+fn live_vs_replay(pcap: &Path, port_name: &str, settle: Duration) -> LiveVsReplay {
+    let tmp = tempfile::tempdir().unwrap();
+    let live_dir = tmp.path().join("live");
+    let replay_dir = tmp.path().join("replay");
+    std::fs::create_dir_all(&live_dir).unwrap();
+    std::fs::create_dir_all(&replay_dir).unwrap();
+    let cfg = config(tmp.path(), "");
+    let pair = VethPair::new();
+    let mut osprey = Osprey::start(
+        &pair.ns_a,
+        netns::port_for(port_name),
+        &live_dir,
+        &["--config", cfg.to_str().unwrap(), "-i", &pair.if_a],
+    );
+    osprey.wait_ready(Duration::from_secs(30));
+    let sent = pair.replay(pcap, &[]);
+    std::thread::sleep(settle);
+    let metrics = osprey.metrics();
+    let took = osprey.stop(Duration::from_secs(5));
+    LiveVsReplay {
+        sent,
+        metrics,
+        took,
+        live: comparable_rows(&netns::read(&live_dir.join("conn.log"))),
+        want: comparable_rows(&replay_conn_log(pcap, &replay_dir)),
+    }
 }
 
 fn config(dir: &Path, extra: &str) -> PathBuf {
@@ -126,30 +160,17 @@ fn live_conn_log_equals_replay() {
         lab.display()
     );
     for pcap in captures {
-        let tmp = tempfile::tempdir().unwrap();
-        let live_dir = tmp.path().join("live");
-        let replay_dir = tmp.path().join("replay");
-        std::fs::create_dir_all(&live_dir).unwrap();
-        std::fs::create_dir_all(&replay_dir).unwrap();
-        let cfg = config(tmp.path(), "");
-        let pair = VethPair::new();
-        let mut osprey = Osprey::start(
-            &pair.ns_a,
-            netns::port_for("paced"),
-            &live_dir,
-            &["--config", cfg.to_str().unwrap(), "-i", &pair.if_a],
-        );
-        osprey.wait_ready(Duration::from_secs(30));
-        let sent = pair.replay(&pcap, &[]);
         // Capture threads publish their counters every 250 ms.
-        std::thread::sleep(Duration::from_millis(800));
-        let m = osprey.metrics();
+        let LiveVsReplay {
+            sent,
+            metrics: m,
+            took,
+            live,
+            want,
+        } = live_vs_replay(&pcap, "paced", Duration::from_millis(800));
         let counted = m.sum("osprey_capture_packets_total", &[]);
         let kernel = m.sum("osprey_capture_kernel_drops_total", &[]);
         let channel = m.sum("osprey_pipeline_dropped_packets_total", &[]);
-        let took = osprey.stop(Duration::from_secs(5));
-        let live = comparable_rows(&live_conn_log(&live_dir));
-        let want = comparable_rows(&replay_conn_log(&pcap, &replay_dir));
         let name = pcap.file_name().unwrap().to_string_lossy();
         eprintln!(
             "{name}: sent {sent}, captured {counted}, kernel drops {kernel}, channel drops {channel}; {} conn records live, \
@@ -533,24 +554,9 @@ fn sigterm_flushes_open_conns() {
     ];
     let pcap = tmp.path().join("open.pcap");
     write_pcap(&pcap, 1_700_000_000, &frames);
-    let live_dir = tmp.path().join("live");
-    let replay_dir = tmp.path().join("replay");
-    std::fs::create_dir_all(&live_dir).unwrap();
-    std::fs::create_dir_all(&replay_dir).unwrap();
-    let cfg = config(tmp.path(), "");
-    let pair = VethPair::new();
-    let mut osprey = Osprey::start(
-        &pair.ns_a,
-        netns::port_for("flush"),
-        &live_dir,
-        &["--config", cfg.to_str().unwrap(), "-i", &pair.if_a],
-    );
-    osprey.wait_ready(Duration::from_secs(30));
-    pair.replay(&pcap, &[]);
-    std::thread::sleep(Duration::from_millis(500));
-    let took = osprey.stop(Duration::from_secs(5));
-    let live = comparable_rows(&live_conn_log(&live_dir));
-    let want = comparable_rows(&replay_conn_log(&pcap, &replay_dir));
+    let LiveVsReplay {
+        took, live, want, ..
+    } = live_vs_replay(&pcap, "flush", Duration::from_millis(500));
     eprintln!(
         "flushed {} open conns in {took:?}",
         live.values().sum::<usize>()

@@ -182,6 +182,11 @@ fn live_conn_log_equals_replay() {
             counted as u64, sent,
             "{name}: /metrics did not count every packet"
         );
+        assert_eq!(
+            kernel + channel,
+            0.0,
+            "{name}: packets were dropped at the capture's own pace"
+        );
         assert!(
             live == want,
             "{name}: live conn.log differs from the replay's:\n{}",

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::conn::config::{NetSet, PortSet};
 use crate::conn::EngineConfig;
@@ -39,7 +39,7 @@ pub enum ConfigError {
 }
 
 /// The whole file.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub capture: CaptureConfig,
@@ -51,7 +51,7 @@ pub struct Config {
 }
 
 /// Live capture (libpcap).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureConfig {
     /// Interfaces to capture on; `any` is every interface of the network
@@ -60,8 +60,8 @@ pub struct CaptureConfig {
     /// Bytes kept of each packet. Headers are all conn.log needs, but
     /// service identification reads the first payload bytes.
     pub snaplen_bytes: u32,
-    /// Size of libpcap's mmap ring (TPACKET_V3) per interface: how long a
-    /// burst the kernel can hold while osprey is busy.
+    /// Size of libpcap's mmap ring per interface: how long a burst the
+    /// kernel can hold while osprey is busy.
     pub buffer_size_bytes: u32,
     pub promiscuous: bool,
     /// BPF filter, as for tcpdump or Zeek's `-f` (empty: everything).
@@ -69,6 +69,12 @@ pub struct CaptureConfig {
     /// How long a read waits on a quiet wire before packet time is
     /// advanced by the clock, so that timeouts still fire.
     pub read_timeout_ms: u32,
+    /// The kernel hands packets over a ring block at a time, when the block
+    /// is full or this long after its first packet: one wake-up per block
+    /// keeps capture ahead of floods, at up to this much added latency.
+    /// 0 is libpcap's immediate mode: each packet at once, one wake-up
+    /// each (several times the capture CPU under load).
+    pub block_timeout_ms: u32,
     /// A partly filled batch is handed to its conn worker after this long,
     /// which bounds the delay a slow trickle of packets sees.
     pub flush_interval_ms: u32,
@@ -83,13 +89,14 @@ impl Default for CaptureConfig {
             promiscuous: true,
             bpf_filter: String::new(),
             read_timeout_ms: 100,
+            block_timeout_ms: 5,
             flush_interval_ms: 5,
         }
     }
 }
 
 /// Threads and queues.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Connection-table shards, one thread each (0: one per core beyond
@@ -153,7 +160,7 @@ impl PipelineConfig {
 
 /// How packets become conn records (Zeek's settings) and when open
 /// connections are scored.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnConfig {
     /// Score a connection still open after every this much activity.
@@ -190,7 +197,7 @@ impl Default for ConnConfig {
 }
 
 /// Where records and alerts go.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
     /// Directory of conn.log and alerts.log.
@@ -222,7 +229,7 @@ impl Default for OutputConfig {
 }
 
 /// Which models score the records.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
     /// Feature specs (`NAME.toml` next to `NAME.onnx`); empty: the bundled
@@ -231,7 +238,7 @@ pub struct ModelsConfig {
 }
 
 /// The HTTP endpoint for Prometheus and the probes.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address of `/metrics`, `/healthz` and `/readyz`.
@@ -313,6 +320,16 @@ impl Config {
         }
         if c.read_timeout_ms == 0 {
             return Err(bad("capture.read_timeout_ms", "must be positive".into()));
+        }
+        if c.block_timeout_ms >= c.read_timeout_ms {
+            // A wire would look quiet while packets still wait in a block.
+            return Err(bad(
+                "capture.block_timeout_ms",
+                format!(
+                    "must be less than capture.read_timeout_ms ({})",
+                    c.read_timeout_ms
+                ),
+            ));
         }
         let p = &self.pipeline;
         for (key, v) in [
@@ -467,6 +484,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("conn.interim_interval_secs"), "{e}");
+        let e = toml("[capture]\nblock_timeout_ms = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("capture.block_timeout_ms"), "{e}");
+        assert!(toml("[capture]\nblock_timeout_ms = 0\n").is_ok());
     }
 
     #[test]
@@ -493,17 +515,32 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         // Every key of every section appears in the example.
         let doc: toml::Table = text.parse().unwrap();
-        for (section, keys) in [
-            ("capture", 7),
-            ("pipeline", 10),
-            ("conn", 7),
-            ("output", 6),
-            ("models", 1),
-            ("metrics", 1),
-        ] {
-            let t = doc.get(section).and_then(|v| v.as_table());
-            assert_eq!(t.map_or(0, |t| t.len()), keys, "section {section}");
-        }
+        let all: toml::Table = toml::to_string(&Config::default())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let keys = |t: &toml::Table, path: &str| -> Vec<String> {
+            let mut out = Vec::new();
+            for (k, v) in t {
+                match v.as_table() {
+                    Some(sub) => out.extend(sub.keys().map(|s| format!("{path}{k}.{s}"))),
+                    None => out.push(format!("{path}{k}")),
+                }
+            }
+            out.sort();
+            out
+        };
+        // (Unset optional keys are not serialised; the example shows them
+        // too, and deny_unknown_fields has already vouched for its keys.)
+        let have = keys(&doc, "");
+        let missing: Vec<_> = keys(&all, "")
+            .into_iter()
+            .filter(|k| !have.contains(k))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/osprey.example.toml lacks {missing:?}"
+        );
         assert_eq!(cfg.capture.interfaces, ["any"]);
     }
 }

@@ -109,6 +109,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             promiscuous: cfg.capture.promiscuous,
             filter: Some(cfg.capture.bpf_filter.clone()),
             read_timeout_ms: cfg.capture.read_timeout_ms,
+            block_timeout_ms: cfg.capture.block_timeout_ms,
         })?);
     }
 
@@ -139,6 +140,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         record_queue_batches: cfg.pipeline.record_queue_batches,
         flush_interval: Duration::from_millis(u64::from(cfg.capture.flush_interval_ms)),
         read_timeout: Duration::from_millis(u64::from(cfg.capture.read_timeout_ms)),
+        block_timeout: Duration::from_millis(u64::from(cfg.capture.block_timeout_ms)),
         engine,
     };
     let interfaces = cfg.capture.interfaces.join(",");

@@ -38,7 +38,8 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// A shard that got no packets for this long (packet time) is told the
 /// time anyway, so its timers fire while other shards are busy.
 const IDLE_SHARD_TICK: f64 = 0.05;
-/// How far behind the clock a quiet wire's packet time is set.
+/// How far behind the clock a quiet wire's packet time is set, beyond
+/// the longest a packet may wait in an unfinished ring block.
 const QUIET_MARGIN_SECS: f64 = 0.01;
 /// Tolerance on batch flush deadlines.
 const FLUSH_SLACK: Duration = Duration::from_micros(500);
@@ -66,6 +67,9 @@ pub struct StageOptions {
     pub flush_interval: Duration,
     /// A wire quiet this long has its packet time moved on by the clock.
     pub read_timeout: Duration,
+    /// How long the kernel may hold a packet in a ring block (capture's
+    /// `block_timeout_ms`): a quiet wire's clock time stays this far behind.
+    pub block_timeout: Duration,
     pub engine: EngineConfig,
 }
 
@@ -157,6 +161,7 @@ impl Stages {
                 batch_packets: o.batch_packets.max(1),
                 flush_interval: o.flush_interval,
                 read_timeout: o.read_timeout,
+                quiet_margin: QUIET_MARGIN_SECS + o.block_timeout.as_secs_f64(),
                 verify,
                 metrics: metrics.clone(),
                 stop: stop.clone(),
@@ -205,6 +210,7 @@ struct CaptureLoop {
     batch_packets: usize,
     flush_interval: Duration,
     read_timeout: Duration,
+    quiet_margin: f64,
     verify: bool,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
@@ -333,7 +339,7 @@ impl CaptureLoop {
                     let wall = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0.0, |d| d.as_secs_f64());
-                    t = t.max(wall - QUIET_MARGIN_SECS);
+                    t = t.max(wall - self.quiet_margin);
                 }
                 for s in 0..n {
                     if t > 0.0

@@ -1,16 +1,24 @@
 //! Live capture from a network interface with libpcap.
 //!
-//! libpcap on Linux reads through a TPACKET_V3 mmap ring: the kernel writes
-//! packets into memory shared with osprey and `next_packet()` lends them in
-//! place. Immediate mode hands each block over as soon as it has a packet
-//! (instead of when the block fills), so a quiet link still gets its
-//! packets analysed promptly.
+//! libpcap on Linux reads through an mmap ring: the kernel writes packets
+//! into memory shared with osprey and `next_packet()` lends them in place.
 //!
-//! The handle is non-blocking and osprey waits in `poll(2)` itself: with
-//! TPACKET_V3, libpcap 1.10 blocks in poll without a timeout (it relies on
-//! the kernel's block timeout, which immediate mode turns off), so a quiet
-//! wire would never return control — no clock-driven timeouts, and no
-//! reaction to a stop request until the next packet.
+//! By default the ring is TPACKET_V3, which hands packets over a block at a
+//! time: when a block fills or `block_timeout_ms` after it opened. That is
+//! one wake-up per block instead of one per packet, which is what keeps the
+//! capture thread ahead of a flood on a 2-core node (measured with
+//! benches/live_rate.py: at tcpreplay's top speed on a veth, immediate mode
+//! lost a quarter of a SYN flood in the kernel ring with the capture thread
+//! spending most of its time in poll; block mode lost nothing and used a
+//! tenth of the CPU). The price is up to `block_timeout_ms` of latency.
+//! `block_timeout_ms = 0` asks for libpcap's immediate mode instead, which
+//! libpcap implements with TPACKET_V2 (V3 cannot hand over single packets):
+//! every packet at once, at one wake-up each.
+//!
+//! The handle is non-blocking and osprey waits in `poll(2)` itself: libpcap
+//! 1.10's blocking read can wait in poll without a timeout, so a quiet wire
+//! would never return control — no clock-driven timeouts, and no reaction
+//! to a stop request until the next packet.
 
 use pcap::{Active, Capture};
 
@@ -25,6 +33,8 @@ pub struct LiveOptions {
     pub promiscuous: bool,
     pub filter: Option<String>,
     pub read_timeout_ms: u32,
+    /// TPACKET_V3 block timeout; 0 selects immediate mode.
+    pub block_timeout_ms: u32,
 }
 
 /// The kernel's counters for one capture, accumulated past libpcap's
@@ -73,8 +83,8 @@ impl LiveSource {
             .promisc(o.promiscuous)
             .snaplen(i32::try_from(o.snaplen).unwrap_or(i32::MAX))
             .buffer_size(i32::try_from(o.buffer_size).unwrap_or(i32::MAX))
-            .immediate_mode(true)
-            .timeout(i32::try_from(o.read_timeout_ms).unwrap_or(i32::MAX))
+            .immediate_mode(o.block_timeout_ms == 0)
+            .timeout(i32::try_from(o.block_timeout_ms).unwrap_or(i32::MAX))
             .open()
             .map_err(|e| err(explain_open_error(&e)))?
             .setnonblock()

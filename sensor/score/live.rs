@@ -198,11 +198,14 @@ fn score(set: &mut ModelSet, pending: &mut Vec<Pending>, out: &mut dyn LiveOutpu
     for (model, &uses) in set.models.iter().zip(&set.uses) {
         let spec = model.spec();
         let name = spec.model.name.as_str();
-        let mut raw = raws[uses].clone();
-        if let Some(s) = &spec.scaler {
-            scale_rows(s, spec.columns(), &mut raw);
-        }
-        let rows = to_f32(&raw);
+        let rows = match &spec.scaler {
+            Some(s) => {
+                let mut raw = raws[uses].clone();
+                scale_rows(s, spec.columns(), &mut raw);
+                to_f32(&raw)
+            }
+            None => to_f32(&raws[uses]),
+        };
         let started = Instant::now();
         match model.run(&rows, n) {
             Ok(vs) => {

@@ -17,4 +17,5 @@ pub mod model;
 pub mod pipeline;
 pub mod replay;
 pub mod report;
+pub mod respond;
 pub mod score;

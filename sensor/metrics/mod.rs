@@ -48,28 +48,28 @@ pub struct Metrics {
     pub ready: IntGauge,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(crate) fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
     r.register(Box::new(c.clone()))
         .expect("each metric is registered once");
     c
 }
 
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+pub(crate) fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("static metric definition");
     r.register(Box::new(c.clone()))
         .expect("each metric is registered once");
     c
 }
 
-fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+pub(crate) fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("static metric definition");
     r.register(Box::new(g.clone()))
         .expect("each metric is registered once");
     g
 }
 
-fn histogram_vec(
+pub(crate) fn histogram_vec(
     r: &Registry,
     name: &str,
     help: &str,
@@ -83,7 +83,7 @@ fn histogram_vec(
     h
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+pub(crate) fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("static");
     r.register(Box::new(h.clone()))
         .expect("each metric is registered once");
@@ -92,7 +92,7 @@ fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogr
 
 /// Latency buckets from 100 µs to 10 s: verdicts are expected within tens
 /// of milliseconds, and the tail shows when a stage backs up.
-fn latency_buckets() -> Vec<f64> {
+pub(crate) fn latency_buckets() -> Vec<f64> {
     vec![
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
         5.0, 10.0,

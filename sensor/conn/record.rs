@@ -248,6 +248,48 @@ pub struct ConnRecord {
     pub interim: bool,
 }
 
+impl ConnRecord {
+    /// A record with only its endpoints set and every count at zero: the
+    /// starting point for tests that need one field or two.
+    pub fn skeleton(
+        orig_h: IpAddr,
+        orig_p: u16,
+        resp_h: IpAddr,
+        resp_p: u16,
+        proto: Proto,
+    ) -> ConnRecord {
+        ConnRecord {
+            ts: 0.0,
+            uid: Uid::default(),
+            orig_h,
+            orig_p,
+            resp_h,
+            resp_p,
+            proto,
+            service: SmallVec::new(),
+            duration: None,
+            orig_bytes: None,
+            resp_bytes: None,
+            conn_state: ConnState::OTH,
+            local_orig: None,
+            local_resp: None,
+            missed_bytes: 0,
+            history: History::default(),
+            orig_pkts: 0,
+            orig_ip_bytes: 0,
+            resp_pkts: 0,
+            resp_ip_bytes: 0,
+            tunnel_parents: SmallVec::new(),
+            ip_proto: None,
+            orig_l2_addr: None,
+            resp_l2_addr: None,
+            vlan: None,
+            inner_vlan: None,
+            interim: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,38 +79,11 @@ pub fn community_id(r: &ConnRecord, seed: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::record::{ConnState, History, Uid};
 
     fn rec(o: &str, op: u16, r: &str, rp: u16, proto: Proto) -> ConnRecord {
-        ConnRecord {
-            ts: 0.0,
-            uid: Uid::default(),
-            orig_h: o.parse().unwrap(),
-            orig_p: op,
-            resp_h: r.parse().unwrap(),
-            resp_p: rp,
-            proto,
-            service: Default::default(),
-            duration: None,
-            orig_bytes: None,
-            resp_bytes: None,
-            conn_state: ConnState::OTH,
-            local_orig: None,
-            local_resp: None,
-            missed_bytes: 0,
-            history: History::default(),
-            orig_pkts: 0,
-            orig_ip_bytes: 0,
-            resp_pkts: 0,
-            resp_ip_bytes: 0,
-            tunnel_parents: Default::default(),
-            ip_proto: Some(6),
-            orig_l2_addr: None,
-            resp_l2_addr: None,
-            vlan: None,
-            inner_vlan: None,
-            interim: false,
-        }
+        let mut c = ConnRecord::skeleton(o.parse().unwrap(), op, r.parse().unwrap(), rp, proto);
+        c.ip_proto = Some(6);
+        c
     }
 
     #[test]

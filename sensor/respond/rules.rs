@@ -1,0 +1,636 @@
+//! Rules: which verdicts lead to which action.
+//!
+//! A rule file (YAML, or TOML by extension) lists rules with explicit
+//! priorities; the lowest priority number is tried first and the first
+//! rule that matches a record's verdicts decides (ties keep file order).
+//! Everything a rule names is checked at load against the models that are
+//! running — a misspelt label would otherwise be a rule that silently
+//! never fires — and every error names the rule and the key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::action::{ActionKind, RateLimit};
+use crate::conn::ConnRecord;
+use crate::features::spec::Transform;
+use crate::model::{Model, Verdict};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("rule {rule:?}: {key}: {reason}")]
+    Rule {
+        rule: String,
+        key: String,
+        reason: String,
+    },
+}
+
+fn bad(rule: &str, key: &str, reason: impl Into<String>) -> RuleError {
+    RuleError::Rule {
+        rule: rule.into(),
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    priority: i32,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default, rename = "match")]
+    when: RawMatch,
+    action: RawAction,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMatch {
+    models: Vec<String>,
+    labels: Vec<String>,
+    /// Only verdicts the model itself flagged (its spec's alert rule);
+    /// false lets thresholds below the model's own match.
+    flagged: Option<bool>,
+    min_probability: Option<f32>,
+    min_score: Option<f32>,
+    max_score: Option<f32>,
+    record: Option<String>,
+    proto: Vec<String>,
+    service: Vec<String>,
+    conn_state: Vec<String>,
+    src: Vec<String>,
+    dst: Vec<String>,
+    not_src: Vec<String>,
+    not_dst: Vec<String>,
+    src_ports: Vec<PortSpec>,
+    dst_ports: Vec<PortSpec>,
+    context: BTreeMap<String, RawBound>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PortSpec {
+    One(u16),
+    Range(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBound {
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    kind: String,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+    #[serde(default)]
+    packets_per_sec: Option<u32>,
+    #[serde(default)]
+    bytes_per_sec: Option<u64>,
+    #[serde(default)]
+    burst: Option<u32>,
+    #[serde(default)]
+    hook: Option<String>,
+}
+
+/// Which record a rule wants: interim snapshots of open connections,
+/// final records, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    Any,
+    Interim,
+    Final,
+}
+
+/// Which end of the connection the action is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Source,
+    Destination,
+}
+
+/// A context column's bound, on the count or mean itself (a log1p
+/// transform in the spec is undone, so rules read as plain numbers).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bound {
+    pub column: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Match {
+    pub models: Vec<String>,
+    pub labels: Vec<String>,
+    pub flagged: bool,
+    pub min_probability: Option<f32>,
+    pub min_score: Option<f32>,
+    pub max_score: Option<f32>,
+    pub record: RecordKind,
+    pub proto: Vec<String>,
+    pub service: Vec<String>,
+    pub conn_state: Vec<String>,
+    pub src: Vec<IpNet>,
+    pub dst: Vec<IpNet>,
+    pub not_src: Vec<IpNet>,
+    pub not_dst: Vec<IpNet>,
+    pub src_ports: Vec<(u16, u16)>,
+    pub dst_ports: Vec<(u16, u16)>,
+    pub context: Vec<Bound>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub priority: i32,
+    pub when: Match,
+    pub kind: ActionKind,
+    pub target: Target,
+    pub ttl: Duration,
+}
+
+/// What a model offers rules: its labels and its columns.
+pub struct ModelFacts {
+    pub name: String,
+    pub labels: Vec<String>,
+    /// Column name -> (index, transform).
+    pub columns: HashMap<String, (usize, Transform)>,
+}
+
+impl ModelFacts {
+    pub fn of(m: &Model) -> ModelFacts {
+        let spec = m.spec();
+        let labels = match spec.outputs.iter().find_map(|o| o.classes.clone()) {
+            Some(classes) => classes,
+            None => vec!["anomalous".into(), "normal".into()],
+        };
+        let columns = spec
+            .features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), (i, f.transform)))
+            .collect();
+        ModelFacts {
+            name: spec.model.name.clone(),
+            labels,
+            columns,
+        }
+    }
+}
+
+/// What load-time checks need besides the models.
+#[derive(Clone, Debug, Default)]
+pub struct LoadContext {
+    /// Ranges no rule may act on (the static part of the allowlist).
+    pub allowlist: Vec<IpNet>,
+    /// Configured hook names.
+    pub hooks: Vec<String>,
+}
+
+/// The rules in the order they are tried.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+}
+
+/// One record's verdicts, as rules see them.
+pub struct Scored<'a> {
+    pub record: &'a ConnRecord,
+    /// One verdict per model, in `models` order.
+    pub verdicts: &'a [Verdict],
+    pub models: &'a [ModelFacts],
+    /// Unscaled feature row of each model for this record.
+    pub rows: &'a [&'a [f64]],
+}
+
+/// A rule's decision about one record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub rule: String,
+    pub kind: ActionKind,
+    pub target: IpAddr,
+    pub ttl: Duration,
+    /// Index of the model whose verdict matched.
+    pub model: usize,
+}
+
+impl RuleSet {
+    /// Reads and checks a rule file.
+    pub fn load(
+        path: &Path,
+        models: &[ModelFacts],
+        cx: &LoadContext,
+    ) -> Result<RuleSet, RuleError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RuleError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let yaml = !path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+        RuleSet::parse(&text, yaml, models, cx).map_err(|e| match e {
+            RuleError::File { reason, .. } => RuleError::File {
+                path: path.display().to_string(),
+                reason,
+            },
+            e => e,
+        })
+    }
+
+    pub fn parse(
+        text: &str,
+        yaml: bool,
+        models: &[ModelFacts],
+        cx: &LoadContext,
+    ) -> Result<RuleSet, RuleError> {
+        let file_err = |reason: String| RuleError::File {
+            path: String::new(),
+            reason,
+        };
+        let file: RuleFile = if yaml {
+            let de = serde_yaml_ng::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(|e| file_err(e.to_string()))?
+        } else {
+            let de = toml::Deserializer::parse(text).map_err(|e| file_err(e.to_string()))?;
+            serde_path_to_error::deserialize(de).map_err(|e| file_err(e.to_string()))?
+        };
+        let mut rules = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for raw in file.rules {
+            if !names.insert(raw.name.clone()) {
+                return Err(bad(&raw.name, "name", "is used by another rule"));
+            }
+            if raw.enabled {
+                rules.push(check(raw, models, cx)?);
+            }
+        }
+        // Stable: equal priorities keep file order.
+        rules.sort_by_key(|r| r.priority);
+        Ok(RuleSet { rules })
+    }
+
+    /// The first rule that matches, if any.
+    pub fn decide(&self, s: &Scored) -> Option<Decision> {
+        self.rules.iter().find_map(|r| r.decide(s))
+    }
+}
+
+impl Rule {
+    fn decide(&self, s: &Scored) -> Option<Decision> {
+        let m = &self.when;
+        let r = s.record;
+        match m.record {
+            RecordKind::Interim if !r.interim => return None,
+            RecordKind::Final if r.interim => return None,
+            _ => {}
+        }
+        if !m.proto.is_empty() && !m.proto.iter().any(|p| p == r.proto.as_str()) {
+            return None;
+        }
+        if !m.conn_state.is_empty() && !m.conn_state.iter().any(|c| c == r.conn_state.as_str()) {
+            return None;
+        }
+        if !m.service.is_empty() && !r.service.iter().any(|s| m.service.iter().any(|w| w == s)) {
+            return None;
+        }
+        let within = |nets: &[IpNet], a: IpAddr| nets.iter().any(|n| n.contains(&a));
+        if (!m.src.is_empty() && !within(&m.src, r.orig_h))
+            || (!m.dst.is_empty() && !within(&m.dst, r.resp_h))
+            || within(&m.not_src, r.orig_h)
+            || within(&m.not_dst, r.resp_h)
+        {
+            return None;
+        }
+        let in_ports =
+            |ps: &[(u16, u16)], p: u16| ps.is_empty() || ps.iter().any(|&(a, b)| a <= p && p <= b);
+        if !in_ports(&m.src_ports, r.orig_p) || !in_ports(&m.dst_ports, r.resp_p) {
+            return None;
+        }
+        let model = s.models.iter().enumerate().position(|(i, facts)| {
+            (m.models.is_empty() || m.models.contains(&facts.name))
+                && s.verdicts.get(i).is_some_and(|v| verdict_matches(m, v))
+                && s.rows
+                    .get(i)
+                    .is_some_and(|row| context_matches(m, facts, row))
+        })?;
+        let target = match self.target {
+            Target::Source => r.orig_h,
+            Target::Destination => r.resp_h,
+        };
+        Some(Decision {
+            rule: self.name.clone(),
+            kind: self.kind.clone(),
+            target,
+            ttl: self.ttl,
+            model,
+        })
+    }
+}
+
+fn verdict_matches(m: &Match, v: &Verdict) -> bool {
+    if m.flagged && !v.flagged {
+        return false;
+    }
+    if !m.labels.is_empty() {
+        let label = match (&v.label, v.flagged) {
+            (Some(l), _) => l.as_str(),
+            (None, true) => "anomalous",
+            (None, false) => "normal",
+        };
+        if !m.labels.iter().any(|l| l == label) {
+            return false;
+        }
+    }
+    let at_least =
+        |want: Option<f32>, have: Option<f32>| want.is_none_or(|w| have.is_some_and(|h| h >= w));
+    at_least(m.min_probability, v.probability)
+        && at_least(m.min_score, v.score)
+        && m.max_score.is_none_or(|w| v.score.is_some_and(|h| h <= w))
+}
+
+fn context_matches(m: &Match, facts: &ModelFacts, row: &[f64]) -> bool {
+    m.context.iter().all(|b| {
+        let Some(&(i, transform)) = facts.columns.get(&b.column) else {
+            // Another model's column: this model cannot satisfy the rule.
+            return false;
+        };
+        let Some(&x) = row.get(i) else { return false };
+        let x = match transform {
+            Transform::None => x,
+            Transform::Log1p => x.signum() * x.abs().exp_m1(),
+        };
+        b.min.is_none_or(|lo| x >= lo) && b.max.is_none_or(|hi| x <= hi)
+    })
+}
+
+fn nets(rule: &str, key: &str, v: &[String]) -> Result<Vec<IpNet>, RuleError> {
+    v.iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| bad(rule, key, format!("{s:?} is not an address or CIDR")))
+        })
+        .collect()
+}
+
+fn ports(rule: &str, key: &str, v: &[PortSpec]) -> Result<Vec<(u16, u16)>, RuleError> {
+    v.iter()
+        .map(|p| match p {
+            PortSpec::One(n) => Ok((*n, *n)),
+            PortSpec::Range(s) => {
+                let parse = |x: &str| x.trim().parse::<u16>().ok();
+                let r = match s.split_once('-') {
+                    Some((a, b)) => parse(a).zip(parse(b)),
+                    None => parse(s).map(|n| (n, n)),
+                };
+                r.filter(|(a, b)| a <= b)
+                    .ok_or_else(|| bad(rule, key, format!("{s:?} is not a port or a range lo-hi")))
+            }
+        })
+        .collect()
+}
+
+fn check(raw: RawRule, models: &[ModelFacts], cx: &LoadContext) -> Result<Rule, RuleError> {
+    let name = raw.name.as_str();
+    let w = raw.when;
+    for m in &w.models {
+        if !models.iter().any(|f| &f.name == m) {
+            let known: Vec<_> = models.iter().map(|f| f.name.as_str()).collect();
+            return Err(bad(
+                name,
+                "match.models",
+                format!("no model {m:?} is loaded (loaded: {known:?})"),
+            ));
+        }
+    }
+    let candidates: Vec<&ModelFacts> = models
+        .iter()
+        .filter(|f| w.models.is_empty() || w.models.contains(&f.name))
+        .collect();
+    for l in &w.labels {
+        if !candidates.iter().any(|f| f.labels.contains(l)) {
+            return Err(bad(
+                name,
+                "match.labels",
+                format!("no matching model has the label {l:?}"),
+            ));
+        }
+    }
+    for c in w.context.keys() {
+        if !candidates.iter().any(|f| f.columns.contains_key(c)) {
+            return Err(bad(
+                name,
+                "match.context",
+                format!("no matching model has a column {c:?}"),
+            ));
+        }
+    }
+    let record = match w.record.as_deref() {
+        None | Some("any") => RecordKind::Any,
+        Some("interim") => RecordKind::Interim,
+        Some("final") => RecordKind::Final,
+        Some(o) => {
+            return Err(bad(
+                name,
+                "match.record",
+                format!("{o:?}: expected interim, final or any"),
+            ))
+        }
+    };
+    for p in &w.proto {
+        if !matches!(p.as_str(), "tcp" | "udp" | "icmp") {
+            return Err(bad(
+                name,
+                "match.proto",
+                format!("{p:?}: expected tcp, udp or icmp"),
+            ));
+        }
+    }
+    const STATES: [&str; 13] = [
+        "S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH",
+    ];
+    for c in &w.conn_state {
+        if !STATES.contains(&c.as_str()) {
+            return Err(bad(
+                name,
+                "match.conn_state",
+                format!("{c:?} is not a Zeek conn_state"),
+            ));
+        }
+    }
+    let when = Match {
+        labels: w.labels,
+        flagged: w.flagged.unwrap_or(true),
+        min_probability: w.min_probability,
+        min_score: w.min_score,
+        max_score: w.max_score,
+        record,
+        proto: w.proto,
+        service: w.service,
+        conn_state: w.conn_state,
+        src: nets(name, "match.src", &w.src)?,
+        dst: nets(name, "match.dst", &w.dst)?,
+        not_src: nets(name, "match.not_src", &w.not_src)?,
+        not_dst: nets(name, "match.not_dst", &w.not_dst)?,
+        src_ports: ports(name, "match.src_ports", &w.src_ports)?,
+        dst_ports: ports(name, "match.dst_ports", &w.dst_ports)?,
+        context: w
+            .context
+            .into_iter()
+            .map(|(column, b)| Bound {
+                column,
+                min: b.min,
+                max: b.max,
+            })
+            .collect(),
+        models: w.models,
+    };
+    let a = raw.action;
+    let target = match a.target.as_deref() {
+        None | Some("source") => Target::Source,
+        Some("destination") => Target::Destination,
+        Some(o) => {
+            return Err(bad(
+                name,
+                "action.target",
+                format!("{o:?}: expected source or destination"),
+            ))
+        }
+    };
+    let kind = match a.kind.as_str() {
+        "alert" => ActionKind::Alert,
+        "block" => ActionKind::Block,
+        "quarantine_pod" => ActionKind::QuarantinePod,
+        "rate_limit" => {
+            let limit = RateLimit {
+                packets_per_sec: a.packets_per_sec,
+                bytes_per_sec: a.bytes_per_sec,
+                burst: a.burst.unwrap_or(0),
+            };
+            match (limit.packets_per_sec, limit.bytes_per_sec) {
+                (Some(0), _) | (_, Some(0)) => {
+                    return Err(bad(
+                        name,
+                        "action",
+                        "a rate of zero is a block: use kind block",
+                    ))
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(bad(
+                        name,
+                        "action",
+                        "a rate_limit needs exactly one of packets_per_sec and bytes_per_sec",
+                    ))
+                }
+            }
+            if limit.burst == 0 {
+                return Err(bad(name, "action.burst", "must be positive"));
+            }
+            ActionKind::RateLimit(limit)
+        }
+        "hook" => {
+            let h = a
+                .hook
+                .clone()
+                .ok_or_else(|| bad(name, "action.hook", "a hook action names its hook"))?;
+            if !cx.hooks.contains(&h) {
+                return Err(bad(
+                    name,
+                    "action.hook",
+                    format!("no hook {h:?} is configured"),
+                ));
+            }
+            ActionKind::Hook { hook: h }
+        }
+        o => {
+            return Err(bad(
+                name,
+                "action.kind",
+                format!("{o:?}: expected alert, block, rate_limit, quarantine_pod or hook"),
+            ))
+        }
+    };
+    if !matches!(kind, ActionKind::RateLimit(_))
+        && (a.packets_per_sec.is_some() || a.bytes_per_sec.is_some() || a.burst.is_some())
+    {
+        return Err(bad(
+            name,
+            "action",
+            "rates and burst belong to rate_limit actions",
+        ));
+    }
+    if !matches!(kind, ActionKind::Hook { .. }) && a.hook.is_some() {
+        return Err(bad(name, "action.hook", "only hook actions name a hook"));
+    }
+    let ttl = match (&kind, a.ttl_secs) {
+        (ActionKind::Alert, None) => Duration::ZERO,
+        (ActionKind::Alert, Some(_)) => {
+            return Err(bad(
+                name,
+                "action.ttl_secs",
+                "alerts enforce nothing and have no TTL",
+            ))
+        }
+        (_, None) => return Err(bad(name, "action.ttl_secs", "every enforcement has a TTL")),
+        (_, Some(0)) => return Err(bad(name, "action.ttl_secs", "must be positive")),
+        (_, Some(s)) => Duration::from_secs(s),
+    };
+    // A rule that could only ever act on allowlisted addresses is a
+    // mistake worth refusing outright (the runtime check would refuse each
+    // action anyway). A range that only overlaps the allowlist is fine:
+    // the runtime check spares the allowlisted part.
+    if !matches!(kind, ActionKind::Alert) {
+        let (key, ranges) = match target {
+            Target::Source => ("match.src", &when.src),
+            Target::Destination => ("match.dst", &when.dst),
+        };
+        for r in ranges {
+            if let Some(a) = cx.allowlist.iter().find(|a| a.contains(r)) {
+                return Err(bad(
+                    name,
+                    key,
+                    format!("{r} lies inside the allowlisted {a}"),
+                ));
+            }
+        }
+    }
+    Ok(Rule {
+        name: raw.name,
+        priority: raw.priority,
+        when,
+        kind,
+        target,
+        ttl,
+    })
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;

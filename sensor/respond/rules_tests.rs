@@ -1,0 +1,244 @@
+use super::*;
+use crate::conn::record::{ConnState, Proto};
+
+fn facts() -> Vec<ModelFacts> {
+    vec![
+        ModelFacts {
+            name: "clf".into(),
+            labels: vec!["benign".into(), "scan_syn".into(), "flood_syn".into()],
+            columns: [
+                ("src_resp_ports_60s".to_string(), (0, Transform::Log1p)),
+                ("duration".to_string(), (1, Transform::None)),
+            ]
+            .into_iter()
+            .collect(),
+        },
+        ModelFacts {
+            name: "anom".into(),
+            labels: vec!["anomalous".into(), "normal".into()],
+            columns: HashMap::new(),
+        },
+    ]
+}
+
+fn cx() -> LoadContext {
+    LoadContext {
+        allowlist: vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "198.19.255.0/24".parse().unwrap(),
+        ],
+        hooks: vec!["soar".into()],
+    }
+}
+
+fn parse(text: &str) -> Result<RuleSet, RuleError> {
+    RuleSet::parse(text, true, &facts(), &cx())
+}
+
+fn verdict(label: &str, p: f32, flagged: bool) -> Verdict {
+    Verdict {
+        label: Some(label.into()),
+        class: None,
+        probability: Some(p),
+        score: Some(p),
+        flagged,
+    }
+}
+
+fn record(state: ConnState, interim: bool) -> ConnRecord {
+    let mut r = ConnRecord::skeleton(
+        "198.18.0.9".parse().unwrap(),
+        40000,
+        "198.18.0.1".parse().unwrap(),
+        22,
+        Proto::Tcp,
+    );
+    r.conn_state = state;
+    r.interim = interim;
+    r
+}
+
+fn decide(set: &RuleSet, r: &ConnRecord, v: &[Verdict], ports: f64) -> Option<Decision> {
+    let f = facts();
+    let row = [ports.ln_1p(), 1.0];
+    let rows: [&[f64]; 2] = [&row, &[]];
+    set.decide(&Scored {
+        record: r,
+        verdicts: v,
+        models: &f,
+        rows: &rows,
+    })
+}
+
+const RULES: &str = r#"
+rules:
+  - name: alert-rest
+    priority: 100
+    action: { kind: alert }
+  - name: scan
+    priority: 10
+    match: { models: [clf], labels: [scan_syn], min_probability: 0.8, record: interim }
+    action: { kind: block, ttl_secs: 60 }
+  - name: ports
+    priority: 20
+    match: { models: [clf], flagged: false, context: { src_resp_ports_60s: { min: 50 } } }
+    action: { kind: rate_limit, packets_per_sec: 10, burst: 20, ttl_secs: 30 }
+"#;
+
+#[test]
+fn first_match_by_priority() {
+    let set = parse(RULES).unwrap();
+    let names: Vec<_> = set.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["scan", "ports", "alert-rest"]);
+    let v = [
+        verdict("scan_syn", 0.9, true),
+        verdict("normal", 0.1, false),
+    ];
+    let d = decide(&set, &record(ConnState::REJ, true), &v, 3.0).unwrap();
+    assert_eq!(
+        (d.rule.as_str(), d.kind.name(), d.model),
+        ("scan", "block", 0)
+    );
+    assert_eq!(d.target, "198.18.0.9".parse::<IpAddr>().unwrap());
+    // Final records do not match an interim-only rule; the catch-all does.
+    let d = decide(&set, &record(ConnState::REJ, false), &v, 3.0).unwrap();
+    assert_eq!(d.rule, "alert-rest");
+    // Under the probability threshold.
+    let low = [
+        verdict("scan_syn", 0.75, true),
+        verdict("normal", 0.1, false),
+    ];
+    assert_eq!(
+        decide(&set, &record(ConnState::REJ, true), &low, 3.0)
+            .unwrap()
+            .rule,
+        "alert-rest"
+    );
+}
+
+#[test]
+fn context_bounds_read_plain_counts() {
+    let set = parse(RULES).unwrap();
+    let v = [verdict("benign", 0.9, false), verdict("normal", 0.1, false)];
+    // The row holds log1p(60); the rule's bound is on 60.
+    let d = decide(&set, &record(ConnState::S0, false), &v, 60.0).unwrap();
+    assert_eq!(d.rule, "ports");
+    // 49 ports and nothing flagged: no rule (the catch-all wants flagged).
+    assert_eq!(decide(&set, &record(ConnState::S0, false), &v, 49.0), None);
+}
+
+#[test]
+fn addresses_ports_and_states_filter() {
+    let set = parse(
+        r#"
+rules:
+  - name: r
+    priority: 1
+    match: { src: [198.18.0.0/24], not_src: [198.18.0.8/30], dst_ports: [22, "80-90"], conn_state: [REJ] }
+    action: { kind: block, ttl_secs: 5 }
+"#,
+    )
+    .unwrap();
+    let v = [verdict("scan_syn", 0.9, true)];
+    let mut r = record(ConnState::REJ, false);
+    r.orig_h = "198.18.0.20".parse().unwrap();
+    assert!(decide(&set, &r, &v, 0.0).is_some());
+    r.resp_p = 85;
+    assert!(decide(&set, &r, &v, 0.0).is_some());
+    r.resp_p = 91;
+    assert!(decide(&set, &r, &v, 0.0).is_none());
+    r.resp_p = 22;
+    r.orig_h = "198.18.0.9".parse().unwrap(); // inside not_src
+    assert!(decide(&set, &r, &v, 0.0).is_none());
+    r.orig_h = "198.18.0.20".parse().unwrap();
+    r.conn_state = ConnState::SF;
+    assert!(decide(&set, &r, &v, 0.0).is_none());
+}
+
+/// Each mistake is refused at load with the rule's name and the key.
+#[test]
+fn bad_rules_are_refused_naming_rule_and_key() {
+    let cases = [
+        (
+            "match: { models: [nope] }\n    action: { kind: alert }",
+            "match.models",
+        ),
+        (
+            "match: { labels: [flood_udp] }\n    action: { kind: alert }",
+            "match.labels",
+        ),
+        (
+            "match: { src: [198.18.0.0/33] }\n    action: { kind: alert }",
+            "match.src",
+        ),
+        (
+            "match: { context: { nothing: { min: 1 } } }\n    action: { kind: alert }",
+            "match.context",
+        ),
+        ("action: { kind: block, ttl_secs: 0 }", "action.ttl_secs"),
+        ("action: { kind: block }", "action.ttl_secs"),
+        ("action: { kind: explode, ttl_secs: 5 }", "action.kind"),
+        (
+            "action: { kind: rate_limit, ttl_secs: 5, burst: 5 }",
+            "action",
+        ),
+        (
+            "action: { kind: rate_limit, ttl_secs: 5, packets_per_sec: 5 }",
+            "action.burst",
+        ),
+        (
+            "action: { kind: hook, hook: other, ttl_secs: 5 }",
+            "action.hook",
+        ),
+        (
+            "match: { src: [127.0.0.1] }\n    action: { kind: block, ttl_secs: 5 }",
+            "match.src",
+        ),
+        (
+            "match: { src: [198.19.255.128/25] }\n    action: { kind: block, ttl_secs: 5 }",
+            "match.src",
+        ),
+        (
+            "match: { dst_ports: [\"90-80\"] }\n    action: { kind: alert }",
+            "match.dst_ports",
+        ),
+        (
+            "match: { conn_state: [XX] }\n    action: { kind: alert }",
+            "match.conn_state",
+        ),
+    ];
+    for (body, key) in cases {
+        let text = format!("rules:\n  - name: broken\n    priority: 1\n    {body}\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("\"broken\"") && e.contains(key), "{body}: {e}");
+    }
+    // An allowlisted range is fine for an alert, and a range that only
+    // overlaps the allowlist is fine for a block (the runtime check
+    // spares the allowlisted part).
+    parse("rules:\n  - name: ok2\n    priority: 1\n    match: { src: [198.19.0.0/16] }\n    action: { kind: block, ttl_secs: 5 }\n").unwrap();
+    parse("rules:\n  - name: ok\n    priority: 1\n    match: { src: [127.0.0.0/8] }\n    action: { kind: alert }\n").unwrap();
+    // Unknown keys name their path.
+    let e = parse("rules:\n  - name: x\n    priority: 1\n    action: { kind: alert, ttl: 5 }\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rules[0].action"), "{e}");
+    let e = parse("rules:\n  - { name: a, priority: 1, action: { kind: alert } }\n  - { name: a, priority: 2, action: { kind: alert } }\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"a\"") && e.contains("name"), "{e}");
+}
+
+#[test]
+fn the_shipped_rule_files_load_against_the_bundled_models() {
+    let models = crate::model::bundled::load_models(&[]).unwrap();
+    let facts: Vec<_> = models.iter().map(ModelFacts::of).collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let set = RuleSet::load(&dir.join("default.yaml"), &facts, &cx()).unwrap();
+    assert!(set.rules.len() >= 4);
+    // The examples are disabled, but their keys must all parse.
+    let text = std::fs::read_to_string(dir.join("examples.yaml"))
+        .unwrap()
+        .replace("enabled: false", "enabled: true");
+    let set = RuleSet::parse(&text, true, &facts, &cx()).unwrap();
+    assert_eq!(set.rules.len(), 3);
+}

@@ -10,6 +10,8 @@
 //! change never reaches into an enforcer.
 
 pub mod action;
+pub mod admit;
 pub mod rules;
+pub mod safety;
 
 pub use action::{Action, ActionKind, Evidence, RateLimit};

@@ -48,6 +48,7 @@ pub struct Config {
     pub output: OutputConfig,
     pub models: ModelsConfig,
     pub metrics: MetricsConfig,
+    pub respond: RespondConfig,
 }
 
 /// Live capture (libpcap).
@@ -253,6 +254,67 @@ impl Default for MetricsConfig {
     }
 }
 
+/// From verdicts to actions (rules/default.yaml explains the safety
+/// guards).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RespondConfig {
+    /// Off by default: until an operator has watched the dry-run actions
+    /// in the log and the platform, nothing is enforced.
+    pub enforce: bool,
+    /// Rule file (YAML, or TOML by extension); unset: the bundled
+    /// rules/default.yaml.
+    pub rules_file: Option<PathBuf>,
+    /// Addresses and CIDRs never acted on, besides the discovered ones
+    /// (node addresses, gateways, resolvers, API server) and loopback,
+    /// link-local and multicast.
+    pub allowlist: Vec<String>,
+    /// Circuit breaker: enforcement actions per minute beyond which osprey
+    /// only alerts, so a model gone wrong cannot block half the internet.
+    pub max_actions_per_minute: u32,
+    /// The rate limit a block becomes when its source never answered a
+    /// SYN-ACK (its address may be spoofed).
+    pub spoofed_rate_limit_packets_per_sec: u32,
+    pub spoofed_rate_limit_burst: u32,
+    /// How long an address that answered a SYN-ACK counts as real.
+    pub proven_source_secs: u64,
+    /// The same rule's alert about the same address is not repeated
+    /// within this time.
+    pub alert_repeat_secs: u64,
+    /// Decisions queued from the scorer to the responder; beyond it they
+    /// are dropped and counted (stage `respond`).
+    pub queue_actions: usize,
+}
+
+impl Default for RespondConfig {
+    fn default() -> Self {
+        RespondConfig {
+            enforce: false,
+            rules_file: None,
+            allowlist: Vec::new(),
+            max_actions_per_minute: 60,
+            spoofed_rate_limit_packets_per_sec: 100,
+            spoofed_rate_limit_burst: 200,
+            proven_source_secs: 3600,
+            alert_repeat_secs: 60,
+            queue_actions: 4096,
+        }
+    }
+}
+
+impl RespondConfig {
+    /// The configured allowlist as ranges (each checked by `validate`).
+    pub fn allowlist_nets(&self) -> Vec<ipnet::IpNet> {
+        self.allowlist.iter().filter_map(|s| parse_net(s)).collect()
+    }
+}
+
+fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
 impl Config {
     /// Reads and checks `path` (TOML or YAML by extension).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -316,6 +378,25 @@ impl Config {
             return Err(bad(
                 "capture.buffer_size_bytes",
                 "must be at least 65536".into(),
+            ));
+        }
+        for (i, a) in self.respond.allowlist.iter().enumerate() {
+            if parse_net(a).is_none() {
+                return Err(bad(
+                    &format!("respond.allowlist[{i}]"),
+                    format!("{a:?} is not an address or CIDR"),
+                ));
+            }
+        }
+        if self.respond.queue_actions == 0 {
+            return Err(bad("respond.queue_actions", "must be positive".into()));
+        }
+        if self.respond.spoofed_rate_limit_packets_per_sec == 0
+            || self.respond.spoofed_rate_limit_burst == 0
+        {
+            return Err(bad(
+                "respond.spoofed_rate_limit_packets_per_sec",
+                "the rate and the burst must be positive".into(),
             ));
         }
         if c.read_timeout_ms == 0 {

@@ -24,7 +24,33 @@ use osprey::metrics::{Health, Metrics};
 use osprey::model::bundled::load_models;
 use osprey::model::Model;
 use osprey::pipeline::{StageOptions, Stages};
-use osprey::score::live::{run_scorer, ModelSet, ScorerOptions};
+use osprey::respond::admit::{Admission, AdmitConfig, Proposal};
+use osprey::respond::dispatch::Dispatch;
+use osprey::respond::responder::{RespondMetrics, Responder};
+use osprey::respond::rules::{LoadContext, ModelFacts, RuleSet};
+use osprey::respond::safety::{Allowlist, ProvenSources};
+use osprey::respond::RateLimit;
+use osprey::score::live::{run_scorer, ModelSet, Reload, Responding, ScorerOptions};
+
+/// The rule file the configuration names, or the bundled default, checked
+/// against the models that will run.
+pub fn load_rules(cfg: &Config, models: &[Model]) -> Result<RuleSet> {
+    let facts: Vec<ModelFacts> = models.iter().map(ModelFacts::of).collect();
+    let cx = LoadContext {
+        allowlist: Allowlist::new(&cfg.respond.allowlist_nets())
+            .fixed()
+            .to_vec(),
+        hooks: Vec::new(),
+    };
+    Ok(match &cfg.respond.rules_file {
+        Some(p) => RuleSet::load(p, &facts, &cx)?,
+        None => RuleSet::parse(DEFAULT_RULES, true, &facts, &cx)
+            .context("the bundled rules/default.yaml")?,
+    })
+}
+
+/// rules/default.yaml, so the daemon responds out of the box.
+const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -50,6 +76,13 @@ pub struct RunArgs {
     /// JSON lines on standard output instead of log files (output.stdout).
     #[arg(long)]
     stdout: bool,
+    /// Enforce actions (respond.enforce); without it, every action is a
+    /// logged and reported dry run.
+    #[arg(long)]
+    enforce: bool,
+    /// Rule file (respond.rules_file; default: the bundled rules).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
 }
 
 /// The configuration file with the command line's overrides applied.
@@ -75,6 +108,12 @@ fn effective_config(a: &RunArgs) -> Result<Config> {
     }
     if a.stdout {
         cfg.output.stdout = true;
+    }
+    if a.enforce {
+        cfg.respond.enforce = true;
+    }
+    if let Some(r) = &a.rules {
+        cfg.respond.rules_file = Some(r.clone());
     }
     let origin = a
         .config
@@ -119,7 +158,37 @@ pub fn run(a: RunArgs) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let (reload_tx, reload_rx) = crossbeam_channel::bounded::<Vec<Model>>(1);
+    let rules = load_rules(&cfg, &models)?;
+    let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(cfg.respond.queue_actions);
+    let responder = Responder {
+        admission: Admission::new(
+            AdmitConfig {
+                enforce: cfg.respond.enforce,
+                spoofed_limit: RateLimit {
+                    packets_per_sec: Some(cfg.respond.spoofed_rate_limit_packets_per_sec),
+                    bytes_per_sec: None,
+                    burst: cfg.respond.spoofed_rate_limit_burst,
+                },
+                alert_repeat: Duration::from_secs(cfg.respond.alert_repeat_secs),
+            },
+            {
+                let mut a = Allowlist::new(&cfg.respond.allowlist_nets());
+                a.discover(&[]);
+                a
+            },
+            cfg.respond.max_actions_per_minute,
+        ),
+        dispatch: Dispatch::default(),
+        metrics: RespondMetrics::register(&metrics.registry),
+        rediscover: Duration::from_secs(60),
+        api_servers: Vec::new(),
+    };
+    let responding = Responding {
+        rules,
+        tx: proposals_tx,
+        proven: ProvenSources::new(cfg.respond.proven_source_secs as f64, 1 << 16),
+    };
+    let (reload_tx, reload_rx) = crossbeam_channel::bounded::<Reload>(1);
     let io = IoThread::start(
         listener,
         metrics.clone(),
@@ -128,9 +197,11 @@ pub fn run(a: RunArgs) -> Result<()> {
         Reloader {
             config: a.config.clone(),
             cli_models: a.models.clone(),
+            cli_rules: a.rules.clone(),
             tx: reload_tx,
             metrics: metrics.clone(),
         },
+        (responder, proposals_rx),
     )?;
 
     let stage_opts = StageOptions {
@@ -170,6 +241,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         records,
         reload_rx,
         ModelSet::new(models, context.clone()),
+        Some(responding),
         ScorerOptions {
             batch_rows: cfg.pipeline.score_batch_rows,
             max_wait: Duration::from_millis(cfg.pipeline.score_max_wait_ms),
@@ -193,27 +265,36 @@ pub fn run(a: RunArgs) -> Result<()> {
 struct Reloader {
     config: Option<PathBuf>,
     cli_models: Vec<PathBuf>,
-    tx: crossbeam_channel::Sender<Vec<Model>>,
+    cli_rules: Option<PathBuf>,
+    tx: crossbeam_channel::Sender<Reload>,
     metrics: Arc<Metrics>,
 }
 
 impl Reloader {
     fn reload(&self) {
-        let result = (|| -> Result<Vec<Model>> {
-            let specs = if !self.cli_models.is_empty() {
-                self.cli_models.clone()
-            } else if let Some(p) = &self.config {
-                Config::load(p)?.models.specs
-            } else {
-                Vec::new()
+        let result = (|| -> Result<Reload> {
+            let mut cfg = match &self.config {
+                Some(p) => Config::load(p)?,
+                None => Config::default(),
             };
-            Ok(load_models(&specs)?)
+            if !self.cli_models.is_empty() {
+                cfg.models.specs = self.cli_models.clone();
+            }
+            if let Some(r) = &self.cli_rules {
+                cfg.respond.rules_file = Some(r.clone());
+            }
+            let models = load_models(&cfg.models.specs)?;
+            let rules = load_rules(&cfg, &models)?;
+            Ok(Reload {
+                models,
+                rules: Some(rules),
+            })
         })();
         match result {
-            Ok(models) => {
-                if self.tx.try_send(models).is_ok() {
+            Ok(reload) => {
+                if self.tx.try_send(reload).is_ok() {
                     self.metrics.reloads.with_label_values(&["ok"]).inc();
-                    tracing::info!("SIGHUP: new models loaded");
+                    tracing::info!("SIGHUP: new models and rules loaded");
                 } else {
                     self.metrics.reloads.with_label_values(&["error"]).inc();
                     tracing::error!("SIGHUP: a reload is already pending; this one is dropped");
@@ -223,9 +304,9 @@ impl Reloader {
                 self.metrics.reloads.with_label_values(&["error"]).inc();
                 tracing::error!(
                     error = format!("{e:#}"),
-                    "SIGHUP: reload refused, the running models stay"
+                    "SIGHUP: reload refused, the running models and rules stay"
                 );
-                eprintln!("osprey: reload refused, the running models stay: {e:#}");
+                eprintln!("osprey: reload refused, the running models and rules stay: {e:#}");
             }
         }
     }
@@ -244,6 +325,7 @@ impl IoThread {
         health: Arc<Health>,
         stop: Arc<AtomicBool>,
         reloader: Reloader,
+        responder: (Responder, tokio::sync::mpsc::Receiver<Proposal>),
     ) -> Result<IoThread> {
         use tokio::signal::unix::{signal, SignalKind};
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -272,6 +354,8 @@ impl IoThread {
                             let _ = done_rx.await;
                         },
                     ));
+                    let (responder, proposals) = responder;
+                    let responding = tokio::spawn(responder.run(proposals));
                     let reloader = Arc::new(reloader);
                     loop {
                         tokio::select! {
@@ -290,6 +374,8 @@ impl IoThread {
                     if let Ok(Err(e)) = server.await {
                         tracing::warn!(error = %e, "metrics server failed");
                     }
+                    // Ends once the scorer has finished (its sender dropped).
+                    let _ = responding.await;
                 });
             })
             .context("starting the I/O thread")?;

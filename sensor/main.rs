@@ -46,7 +46,7 @@ enum Command {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["models", "config"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["models", "config", "rules"])))]
 struct CheckArgs {
     /// Feature specs (models/NAME.toml), each next to its ONNX model.
     #[arg(long = "model", value_name = "SPEC", num_args = 1..)]
@@ -55,6 +55,11 @@ struct CheckArgs {
     /// checked, and its models loaded.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// A rule file: checked against the models (--model, else the
+    /// config's, else the bundled ones) and printed in the order rules are
+    /// tried.
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -266,6 +271,26 @@ fn check(a: CheckArgs) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+    if let Some(path) = &a.rules {
+        let mut cfg = match &a.config {
+            Some(p) => osprey::config::Config::load(p)?,
+            None => osprey::config::Config::default(),
+        };
+        if !a.models.is_empty() {
+            cfg.models.specs = a.models.clone();
+        }
+        cfg.respond.rules_file = Some(path.clone());
+        let models = load_models(&cfg.models.specs)?;
+        let set = daemon::load_rules(&cfg, &models)?;
+        println!(
+            "{}: ok, {} rule(s), tried in this order:",
+            path.display(),
+            set.rules.len()
+        );
+        for r in &set.rules {
+            println!("  {}", osprey::respond::rules::summary(r));
+        }
     }
     for (i, path) in a.models.iter().enumerate() {
         let spec = FeatureSpec::load(path)?;

@@ -11,6 +11,8 @@
 
 pub mod action;
 pub mod admit;
+pub mod dispatch;
+pub mod responder;
 pub mod rules;
 pub mod safety;
 

@@ -353,6 +353,90 @@ impl Rule {
     }
 }
 
+/// One line per rule for `osprey check --rules`.
+pub fn summary(r: &Rule) -> String {
+    let m = &r.when;
+    let mut when = Vec::new();
+    let list = |k: &str, v: &[String]| (!v.is_empty()).then(|| format!("{k}={}", v.join(",")));
+    let nets = |k: &str, v: &[IpNet]| {
+        (!v.is_empty()).then(|| {
+            format!(
+                "{k}={}",
+                v.iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
+    };
+    when.extend(list("models", &m.models));
+    when.extend(list("labels", &m.labels));
+    if !m.flagged {
+        when.push("flagged=any".into());
+    }
+    when.extend(m.min_probability.map(|p| format!("probability>={p}")));
+    when.extend(m.min_score.map(|p| format!("score>={p}")));
+    when.extend(m.max_score.map(|p| format!("score<={p}")));
+    match m.record {
+        RecordKind::Interim => when.push("interim".into()),
+        RecordKind::Final => when.push("final".into()),
+        RecordKind::Any => {}
+    }
+    when.extend(list("proto", &m.proto));
+    when.extend(list("service", &m.service));
+    when.extend(list("conn_state", &m.conn_state));
+    when.extend(nets("src", &m.src));
+    when.extend(nets("dst", &m.dst));
+    when.extend(nets("not_src", &m.not_src));
+    when.extend(nets("not_dst", &m.not_dst));
+    for (k, ps) in [("src_ports", &m.src_ports), ("dst_ports", &m.dst_ports)] {
+        if !ps.is_empty() {
+            let v: Vec<String> = ps
+                .iter()
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
+                .collect();
+            when.push(format!("{k}={}", v.join(",")));
+        }
+    }
+    for b in &m.context {
+        when.extend(b.min.map(|x| format!("{}>={x}", b.column)));
+        when.extend(b.max.map(|x| format!("{}<={x}", b.column)));
+    }
+    let action = match &r.kind {
+        ActionKind::RateLimit(l) => match (l.packets_per_sec, l.bytes_per_sec) {
+            (Some(p), _) => format!("rate_limit {p} packets/s burst {}", l.burst),
+            (_, Some(b)) => format!("rate_limit {b} bytes/s burst {}", l.burst),
+            _ => "rate_limit".into(),
+        },
+        ActionKind::Hook { hook } => format!("hook {hook}"),
+        k => k.name().to_string(),
+    };
+    let target = match r.target {
+        Target::Source => "source",
+        Target::Destination => "destination",
+    };
+    let ttl = if r.ttl.is_zero() {
+        String::new()
+    } else {
+        format!(" for {}s", r.ttl.as_secs())
+    };
+    let when = if when.is_empty() {
+        "any flagged verdict".to_string()
+    } else {
+        when.join(" ")
+    };
+    format!(
+        "{:>5} {:<20} {action} {target}{ttl} when {when}",
+        r.priority, r.name
+    )
+}
+
 fn verdict_matches(m: &Match, v: &Verdict) -> bool {
     if m.flagged && !v.flagged {
         return false;

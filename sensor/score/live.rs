@@ -17,6 +17,10 @@ use crate::features::{scale_rows, to_f32, Flow, LiveConfig, LiveFeaturizer};
 use crate::metrics::Metrics;
 use crate::model::{Model, Verdict};
 use crate::pipeline::RecordBatch;
+use crate::respond::admit::Proposal;
+use crate::respond::rules::{ModelFacts, RuleSet, Scored};
+use crate::respond::safety::ProvenSources;
+use crate::respond::Evidence;
 
 /// Where the scorer writes.
 pub trait LiveOutputs {
@@ -35,6 +39,8 @@ pub trait LiveOutputs {
 /// each flow featurized once.
 pub struct ModelSet {
     models: Vec<Model>,
+    /// What rules may name, per model.
+    facts: Vec<ModelFacts>,
     featurizers: Vec<LiveFeaturizer>,
     /// `featurizers` index of each model.
     uses: Vec<usize>,
@@ -58,6 +64,7 @@ impl ModelSet {
             }
         }
         ModelSet {
+            facts: models.iter().map(ModelFacts::of).collect(),
             models,
             featurizers,
             uses,
@@ -88,6 +95,23 @@ pub struct ScorerOptions {
     pub context: LiveConfig,
 }
 
+/// The scorer's side of the response: rules run right where the verdicts
+/// and feature rows are, so only decisions cross to the responder.
+pub struct Responding {
+    pub rules: RuleSet,
+    /// To the responder; full means the responder is behind, and the
+    /// proposal is dropped and counted rather than stalling scoring.
+    pub tx: tokio::sync::mpsc::Sender<Proposal>,
+    /// Fed with every record, scored or shed.
+    pub proven: ProvenSources,
+}
+
+/// A reload: new models, and the rules checked against them.
+pub struct Reload {
+    pub models: Vec<Model>,
+    pub rules: Option<RuleSet>,
+}
+
 struct Pending {
     record: ConnRecord,
     emitted: Instant,
@@ -97,8 +121,9 @@ struct Pending {
 /// scores what is pending, closes the logs and returns.
 pub fn run_scorer(
     records: Receiver<RecordBatch>,
-    reloads: Receiver<Vec<Model>>,
+    reloads: Receiver<Reload>,
     mut set: ModelSet,
+    mut respond: Option<Responding>,
     o: ScorerOptions,
     out: &mut dyn LiveOutputs,
     metrics: &Metrics,
@@ -128,6 +153,9 @@ pub fn run_scorer(
                             .inc_by(batch.records.len() as u64);
                     }
                     for record in batch.records {
+                        if let Some(r) = respond.as_mut() {
+                            r.proven.observe(&record);
+                        }
                         if !record.interim {
                             if let Err(e) = out.conn(&record) {
                                 metrics.log_write_errors.with_label_values(&["conn"]).inc();
@@ -139,18 +167,21 @@ pub fn run_scorer(
                         }
                         pending.push(Pending { record, emitted: batch.emitted });
                         if pending.len() >= batch_rows {
-                            score(&mut set, &mut pending, out, metrics);
+                            score(&mut set, &mut pending, respond.as_mut(), out, metrics);
                         }
                     }
                 }
                 Err(_) => closed = true,
             },
             recv(reloads) -> msg => {
-                if let Ok(models) = msg {
+                if let Ok(Reload { models, rules }) = msg {
                     // Records already waiting are scored by the models they
                     // were featurized for.
-                    score(&mut set, &mut pending, out, metrics);
+                    score(&mut set, &mut pending, respond.as_mut(), out, metrics);
                     set = ModelSet::new(models, o.context.clone());
+                    if let (Some(r), Some(rules)) = (respond.as_mut(), rules) {
+                        r.rules = rules;
+                    }
                     metrics.models_loaded.set(set.models.len() as i64);
                     tracing::info!(models = set.models.len(), "models reloaded");
                 }
@@ -158,7 +189,7 @@ pub fn run_scorer(
             default(timeout) => {},
         }
         if closed {
-            score(&mut set, &mut pending, out, metrics);
+            score(&mut set, &mut pending, respond.as_mut(), out, metrics);
             return out.finish();
         }
         let now = Instant::now();
@@ -166,7 +197,7 @@ pub fn run_scorer(
             .first()
             .is_some_and(|p| now >= p.emitted + o.max_wait)
         {
-            score(&mut set, &mut pending, out, metrics);
+            score(&mut set, &mut pending, respond.as_mut(), out, metrics);
         }
         if now.duration_since(last_tick) >= tick_every {
             last_tick = now;
@@ -180,7 +211,13 @@ pub fn run_scorer(
 
 /// Scores and empties `pending`. A model error is logged and counted; the
 /// records are not lost from conn.log (already written).
-fn score(set: &mut ModelSet, pending: &mut Vec<Pending>, out: &mut dyn LiveOutputs, m: &Metrics) {
+fn score(
+    set: &mut ModelSet,
+    pending: &mut Vec<Pending>,
+    respond: Option<&mut Responding>,
+    out: &mut dyn LiveOutputs,
+    m: &Metrics,
+) {
     if pending.is_empty() || set.models.is_empty() {
         pending.clear();
         return;
@@ -253,5 +290,69 @@ fn score(set: &mut ModelSet, pending: &mut Vec<Pending>, out: &mut dyn LiveOutpu
             tracing::warn!(error = %e, "alerts.log write failed");
         }
     }
+    if let Some(r) = respond {
+        propose(set, &raws, pending, &verdicts, r, m);
+    }
     pending.clear();
+}
+
+/// Runs the rules over a scored batch and hands decisions to the responder.
+fn propose(
+    set: &ModelSet,
+    raws: &[Vec<f64>],
+    pending: &[Pending],
+    verdicts: &[Vec<Verdict>],
+    r: &mut Responding,
+    m: &Metrics,
+) {
+    if r.rules.rules.is_empty() {
+        return;
+    }
+    let widths: Vec<usize> = set.models.iter().map(|x| x.spec().columns()).collect();
+    for (j, (p, v)) in pending.iter().zip(verdicts).enumerate() {
+        let rows: Vec<&[f64]> = set
+            .uses
+            .iter()
+            .zip(&widths)
+            .map(|(&u, &w)| raws[u].get(j * w..(j + 1) * w).unwrap_or(&[]))
+            .collect();
+        let scored = Scored {
+            record: &p.record,
+            verdicts: v,
+            models: &set.facts,
+            rows: &rows,
+        };
+        let Some(decision) = r.rules.decide(&scored) else {
+            continue;
+        };
+        let rec = &p.record;
+        let verdict = &v[decision.model];
+        let now_ts = rec.ts + rec.duration.unwrap_or(0.0);
+        let proposal = Proposal {
+            source_proven: r.proven.is_proven(rec.orig_h, now_ts),
+            evidence: Evidence {
+                uid: rec.uid.to_string(),
+                interim: rec.interim,
+                model: set.facts[decision.model].name.clone(),
+                label: verdict.label.clone(),
+                score: verdict.score,
+                probability: verdict.probability,
+                orig_h: rec.orig_h,
+                orig_p: rec.orig_p,
+                resp_h: rec.resp_h,
+                resp_p: rec.resp_p,
+                proto: rec.proto.as_str().to_string(),
+                service: (!rec.service.is_empty()).then(|| rec.service.join(",")),
+                conn_state: rec.conn_state.as_str().to_string(),
+                history: (!rec.history.as_str().is_empty())
+                    .then(|| rec.history.as_str().to_string()),
+            },
+            decision,
+        };
+        if r.tx.try_send(proposal).is_err() {
+            m.pipeline_dropped_records
+                .with_label_values(&["respond"])
+                .inc();
+        }
+    }
 }

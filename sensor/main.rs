@@ -354,9 +354,12 @@ fn run(cli: Cli) -> Result<()> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
+            // Action lines are the audit trail of enforcement: on unless
+            // OSPREY_LOG says otherwise.
             tracing_subscriber::EnvFilter::try_from_env("OSPREY_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "warn,osprey::action=info".into()),
         )
         .init();
     match run(Cli::parse()) {

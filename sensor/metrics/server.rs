@@ -23,6 +23,10 @@ pub struct Health {
     capture_running: AtomicBool,
     models_loaded: AtomicBool,
     stopping: AtomicBool,
+    /// Why enforcement cannot run (nft missing, no CAP_NET_ADMIN, no API
+    /// server), if it cannot. Detection goes on, so the sensor stays
+    /// ready, but the probe's body says so.
+    enforcement_degraded: std::sync::Mutex<Option<String>>,
 }
 
 impl Health {
@@ -31,6 +35,17 @@ impl Health {
     }
     pub fn set_models_loaded(&self, v: bool) {
         self.models_loaded.store(v, Ordering::Release);
+    }
+    pub fn set_enforcement_degraded(&self, why: Option<String>) {
+        if let Ok(mut g) = self.enforcement_degraded.lock() {
+            *g = why;
+        }
+    }
+    pub fn enforcement_degraded(&self) -> Option<String> {
+        self.enforcement_degraded
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
     }
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Release);
@@ -64,10 +79,13 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
-    if s.health.ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    match (s.health.ready(), s.health.enforcement_degraded()) {
+        (true, None) => (StatusCode::OK, "ready\n".to_string()),
+        (true, Some(why)) => (
+            StatusCode::OK,
+            format!("ready; enforcement degraded: {why}\n"),
+        ),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string()),
     }
 }
 

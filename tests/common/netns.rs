@@ -401,3 +401,117 @@ pub fn write(path: &Path, text: &str) {
     let mut f = std::fs::File::create(path).expect("create");
     f.write_all(text.as_bytes()).expect("write");
 }
+
+/// Three namespaces: a victim (where osprey runs) joined by one veth pair
+/// to an attacker and by another to a client, each on its own /24 of
+/// 198.18.0.0/15, routed through the victim.
+pub struct Lan {
+    pub victim: String,
+    pub attacker: String,
+    pub client: String,
+    /// The victim's interface towards the attacker (osprey captures here).
+    pub victim_if: String,
+    pub victim_ip: String,
+    pub attacker_ip: String,
+    pub client_ip: String,
+}
+
+impl Lan {
+    pub fn new() -> Lan {
+        let id = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            SERIAL.fetch_add(1, Ordering::Relaxed)
+        );
+        let lan = Lan {
+            victim: format!("osprey-v-{id}"),
+            attacker: format!("osprey-x-{id}"),
+            client: format!("osprey-c-{id}"),
+            victim_if: format!("ospv{id}"),
+            victim_ip: "198.18.1.1".into(),
+            attacker_ip: "198.18.1.2".into(),
+            client_ip: "198.18.2.2".into(),
+        };
+        for ns in [&lan.victim, &lan.attacker, &lan.client] {
+            run(&["ip", "netns", "add", ns]);
+            no_ipv6(ns);
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        let client_if = format!("ospw{id}");
+        for (peer_ns, vif, pif, net) in [
+            (
+                &lan.attacker,
+                &lan.victim_if,
+                format!("ospx{id}"),
+                "198.18.1",
+            ),
+            (&lan.client, &client_if, format!("ospc{id}"), "198.18.2"),
+        ] {
+            run(&[
+                "ip",
+                "-n",
+                &lan.victim,
+                "link",
+                "add",
+                vif,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &pif,
+                "netns",
+                peer_ns,
+            ]);
+            run(&[
+                "ip",
+                "-n",
+                &lan.victim,
+                "addr",
+                "add",
+                &format!("{net}.1/24"),
+                "dev",
+                vif,
+            ]);
+            run(&["ip", "-n", &lan.victim, "link", "set", vif, "up"]);
+            run(&[
+                "ip",
+                "-n",
+                peer_ns,
+                "addr",
+                "add",
+                &format!("{net}.2/24"),
+                "dev",
+                &pif,
+            ]);
+            run(&["ip", "-n", peer_ns, "link", "set", &pif, "up"]);
+            run(&[
+                "ip",
+                "-n",
+                peer_ns,
+                "route",
+                "add",
+                "198.18.0.0/15",
+                "via",
+                &format!("{net}.1"),
+            ]);
+        }
+        lan
+    }
+
+    /// Runs a command in `ns`, returning its output whatever the status.
+    pub fn try_exec(ns: &str, cmd: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", cmd.join(" ")))
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for ns in [&self.victim, &self.attacker, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}

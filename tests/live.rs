@@ -11,16 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 mod common;
+use common::lab_dir;
 use common::netns::{self, LoopNs, Osprey, VethPair};
-
-fn lab_dir() -> Option<PathBuf> {
-    let shared = std::env::var_os("OSPREY_SHARED").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
-        PathBuf::from,
-    );
-    let d = shared.join("lab-pcaps");
-    d.is_dir().then_some(d)
-}
 
 /// Captures to replay at their own pace: `OSPREY_E2E_PCAPS` (comma
 /// separated names in lab-pcaps) or two short ones of different kinds.

@@ -132,6 +132,21 @@ def drop_kinds(text):
             f"records not scored {total(text, 'osprey_pipeline_dropped_records_total'):.0f}")
 
 
+def bare_capture(pcap, loops):
+    """tcpreplay's top speed while a bare capture (tcpdump writing nowhere,
+    same 64 MiB ring, block mode) reads the veth: the cost of capturing at
+    all, which the kernel charges to the sender, with no analysis."""
+    p = subprocess.Popen(["ip", "netns", "exec", NS_A, "tcpdump", "-i", IF_A, "-B", "65536",
+                          "-w", "/dev/null", "-q"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    try:
+        return tcpreplay(pcap, loops, ["--topspeed"])
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+
+
 def run_at(pcap, loops, pps):
     with tempfile.TemporaryDirectory() as d:
         p = start_osprey(d)
@@ -164,26 +179,35 @@ def main():
         sys.exit("needs root (network namespaces, capture)")
     if not os.access(OSPREY, os.X_OK):
         sys.exit("build first: cargo build --release")
+    have_tcpdump = subprocess.run(["sh", "-c", "command -v tcpdump"], capture_output=True).returncode == 0
     setup()
     try:
         # tcpreplay alone and tcpreplay with osprey capturing, interleaved
         # so that a busy host skews both alike; medians reported.
-        alone, with_osprey = [], []
+        alone, bare, with_osprey = [], [], []
         for _ in range(a.runs):
             sent, mbps, top = tcpreplay(a.pcap, a.loops, ["--topspeed"])
             alone.append(top)
             print(f"tcpreplay alone, top speed: {top:,.0f} pps, {mbps:.1f} Mbps ({sent} packets)")
+            if have_tcpdump:
+                _, bmbps, btop = bare_capture(a.pcap, a.loops)
+                bare.append(btop)
+                print(f"with a bare capture (tcpdump), top speed: {btop:,.0f} pps, {bmbps:.1f} Mbps")
             sent, mbps, rated, lost, text = run_at(a.pcap, a.loops, None)
             with_osprey.append((rated, mbps, lost, text))
             print(f"with osprey, top speed: {rated:,.0f} pps, {mbps:.1f} Mbps; drops {lost:.0f} "
                   f"of {sent} ({drop_kinds(text)})")
         top = sorted(alone)[len(alone) // 2]
+        bare_top = sorted(bare)[len(bare) // 2] if bare else None
         clean = sorted((r for r in with_osprey if r[2] == 0), key=lambda r: r[0])
         if len(clean) == len(with_osprey):
             rated, mbps, _, text = clean[len(clean) // 2]
             print(f"no drops at top speed in {len(clean)} of {a.runs} runs: median {rated:,.0f} pps, "
                   f"{mbps:.1f} Mbps = {rated / top:.2f} of tcpreplay's median top speed alone "
                   f"({top:,.0f} pps)")
+            if bare_top:
+                print(f"tcpreplay's median top speed with a bare capture: {bare_top:,.0f} pps "
+                      f"= {bare_top / top:.2f} of alone; with osprey = {rated / bare_top:.2f} of that")
             report_latency(text)
             return
         # Drops at top speed: bisect the paced rate for the highest without.

@@ -141,7 +141,7 @@ impl Default for PipelineConfig {
             max_connections_per_worker: 250_000,
             score_batch_rows: crate::score::DEFAULT_BATCH_ROWS,
             score_max_wait_ms: 10,
-            score_max_lag_ms: 25,
+            score_max_lag_ms: 15,
             context_max_flows: 100_000,
             context_retention_secs: 300.0,
         }

@@ -187,6 +187,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         rules,
         tx: proposals_tx,
         proven: ProvenSources::new(cfg.respond.proven_source_secs as f64, 1 << 16),
+        recent: Default::default(),
     };
     let (reload_tx, reload_rx) = crossbeam_channel::bounded::<Reload>(1);
     let io = IoThread::start(

@@ -104,7 +104,15 @@ pub struct Responding {
     pub tx: tokio::sync::mpsc::Sender<Proposal>,
     /// Fed with every record, scored or shed.
     pub proven: ProvenSources,
+    /// (target, rule, proven) -> when last proposed (record time): a flood
+    /// matches the same rule for the same source thousands of times a
+    /// second, and the responder needs to hear it about once a second (to
+    /// refresh a TTL, or to upgrade once the source is proven).
+    pub recent: hashbrown::HashMap<(std::net::IpAddr, String, bool), f64>,
 }
+
+/// How often the same decision about the same target is proposed again.
+const REPROPOSE_SECS: f64 = 1.0;
 
 /// A reload: new models, and the rules checked against them.
 pub struct Reload {
@@ -328,8 +336,23 @@ fn propose(
         let rec = &p.record;
         let verdict = &v[decision.model];
         let now_ts = rec.ts + rec.duration.unwrap_or(0.0);
+        let proven = r.proven.is_proven(rec.orig_h, now_ts);
+        let key = (decision.target, decision.rule.clone(), proven);
+        if r.recent
+            .get(&key)
+            .is_some_and(|&t| now_ts - t < REPROPOSE_SECS && now_ts >= t)
+        {
+            continue;
+        }
+        if r.recent.len() >= 1 << 16 {
+            r.recent.retain(|_, t| now_ts - *t < REPROPOSE_SECS);
+            if r.recent.len() >= 1 << 16 {
+                r.recent.clear();
+            }
+        }
+        r.recent.insert(key, now_ts);
         let proposal = Proposal {
-            source_proven: r.proven.is_proven(rec.orig_h, now_ts),
+            source_proven: proven,
             evidence: Evidence {
                 uid: rec.uid.to_string(),
                 interim: rec.interim,

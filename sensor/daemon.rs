@@ -41,6 +41,7 @@ pub fn load_rules(cfg: &Config, models: &[Model]) -> Result<RuleSet> {
             .fixed()
             .to_vec(),
         hooks: Vec::new(),
+        skip_rules_for_absent_models: cfg.respond.rules_file.is_none(),
     };
     Ok(match &cfg.respond.rules_file {
         Some(p) => RuleSet::load(p, &facts, &cx)?,

@@ -211,6 +211,10 @@ pub struct LoadContext {
     pub allowlist: Vec<IpNet>,
     /// Configured hook names.
     pub hooks: Vec<String>,
+    /// Leave out rules that name a model that is not loaded, instead of
+    /// refusing the file: for the bundled rules, written for the bundled
+    /// models, when an operator runs models of their own.
+    pub skip_rules_for_absent_models: bool,
 }
 
 /// The rules in the order they are tried.
@@ -286,9 +290,19 @@ impl RuleSet {
             if !names.insert(raw.name.clone()) {
                 return Err(bad(&raw.name, "name", "is used by another rule"));
             }
-            if raw.enabled {
-                rules.push(check(raw, models, cx)?);
+            if !raw.enabled {
+                continue;
             }
+            let absent = raw
+                .when
+                .models
+                .iter()
+                .any(|m| !models.iter().any(|f| &f.name == m));
+            if absent && cx.skip_rules_for_absent_models {
+                tracing::info!(rule = %raw.name, "rule left out: it names a model that is not loaded");
+                continue;
+            }
+            rules.push(check(raw, models, cx)?);
         }
         // Stable: equal priorities keep file order.
         rules.sort_by_key(|r| r.priority);

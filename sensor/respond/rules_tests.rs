@@ -28,6 +28,7 @@ fn cx() -> LoadContext {
             "198.19.255.0/24".parse().unwrap(),
         ],
         hooks: vec!["soar".into()],
+        skip_rules_for_absent_models: false,
     }
 }
 
@@ -226,6 +227,24 @@ fn bad_rules_are_refused_naming_rule_and_key() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("\"a\"") && e.contains("name"), "{e}");
+}
+
+/// The bundled rules name the bundled classifier; with other models they
+/// lose those rules instead of stopping the daemon.
+#[test]
+fn absent_models_can_be_skipped() {
+    let text = "rules:\n  - { name: a, priority: 1, match: { models: [other] }, action: { kind: alert } }\n  - { name: b, priority: 2, action: { kind: alert } }\n";
+    assert!(parse(text)
+        .unwrap_err()
+        .to_string()
+        .contains("match.models"));
+    let lenient = LoadContext {
+        skip_rules_for_absent_models: true,
+        ..cx()
+    };
+    let set = RuleSet::parse(text, true, &facts(), &lenient).unwrap();
+    assert_eq!(set.rules.len(), 1);
+    assert_eq!(set.rules[0].name, "b");
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub fn load_rules(cfg: &Config, models: &[Model]) -> Result<RuleSet> {
 /// rules/default.yaml, so the daemon responds out of the box.
 const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct RunArgs {
     /// Configuration file (TOML or YAML; docs/osprey.example.toml lists
     /// every key). Without it, every key has its default.
@@ -197,9 +197,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         health.clone(),
         stop.clone(),
         Reloader {
-            config: a.config.clone(),
-            cli_models: a.models.clone(),
-            cli_rules: a.rules.clone(),
+            args: a.clone(),
             tx: reload_tx,
             metrics: metrics.clone(),
         },
@@ -265,9 +263,8 @@ pub fn run(a: RunArgs) -> Result<()> {
 
 /// Loads the model set again on SIGHUP.
 struct Reloader {
-    config: Option<PathBuf>,
-    cli_models: Vec<PathBuf>,
-    cli_rules: Option<PathBuf>,
+    /// Re-read on SIGHUP with the same overrides as at start.
+    args: RunArgs,
     tx: crossbeam_channel::Sender<Reload>,
     metrics: Arc<Metrics>,
 }
@@ -275,16 +272,7 @@ struct Reloader {
 impl Reloader {
     fn reload(&self) {
         let result = (|| -> Result<Reload> {
-            let mut cfg = match &self.config {
-                Some(p) => Config::load(p)?,
-                None => Config::default(),
-            };
-            if !self.cli_models.is_empty() {
-                cfg.models.specs = self.cli_models.clone();
-            }
-            if let Some(r) = &self.cli_rules {
-                cfg.respond.rules_file = Some(r.clone());
-            }
+            let cfg = effective_config(&self.args)?;
             let models = load_models(&cfg.models.specs)?;
             let rules = load_rules(&cfg, &models)?;
             Ok(Reload {

@@ -62,6 +62,13 @@ pub(crate) fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     c
 }
 
+pub(crate) fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    r.register(Box::new(g.clone()))
+        .expect("each metric is registered once");
+    g
+}
+
 pub(crate) fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("static metric definition");
     r.register(Box::new(g.clone()))
@@ -110,24 +117,20 @@ impl Metrics {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
             let _ = r.register(Box::new(pc));
         }
-        let build = IntGaugeVec::new(
-            Opts::new("osprey_build_info", "osprey's version; always 1."),
+        gauge_vec(
+            &r,
+            "osprey_build_info",
+            "osprey's version; always 1.",
             &["version"],
         )
-        .expect("static metric definition");
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        r.register(Box::new(build))
-            .expect("each metric is registered once");
-        let conns_active = IntGaugeVec::new(
-            Opts::new(
-                "osprey_conns_active",
-                "Connections tracked now, per conn worker (shard).",
-            ),
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+        let conns_active = gauge_vec(
+            &r,
+            "osprey_conns_active",
+            "Connections tracked now, per conn worker (shard).",
             &["shard"],
-        )
-        .expect("static metric definition");
-        r.register(Box::new(conns_active.clone()))
-            .expect("each metric is registered once");
+        );
         Metrics {
             capture_packets: counter_vec(
                 &r,

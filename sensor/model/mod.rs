@@ -62,6 +62,19 @@ pub struct Verdict {
     pub flagged: bool,
 }
 
+impl Verdict {
+    /// The label rules, metrics and summaries use: the class for
+    /// classifiers; anomaly models have no classes, so their label is the
+    /// alert rule's outcome.
+    pub fn label_name(&self) -> &str {
+        match (&self.label, self.flagged) {
+            (Some(l), _) => l.as_str(),
+            (None, true) => "anomalous",
+            (None, false) => "normal",
+        }
+    }
+}
+
 /// Where the outputs a verdict needs sit in the plan's results.
 #[derive(Clone, Debug, Default)]
 struct Outputs {

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::action::Action;
 use super::admit::{describe, Admission, AdmitCounts, Outcome, Proposal};
 use super::dispatch::Dispatch;
-use crate::metrics::{counter, counter_vec, gauge};
+use crate::metrics::{counter, counter_vec, gauge, gauge_vec};
 
 pub struct RespondMetrics {
     pub actions: IntCounterVec,
@@ -23,16 +23,6 @@ pub struct RespondMetrics {
 
 impl RespondMetrics {
     pub fn register(r: &Registry) -> RespondMetrics {
-        let active = IntGaugeVec::new(
-            prometheus::Opts::new(
-                "osprey_respond_active_actions",
-                "Enforcement actions in force (not yet past their TTL), by kind.",
-            ),
-            &["kind"],
-        )
-        .expect("static metric definition");
-        r.register(Box::new(active.clone()))
-            .expect("each metric is registered once");
         RespondMetrics {
             actions: counter_vec(
                 r,
@@ -56,7 +46,12 @@ impl RespondMetrics {
                 "osprey_respond_breaker_trips_total",
                 "Times the circuit breaker opened.",
             ),
-            active,
+            active: gauge_vec(
+                r,
+                "osprey_respond_active_actions",
+                "Enforcement actions in force (not yet past their TTL), by kind.",
+                &["kind"],
+            ),
         }
     }
 

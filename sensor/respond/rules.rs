@@ -456,11 +456,7 @@ fn verdict_matches(m: &Match, v: &Verdict) -> bool {
         return false;
     }
     if !m.labels.is_empty() {
-        let label = match (&v.label, v.flagged) {
-            (Some(l), _) => l.as_str(),
-            (None, true) => "anomalous",
-            (None, false) => "normal",
-        };
+        let label = v.label_name();
         if !m.labels.iter().any(|l| l == label) {
             return false;
         }

@@ -261,14 +261,7 @@ fn score(
                     .with_label_values(&[name])
                     .observe(n as f64);
                 for (slot, v) in verdicts.iter_mut().zip(vs) {
-                    // Anomaly models have no classes: their label is the
-                    // rule's outcome.
-                    let label = match (&v.label, v.flagged) {
-                        (Some(l), _) => l.as_str(),
-                        (None, true) => "anomalous",
-                        (None, false) => "normal",
-                    };
-                    m.verdicts.with_label_values(&[name, label]).inc();
+                    m.verdicts.with_label_values(&[name, v.label_name()]).inc();
                     if v.flagged {
                         m.alerts.with_label_values(&[name]).inc();
                     }

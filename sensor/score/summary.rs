@@ -35,12 +35,7 @@ impl LabelSummary {
             self.alerts += 1;
         }
         for ((_, by_label), v) in self.models.iter_mut().zip(verdicts) {
-            let label = match (&v.label, v.flagged) {
-                (Some(l), _) => l.clone(),
-                (None, true) => "anomalous".to_string(),
-                (None, false) => "normal".to_string(),
-            };
-            let e = by_label.entry(label).or_insert((0, 0));
+            let e = by_label.entry(v.label_name().to_string()).or_insert((0, 0));
             e.0 += 1;
             e.1 += u64::from(v.flagged);
         }

@@ -81,6 +81,15 @@ fn no_ipv6(ns: &str) {
 
 static SERIAL: AtomicU32 = AtomicU32::new(0);
 
+/// A suffix no other namespace of this or a concurrent test run has.
+fn unique_id() -> String {
+    format!(
+        "{}{}",
+        std::process::id() % 100_000,
+        SERIAL.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Two namespaces joined by a veth pair: `a` (where osprey captures) and
 /// `b` (where traffic is sent from).
 pub struct VethPair {
@@ -92,11 +101,7 @@ pub struct VethPair {
 
 impl VethPair {
     pub fn new() -> VethPair {
-        let id = format!(
-            "{}{}",
-            std::process::id() % 100_000,
-            SERIAL.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = unique_id();
         let p = VethPair {
             ns_a: format!("osprey-a-{id}"),
             ns_b: format!("osprey-b-{id}"),
@@ -185,11 +190,7 @@ pub struct LoopNs {
 
 impl LoopNs {
     pub fn new() -> LoopNs {
-        let ns = format!(
-            "osprey-l-{}{}",
-            std::process::id() % 100_000,
-            SERIAL.fetch_add(1, Ordering::Relaxed)
-        );
+        let ns = format!("osprey-l-{}", unique_id());
         run(&["ip", "netns", "add", &ns]);
         no_ipv6(&ns);
         run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
@@ -418,11 +419,7 @@ pub struct Lan {
 
 impl Lan {
     pub fn new() -> Lan {
-        let id = format!(
-            "{}{}",
-            std::process::id() % 100_000,
-            SERIAL.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = unique_id();
         let lan = Lan {
             victim: format!("osprey-v-{id}"),
             attacker: format!("osprey-x-{id}"),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use osprey::respond::nft::{NftConfig, NftEnforcer, NftError};
 use osprey::respond::{Action, ActionKind, Evidence, RateLimit};
-use prometheus::Registry;
+use prometheus::{Encoder, Registry};
 
 const NODE4: &str = "198.18.0.1";
 const NODE6: &str = "fd00::1";
@@ -104,7 +104,9 @@ impl Lab {
         let node_v4 = format!("{NODE4}/15");
         let node_v6 = format!("{NODE6}/64");
         must(&["ip", "-n", n, "addr", "add", &node_v4, "dev", "vnode"]);
-        must(&["ip", "-n", n, "addr", "add", &node_v6, "dev", "vnode", "nodad"]);
+        must(&[
+            "ip", "-n", n, "addr", "add", &node_v6, "dev", "vnode", "nodad",
+        ]);
         for a in PEER_ADDRS {
             must(&["ip", "-n", p, "addr", "add", a, "dev", "vpeer"]);
         }
@@ -153,7 +155,9 @@ impl Lab {
     }
 
     fn table_exists(&self) -> bool {
-        self.nft(&["list", "table", "inet", "osprey"]).status.success()
+        self.nft(&["list", "table", "inet", "osprey"])
+            .status
+            .success()
     }
 
     /// Pings the node from `src`; returns (sent, received).
@@ -303,7 +307,10 @@ fn cidr_and_ipv6_blocks() {
         .expect("v6");
     assert!(lab.set_text("block_v4").contains("198.18.64.0/24"));
     assert!(lab.set_text("block_v6").contains("fd00::3"));
-    assert!(!lab.reaches("198.18.64.5"), "source in the blocked /24 passed");
+    assert!(
+        !lab.reaches("198.18.64.5"),
+        "source in the blocked /24 passed"
+    );
     assert!(lab.reaches("198.18.0.2"));
     assert!(!lab.reaches("fd00::3"), "blocked v6 source passed");
     assert!(lab.reaches("fd00::2"));
@@ -375,13 +382,23 @@ fn reconcile_restores_what_a_flush_removed() {
     assert!(out.rebuilt && out.restored == 2, "{out:?}");
     assert!(lab.set_text("block_v4").contains("198.18.0.3"));
     assert!(lab.set_text("ratelimit_v4_p10_b5").contains("198.18.0.4"));
-    assert!(!lab.reaches("198.18.0.3"), "block not enforced after repair");
+    assert!(
+        !lab.reaches("198.18.0.3"),
+        "block not enforced after repair"
+    );
     let left = lab.expires("block_v4", "198.18.0.3").expect("element");
     assert!((50..=60).contains(&left), "restored with {left}s left");
 
     // One element deleted by hand comes back, nothing else is rebuilt.
     assert!(lab
-        .nft(&["delete", "element", "inet", "osprey", "block_v4", "{ 198.18.0.3 }"])
+        .nft(&[
+            "delete",
+            "element",
+            "inet",
+            "osprey",
+            "block_v4",
+            "{ 198.18.0.3 }"
+        ])
         .status
         .success());
     let out = nft.reconcile().expect("reconcile");
@@ -447,7 +464,8 @@ fn removing_a_missing_element_is_ok() {
     let lab = Lab::new("remove");
     let mut nft = lab.start();
     let target: IpNet = "198.18.0.3/32".parse().expect("address");
-    nft.remove(&target, &ActionKind::Block).expect("never added");
+    nft.remove(&target, &ActionKind::Block)
+        .expect("never added");
     nft.remove(&target, &rate(7, 7)).expect("set never created");
     nft.apply(&action(ActionKind::Block, "198.18.0.3/32", 60))
         .expect("block");
@@ -484,7 +502,10 @@ fn a_missing_nft_is_named() {
     };
     match NftEnforcer::start(cfg, &Registry::new()) {
         Err(e @ NftError::Missing { .. }) => {
-            assert!(e.to_string().contains("/nonexistent/osprey-test/nft"), "{e}")
+            assert!(
+                e.to_string().contains("/nonexistent/osprey-test/nft"),
+                "{e}"
+            )
         }
         other => panic!("expected Missing, got {:?}", other.err()),
     }

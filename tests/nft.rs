@@ -13,7 +13,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use osprey::respond::nft::{NftConfig, NftEnforcer, NftError};
 use osprey::respond::{Action, ActionKind, Evidence, RateLimit};
-use prometheus::Registry;
+use prometheus::{Encoder, Registry};
 
 const NODE4: &str = "198.18.0.1";
 const NODE6: &str = "fd00::1";

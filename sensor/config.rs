@@ -284,6 +284,8 @@ pub struct RespondConfig {
     /// Decisions queued from the scorer to the responder; beyond it they
     /// are dropped and counted (stage `respond`).
     pub queue_actions: usize,
+    /// osprey's own nftables table (blocks and rate limits on the node).
+    pub nft: crate::respond::nft::NftConfig,
 }
 
 impl Default for RespondConfig {
@@ -298,6 +300,7 @@ impl Default for RespondConfig {
             proven_source_secs: 3600,
             alert_repeat_secs: 60,
             queue_actions: 4096,
+            nft: Default::default(),
         }
     }
 }

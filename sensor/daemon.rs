@@ -26,6 +26,7 @@ use osprey::model::Model;
 use osprey::pipeline::{StageOptions, Stages};
 use osprey::respond::admit::{Admission, AdmitConfig, Proposal};
 use osprey::respond::dispatch::Dispatch;
+use osprey::respond::nft::NftEnforcer;
 use osprey::respond::responder::{RespondMetrics, Responder};
 use osprey::respond::rules::{LoadContext, ModelFacts, RuleSet};
 use osprey::respond::safety::{Allowlist, ProvenSources};
@@ -160,6 +161,21 @@ pub fn run(a: RunArgs) -> Result<()> {
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
     let rules = load_rules(&cfg, &models)?;
+    // Enforcement that cannot start (nft missing, no CAP_NET_ADMIN) is a
+    // degraded sensor, not a dead one: detection and alerts go on.
+    let nft = if cfg.respond.enforce {
+        match NftEnforcer::start(cfg.respond.nft.clone(), &metrics.registry) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::error!(error = %e, "nftables enforcement unavailable; alerting only");
+                eprintln!("osprey: nftables enforcement unavailable, alerting only: {e}");
+                health.set_enforcement_degraded(Some(format!("nftables: {e}")));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(cfg.respond.queue_actions);
     let responder = Responder {
         admission: Admission::new(
@@ -179,7 +195,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             },
             cfg.respond.max_actions_per_minute,
         ),
-        dispatch: Dispatch::default(),
+        dispatch: Dispatch::new(nft),
         metrics: RespondMetrics::register(&metrics.registry),
         rediscover: Duration::from_secs(60),
         api_servers: Vec::new(),

@@ -43,6 +43,8 @@ enum Command {
     Check(CheckArgs),
     /// Run the live sensor: capture, conn records, scoring, metrics.
     Run(daemon::RunArgs),
+    /// Delete osprey's nftables table (every block and rate limit).
+    Cleanup(CleanupArgs),
 }
 
 #[derive(clap::Args)]
@@ -60,6 +62,27 @@ struct CheckArgs {
     /// tried.
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CleanupArgs {
+    /// The daemon's configuration (for respond.nft: table name, nft path).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn cleanup(a: CleanupArgs) -> Result<()> {
+    let cfg = match &a.config {
+        Some(p) => osprey::config::Config::load(p)?,
+        None => osprey::config::Config::default(),
+    };
+    let table = &cfg.respond.nft.table;
+    if osprey::respond::nft::NftEnforcer::cleanup(&cfg.respond.nft)? {
+        println!("deleted nftables table inet {table}");
+    } else {
+        println!("no nftables table inet {table}");
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -307,6 +330,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check(a) => check(a),
         Command::Run(a) => daemon::run(a),
+        Command::Cleanup(a) => cleanup(a),
         Command::Featurize(a) => featurize(a),
         Command::Replay(mut a) => {
             let quiet = a.quiet;

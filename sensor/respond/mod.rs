@@ -12,6 +12,7 @@
 pub mod action;
 pub mod admit;
 pub mod dispatch;
+pub mod nft;
 pub mod responder;
 pub mod rules;
 pub mod safety;

@@ -1,0 +1,512 @@
+//! The nftables enforcer against a real kernel, inside network namespaces
+//! the tests create: a "node" namespace where osprey's table lives and a
+//! "peer" namespace that sends pings to it over a veth pair, from
+//! addresses in 198.18.0.0/15 and fd00::/64.
+//!
+//! Needs root (namespaces, nft). Skipped with a message otherwise, unless
+//! OSPREY_E2E=1, which turns the skip into a failure.
+
+use std::process::Command;
+use std::thread::sleep;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use osprey::respond::nft::{NftConfig, NftEnforcer, NftError};
+use osprey::respond::{Action, ActionKind, Evidence, RateLimit};
+use prometheus::{Encoder, Registry};
+
+const NODE4: &str = "198.18.0.1";
+const NODE6: &str = "fd00::1";
+const PEER_ADDRS: &[&str] = &[
+    "198.18.0.2/15",
+    "198.18.0.3/15",
+    "198.18.0.4/15",
+    "198.18.64.5/15",
+];
+const PEER_ADDRS6: &[&str] = &["fd00::2/64", "fd00::3/64"];
+
+fn run(argv: &[&str]) -> std::process::Output {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("running {argv:?}: {e}"))
+}
+
+fn must(argv: &[&str]) -> String {
+    let out = run(argv);
+    assert!(
+        out.status.success(),
+        "{argv:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// True when the test may run; prints why not otherwise.
+fn may_run(test: &str) -> bool {
+    let tools = run_ok(&["ip", "-V"]) && run_ok(&["nft", "--version"]);
+    if is_root() && tools {
+        return true;
+    }
+    let why = if tools {
+        "needs root for network namespaces and nft"
+    } else {
+        "needs `ip` and `nft`"
+    };
+    if std::env::var("OSPREY_E2E").as_deref() == Ok("1") {
+        panic!("{test}: {why} (OSPREY_E2E=1)");
+    }
+    eprintln!("skipping {test}: {why}");
+    false
+}
+
+fn run_ok(argv: &[&str]) -> bool {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A node namespace and a peer namespace joined by a veth pair; both
+/// deleted on drop.
+struct Lab {
+    node: String,
+    peer: String,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let base = format!("osprey-nft-{}-{tag}", std::process::id());
+        let lab = Lab {
+            node: format!("{base}-n"),
+            peer: format!("{base}-p"),
+        };
+        for ns in [&lab.node, &lab.peer] {
+            must(&["ip", "netns", "add", ns]);
+        }
+        let (n, p) = (lab.node.as_str(), lab.peer.as_str());
+        must(&[
+            "ip", "link", "add", "vnode", "netns", n, "type", "veth", "peer", "name", "vpeer",
+            "netns", p,
+        ]);
+        let node_v4 = format!("{NODE4}/15");
+        let node_v6 = format!("{NODE6}/64");
+        must(&["ip", "-n", n, "addr", "add", &node_v4, "dev", "vnode"]);
+        must(&[
+            "ip", "-n", n, "addr", "add", &node_v6, "dev", "vnode", "nodad",
+        ]);
+        for a in PEER_ADDRS {
+            must(&["ip", "-n", p, "addr", "add", a, "dev", "vpeer"]);
+        }
+        for a in PEER_ADDRS6 {
+            must(&["ip", "-n", p, "addr", "add", a, "dev", "vpeer", "nodad"]);
+        }
+        for (ns, dev) in [(n, "vnode"), (p, "vpeer")] {
+            must(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        lab
+    }
+
+    fn cfg(&self) -> NftConfig {
+        NftConfig {
+            netns: Some(self.node.clone()),
+            ..NftConfig::default()
+        }
+    }
+
+    fn start(&self) -> NftEnforcer {
+        NftEnforcer::start(self.cfg(), &Registry::new()).expect("start")
+    }
+
+    fn nft(&self, args: &[&str]) -> std::process::Output {
+        let mut argv = vec!["ip", "netns", "exec", &self.node, "nft"];
+        argv.extend_from_slice(args);
+        run(&argv)
+    }
+
+    fn set_text(&self, set: &str) -> String {
+        let out = self.nft(&["list", "set", "inet", "osprey", set]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Seconds left on `addr` in `set`, if it is there.
+    fn expires(&self, set: &str, addr: &str) -> Option<u64> {
+        let out = self.nft(&["-j", "list", "set", "inet", "osprey", set]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let objs = v["nftables"].as_array()?;
+        let elems = objs.iter().find_map(|o| o["set"]["elem"].as_array())?;
+        elems
+            .iter()
+            .find(|e| e["elem"]["val"] == addr)
+            .and_then(|e| e["elem"]["expires"].as_u64())
+    }
+
+    fn table_exists(&self) -> bool {
+        self.nft(&["list", "table", "inet", "osprey"])
+            .status
+            .success()
+    }
+
+    /// Pings the node from `src`; returns (sent, received).
+    fn ping(&self, src: &str, count: u32, interval: &str) -> (u32, u32) {
+        let dst = if src.contains(':') { NODE6 } else { NODE4 };
+        let c = count.to_string();
+        let out = run(&[
+            "ip", "netns", "exec", &self.peer, "ping", "-n", "-q", "-c", &c, "-i", interval, "-W",
+            "1", "-I", src, dst,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains("received"))
+            .unwrap_or_default();
+        let nums: Vec<u32> = line
+            .split(',')
+            .filter_map(|part| part.split_whitespace().next()?.parse().ok())
+            .collect();
+        (
+            nums.first().copied().unwrap_or(0),
+            nums.get(1).copied().unwrap_or(0),
+        )
+    }
+
+    fn reaches(&self, src: &str) -> bool {
+        self.ping(src, 2, "0.2").1 > 0
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.node, &self.peer] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+fn action(kind: ActionKind, target: &str, ttl_secs: u64) -> Action {
+    let target: IpNet = target.parse().expect("test address");
+    Action {
+        id: format!("t-{target}"),
+        ts: Action::now_ts(),
+        rule: "test".into(),
+        kind,
+        target,
+        ttl: Duration::from_secs(ttl_secs),
+        enforce: true,
+        softened: None,
+        evidence: Evidence {
+            uid: "C1".into(),
+            interim: false,
+            model: "m".into(),
+            label: None,
+            score: None,
+            probability: None,
+            orig_h: target.addr(),
+            orig_p: 1,
+            resp_h: NODE4.parse().expect("node address"),
+            resp_p: 80,
+            proto: "icmp".into(),
+            service: None,
+            conn_state: "OTH".into(),
+            history: None,
+        },
+    }
+}
+
+fn rate(pps: u32, burst: u32) -> ActionKind {
+    ActionKind::RateLimit(RateLimit {
+        packets_per_sec: Some(pps),
+        bytes_per_sec: None,
+        burst,
+    })
+}
+
+#[test]
+fn block_drops_the_source_until_its_ttl_ends() {
+    if !may_run("block_drops_the_source_until_its_ttl_ends") {
+        return;
+    }
+    let lab = Lab::new("ttl");
+    let registry = Registry::new();
+    let mut nft = NftEnforcer::start(lab.cfg(), &registry).expect("start");
+    assert!(lab.reaches("198.18.0.3") && lab.reaches("198.18.0.2"));
+
+    nft.apply(&action(ActionKind::Block, "198.18.0.3/32", 2))
+        .expect("apply");
+    assert!(lab.set_text("block_v4").contains("198.18.0.3 timeout 2s"));
+    assert!(!lab.reaches("198.18.0.3"), "blocked source got through");
+    assert!(lab.reaches("198.18.0.2"), "an unblocked source was dropped");
+    assert_eq!(nft.active().blocked, 1);
+
+    let text = {
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut buf)
+            .expect("encode");
+        String::from_utf8(buf).expect("utf8")
+    };
+    assert!(text.contains(r#"osprey_nft_active_elements{set="block_v4"} 1"#));
+    assert!(text.contains(r#"osprey_nft_operations_total{op="apply",result="ok"} 1"#));
+    assert!(!text.contains("198.18."), "an address leaked into a label");
+
+    sleep(Duration::from_millis(2600));
+    assert!(!lab.set_text("block_v4").contains("198.18.0.3"));
+    assert!(lab.reaches("198.18.0.3"), "still dropped after the TTL");
+    let out = nft.reconcile().expect("reconcile");
+    assert_eq!(out.forgotten, 1);
+    assert_eq!(nft.active().blocked, 0);
+}
+
+#[test]
+fn reapplying_restarts_the_timeout() {
+    if !may_run("reapplying_restarts_the_timeout") {
+        return;
+    }
+    let lab = Lab::new("refresh");
+    let mut nft = lab.start();
+    nft.apply(&action(ActionKind::Block, "198.18.0.3/32", 10))
+        .expect("apply");
+    sleep(Duration::from_millis(2200));
+    let before = lab.expires("block_v4", "198.18.0.3").expect("element");
+    assert!(before <= 8, "expires {before}");
+    nft.apply(&action(ActionKind::Block, "198.18.0.3/32", 10))
+        .expect("re-apply");
+    let after = lab.expires("block_v4", "198.18.0.3").expect("element");
+    assert!(after >= 9, "timeout not restarted: {after}");
+    // A shorter TTL replaces a longer one as well.
+    nft.apply(&action(ActionKind::Block, "198.18.0.3/32", 3))
+        .expect("shorter");
+    let short = lab.expires("block_v4", "198.18.0.3").expect("element");
+    assert!(short <= 3, "expires {short}");
+}
+
+#[test]
+fn cidr_and_ipv6_blocks() {
+    if !may_run("cidr_and_ipv6_blocks") {
+        return;
+    }
+    let lab = Lab::new("cidr");
+    let mut nft = lab.start();
+    assert!(lab.reaches("198.18.64.5") && lab.reaches("fd00::3"));
+    nft.apply(&action(ActionKind::Block, "198.18.64.0/24", 30))
+        .expect("cidr");
+    nft.apply(&action(ActionKind::Block, "fd00::3/128", 30))
+        .expect("v6");
+    assert!(lab.set_text("block_v4").contains("198.18.64.0/24"));
+    assert!(lab.set_text("block_v6").contains("fd00::3"));
+    assert!(
+        !lab.reaches("198.18.64.5"),
+        "source in the blocked /24 passed"
+    );
+    assert!(lab.reaches("198.18.0.2"));
+    assert!(!lab.reaches("fd00::3"), "blocked v6 source passed");
+    assert!(lab.reaches("fd00::2"));
+    // Re-applying an interval element refreshes it rather than failing.
+    nft.apply(&action(ActionKind::Block, "198.18.64.0/24", 30))
+        .expect("cidr again");
+    // A host inside a blocked range overlaps it.
+    match nft.apply(&action(ActionKind::Block, "198.18.64.9/32", 30)) {
+        Err(NftError::Overlap { .. }) => {}
+        other => panic!("expected an overlap error, got {other:?}"),
+    }
+    assert_eq!(nft.active().blocked, 2);
+}
+
+#[test]
+fn rate_limit_polices_the_source() {
+    if !may_run("rate_limit_polices_the_source") {
+        return;
+    }
+    let lab = Lab::new("rate");
+    let mut nft = lab.start();
+    // A limit other than the default gets its own set and rule.
+    nft.apply(&action(rate(10, 5), "198.18.0.3/32", 60))
+        .expect("apply");
+    assert!(lab.set_text("ratelimit_v4_p10_b5").contains("198.18.0.3"));
+    // The default limit uses the base set.
+    nft.apply(&action(
+        ActionKind::RateLimit(NftConfig::default().default_rate_limit),
+        "198.18.0.4/32",
+        60,
+    ))
+    .expect("default");
+    assert!(lab.set_text("ratelimit_v4").contains("198.18.0.4"));
+
+    // Under the limit: 5 pings at 5/s all pass.
+    let (sent, got) = lab.ping("198.18.0.3", 5, "0.2");
+    assert_eq!((sent, got), (5, 5), "pings under the limit were dropped");
+    sleep(Duration::from_secs(1));
+    // Over the limit: 200 pings at 100/s, about 2 s: the meter lets
+    // roughly 10/s plus the burst through.
+    let (sent, got) = lab.ping("198.18.0.3", 200, "0.01");
+    assert_eq!(sent, 200);
+    assert!(got < 60, "{got} of 200 passed a 10/s limit");
+    assert!(got >= 10, "only {got} of 200 passed: limit, not block");
+    // An unlimited source at the same rate passes.
+    let (_, free) = lab.ping("198.18.0.2", 200, "0.01");
+    assert!(free >= 190, "unlimited source lost {}", 200 - free);
+    assert_eq!(nft.active().rate_limited, 2);
+}
+
+#[test]
+fn reconcile_restores_what_a_flush_removed() {
+    if !may_run("reconcile_restores_what_a_flush_removed") {
+        return;
+    }
+    let lab = Lab::new("flush");
+    let mut nft = lab.start();
+    nft.apply(&action(ActionKind::Block, "198.18.0.3/32", 60))
+        .expect("block");
+    nft.apply(&action(rate(10, 5), "198.18.0.4/32", 60))
+        .expect("rate");
+    let out = nft.reconcile().expect("reconcile");
+    assert!(!out.rebuilt && out.restored == 0, "{out:?}");
+
+    assert!(lab.nft(&["flush", "ruleset"]).status.success());
+    assert!(!lab.table_exists());
+    assert!(lab.reaches("198.18.0.3"));
+    let out = nft.reconcile().expect("reconcile");
+    assert!(out.rebuilt && out.restored == 2, "{out:?}");
+    assert!(lab.set_text("block_v4").contains("198.18.0.3"));
+    assert!(lab.set_text("ratelimit_v4_p10_b5").contains("198.18.0.4"));
+    assert!(
+        !lab.reaches("198.18.0.3"),
+        "block not enforced after repair"
+    );
+    let left = lab.expires("block_v4", "198.18.0.3").expect("element");
+    assert!((50..=60).contains(&left), "restored with {left}s left");
+
+    // One element deleted by hand comes back, nothing else is rebuilt.
+    assert!(lab
+        .nft(&[
+            "delete",
+            "element",
+            "inet",
+            "osprey",
+            "block_v4",
+            "{ 198.18.0.3 }"
+        ])
+        .status
+        .success());
+    let out = nft.reconcile().expect("reconcile");
+    assert!(!out.rebuilt && out.restored == 1, "{out:?}");
+
+    // Apply after a flush repairs by itself.
+    assert!(lab.nft(&["flush", "ruleset"]).status.success());
+    nft.apply(&action(ActionKind::Block, "198.18.0.2/32", 60))
+        .expect("apply after flush");
+    assert!(lab.set_text("block_v4").contains("198.18.0.2"));
+    assert!(lab.set_text("block_v4").contains("198.18.0.3"));
+}
+
+#[test]
+fn a_leftover_table_is_adopted_with_its_elements() {
+    if !may_run("a_leftover_table_is_adopted_with_its_elements") {
+        return;
+    }
+    let lab = Lab::new("adopt");
+    {
+        let mut first = lab.start();
+        first
+            .apply(&action(ActionKind::Block, "198.18.0.3/32", 60))
+            .expect("block");
+        first
+            .apply(&action(rate(10, 5), "198.18.0.4/32", 60))
+            .expect("rate");
+    }
+    sleep(Duration::from_millis(1100));
+    let mut second = lab.start();
+    let left = lab.expires("block_v4", "198.18.0.3").expect("element kept");
+    assert!(left < 60, "timeout was restarted: {left}");
+    assert!(!lab.reaches("198.18.0.3"));
+    let active = second.active();
+    assert_eq!((active.blocked, active.rate_limited), (1, 1));
+    // Adopted decisions are remembered: a flush is repaired.
+    assert!(lab.nft(&["flush", "ruleset"]).status.success());
+    let out = second.reconcile().expect("reconcile");
+    assert!(out.rebuilt && out.restored == 2, "{out:?}");
+    assert!(lab.set_text("ratelimit_v4_p10_b5").contains("198.18.0.4"));
+}
+
+#[test]
+fn cleanup_removes_the_table() {
+    if !may_run("cleanup_removes_the_table") {
+        return;
+    }
+    let lab = Lab::new("cleanup");
+    let mut nft = lab.start();
+    nft.apply(&action(ActionKind::Block, "198.18.0.3/32", 60))
+        .expect("block");
+    assert!(NftEnforcer::cleanup(&lab.cfg()).expect("cleanup"));
+    assert!(!lab.table_exists());
+    assert!(lab.reaches("198.18.0.3"));
+    assert!(!NftEnforcer::cleanup(&lab.cfg()).expect("second cleanup"));
+}
+
+#[test]
+fn removing_a_missing_element_is_ok() {
+    if !may_run("removing_a_missing_element_is_ok") {
+        return;
+    }
+    let lab = Lab::new("remove");
+    let mut nft = lab.start();
+    let target: IpNet = "198.18.0.3/32".parse().expect("address");
+    nft.remove(&target, &ActionKind::Block)
+        .expect("never added");
+    nft.remove(&target, &rate(7, 7)).expect("set never created");
+    nft.apply(&action(ActionKind::Block, "198.18.0.3/32", 60))
+        .expect("block");
+    nft.remove(&target, &ActionKind::Block).expect("remove");
+    assert!(!lab.set_text("block_v4").contains("198.18.0.3"));
+    assert!(lab.reaches("198.18.0.3"));
+    nft.remove(&target, &ActionKind::Block).expect("again");
+    assert_eq!(nft.active().blocked, 0);
+}
+
+#[test]
+fn dry_run_and_alerts_are_not_enforced() {
+    if !may_run("dry_run_and_alerts_are_not_enforced") {
+        return;
+    }
+    let lab = Lab::new("dry");
+    let mut nft = lab.start();
+    let mut a = action(ActionKind::Block, "198.18.0.3/32", 60);
+    a.enforce = false;
+    nft.apply(&a).expect("dry run");
+    assert!(!lab.set_text("block_v4").contains("198.18.0.3"));
+    let alert = action(ActionKind::Alert, "198.18.0.3/32", 60);
+    assert!(matches!(nft.apply(&alert), Err(NftError::Invalid(_))));
+    let no_ttl = action(ActionKind::Block, "198.18.0.3/32", 0);
+    assert!(matches!(nft.apply(&no_ttl), Err(NftError::Invalid(_))));
+}
+
+#[test]
+fn a_missing_nft_is_named() {
+    // No root needed: the program is never found.
+    let cfg = NftConfig {
+        nft_path: "/nonexistent/osprey-test/nft".into(),
+        ..NftConfig::default()
+    };
+    match NftEnforcer::start(cfg, &Registry::new()) {
+        Err(e @ NftError::Missing { .. }) => {
+            assert!(
+                e.to_string().contains("/nonexistent/osprey-test/nft"),
+                "{e}"
+            )
+        }
+        other => panic!("expected Missing, got {:?}", other.err()),
+    }
+}

@@ -177,7 +177,11 @@ fn metric(r: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 fn bounded<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F::Output> {
-    async move { tokio::time::timeout(BOUND, f).await.expect("test took too long") }
+    async move {
+        tokio::time::timeout(BOUND, f)
+            .await
+            .expect("test took too long")
+    }
 }
 
 fn labels(np: &NetworkPolicy) -> BTreeMap<String, String> {
@@ -194,9 +198,15 @@ async fn the_watch_indexes_this_nodes_pods_only() {
         let s = setup(world()).await;
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let web = s.enforcer.pod_for(ip("10.1.0.5")).expect("local pod");
-        assert_eq!((web.namespace.as_str(), web.name.as_str()), ("shop", "web-1"));
+        assert_eq!(
+            (web.namespace.as_str(), web.name.as_str()),
+            ("shop", "web-1")
+        );
         assert_eq!(web.uid, "uid-shop-web-1");
-        assert!(s.enforcer.pod_for(ip("10.2.0.5")).is_none(), "other node's pod");
+        assert!(
+            s.enforcer.pod_for(ip("10.2.0.5")).is_none(),
+            "other node's pod"
+        );
         assert_eq!(
             s.fake.world().pod_list_selectors,
             vec![format!("spec.nodeName={NODE}")]
@@ -250,7 +260,10 @@ async fn quarantine_applies_a_deny_all_policy_and_labels_the_pod_idempotently() 
         assert_eq!(an["osprey.io/rule"], "scan-rule");
         let expires: Timestamp = an["osprey.io/expires-at"].parse().expect("RFC 3339");
         let want = a.expires_ts();
-        assert!((expires.as_second() as f64 - want).abs() <= 1.0, "{expires} vs {want}");
+        assert!(
+            (expires.as_second() as f64 - want).abs() <= 1.0,
+            "{expires} vs {want}"
+        );
         let spec = first.spec.clone().unwrap();
         assert_eq!(
             spec.policy_types.as_deref(),
@@ -312,10 +325,8 @@ async fn expired_policies_are_deleted_and_the_label_removed() {
             )])),
             ..Default::default()
         };
-        w.policies.insert(
-            ("shop".into(), "osprey-quarantine-web-2".into()),
-            foreign,
-        );
+        w.policies
+            .insert(("shop".into(), "osprey-quarantine-web-2".into()), foreign);
         let s = setup(w).await;
         let a = action(ActionKind::QuarantinePod, "10.1.0.5/32", 1);
         s.enforcer.quarantine(&a).await.unwrap();
@@ -352,7 +363,10 @@ async fn server_errors_are_retried_and_counted() {
         s.enforcer.quarantine(&a).await.unwrap();
         assert_eq!(s.fake.world().policies.len(), 1);
         let r = &s.registry;
-        assert_eq!(metric(r, "osprey_kube_errors_total", &[("op", "apply_policy")]), 3.0);
+        assert_eq!(
+            metric(r, "osprey_kube_errors_total", &[("op", "apply_policy")]),
+            3.0
+        );
         assert_eq!(
             metric(
                 r,
@@ -365,8 +379,20 @@ async fn server_errors_are_retried_and_counted() {
         // More failures than attempts: the error reaches the caller.
         s.fake.world().fail_applies = 10;
         let err = s.enforcer.quarantine(&a).await.unwrap_err();
-        assert!(matches!(err, KubeError::Api { op: "apply_policy", .. }), "{err}");
-        assert_eq!(metric(r, "osprey_kube_errors_total", &[("op", "apply_policy")]), 8.0);
+        assert!(
+            matches!(
+                err,
+                KubeError::Api {
+                    op: "apply_policy",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            metric(r, "osprey_kube_errors_total", &[("op", "apply_policy")]),
+            8.0
+        );
     })
     .await;
 }
@@ -397,7 +423,10 @@ async fn block_needs_the_namespace_opt_in_and_keeps_every_range_in_one_policy() 
         assert_eq!(w.policies.len(), 1);
         let np = &w.policies[&(namespace, name)];
         let spec = np.spec.clone().unwrap();
-        assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string()][..]));
+        assert_eq!(
+            spec.policy_types.as_deref(),
+            Some(&["Ingress".to_string()][..])
+        );
         assert_eq!(
             spec.pod_selector.unwrap().match_labels.unwrap(),
             BTreeMap::from([("app".to_string(), "api".to_string())])

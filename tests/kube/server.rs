@@ -68,8 +68,14 @@ pub async fn start(world: World) -> (Fake, SocketAddr) {
     let app = Router::new()
         .route("/api/v1/pods", get(pods))
         .route("/api/v1/namespaces/{ns}", get(namespace))
-        .route("/api/v1/namespaces/{ns}/pods/{name}", axum::routing::patch(apply_pod))
-        .route("/apis/networking.k8s.io/v1/networkpolicies", get(list_policies))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}",
+            axum::routing::patch(apply_pod),
+        )
+        .route(
+            "/apis/networking.k8s.io/v1/networkpolicies",
+            get(list_policies),
+        )
         .route(
             "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}",
             get(get_policy).patch(apply_policy).delete(delete_policy),
@@ -142,7 +148,8 @@ async fn pods(State(f): State<Fake>, Query(q): Q) -> Response {
             .into_response();
     }
     let mut w = f.world();
-    w.pod_list_selectors.push(selector.clone().unwrap_or_default());
+    w.pod_list_selectors
+        .push(selector.clone().unwrap_or_default());
     let items: Vec<Pod> = w
         .pods
         .iter()
@@ -189,11 +196,9 @@ async fn apply_pod(
     assert!(applied.spec.is_none() && applied.status.is_none());
     let mut w = f.world();
     w.pod_applies.push(applied.clone());
-    let Some(i) = w
-        .pods
-        .iter()
-        .position(|p| p.metadata.namespace.as_deref() == Some(&ns) && p.metadata.name.as_deref() == Some(&name))
-    else {
+    let Some(i) = w.pods.iter().position(|p| {
+        p.metadata.namespace.as_deref() == Some(&ns) && p.metadata.name.as_deref() == Some(&name)
+    }) else {
         return status(404, "NotFound");
     };
     let new_own = applied.metadata.labels.unwrap_or_default();

@@ -74,7 +74,10 @@ impl Inner {
             .run(&self.metrics, "get_policy", "get", || api.get_opt(&name))
             .await
             .map_err(KubeError::api("get_policy"))?;
-        let mut blocked = existing.as_ref().map(policy::blocked_of).unwrap_or_default();
+        let mut blocked = existing
+            .as_ref()
+            .map(policy::blocked_of)
+            .unwrap_or_default();
         let now = Timestamp::now().as_second();
         blocked.retain(|_, end| *end > now);
         let end = expiry_secs(action);
@@ -164,9 +167,10 @@ impl Inner {
         let name = np.metadata.name.clone().unwrap_or_default();
         let api: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), namespace);
         let pp = apply_params();
+        let patch = Patch::Apply(np);
         self.retry
             .run(&self.metrics, "apply_policy", "apply", || {
-                api.patch(&name, &pp, &Patch::Apply(np))
+                api.patch(&name, &pp, &patch)
             })
             .await
             .map_err(KubeError::api("apply_policy"))?;
@@ -198,10 +202,11 @@ impl Inner {
         };
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let pp = apply_params();
+        let patch = Patch::Apply(&pod);
         let res = self
             .retry
             .run(&self.metrics, "label_pod", "apply", || {
-                api.patch(name, &pp, &Patch::Apply(&pod))
+                api.patch(name, &pp, &patch)
             })
             .await;
         match res {

@@ -145,7 +145,8 @@ fn fate(np: &NetworkPolicy, now: Timestamp) -> Fate {
     }
     // An unreadable expiry is treated as expired: a policy osprey cannot
     // account for should not isolate a pod forever.
-    let expires = policy::annotation(np, policy::ANN_EXPIRES_AT).and_then(|s| s.parse().ok());
+    let expires =
+        policy::annotation(np, policy::ANN_EXPIRES_AT).and_then(|s| s.parse::<Timestamp>().ok());
     match expires {
         Some(t) if t > now => Fate::Keep,
         _ => Fate::Delete,

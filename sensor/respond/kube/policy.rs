@@ -203,7 +203,10 @@ pub(crate) fn block_policy(
             }),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![peer("0.0.0.0/0", except(true)), peer("::/0", except(false))]),
+                from: Some(vec![
+                    peer("0.0.0.0/0", except(true)),
+                    peer("::/0", except(false)),
+                ]),
                 ports: None,
             }]),
             egress: None,
@@ -224,7 +227,11 @@ pub(crate) fn blocked_of(np: &NetworkPolicy) -> BTreeMap<IpNet, i64> {
 }
 
 pub(crate) fn annotation<'a>(np: &'a NetworkPolicy, key: &str) -> Option<&'a str> {
-    np.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+    np.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
 }
 
 pub(crate) fn label<'a>(np: &'a NetworkPolicy, key: &str) -> Option<&'a str> {

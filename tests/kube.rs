@@ -169,7 +169,7 @@ fn metric(r: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
             if ok {
                 let c = m.get_counter();
                 let g = m.get_gauge();
-                return c.value() + g.value();
+                return c.get_value() + g.get_value();
             }
         }
     }
@@ -214,6 +214,7 @@ async fn the_watch_indexes_this_nodes_pods_only() {
         assert_eq!(metric(&s.registry, "osprey_kube_pods_known", &[]), 2.0);
 
         // Pods arriving later come through the watch stream.
+        s.fake.wait_for_watcher().await;
         s.fake
             .watch_event("ADDED", pod("shop", "web-3", NODE, "10.1.0.7", &[]));
         s.fake

@@ -38,7 +38,8 @@ pub struct World {
     pub fail_applies: usize,
     /// Pod list queries' field selectors.
     pub pod_list_selectors: Vec<String>,
-    rv: u64,
+    /// The resource version lists report.
+    pub rv: u64,
 }
 
 #[derive(Clone)]
@@ -50,6 +51,13 @@ pub struct Fake {
 impl Fake {
     pub fn world(&self) -> std::sync::MutexGuard<'_, World> {
         self.world.lock().unwrap()
+    }
+
+    /// Waits until a watch request is open, so events sent next reach it.
+    pub async fn wait_for_watcher(&self) {
+        while self.watch.receiver_count() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Sends a watch event (`ADDED`, `MODIFIED`, `DELETED`) to watchers.

@@ -1,0 +1,280 @@
+//! A small stand-in for the Kubernetes API server: the endpoints the
+//! enforcer uses, with request bodies decoded into k8s-openapi types so
+//! the tests check the objects the enforcer sends.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use k8s_openapi::List;
+use tokio::sync::broadcast;
+
+type Q = Query<HashMap<String, String>>;
+
+/// What the fake cluster holds and what it was sent.
+#[derive(Default)]
+pub struct World {
+    pub pods: Vec<Pod>,
+    pub namespaces: BTreeMap<String, Namespace>,
+    pub policies: BTreeMap<(String, String), NetworkPolicy>,
+    /// Labels osprey's field manager owns, per pod (server-side apply
+    /// replaces them with what each apply carries).
+    pub osprey_labels: BTreeMap<(String, String), BTreeMap<String, String>>,
+    /// Every NetworkPolicy apply body, decoded.
+    pub policy_applies: Vec<NetworkPolicy>,
+    /// Every pod apply body, decoded.
+    pub pod_applies: Vec<Pod>,
+    /// Answer this many policy applies with 500 before serving them.
+    pub fail_applies: usize,
+    /// Pod list queries' field selectors.
+    pub pod_list_selectors: Vec<String>,
+    /// The resource version lists report.
+    pub rv: u64,
+}
+
+#[derive(Clone)]
+pub struct Fake {
+    pub world: Arc<Mutex<World>>,
+    watch: broadcast::Sender<(String, Pod)>,
+}
+
+impl Fake {
+    pub fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().unwrap()
+    }
+
+    /// Waits until a watch request is open, so events sent next reach it.
+    pub async fn wait_for_watcher(&self) {
+        while self.watch.receiver_count() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sends a watch event (`ADDED`, `MODIFIED`, `DELETED`) to watchers.
+    pub fn watch_event(&self, kind: &str, pod: Pod) {
+        let _ = self.watch.send((kind.to_string(), pod));
+    }
+}
+
+/// Starts the server on a free port of 127.0.0.1.
+pub async fn start(world: World) -> (Fake, SocketAddr) {
+    let (watch, _) = broadcast::channel(64);
+    let fake = Fake {
+        world: Arc::new(Mutex::new(world)),
+        watch,
+    };
+    let app = Router::new()
+        .route("/api/v1/pods", get(pods))
+        .route("/api/v1/namespaces/{ns}", get(namespace))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}",
+            axum::routing::patch(apply_pod),
+        )
+        .route(
+            "/apis/networking.k8s.io/v1/networkpolicies",
+            get(list_policies),
+        )
+        .route(
+            "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}",
+            get(get_policy).patch(apply_policy).delete(delete_policy),
+        )
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (fake, addr)
+}
+
+fn json(code: StatusCode, v: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_string(v).unwrap();
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn status(code: u16, reason: &str) -> Response {
+    let s = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": reason, "reason": reason, "code": code,
+    });
+    json(StatusCode::from_u16(code).unwrap(), &s)
+}
+
+fn node_of(p: &Pod) -> Option<&str> {
+    p.spec.as_ref()?.node_name.as_deref()
+}
+
+/// `spec.nodeName=X` is the only field selector the enforcer uses.
+fn field_matches(selector: Option<&String>, p: &Pod) -> bool {
+    match selector.and_then(|s| s.strip_prefix("spec.nodeName=")) {
+        Some(node) => node_of(p) == Some(node),
+        None => true,
+    }
+}
+
+fn labels_match(selector: Option<&String>, labels: Option<&BTreeMap<String, String>>) -> bool {
+    let Some(sel) = selector else { return true };
+    let empty = BTreeMap::new();
+    let labels = labels.unwrap_or(&empty);
+    sel.split(',').filter(|t| !t.is_empty()).all(|term| {
+        let (k, v) = term.split_once('=').expect("equality selectors only");
+        labels.get(k).map(String::as_str) == Some(v)
+    })
+}
+
+async fn pods(State(f): State<Fake>, Query(q): Q) -> Response {
+    let selector = q.get("fieldSelector").cloned();
+    if q.get("watch").map(String::as_str) == Some("true") {
+        let rx = f.watch.subscribe();
+        let stream = futures::stream::unfold((rx, selector), |(mut rx, sel)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok((kind, pod)) if field_matches(sel.as_ref(), &pod) => {
+                        let ev = serde_json::json!({"type": kind, "object": pod});
+                        let line = format!("{ev}\n");
+                        return Some((Ok::<_, Infallible>(Bytes::from(line)), (rx, sel)));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from_stream(stream),
+        )
+            .into_response();
+    }
+    let mut w = f.world();
+    w.pod_list_selectors
+        .push(selector.clone().unwrap_or_default());
+    let items: Vec<Pod> = w
+        .pods
+        .iter()
+        .filter(|p| field_matches(selector.as_ref(), p))
+        .cloned()
+        .collect();
+    w.rv += 1;
+    let list = List::<Pod> {
+        items,
+        metadata: ListMeta {
+            resource_version: Some(w.rv.to_string()),
+            ..Default::default()
+        },
+    };
+    json(StatusCode::OK, &list)
+}
+
+async fn namespace(State(f): State<Fake>, Path(ns): Path<String>) -> Response {
+    match f.world().namespaces.get(&ns) {
+        Some(n) => json(StatusCode::OK, n),
+        None => status(404, "NotFound"),
+    }
+}
+
+fn check_apply(q: &HashMap<String, String>, h: &HeaderMap) {
+    assert_eq!(q.get("fieldManager").map(String::as_str), Some("osprey"));
+    assert_eq!(q.get("force").map(String::as_str), Some("true"));
+    assert_eq!(
+        h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        Some("application/apply-patch+yaml")
+    );
+}
+
+async fn apply_pod(
+    State(f): State<Fake>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Q,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    check_apply(&q, &h);
+    let applied: Pod = serde_json::from_slice(&body).expect("a Pod");
+    assert_eq!(applied.metadata.name.as_deref(), Some(name.as_str()));
+    assert!(applied.spec.is_none() && applied.status.is_none());
+    let mut w = f.world();
+    w.pod_applies.push(applied.clone());
+    let Some(i) = w.pods.iter().position(|p| {
+        p.metadata.namespace.as_deref() == Some(&ns) && p.metadata.name.as_deref() == Some(&name)
+    }) else {
+        return status(404, "NotFound");
+    };
+    let new_own = applied.metadata.labels.unwrap_or_default();
+    let old_own = w
+        .osprey_labels
+        .insert((ns, name), new_own.clone())
+        .unwrap_or_default();
+    let labels = w.pods[i].metadata.labels.get_or_insert_with(BTreeMap::new);
+    for k in old_own.keys() {
+        labels.remove(k);
+    }
+    labels.extend(new_own);
+    let pod = w.pods[i].clone();
+    json(StatusCode::OK, &pod)
+}
+
+async fn apply_policy(
+    State(f): State<Fake>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Q,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut w = f.world();
+    if w.fail_applies > 0 {
+        w.fail_applies -= 1;
+        return status(500, "InternalError");
+    }
+    check_apply(&q, &h);
+    let np: NetworkPolicy = serde_json::from_slice(&body).expect("a NetworkPolicy");
+    assert_eq!(np.metadata.name.as_deref(), Some(name.as_str()));
+    assert_eq!(np.metadata.namespace.as_deref(), Some(ns.as_str()));
+    w.policy_applies.push(np.clone());
+    w.policies.insert((ns, name), np.clone());
+    json(StatusCode::OK, &np)
+}
+
+async fn get_policy(State(f): State<Fake>, Path((ns, name)): Path<(String, String)>) -> Response {
+    match f.world().policies.get(&(ns, name)) {
+        Some(np) => json(StatusCode::OK, np),
+        None => status(404, "NotFound"),
+    }
+}
+
+async fn delete_policy(
+    State(f): State<Fake>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    match f.world().policies.remove(&(ns, name)) {
+        Some(np) => json(StatusCode::OK, &np),
+        None => status(404, "NotFound"),
+    }
+}
+
+async fn list_policies(State(f): State<Fake>, Query(q): Q) -> Response {
+    let w = f.world();
+    let items: Vec<NetworkPolicy> = w
+        .policies
+        .values()
+        .filter(|np| labels_match(q.get("labelSelector"), np.metadata.labels.as_ref()))
+        .cloned()
+        .collect();
+    let list = List::<NetworkPolicy> {
+        items,
+        metadata: ListMeta {
+            resource_version: Some(w.rv.to_string()),
+            ..Default::default()
+        },
+    };
+    json(StatusCode::OK, &list)
+}

@@ -10,5 +10,6 @@
 //! change never reaches into an enforcer.
 
 pub mod action;
+pub mod hook;
 
 pub use action::{Action, ActionKind, Evidence, RateLimit};

@@ -152,7 +152,6 @@ impl ReporterTask {
                 }
                 _ = sync.tick() => d.shared.spool.sync(),
                 () = wait => {
-                    retry_at = None;
                     waiting_since = None;
                     tokio::select! {
                         r = d.deliver_once() => retry_at = r,
@@ -207,7 +206,8 @@ impl Deliverer {
             },
         };
         if batch.end == batch.first {
-            return None;
+            // Nothing readable although events are pending: do not spin.
+            return Some(Instant::now() + self.backoff.next_delay());
         }
         if batch.lines.is_empty() {
             self.ack(batch.end);
@@ -372,7 +372,10 @@ impl Deliverer {
                 self.shared.metrics.token_rejected.set(0);
                 "ok"
             }
-            Ok(r) if matches!(r.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+            Ok(r)
+                if r.status() == StatusCode::UNAUTHORIZED
+                    || r.status() == StatusCode::FORBIDDEN =>
+            {
                 self.token.rejected(r.status().as_u16());
                 self.shared.metrics.token_rejected.set(1);
                 "failed"

@@ -32,8 +32,9 @@ pub struct Event {
 pub enum EventBody {
     /// A record some model flagged.
     Alert(AlertBody),
-    /// A decision of the responder (which may itself be an `alert` action).
-    Action(Action),
+    /// A decision of the responder (which may itself be an `alert` action);
+    /// boxed because it is several times the size of an alert's fields.
+    Action(Box<Action>),
 }
 
 impl EventBody {
@@ -114,7 +115,7 @@ impl Event {
             key: action.id.clone(),
             ts: action.ts,
             node: node.to_owned(),
-            body: EventBody::Action(action.clone()),
+            body: EventBody::Action(Box::new(action.clone())),
         }
     }
 

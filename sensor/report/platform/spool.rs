@@ -104,7 +104,10 @@ pub(crate) struct Spool {
     metrics: PlatformMetrics,
 }
 
-fn io_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> PlatformError + '_ {
+fn io_err<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl FnOnce(io::Error) -> PlatformError + 'a {
     move |source| PlatformError::Io {
         path: path.to_path_buf(),
         action,
@@ -252,7 +255,7 @@ impl Spool {
         self.notify.notified()
     }
 
-    /// (unacknowledged events, bytes on disk, dir).
+    /// (unacknowledged events, bytes on disk).
     pub(crate) fn stats(&self) -> (u64, u64) {
         let st = self.lock();
         (st.next_seq - st.acked, st.bytes)

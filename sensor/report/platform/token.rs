@@ -3,7 +3,7 @@
 //! swapping a symlink — or when the platform refuses it.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use tracing::{error, info, warn};
@@ -31,10 +31,6 @@ impl Token {
             rejected: None,
             read_failing: false,
         }
-    }
-
-    pub(crate) fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
     }
 
     /// The token to send now (`None`: no token configured or readable).
@@ -86,9 +82,5 @@ impl Token {
         if self.rejected.take().is_some() {
             info!("platform accepts the token again");
         }
-    }
-
-    pub(crate) fn is_rejected(&self) -> bool {
-        self.rejected.is_some()
     }
 }

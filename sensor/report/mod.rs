@@ -4,6 +4,7 @@
 pub mod community_id;
 pub mod conn_log;
 pub mod live;
+pub mod platform;
 pub mod rotate;
 
 pub use conn_log::{ConnLogWriter, ExtraColumns, LogFormat};

@@ -12,11 +12,11 @@
 pub mod action;
 pub mod admit;
 pub mod dispatch;
+pub mod hook;
 pub mod kube;
 pub mod nft;
 pub mod responder;
 pub mod rules;
 pub mod safety;
-
 
 pub use action::{Action, ActionKind, Evidence, RateLimit};

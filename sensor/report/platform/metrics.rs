@@ -1,0 +1,69 @@
+//! The reporter's own metrics, registered on the daemon's registry.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
+
+use crate::metrics::{counter, counter_vec, gauge};
+
+#[derive(Clone)]
+pub(crate) struct PlatformMetrics {
+    pub(crate) deliveries: IntCounterVec,
+    pub(crate) heartbeats: IntCounterVec,
+    pub(crate) events: IntCounterVec,
+    pub(crate) spool_bytes: IntGauge,
+    pub(crate) spool_events: IntGauge,
+    pub(crate) spool_dropped: IntCounter,
+    pub(crate) spool_skipped: IntCounter,
+    pub(crate) token_rejected: IntGauge,
+}
+
+impl PlatformMetrics {
+    pub(crate) fn new(r: &Registry) -> Self {
+        PlatformMetrics {
+            deliveries: counter_vec(
+                r,
+                "osprey_platform_deliveries_total",
+                "Event batches posted to the platform, by outcome (ok; retry: kept \
+                 spooled and sent again; rejected: refused as malformed and dropped).",
+                &["result"],
+            ),
+            heartbeats: counter_vec(
+                r,
+                "osprey_platform_heartbeats_total",
+                "Heartbeats posted to the platform, by outcome (ok, failed).",
+                &["result"],
+            ),
+            events: counter_vec(
+                r,
+                "osprey_platform_events_total",
+                "Events submitted to the platform reporter, by kind.",
+                &["kind"],
+            ),
+            spool_bytes: gauge(
+                r,
+                "osprey_platform_spool_bytes",
+                "Bytes in the platform spool's segment files.",
+            ),
+            spool_events: gauge(
+                r,
+                "osprey_platform_spool_events",
+                "Events spooled and not yet acknowledged by the platform.",
+            ),
+            spool_dropped: counter(
+                r,
+                "osprey_platform_spool_dropped_events_total",
+                "Unacknowledged events lost because the spool was full (oldest \
+                 first) or could not be written.",
+            ),
+            spool_skipped: counter(
+                r,
+                "osprey_platform_spool_skipped_lines_total",
+                "Spool lines skipped as unreadable: a line torn by a crash, or corrupt.",
+            ),
+            token_rejected: gauge(
+                r,
+                "osprey_platform_token_rejected",
+                "1 while the platform refuses the bearer token (401/403).",
+            ),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Reports alerts and actions to the management platform, and a heartbeat.
+//!
+//! Every event is appended to an on-disk spool first (see `spool`), then
+//! delivered in order, in batches, by one tokio task; the scorer only
+//! ever pays for a JSON serialisation and a `write(2)`. The platform side
+//! of the protocol is specified in docs/platform-api.yaml.
+
+pub(crate) mod backoff;
+mod config;
+mod deliver;
+mod event;
+mod metrics;
+mod spool;
+mod token;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus::Registry;
+
+pub use config::PlatformConfig;
+pub use deliver::ReporterTask;
+pub use event::{
+    AlertBody, Event, EventBody, Heartbeat, HeartbeatHealth, ModelRef, SensorInfo, VerdictSummary,
+};
+
+use metrics::PlatformMetrics;
+use spool::Spool;
+
+/// Why the reporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error("platform.{key}: {reason}")]
+    Config { key: &'static str, reason: String },
+    #[error("{path}: {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error("platform HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// What the heartbeat reports that only the daemon knows.
+#[derive(Default)]
+struct DaemonState {
+    models: Vec<ModelRef>,
+    ready: bool,
+}
+
+struct Shared {
+    spool: Spool,
+    metrics: PlatformMetrics,
+    daemon: Mutex<DaemonState>,
+}
+
+/// The side the daemon submits through: cheap to clone, never blocks on
+/// the network. A handle of a disabled reporter (no URL) drops events.
+#[derive(Clone)]
+pub struct ReporterHandle {
+    shared: Option<Arc<Shared>>,
+}
+
+/// Starts the reporter.
+pub struct Reporter;
+
+impl Reporter {
+    /// Opens (or recovers) the spool and builds the delivery task; the
+    /// caller spawns `task.run(shutdown)` on its runtime. With no URL
+    /// configured, nothing is opened: the handle drops events and the task
+    /// returns at once.
+    pub fn open(
+        cfg: &PlatformConfig,
+        node: &str,
+        registry: &Registry,
+    ) -> Result<(ReporterHandle, ReporterTask), PlatformError> {
+        cfg.validate()?;
+        let metrics = PlatformMetrics::new(registry);
+        let Some(url) = cfg.url.as_deref() else {
+            return Ok((ReporterHandle { shared: None }, ReporterTask::disabled()));
+        };
+        let spool = Spool::open(
+            &cfg.spool_dir,
+            cfg.segment_bytes,
+            cfg.spool_max_bytes,
+            metrics.clone(),
+        )?;
+        let shared = Arc::new(Shared {
+            spool,
+            metrics,
+            daemon: Mutex::new(DaemonState::default()),
+        });
+        let task = ReporterTask::new(cfg, url, node, Arc::clone(&shared))?;
+        Ok((
+            ReporterHandle {
+                shared: Some(shared),
+            },
+            task,
+        ))
+    }
+}
+
+impl ReporterHandle {
+    /// Spools the event for delivery. Takes a mutex held only for a file
+    /// append; a spool that cannot be written drops the event (counted in
+    /// `osprey_platform_spool_dropped_events_total`, logged once).
+    pub fn submit(&self, event: &Event) {
+        let Some(s) = &self.shared else {
+            return;
+        };
+        s.metrics.events.with_label_values(&[event.kind()]).inc();
+        match serde_json::to_vec(event) {
+            Ok(mut line) => {
+                line.push(b'\n');
+                s.spool.append(&line);
+            }
+            Err(e) => {
+                s.metrics.spool_dropped.inc();
+                tracing::warn!(key = %event.key, error = %e, "platform event not serialisable; dropped");
+            }
+        }
+    }
+
+    /// Whether reporting is on (a URL is configured).
+    pub fn enabled(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The models the heartbeat lists (after each load or reload).
+    pub fn set_models(&self, models: Vec<ModelRef>) {
+        if let Some(s) = &self.shared {
+            s.daemon
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .models = models;
+        }
+    }
+
+    /// Readiness as the heartbeat reports it (what /readyz answers).
+    pub fn set_ready(&self, ready: bool) {
+        if let Some(s) = &self.shared {
+            s.daemon
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .ready = ready;
+        }
+    }
+
+    /// Events spooled and not yet acknowledged (0 when disabled).
+    pub fn pending(&self) -> u64 {
+        self.shared.as_ref().map_or(0, |s| s.spool.pending())
+    }
+}

@@ -1,0 +1,335 @@
+//! The platform reporter against a local test platform: delivery across a
+//! restart while the platform is down, a refused token, and the spool cap.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use osprey::report::platform::{
+    AlertBody, Event, EventBody, PlatformConfig, Reporter, ReporterHandle,
+};
+use prometheus::{Encoder, Registry, TextEncoder};
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+#[derive(Default)]
+struct Received {
+    /// Every event key in arrival order, duplicates included.
+    keys: Vec<String>,
+    heartbeats: usize,
+    /// The bearer token accepted (None: any).
+    token: Option<String>,
+}
+
+type Shared = Arc<Mutex<Received>>;
+
+fn authorised(s: &Received, headers: &HeaderMap) -> bool {
+    let Some(want) = &s.token else {
+        return true;
+    };
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {want}"))
+}
+
+async fn events(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let mut s = s.lock().unwrap();
+    if !authorised(&s, &headers) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    assert!(headers.get("idempotency-key").is_some());
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["sensor"]["node"], "node-a");
+    for e in v["events"].as_array().unwrap() {
+        assert_eq!(e["kind"], "alert");
+        s.keys.push(e["key"].as_str().unwrap().to_owned());
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn heartbeat(State(s): State<Shared>, body: Bytes) -> StatusCode {
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["node"], "node-a");
+    s.lock().unwrap().heartbeats += 1;
+    StatusCode::OK
+}
+
+/// A platform on a fixed local port that starts down and comes up later.
+struct Platform {
+    addr: SocketAddr,
+    state: Shared,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Platform {
+    fn down() -> Platform {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        Platform {
+            addr,
+            state: Shared::default(),
+            server: None,
+        }
+    }
+
+    async fn up(&mut self) {
+        let app = Router::new()
+            .route("/api/v1/anomaly-detection/events", post(events))
+            .route("/api/v1/anomaly-detection/heartbeat", post(heartbeat))
+            .with_state(self.state.clone());
+        let l = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.server = Some(tokio::spawn(async move {
+            axum::serve(l, app).await.unwrap();
+        }));
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.state.lock().unwrap().keys.clone()
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<String> {
+        for _ in 0..300 {
+            let keys = self.keys();
+            if keys.len() >= n {
+                return keys;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("platform got {} of {n} events", self.keys().len());
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+    }
+}
+
+fn config(p: &Platform, spool: &Path) -> PlatformConfig {
+    PlatformConfig {
+        url: Some(format!("http://{}", p.addr)),
+        spool_dir: spool.to_path_buf(),
+        batch_events: 100,
+        batch_max_wait_ms: 10,
+        timeout_secs: 2,
+        backoff_initial_ms: 20,
+        backoff_max_secs: 1,
+        heartbeat_interval_secs: 1,
+        sync_interval_ms: 50,
+        ..PlatformConfig::default()
+    }
+}
+
+fn event(i: usize) -> Event {
+    Event {
+        key: format!("k{i:05}"),
+        ts: i as f64,
+        node: "node-a".into(),
+        body: EventBody::Alert(AlertBody {
+            uid: format!("C{i}"),
+            interim: false,
+            conn: json!({"uid": format!("C{i}"), "proto": "tcp"}),
+            verdicts: vec![],
+        }),
+    }
+}
+
+fn keys(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| event(i).key).collect()
+}
+
+struct Running {
+    handle: ReporterHandle,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+    registry: Registry,
+}
+
+fn start(cfg: &PlatformConfig) -> Running {
+    let registry = Registry::new();
+    let (handle, task) = Reporter::open(cfg, "node-a", &registry).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(task.run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        handle,
+        stop,
+        task,
+        registry,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
+
+    /// Sum of the samples of `name` (with the label, if given), read from
+    /// the text exposition as a scraper would.
+    fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let want = label.map(|(k, v)| format!("{k}=\"{v}\""));
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter(|l| want.as_ref().is_none_or(|w| l.contains(w.as_str())))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+#[tokio::test]
+async fn every_event_arrives_once_in_order_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut platform = Platform::down();
+    let cfg = config(&platform, dir.path());
+
+    let r = start(&cfg);
+    for i in 0..1000 {
+        r.handle.submit(&event(i));
+    }
+    assert_eq!(
+        r.metric("osprey_platform_events_total", Some(("kind", "alert"))),
+        1000.0
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        r.metric(
+            "osprey_platform_deliveries_total",
+            Some(("result", "retry"))
+        ) >= 1.0
+    );
+    assert_eq!(r.handle.pending(), 1000);
+    r.stop().await;
+
+    // Restart on the same spool, then the platform comes up.
+    let r = start(&cfg);
+    assert_eq!(r.metric("osprey_platform_spool_events", None), 1000.0);
+    platform.up().await;
+    let got = platform.wait_for(1000).await;
+    assert_eq!(got, keys(0..1000));
+    for _ in 0..100 {
+        if r.handle.pending() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(r.handle.pending(), 0);
+    assert_eq!(r.metric("osprey_platform_spool_events", None), 0.0);
+    r.stop().await;
+
+    // Acknowledged events are not sent again after another restart.
+    let r = start(&cfg);
+    for i in 1000..1010 {
+        r.handle.submit(&event(i));
+    }
+    let got = platform.wait_for(1010).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(platform.keys(), got);
+    assert_eq!(got, keys(0..1010));
+    assert!(platform.state.lock().unwrap().heartbeats >= 1);
+    r.stop().await;
+}
+
+/// Collects log lines for a test.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_refused_token_keeps_events_spooled_until_it_is_fixed() {
+    let logs = Logs::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "wrong-token\n").unwrap();
+    let mut platform = Platform::down();
+    platform.state.lock().unwrap().token = Some("right-token".into());
+    platform.up().await;
+    let cfg = PlatformConfig {
+        token_file: Some(token.clone()),
+        ..config(&platform, &dir.path().join("spool"))
+    };
+    let r = start(&cfg);
+    for i in 0..50 {
+        r.handle.submit(&event(i));
+    }
+    for _ in 0..100 {
+        if r.metric("osprey_platform_token_rejected", None) == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(r.metric("osprey_platform_token_rejected", None), 1.0);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let expected = format!("platform rejected the token in {}: 401", token.display());
+    assert!(text.contains(&expected), "{text}");
+    assert_eq!(text.matches(&expected).count(), 1, "{text}");
+    assert_eq!(r.handle.pending(), 50);
+    assert!(platform.keys().is_empty());
+
+    std::fs::write(&token, "right-token\n").unwrap();
+    let got = platform.wait_for(50).await;
+    assert_eq!(got, keys(0..50));
+    assert_eq!(r.metric("osprey_platform_token_rejected", None), 0.0);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_spool_drops_the_oldest_events_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut platform = Platform::down();
+    let cfg = PlatformConfig {
+        segment_bytes: 4096,
+        spool_max_bytes: 16384,
+        ..config(&platform, dir.path())
+    };
+    let r = start(&cfg);
+    let n = 1000;
+    for i in 0..n {
+        r.handle.submit(&event(i));
+    }
+    let dropped = r.metric("osprey_platform_spool_dropped_events_total", None) as usize;
+    assert!(dropped > 0);
+    assert!(r.metric("osprey_platform_spool_bytes", None) <= 16384.0);
+    assert_eq!(r.handle.pending() as usize, n - dropped);
+    platform.up().await;
+    let got = platform.wait_for(n - dropped).await;
+    assert_eq!(got, keys(dropped..n));
+    r.stop().await;
+}

@@ -49,6 +49,8 @@ pub struct Config {
     pub models: ModelsConfig,
     pub metrics: MetricsConfig,
     pub respond: RespondConfig,
+    /// The management platform's API: alerts, actions and a heartbeat.
+    pub platform: crate::report::platform::PlatformConfig,
 }
 
 /// Live capture (libpcap).
@@ -286,6 +288,12 @@ pub struct RespondConfig {
     pub queue_actions: usize,
     /// osprey's own nftables table (blocks and rate limits on the node).
     pub nft: crate::respond::nft::NftConfig,
+    /// NetworkPolicy enforcement through the Kubernetes API
+    /// (`quarantine_pod`, and `block` towards pods of opted-in namespaces).
+    pub kube: crate::respond::kube::KubeConfig,
+    /// Policy-enforcement hooks that `hook` rules name: a webhook or a
+    /// local program each.
+    pub hooks: Vec<crate::respond::hook::HookConfig>,
 }
 
 impl Default for RespondConfig {
@@ -301,6 +309,8 @@ impl Default for RespondConfig {
             alert_repeat_secs: 60,
             queue_actions: 4096,
             nft: Default::default(),
+            kube: Default::default(),
+            hooks: Vec::new(),
         }
     }
 }
@@ -452,6 +462,29 @@ impl Config {
         }
         self.metrics_addr()
             .map_err(|reason| bad("metrics.listen_addr", reason))?;
+        match crate::respond::hook::validate(&self.respond.hooks) {
+            Ok(()) => {}
+            Err(crate::respond::hook::HookError::Config { hook, key, reason }) => {
+                return Err(bad(&format!("respond.hooks[{hook:?}].{key}"), reason))
+            }
+            Err(e) => return Err(bad("respond.hooks", e.to_string())),
+        }
+        if self.respond.kube.enabled
+            && self.respond.kube.node_name.is_empty()
+            && !self.respond.kube.cluster_wide_pods
+        {
+            return Err(bad(
+                "respond.kube.node_name",
+                "is empty (set it, or NODE_NAME in the environment, or cluster_wide_pods)".into(),
+            ));
+        }
+        match self.platform.validate() {
+            Ok(()) => {}
+            Err(crate::report::platform::PlatformError::Config { key, reason }) => {
+                return Err(bad(&format!("platform.{key}"), reason))
+            }
+            Err(e) => return Err(bad("platform", e.to_string())),
+        }
         Ok(())
     }
 

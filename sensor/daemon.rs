@@ -24,8 +24,11 @@ use osprey::metrics::{Health, Metrics};
 use osprey::model::bundled::load_models;
 use osprey::model::Model;
 use osprey::pipeline::{StageOptions, Stages};
+use osprey::report::platform::{ModelRef, Reporter, ReporterHandle, ReporterTask};
 use osprey::respond::admit::{Admission, AdmitConfig, Proposal};
 use osprey::respond::dispatch::Dispatch;
+use osprey::respond::hook::Hooks;
+use osprey::respond::kube::KubeEnforcer;
 use osprey::respond::nft::NftEnforcer;
 use osprey::respond::responder::{RespondMetrics, Responder};
 use osprey::respond::rules::{LoadContext, ModelFacts, RuleSet};
@@ -41,7 +44,7 @@ pub fn load_rules(cfg: &Config, models: &[Model]) -> Result<RuleSet> {
         allowlist: Allowlist::new(&cfg.respond.allowlist_nets())
             .fixed()
             .to_vec(),
-        hooks: Vec::new(),
+        hooks: cfg.respond.hooks.iter().map(|h| h.name.clone()).collect(),
         skip_rules_for_absent_models: cfg.respond.rules_file.is_none(),
     };
     Ok(match &cfg.respond.rules_file {
@@ -155,28 +158,24 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
 
     let models = load_models(&cfg.models.specs)?;
-    let mut outputs = osprey::report::live::open_outputs(&cfg.output)?;
-
     let metrics = Arc::new(Metrics::new());
+    let node = node_name(&cfg);
+    let (reporter, reporter_task) = Reporter::open(&cfg.platform, &node, &metrics.registry)
+        .context("starting the platform reporter")?;
+    reporter.set_models(model_refs(&models));
+    let mut outputs = osprey::report::live::open_outputs(&cfg.output, reporter.clone(), &node)?;
+    let hooks = Hooks::new(&cfg.respond.hooks, &metrics.registry)?;
+
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
     let rules = load_rules(&cfg, &models)?;
-    // Enforcement that cannot start (nft missing, no CAP_NET_ADMIN) is a
-    // degraded sensor, not a dead one: detection and alerts go on.
-    let nft = if cfg.respond.enforce {
-        match NftEnforcer::start(cfg.respond.nft.clone(), &metrics.registry) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                tracing::error!(error = %e, "nftables enforcement unavailable; alerting only");
-                eprintln!("osprey: nftables enforcement unavailable, alerting only: {e}");
-                health.set_enforcement_degraded(Some(format!("nftables: {e}")));
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the I/O runtime")?;
+    let (nft, kube) = start_enforcers(&cfg, &rt, &metrics, &health);
     let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(cfg.respond.queue_actions);
+    let respond_metrics = RespondMetrics::register(&metrics.registry);
     let responder = Responder {
         admission: Admission::new(
             AdmitConfig {
@@ -195,8 +194,12 @@ pub fn run(a: RunArgs) -> Result<()> {
             },
             cfg.respond.max_actions_per_minute,
         ),
-        dispatch: Dispatch::new(nft),
-        metrics: RespondMetrics::register(&metrics.registry),
+        dispatch: Dispatch::new(nft)
+            .with_kube(kube)
+            .with_hooks(hooks)
+            .with_reporter(reporter.clone(), &node)
+            .with_results(respond_metrics.actions.clone()),
+        metrics: respond_metrics,
         rediscover: Duration::from_secs(60),
         api_servers: Vec::new(),
     };
@@ -208,6 +211,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     };
     let (reload_tx, reload_rx) = crossbeam_channel::bounded::<Reload>(1);
     let io = IoThread::start(
+        rt,
         listener,
         metrics.clone(),
         health.clone(),
@@ -216,8 +220,10 @@ pub fn run(a: RunArgs) -> Result<()> {
             args: a.clone(),
             tx: reload_tx,
             metrics: metrics.clone(),
+            reporter: reporter.clone(),
         },
         (responder, proposals_rx),
+        reporter_task,
     )?;
 
     let stage_opts = StageOptions {
@@ -235,6 +241,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         .context("starting the capture and conn threads")?;
     health.set_models_loaded(!models.is_empty());
     health.set_capture_running(true);
+    reporter.set_ready(!models.is_empty());
     tracing::info!(
         interfaces = %interfaces,
         workers = stage_opts.workers,
@@ -269,6 +276,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         &metrics,
     );
     health.set_capture_running(false);
+    reporter.set_ready(false);
     let joined = stages.join();
     io.shutdown();
     scored.context("closing the logs")?;
@@ -277,12 +285,83 @@ pub fn run(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// The node this sensor reports as: `respond.kube.node_name` (from
+/// `NODE_NAME`, set by the chart), else the host name.
+fn node_name(cfg: &Config) -> String {
+    if !cfg.respond.kube.node_name.is_empty() {
+        return cfg.respond.kube.node_name.clone();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn model_refs(models: &[Model]) -> Vec<ModelRef> {
+    models
+        .iter()
+        .map(|m| ModelRef {
+            name: m.spec().model.name.clone(),
+            version: m.spec().model.version.clone(),
+        })
+        .collect()
+}
+
+/// Starts the enforcers `respond.enforce` asks for. One that cannot start
+/// (nft missing, no CAP_NET_ADMIN, no API server) leaves a degraded
+/// sensor, not a dead one: detection and alerts go on, and /readyz says
+/// what is missing.
+fn start_enforcers(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+    metrics: &Metrics,
+    health: &Health,
+) -> (Option<NftEnforcer>, Option<KubeEnforcer>) {
+    if !cfg.respond.enforce {
+        return (None, None);
+    }
+    let mut degraded = Vec::new();
+    let nft = match NftEnforcer::start(cfg.respond.nft.clone(), &metrics.registry) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::error!(error = %e, "nftables enforcement unavailable; alerting only");
+            eprintln!("osprey: nftables enforcement unavailable, alerting only: {e}");
+            degraded.push(format!("nftables: {e}"));
+            None
+        }
+    };
+    let kube = if cfg.respond.kube.enabled {
+        let started = rt.block_on(KubeEnforcer::start(
+            cfg.respond.kube.clone(),
+            &metrics.registry,
+        ));
+        match started {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::error!(error = %e, "Kubernetes enforcement unavailable");
+                eprintln!("osprey: Kubernetes enforcement unavailable: {e}");
+                degraded.push(format!("kubernetes: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if !degraded.is_empty() {
+        health.set_enforcement_degraded(Some(degraded.join("; ")));
+    }
+    (nft, kube)
+}
+
 /// Loads the model set again on SIGHUP.
 struct Reloader {
     /// Re-read on SIGHUP with the same overrides as at start.
     args: RunArgs,
     tx: crossbeam_channel::Sender<Reload>,
     metrics: Arc<Metrics>,
+    /// The heartbeat lists the models in use.
+    reporter: ReporterHandle,
 }
 
 impl Reloader {
@@ -291,6 +370,7 @@ impl Reloader {
             let cfg = effective_config(&self.args)?;
             let models = load_models(&cfg.models.specs)?;
             let rules = load_rules(&cfg, &models)?;
+            self.reporter.set_models(model_refs(&models));
             Ok(Reload {
                 models,
                 rules: Some(rules),
@@ -325,19 +405,18 @@ struct IoThread {
 }
 
 impl IoThread {
+    #[allow(clippy::too_many_arguments)]
     fn start(
+        rt: tokio::runtime::Runtime,
         listener: std::net::TcpListener,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         stop: Arc<AtomicBool>,
         reloader: Reloader,
         responder: (Responder, tokio::sync::mpsc::Receiver<Proposal>),
+        reporter: ReporterTask,
     ) -> Result<IoThread> {
         use tokio::signal::unix::{signal, SignalKind};
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the I/O runtime")?;
         // Handlers are installed here, before capture starts, so that a
         // SIGTERM during start-up is not lost.
         let (mut term, mut int, mut hup) = rt.block_on(async {
@@ -362,6 +441,10 @@ impl IoThread {
                     ));
                     let (responder, proposals) = responder;
                     let responding = tokio::spawn(responder.run(proposals));
+                    let (report_stop, report_stop_rx) = tokio::sync::oneshot::channel::<()>();
+                    let reporting = tokio::spawn(reporter.run(async move {
+                        let _ = report_stop_rx.await;
+                    }));
                     let reloader = Arc::new(reloader);
                     loop {
                         tokio::select! {
@@ -382,6 +465,17 @@ impl IoThread {
                     }
                     // Ends once the scorer has finished (its sender dropped).
                     let _ = responding.await;
+                    // The last actions are in the spool; one last delivery
+                    // try, bounded so that exit stays within its 5 s.
+                    let _ = report_stop.send(());
+                    if tokio::time::timeout(Duration::from_secs(2), reporting)
+                        .await
+                        .is_err()
+                    {
+                        tracing::info!(
+                            "platform delivery stopped; the rest stays spooled for the next start"
+                        );
+                    }
                 });
             })
             .context("starting the I/O thread")?;

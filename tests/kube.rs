@@ -176,12 +176,10 @@ fn metric(r: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
     0.0
 }
 
-fn bounded<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F::Output> {
-    async move {
-        tokio::time::timeout(BOUND, f)
-            .await
-            .expect("test took too long")
-    }
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("test took too long")
 }
 
 fn labels(np: &NetworkPolicy) -> BTreeMap<String, String> {
@@ -311,19 +309,21 @@ async fn expired_policies_are_deleted_and_the_label_removed() {
     bounded(async {
         let mut w = world();
         // Another node's policy, long expired: not this sensor's to collect.
-        let mut foreign = NetworkPolicy::default();
-        foreign.metadata = ObjectMeta {
-            name: Some("osprey-quarantine-web-2".into()),
-            namespace: Some("shop".into()),
-            labels: Some(BTreeMap::from([
-                ("app.kubernetes.io/managed-by".into(), "osprey".into()),
-                ("osprey.io/node".into(), "node-b".into()),
-                ("osprey.io/kind".into(), "quarantine".into()),
-            ])),
-            annotations: Some(BTreeMap::from([(
-                "osprey.io/expires-at".into(),
-                "2020-01-01T00:00:00Z".into(),
-            )])),
+        let foreign = NetworkPolicy {
+            metadata: ObjectMeta {
+                name: Some("osprey-quarantine-web-2".into()),
+                namespace: Some("shop".into()),
+                labels: Some(BTreeMap::from([
+                    ("app.kubernetes.io/managed-by".into(), "osprey".into()),
+                    ("osprey.io/node".into(), "node-b".into()),
+                    ("osprey.io/kind".into(), "quarantine".into()),
+                ])),
+                annotations: Some(BTreeMap::from([(
+                    "osprey.io/expires-at".into(),
+                    "2020-01-01T00:00:00Z".into(),
+                )])),
+                ..Default::default()
+            },
             ..Default::default()
         };
         w.policies
@@ -338,15 +338,19 @@ async fn expired_policies_are_deleted_and_the_label_removed() {
         let wait = a.expires_ts().ceil() - Action::now_ts() + 0.2;
         tokio::time::sleep(Duration::from_secs_f64(wait.max(0.0))).await;
         assert_eq!(s.enforcer.collect_expired().await.unwrap(), 1);
-        let w = s.fake.world();
+        let (policies, pod_labels) = {
+            let w = s.fake.world();
+            (
+                w.policies.keys().cloned().collect::<Vec<_>>(),
+                w.pods[0].metadata.labels.clone().unwrap(),
+            )
+        };
         assert_eq!(
-            w.policies.keys().cloned().collect::<Vec<_>>(),
+            policies,
             vec![("shop".to_string(), "osprey-quarantine-web-2".to_string())]
         );
-        let pod_labels = w.pods[0].metadata.labels.clone().unwrap();
         assert!(!pod_labels.contains_key("osprey.io/quarantine"));
         assert_eq!(pod_labels["app"], "web");
-        drop(w);
         // Deleting again (already gone) is not an error.
         assert_eq!(s.enforcer.collect_expired().await.unwrap(), 0);
         assert_eq!(metric(&s.registry, "osprey_kube_policies_active", &[]), 0.0);

@@ -36,20 +36,75 @@ fn tools_present(test: &str) -> bool {
     false
 }
 
-/// Rules as shipped, with short TTLs so the test sees expiry.
-fn write_config(dir: &Path) -> std::path::PathBuf {
+/// The platform's side of docs/platform-api.yaml, as little of it as the
+/// test needs: every POST (path, Authorization header, JSON body) is
+/// appended to a file as one JSON line, and answered 200.
+const PLATFORM_STANDIN: &str = r#"
+import http.server, json, sys
+out = open(sys.argv[2], "a", buffering=1)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        out.write(json.dumps({"path": self.path,
+                              "auth": self.headers.get("Authorization"),
+                              "body": json.loads(body)}) + "\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+const PLATFORM_TOKEN: &str = "osprey-test-token";
+
+/// Starts the stand-in platform on the namespace's loopback.
+fn platform_standin(ns: &str, port: u16, dir: &Path) -> (Server, std::path::PathBuf) {
+    let script = dir.join("platform.py");
+    std::fs::write(&script, PLATFORM_STANDIN).expect("platform.py");
+    let received = dir.join("platform-received.jsonl");
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "python3"])
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(&received)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 platform stand-in");
+    (Server(child), received)
+}
+
+/// What the stand-in platform received, one object per request.
+fn platform_requests(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Rules as shipped, with short TTLs so the test sees expiry; reports go
+/// to a platform stand-in on `platform_port` of the namespace's loopback.
+fn write_config(dir: &Path, platform_port: u16) -> std::path::PathBuf {
     let rules = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.yaml"))
         .expect("rules/default.yaml")
         .replace("ttl_secs: 600", &format!("ttl_secs: {TTL_SECS}"))
         .replace("ttl_secs: 300", &format!("ttl_secs: {TTL_SECS}"));
     let rules_path = dir.join("rules.yaml");
     std::fs::write(&rules_path, rules).expect("rules");
+    let token = dir.join("platform-token");
+    std::fs::write(&token, format!("{PLATFORM_TOKEN}\n")).expect("token");
     let cfg = dir.join("osprey.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[respond]\nenforce = true\nrules_file = {:?}\n\n[respond.nft]\nreconcile_interval_secs = 1\n",
-            rules_path
+            "[respond]\nenforce = true\nrules_file = {:?}\n\n[respond.nft]\nreconcile_interval_secs = 1\n\n\
+             [platform]\nurl = \"http://127.0.0.1:{platform_port}\"\ntoken_file = {:?}\nspool_dir = {:?}\n\
+             batch_max_wait_ms = 100\nheartbeat_interval_secs = 1\n",
+            rules_path,
+            token,
+            dir.join("spool"),
         ),
     )
     .expect("config");
@@ -149,7 +204,9 @@ fn a_scan_is_blocked_from_the_interim_path_and_clients_keep_working() {
     }
     let lan = Lan::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_config(dir.path());
+    let platform_port = port_for("respond-platform");
+    let cfg = write_config(dir.path(), platform_port);
+    let (_platform, received) = platform_standin(&lan.victim, platform_port, dir.path());
     let _web = web_server(&lan.victim);
     let port = port_for("respond-scan");
     let mut osprey = Osprey::start(
@@ -240,6 +297,38 @@ fn a_scan_is_blocked_from_the_interim_path_and_clients_keep_working() {
         "no interim block action in the log:\n{err}"
     );
 
+    // The platform heard of the block (and of the alerts behind it), with
+    // the token from the file.
+    let attacker_net = format!("{}/32", lan.attacker_ip);
+    let reported = wait_for(Duration::from_secs(5), || {
+        platform_requests(&received).iter().any(|r| {
+            r["body"]["events"].as_array().is_some_and(|evs| {
+                evs.iter().any(|e| {
+                    e["kind"] == "action"
+                        && e["body"]["kind"] == "block"
+                        && e["body"]["target"] == attacker_net.as_str()
+                })
+            })
+        })
+    });
+    let requests = platform_requests(&received);
+    assert!(
+        reported.is_some(),
+        "the platform was not told of the block; it received {} request(s)",
+        requests.len()
+    );
+    let bearer = format!("Bearer {PLATFORM_TOKEN}");
+    assert!(requests.iter().all(|r| r["auth"] == bearer.as_str()));
+    assert!(requests.iter().any(|r| {
+        r["path"] == "/api/v1/anomaly-detection/events"
+            && r["body"]["events"]
+                .as_array()
+                .is_some_and(|evs| evs.iter().any(|e| e["kind"] == "alert"))
+    }));
+    assert!(requests
+        .iter()
+        .any(|r| r["path"] == "/api/v1/anomaly-detection/heartbeat"));
+
     // A follow-up connection from the attacker fails; the client's work on.
     assert!(
         !curl_ok(
@@ -302,7 +391,7 @@ fn a_syn_flood_gets_a_rate_limit_not_a_block() {
     };
     let lan = Lan::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_config(dir.path());
+    let cfg = write_config(dir.path(), port_for("respond-flood-platform"));
     let port = port_for("respond-flood");
     let mut osprey = Osprey::start(
         &lan.victim,

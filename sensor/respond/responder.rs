@@ -10,9 +10,10 @@ use tokio::sync::mpsc;
 
 use super::action::Action;
 use super::admit::{describe, Admission, AdmitCounts, Outcome, Proposal};
-use super::dispatch::Dispatch;
+use super::dispatch::{Dispatch, Enforced};
 use crate::metrics::{counter, counter_vec, gauge, gauge_vec};
 
+#[derive(Clone)]
 pub struct RespondMetrics {
     pub actions: IntCounterVec,
     pub refused: IntCounterVec,
@@ -140,22 +141,26 @@ impl Responder {
         log_action(&action);
         let result = if action.enforce {
             match self.dispatch.enforce(&action).await {
-                Ok(()) => "enforced",
+                Ok(Enforced::Done) => Some("enforced"),
+                // The task counts its own result when the call ends.
+                Ok(Enforced::Started) => None,
                 Err(e) => {
                     tracing::error!(action = %describe(&action), error = %e, "enforcement failed");
-                    "failed"
+                    Some("failed")
                 }
             }
         } else if action.kind == super::ActionKind::Alert {
-            "alerted"
+            Some("alerted")
         } else {
-            "dry_run"
+            Some("dry_run")
         };
         self.dispatch.report(&action);
-        self.metrics
-            .actions
-            .with_label_values(&[kind, result])
-            .inc();
+        if let Some(result) = result {
+            self.metrics
+                .actions
+                .with_label_values(&[kind, result])
+                .inc();
+        }
     }
 }
 

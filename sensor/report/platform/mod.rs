@@ -102,6 +102,11 @@ impl Reporter {
 }
 
 impl ReporterHandle {
+    /// A handle that drops every event (no platform configured).
+    pub fn disabled() -> ReporterHandle {
+        ReporterHandle { shared: None }
+    }
+
     /// Spools the event for delivery. Takes a mutex held only for a file
     /// append; a spool that cannot be written drops the event (counted in
     /// `osprey_platform_spool_dropped_events_total`, logged once).

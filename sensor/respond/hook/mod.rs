@@ -92,6 +92,24 @@ impl Hooks {
         Ok(Hooks { hooks, calls })
     }
 
+    /// No hooks (metrics on a registry of their own, never scraped).
+    pub fn none() -> Hooks {
+        Hooks {
+            hooks: HashMap::new(),
+            calls: counter_vec(
+                &Registry::new(),
+                "osprey_hook_calls_total",
+                "unused",
+                &["hook", "result"],
+            ),
+        }
+    }
+
+    /// Names of the configured hooks, for checking rules at load.
+    pub fn names(&self) -> Vec<String> {
+        self.hooks.keys().cloned().collect()
+    }
+
     /// Whether a hook of that name is configured (for checking rules).
     pub fn contains(&self, name: &str) -> bool {
         self.hooks.contains_key(name)

@@ -61,7 +61,15 @@ impl Fake {
     }
 
     /// Sends a watch event (`ADDED`, `MODIFIED`, `DELETED`) to watchers.
-    pub fn watch_event(&self, kind: &str, pod: Pod) {
+    /// Like the API server, it stamps the object with a new resource
+    /// version (the watcher refuses events without one).
+    pub fn watch_event(&self, kind: &str, mut pod: Pod) {
+        let rv = {
+            let mut w = self.world();
+            w.rv += 1;
+            w.rv
+        };
+        pod.metadata.resource_version = Some(rv.to_string());
         let _ = self.watch.send((kind.to_string(), pod));
     }
 }

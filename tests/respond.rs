@@ -325,9 +325,18 @@ fn a_scan_is_blocked_from_the_interim_path_and_clients_keep_working() {
                 .as_array()
                 .is_some_and(|evs| evs.iter().any(|e| e["kind"] == "alert"))
     }));
-    assert!(requests
-        .iter()
-        .any(|r| r["path"] == "/api/v1/anomaly-detection/heartbeat"));
+    // Heartbeats come every second (the first may have raced the
+    // stand-in's start).
+    let heartbeat = wait_for(Duration::from_secs(5), || {
+        platform_requests(&received)
+            .iter()
+            .any(|r| r["path"] == "/api/v1/anomaly-detection/heartbeat")
+    });
+    assert!(
+        heartbeat.is_some(),
+        "no heartbeat among the requests to {:?}",
+        requests.iter().map(|r| &r["path"]).collect::<Vec<_>>()
+    );
 
     // A follow-up connection from the attacker fails; the client's work on.
     assert!(

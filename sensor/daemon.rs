@@ -348,6 +348,18 @@ fn start_enforcers(
     } else {
         None
     };
+    let gauge = osprey::metrics::gauge_vec(
+        &metrics.registry,
+        "osprey_respond_enforcement_degraded",
+        "1 for an enforcer that enforcement asked for but that could not start (nft, kubernetes).",
+        &["enforcer"],
+    );
+    for (name, failed) in [
+        ("nft", nft.is_none()),
+        ("kubernetes", cfg.respond.kube.enabled && kube.is_none()),
+    ] {
+        gauge.with_label_values(&[name]).set(i64::from(failed));
+    }
     if !degraded.is_empty() {
         health.set_enforcement_degraded(Some(degraded.join("; ")));
     }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::netns::{enabled, have, port_for, Lan, Osprey};
+use common::netns::{enabled, have, port_for, Lan, LoopNs, Osprey};
 
 const TTL_SECS: u64 = 6;
 
@@ -462,4 +462,60 @@ fn a_syn_flood_gets_a_rate_limit_not_a_block() {
 /// The attacker's end of the victim's capture interface.
 fn attacker_if(lan: &Lan) -> String {
     lan.victim_if.replacen("ospv", "ospx", 1)
+}
+
+/// Enforcement that cannot start (here: no nft executable) leaves a
+/// sensor that still captures and detects, says so on /readyz and in a
+/// metric, and does not exit.
+#[test]
+fn a_missing_nft_degrades_enforcement_but_detection_runs() {
+    if !enabled("a_missing_nft_degrades_enforcement_but_detection_runs") {
+        return;
+    }
+    let ns = LoopNs::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("osprey.toml");
+    std::fs::write(
+        &cfg,
+        "[respond]\nenforce = true\n\n[respond.nft]\nnft_path = \"/nonexistent/nft\"\n",
+    )
+    .expect("config");
+    let mut osprey = Osprey::start(
+        &ns.ns,
+        port_for("respond-degraded"),
+        dir.path(),
+        &["-i", "lo", "--config", cfg.to_str().expect("utf-8 path")],
+    );
+    osprey.wait_ready(Duration::from_secs(20));
+    let (status, body) = osprey.get("/readyz").expect("/readyz answers");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("enforcement degraded: nftables") && body.contains("/nonexistent/nft"),
+        "/readyz: {body}"
+    );
+    let err = osprey.stderr_text();
+    assert!(
+        err.contains("nftables enforcement unavailable"),
+        "no clear line about nft:\n{err}"
+    );
+    // Detection goes on: packets on the loopback are captured and counted.
+    ns.exec(&[
+        "bash",
+        "-c",
+        "for i in 1 2 3 4 5; do (exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null; done; true",
+    ]);
+    let counted = wait_for(Duration::from_secs(5), || {
+        osprey.metrics().sum("osprey_capture_packets_total", &[]) >= 10.0
+    });
+    assert!(
+        counted.is_some(),
+        "no packets counted:\n{}",
+        osprey.stderr_text()
+    );
+    let m = osprey.metrics();
+    assert_eq!(
+        m.sum("osprey_respond_enforcement_degraded", &["enforcer=\"nft\""]),
+        1.0
+    );
+    osprey.stop(Duration::from_secs(10));
 }

@@ -62,7 +62,7 @@ pub(crate) fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     c
 }
 
-pub(crate) fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
     r.register(Box::new(g.clone()))
         .expect("each metric is registered once");

@@ -90,7 +90,7 @@ impl LiveOutputs for Logs {
         let written = logs
             .write_alert(r, models, v, r.interim, SystemTime::now())
             .map_err(io::Error::other);
-        if self.platform.enabled() && v.iter().any(|x| x.flagged) {
+        if self.platform.enabled() && v.iter().any(|x| x.flagged) && self.platform.alert_allowed() {
             self.report(r, models, v);
         }
         written

@@ -49,6 +49,12 @@ pub struct PlatformConfig {
     pub backoff_max_secs: u64,
     /// Heartbeat period: how soon the platform can tell a sensor is gone.
     pub heartbeat_interval_secs: u64,
+    /// Alert events per second sent to the platform (burst: as many);
+    /// beyond it alerts are counted, not sent. A flood flags every one of
+    /// its connections: alerts.log keeps them all, the platform gets a
+    /// sample and the flood's actions, and the spool is not flushed out
+    /// by one attack. Actions are never limited here.
+    pub max_alerts_per_sec: u32,
     /// How often appended events are fsynced: a power loss loses at most
     /// this much; a process crash loses nothing either way.
     pub sync_interval_ms: u64,
@@ -70,6 +76,7 @@ impl Default for PlatformConfig {
             backoff_initial_ms: 500,
             backoff_max_secs: 60,
             heartbeat_interval_secs: 60,
+            max_alerts_per_sec: 100,
             sync_interval_ms: 1000,
         }
     }
@@ -115,6 +122,7 @@ impl PlatformConfig {
             ("backoff_max_secs", self.backoff_max_secs),
             ("heartbeat_interval_secs", self.heartbeat_interval_secs),
             ("sync_interval_ms", self.sync_interval_ms),
+            ("max_alerts_per_sec", u64::from(self.max_alerts_per_sec)),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be positive"));

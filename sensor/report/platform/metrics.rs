@@ -14,6 +14,7 @@ pub(crate) struct PlatformMetrics {
     pub(crate) spool_dropped: IntCounter,
     pub(crate) spool_skipped: IntCounter,
     pub(crate) token_rejected: IntGauge,
+    pub(crate) alerts_suppressed: IntCounter,
 }
 
 impl PlatformMetrics {
@@ -58,6 +59,12 @@ impl PlatformMetrics {
                 r,
                 "osprey_platform_spool_skipped_lines_total",
                 "Spool lines skipped as unreadable: a line torn by a crash, or corrupt.",
+            ),
+            alerts_suppressed: counter(
+                r,
+                "osprey_platform_alerts_suppressed_total",
+                "Alerts not sent to the platform because platform.max_alerts_per_sec \
+                 was reached (they are in alerts.log).",
             ),
             token_rejected: gauge(
                 r,

@@ -53,6 +53,36 @@ struct Shared {
     spool: Spool,
     metrics: PlatformMetrics,
     daemon: Mutex<DaemonState>,
+    alerts: Mutex<AlertBudget>,
+}
+
+/// A token bucket for alert events: `rate` a second, up to `rate` saved.
+struct AlertBudget {
+    rate: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl AlertBudget {
+    fn new(rate: u32) -> AlertBudget {
+        AlertBudget {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: std::time::Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The side the daemon submits through: cheap to clone, never blocks on
@@ -90,6 +120,7 @@ impl Reporter {
             spool,
             metrics,
             daemon: Mutex::new(DaemonState::default()),
+            alerts: Mutex::new(AlertBudget::new(cfg.max_alerts_per_sec)),
         });
         let task = ReporterTask::new(cfg, url, node, Arc::clone(&shared))?;
         Ok((
@@ -127,6 +158,24 @@ impl ReporterHandle {
         }
     }
 
+    /// Whether an alert may be sent now (`platform.max_alerts_per_sec`);
+    /// a refusal is counted. Asked before the alert is built, so a flood
+    /// costs the scorer nothing beyond this.
+    pub fn alert_allowed(&self) -> bool {
+        let Some(s) = &self.shared else {
+            return false;
+        };
+        let ok = s
+            .alerts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(std::time::Instant::now());
+        if !ok {
+            s.metrics.alerts_suppressed.inc();
+        }
+        ok
+    }
+
     /// Whether reporting is on (a URL is configured).
     pub fn enabled(&self) -> bool {
         self.shared.is_some()
@@ -155,5 +204,31 @@ impl ReporterHandle {
     /// Events spooled and not yet acknowledged (0 when disabled).
     pub fn pending(&self) -> u64 {
         self.shared.as_ref().map_or(0, |s| s.spool.pending())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AlertBudget;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_alert_budget_allows_its_rate_and_refills() {
+        let mut b = AlertBudget::new(10);
+        let t0 = b.last;
+        let sent = (0..100).filter(|_| b.take(t0)).count();
+        assert_eq!(sent, 10, "the burst is one second's worth");
+        assert!(!b.take(t0));
+        // Half a second later, five more; never more than a second's worth.
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!((0..100).filter(|_| b.take(t1)).count(), 5);
+        let t2 = t1 + Duration::from_secs(3600);
+        assert_eq!((0..100).filter(|_| b.take(t2)).count(), 10);
+        // A clock that goes backwards adds nothing.
+        assert!(!b.take(
+            Instant::now()
+                .checked_sub(Duration::from_secs(1))
+                .unwrap_or(t0)
+        ));
     }
 }

@@ -10,11 +10,10 @@
 #
 # Capabilities: the user is not root, so the two osprey needs come from
 # file capabilities on /usr/local/bin/osprey (capture, promiscuous mode)
-# and /usr/sbin/nft (its nftables table). A container must be allowed
-# both (--cap-add, or the chart's securityContext.capabilities.add) and
-# must not run with no-new-privileges, which voids file capabilities;
-# without them the kernel refuses to start osprey ("operation not
-# permitted").
+# and /usr/sbin/nft (its nftables table), which the kernel grants up to
+# what the container was given: the container must be allowed both
+# (--cap-add, or the chart's securityContext.capabilities.add). Without
+# them the kernel refuses to start osprey ("operation not permitted").
 
 ARG RUST_VERSION=1.91
 

@@ -147,7 +147,9 @@ fn the_rendered_configmap_passes_osprey_check() {
                 let rules_file = cfg["respond"]["rules_file"].as_str().expect("rules_file");
                 assert_eq!(
                     Some(rules_file),
-                    mount_path(c, "config").map(|d| format!("{d}/rules.yaml")).as_deref(),
+                    mount_path(c, "config")
+                        .map(|d| format!("{d}/rules.yaml"))
+                        .as_deref(),
                     "{name}: respond.rules_file is not where the ConfigMap is mounted"
                 );
             }
@@ -245,8 +247,7 @@ fn the_enforcement_values_turn_on_enforcement_with_exact_rbac() {
     };
     let objs = render(&helm, Some("ci/enforcement-values.yaml"));
     let cm = object(&objs, "ConfigMap").unwrap();
-    let cfg: Value =
-        serde_yaml_ng::from_str(cm["data"]["osprey.yaml"].as_str().unwrap()).unwrap();
+    let cfg: Value = serde_yaml_ng::from_str(cm["data"]["osprey.yaml"].as_str().unwrap()).unwrap();
     assert_eq!(cfg["respond"]["enforce"], true);
     assert_eq!(cfg["respond"]["kube"]["enabled"], true);
     assert!(cfg["platform"]["url"].is_string());

@@ -43,16 +43,20 @@ fn tools_present(test: &str, extra: &[&str]) -> bool {
     let missing: Vec<_> = [
         "nft", "nmap", "curl", "ping", "python3", "setpriv", "useradd", "userdel",
     ]
-        .iter()
-        .chain(extra)
-        .filter(|t| !have(t))
-        .collect();
+    .iter()
+    .chain(extra)
+    .filter(|t| !have(t))
+    .collect();
     if missing.is_empty() {
         return true;
     }
     let why = format!(
         "needs {}",
-        missing.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+        missing
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if std::env::var("OSPREY_E2E").is_ok_and(|v| v == "1") {
         panic!("{test}: OSPREY_E2E=1 but the test cannot run: {why}");
@@ -82,7 +86,10 @@ impl SystemUser {
     fn new(tag: &str) -> SystemUser {
         let name = format!("osprey-{tag}-{}", std::process::id() % 100_000);
         // A leftover of a killed run has the same name only by chance.
-        let _ = Command::new("userdel").arg(&name).status();
+        let _ = Command::new("userdel")
+            .arg(&name)
+            .stderr(Stdio::null())
+            .status();
         run(Command::new("useradd").args([
             "--system",
             "--user-group",
@@ -241,11 +248,7 @@ fn start_as(l: &Launch, grant: Grant, env: &[(&str, String)]) -> Osprey {
             cmd.args(["--inh-caps=-all", "--no-new-privs"]);
         }
         Grant::Nothing => {
-            cmd.args([
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-                "--no-new-privs",
-            ]);
+            cmd.args(["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]);
         }
     }
     cmd.arg("--")
@@ -363,15 +366,16 @@ fn exercise(lan: &Lan, osprey: &mut Osprey, user: &SystemUser) {
 
     // Capture: the attacker's pings are counted.
     let web = format!("http://{}:8080/", lan.victim_ip);
-    let before = osprey
-        .metrics()
-        .sum("osprey_capture_packets_total", &[]);
+    let before = osprey.metrics().sum("osprey_capture_packets_total", &[]);
     let ping = Lan::try_exec(
         &lan.attacker,
         &["ping", "-c", "5", "-i", "0.2", "-W", "1", &lan.victim_ip],
     );
     assert!(ping.status.success(), "the attacker cannot ping the victim");
-    assert!(curl_ok(&lan.attacker, &web), "the web server does not answer");
+    assert!(
+        curl_ok(&lan.attacker, &web),
+        "the web server does not answer"
+    );
     let counted = wait_for(Duration::from_secs(5), || {
         osprey.metrics().sum("osprey_capture_packets_total", &[]) >= before + 10.0
     });

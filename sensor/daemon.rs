@@ -210,6 +210,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         recent: Default::default(),
     };
     let (reload_tx, reload_rx) = crossbeam_channel::bounded::<Reload>(1);
+    rt.spawn(osprey::metrics::notify::supervise(health.clone()));
     let io = IoThread::start(
         rt,
         listener,
@@ -241,6 +242,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         .context("starting the capture and conn threads")?;
     health.set_models_loaded(!models.is_empty());
     health.set_capture_running(true);
+    osprey::metrics::notify::ready();
     reporter.set_ready(!models.is_empty());
     tracing::info!(
         interfaces = %interfaces,

@@ -7,6 +7,7 @@
 //! so the shared atomics are touched thousands of times less often than
 //! packets arrive.
 
+pub mod notify;
 mod server;
 
 pub use server::{serve, Health};

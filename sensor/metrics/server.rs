@@ -50,6 +50,10 @@ impl Health {
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Release);
     }
+    /// Whether a stop signal has begun the shutdown.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
     pub fn ready(&self) -> bool {
         self.capture_running.load(Ordering::Acquire)
             && self.models_loaded.load(Ordering::Acquire)

@@ -482,3 +482,25 @@ async fn dry_run_and_wrong_targets_send_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_quarantine_of_a_deleted_pod_still_expires() {
+    bounded(async {
+        let s = setup(world()).await;
+        let a = action(ActionKind::QuarantinePod, "10.1.0.5/32", 1);
+        s.enforcer.quarantine(&a).await.unwrap();
+        // The pod goes away while quarantined.
+        s.fake
+            .world()
+            .pods
+            .retain(|p| p.metadata.name.as_deref() != Some("web-1"));
+        let wait = a.expires_ts().ceil() - Action::now_ts() + 0.2;
+        tokio::time::sleep(Duration::from_secs_f64(wait.max(0.0))).await;
+        // The label removal answers 404, which is success: the policy goes.
+        assert_eq!(s.enforcer.collect_expired().await.unwrap(), 1);
+        let w = s.fake.world();
+        assert!(w.policies.is_empty());
+        assert_eq!(w.pod_unlabels, [("shop".to_string(), "web-1".to_string())]);
+    })
+    .await;
+}

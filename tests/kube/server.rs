@@ -34,6 +34,8 @@ pub struct World {
     pub policy_applies: Vec<NetworkPolicy>,
     /// Every pod apply body, decoded.
     pub pod_applies: Vec<Pod>,
+    /// Every label-removing merge patch, as (namespace, name).
+    pub pod_unlabels: Vec<(String, String)>,
     /// Answer this many policy applies with 500 before serving them.
     pub fail_applies: usize,
     /// Pod list queries' field selectors.
@@ -206,6 +208,11 @@ async fn apply_pod(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        == Some("application/merge-patch+json")
+    {
+        return unlabel_pod(f, ns, name, body);
+    }
     check_apply(&q, &h);
     let applied: Pod = serde_json::from_slice(&body).expect("a Pod");
     assert_eq!(applied.metadata.name.as_deref(), Some(name.as_str()));
@@ -215,7 +222,9 @@ async fn apply_pod(
     let Some(i) = w.pods.iter().position(|p| {
         p.metadata.namespace.as_deref() == Some(&ns) && p.metadata.name.as_deref() == Some(&name)
     }) else {
-        return status(404, "NotFound");
+        // Apply to a missing object is a create, which osprey's role does
+        // not grant.
+        return status(403, "Forbidden");
     };
     let new_own = applied.metadata.labels.unwrap_or_default();
     let old_own = w
@@ -227,6 +236,30 @@ async fn apply_pod(
         labels.remove(k);
     }
     labels.extend(new_own);
+    let pod = w.pods[i].clone();
+    json(StatusCode::OK, &pod)
+}
+
+/// A merge patch that may only remove labels (set them to null).
+fn unlabel_pod(f: Fake, ns: String, name: String, body: Bytes) -> Response {
+    let patch: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let obj = patch.as_object().expect("an object");
+    assert_eq!(obj.keys().collect::<Vec<_>>(), ["metadata"], "{patch}");
+    let labels = patch["metadata"]["labels"].as_object().expect("labels");
+    assert!(labels.values().all(|v| v.is_null()), "{patch}");
+    let mut w = f.world();
+    w.pod_unlabels.push((ns.clone(), name.clone()));
+    let Some(i) = w.pods.iter().position(|p| {
+        p.metadata.namespace.as_deref() == Some(&ns) && p.metadata.name.as_deref() == Some(&name)
+    }) else {
+        return status(404, "NotFound");
+    };
+    if let Some(l) = w.pods[i].metadata.labels.as_mut() {
+        for k in labels.keys() {
+            l.remove(k);
+        }
+    }
+    w.osprey_labels.remove(&(ns, name));
     let pod = w.pods[i].clone();
     json(StatusCode::OK, &pod)
 }

@@ -180,17 +180,40 @@ impl Inner {
         Ok(name)
     }
 
-    /// Sets (`Some`) or removes (`None`) osprey's quarantine label on a
-    /// pod by server-side apply: applying without the label removes it
-    /// only if osprey set it, and touches no other label. A pod that is
-    /// gone needs no label removed.
+    /// Sets (`Some`) osprey's quarantine label on a pod by server-side
+    /// apply, touching no other label, or removes it (`None`) by a JSON
+    /// merge patch. Not by applying without the label: apply on a pod that
+    /// is gone is a create, which the API server refuses (403, osprey may
+    /// not create pods; or 422), where a merge patch answers 404 and a pod
+    /// that is gone needs no label removed.
     pub(crate) async fn set_pod_label(
         &self,
         namespace: &str,
         name: &str,
         value: Option<&str>,
     ) -> Result<(), KubeError> {
-        let labels = value.map(|v| BTreeMap::from([(self.cfg.quarantine_label.clone(), v.into())]));
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let Some(value) = value else {
+            let patch: Patch<serde_json::Value> = Patch::Merge(serde_json::json!({
+                "metadata": { "labels": { self.cfg.quarantine_label.as_str(): null } }
+            }));
+            let pp = PatchParams::default();
+            let res = self
+                .retry
+                .run(&self.metrics, "unlabel_pod", "patch", || {
+                    api.patch(name, &pp, &patch)
+                })
+                .await;
+            return match res {
+                Ok(_) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(KubeError::api("unlabel_pod")(e)),
+            };
+        };
+        let labels = Some(BTreeMap::from([(
+            self.cfg.quarantine_label.clone(),
+            value.to_string(),
+        )]));
         let pod = Pod {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
@@ -200,7 +223,6 @@ impl Inner {
             },
             ..Default::default()
         };
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let pp = apply_params();
         let patch = Patch::Apply(&pod);
         let res = self
@@ -209,11 +231,7 @@ impl Inner {
                 api.patch(name, &pp, &patch)
             })
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if value.is_none() && is_not_found(&e) => Ok(()),
-            Err(e) => Err(KubeError::api("label_pod")(e)),
-        }
+        res.map(|_| ()).map_err(KubeError::api("label_pod"))
     }
 }
 

@@ -27,11 +27,11 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::netns::{enabled, have, port_for, Lan, Osprey};
+use common::netns::{curl_ok, enabled, have, port_for, wait_for, web_server, Lan, Osprey};
 
 /// NET_ADMIN (12) and NET_RAW (13), as /proc/PID/status prints them.
 const NET_RAW_ADMIN: u64 = (1 << 12) | (1 << 13);
@@ -302,35 +302,6 @@ fn proc_status(pid: u32) -> ProcStatus {
     }
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return Some(t0.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-fn curl_ok(ns: &str, url: &str) -> bool {
-    Lan::try_exec(
-        ns,
-        &["curl", "-s", "-o", "/dev/null", "--max-time", "2", url],
-    )
-    .status
-    .success()
-}
-
 fn blocked(ns: &str, addr: &str) -> bool {
     let out = Lan::try_exec(ns, &["nft", "list", "set", "inet", "osprey", "block_v4"]);
     out.status.success() && String::from_utf8_lossy(&out.stdout).contains(addr)
@@ -373,7 +344,7 @@ fn exercise(lan: &Lan, osprey: &mut Osprey, user: &SystemUser) {
     );
     assert!(ping.status.success(), "the attacker cannot ping the victim");
     assert!(
-        curl_ok(&lan.attacker, &web),
+        curl_ok(&lan.attacker, &web, "2"),
         "the web server does not answer"
     );
     let counted = wait_for(Duration::from_secs(5), || {
@@ -413,7 +384,7 @@ fn exercise(lan: &Lan, osprey: &mut Osprey, user: &SystemUser) {
         osprey.stderr_text()
     );
     assert!(
-        !curl_ok(&lan.attacker, &web),
+        !curl_ok(&lan.attacker, &web, "2"),
         "the blocked scanner still reaches the web server"
     );
     let m = osprey.metrics();
@@ -429,18 +400,6 @@ fn exercise(lan: &Lan, osprey: &mut Osprey, user: &SystemUser) {
         st.eff,
         m.sum("osprey_capture_packets_total", &[])
     );
-}
-
-fn web_server(ns: &str) -> Server {
-    Server(
-        Command::new("ip")
-            .args(["netns", "exec", ns, "python3", "-m", "http.server", "8080"])
-            .args(["--bind", "0.0.0.0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 http.server"),
-    )
 }
 
 /// systemd's notification socket, as the service manager listens on it.

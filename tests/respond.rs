@@ -8,12 +8,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::netns::{enabled, have, port_for, Lan, LoopNs, Osprey};
+use common::netns::{
+    curl_ok, enabled, have, port_for, wait_for, web_server, Lan, LoopNs, Osprey, Server,
+};
 
 const TTL_SECS: u64 = 6;
 
@@ -138,63 +140,6 @@ fn set_elements(ns: &str, set: &str) -> Vec<String> {
         }
     }
     found
-}
-
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return Some(t0.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn web_server(ns: &str) -> Server {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "python3",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            "0.0.0.0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 http.server");
-    Server(child)
-}
-
-fn curl_ok(ns: &str, url: &str, timeout_secs: &str) -> bool {
-    Lan::try_exec(
-        ns,
-        &[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            timeout_secs,
-            url,
-        ],
-    )
-    .status
-    .success()
 }
 
 #[test]

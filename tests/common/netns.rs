@@ -512,3 +512,57 @@ impl Drop for Lan {
         }
     }
 }
+
+/// A child process killed when the guard drops (a test's server).
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Python's http.server on port 8080 of `ns`, for clients to reach.
+pub fn web_server(ns: &str) -> Server {
+    Server(
+        Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-m", "http.server", "8080"])
+            .args(["--bind", "0.0.0.0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 http.server"),
+    )
+}
+
+/// Whether `curl` from `ns` fetches `url` within `timeout_secs`.
+pub fn curl_ok(ns: &str, url: &str, timeout_secs: &str) -> bool {
+    Lan::try_exec(
+        ns,
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            timeout_secs,
+            url,
+        ],
+    )
+    .status
+    .success()
+}
+
+/// Polls `f` every 20 ms (the resolution of latencies it measures) up to
+/// `limit`; how long it took to hold.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}

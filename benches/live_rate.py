@@ -13,8 +13,9 @@ the release osprey on one end and tcpreplay on the other, and reports:
      and from a record leaving its conn worker to its verdict.
 
 Usage: sudo python3 benches/live_rate.py [--pcap FILE] [--loops N] [--runs N]
-(default: ../shared/lab-pcaps/flood_syn.pcap, small packets, 60 loops,
-3 runs). OSPREY_BIN overrides the binary.
+[--pin] [--preload] (default: ../shared/lab-pcaps/flood_syn.pcap, small
+packets, 60 loops, 3 runs; --pin puts tcpreplay on CPU 1 and osprey on CPU
+0, --preload is tcpreplay -K). OSPREY_BIN overrides the binary.
 Build first: cargo build --release.
 """
 
@@ -59,9 +60,13 @@ def teardown():
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
+# Set from the command line: CPU pinning (taskset prefixes) and preloading.
+SENDER_CPU, OSPREY_CPU, PRELOAD = [], [], []
+
+
 def tcpreplay(pcap, loops, extra):
-    out = sh("ip", "netns", "exec", NS_B, "tcpreplay", "-i", IF_B, "--loop", str(loops),
-             *extra, pcap)
+    out = sh(*SENDER_CPU, "ip", "netns", "exec", NS_B, "tcpreplay", "-i", IF_B,
+             "--loop", str(loops), *PRELOAD, *extra, pcap)
     sent = int(re.search(r"Successful packets:\s+(\d+)", out).group(1))
     rated = re.search(r"Rated: [\d.]+ Bps, ([\d.]+) Mbps, ([\d.]+) pps", out)
     return sent, float(rated.group(1)), float(rated.group(2))
@@ -100,7 +105,7 @@ def start_osprey(logdir):
     cfg = os.path.join(logdir, "osprey.toml")
     with open(cfg, "w") as f:
         f.write("[output]\nrotate_interval_secs = 0\n")
-    p = subprocess.Popen(["ip", "netns", "exec", NS_A, OSPREY, "run", "-i", IF_A,
+    p = subprocess.Popen([*OSPREY_CPU, "ip", "netns", "exec", NS_A, OSPREY, "run", "-i", IF_A,
                           "--config", cfg, "--log-dir", logdir,
                           "--metrics-addr", f"127.0.0.1:{PORT}"],
                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(logdir, "err"), "w"))
@@ -136,7 +141,8 @@ def bare_capture(pcap, loops):
     """tcpreplay's top speed while a bare capture (tcpdump writing nowhere,
     same 64 MiB ring, block mode) reads the veth: the cost of capturing at
     all, which the kernel charges to the sender, with no analysis."""
-    p = subprocess.Popen(["ip", "netns", "exec", NS_A, "tcpdump", "-i", IF_A, "-B", "65536",
+    p = subprocess.Popen([*OSPREY_CPU, "ip", "netns", "exec", NS_A, "tcpdump", "-i", IF_A,
+                          "-B", "65536",
                           "-w", "/dev/null", "-q"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
@@ -174,7 +180,19 @@ def main():
     # packets) cannot hide a capture thread that falls behind.
     ap.add_argument("--loops", type=int, default=60)
     ap.add_argument("--runs", type=int, default=3)
+    # The issue's set-up: tcpreplay on one core, the capture on the other
+    # (the kernel's veth receive path, which fills the capture ring, runs on
+    # the sender's core), and the capture preloaded into memory (-K) so
+    # that tcpreplay's top speed is not bounded by reading the file.
+    ap.add_argument("--pin", action="store_true",
+                    help="tcpreplay on CPU 1, osprey (or tcpdump) on CPU 0")
+    ap.add_argument("--preload", action="store_true", help="tcpreplay -K")
     a = ap.parse_args()
+    if a.pin:
+        SENDER_CPU[:] = ["taskset", "-c", "1"]
+        OSPREY_CPU[:] = ["taskset", "-c", "0"]
+    if a.preload:
+        PRELOAD[:] = ["-K"]
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces, capture)")
     if not os.access(OSPREY, os.X_OK):

@@ -124,6 +124,12 @@ pub struct PipelineConfig {
     /// Records that waited longer than this for the scorer are logged but
     /// not scored (counted): under overload, verdicts stay timely.
     pub score_max_lag_ms: u64,
+    /// Niceness of the scoring thread (0-19, added to the process's own):
+    /// the one stage that may shed gives way to capture and the conn
+    /// workers whenever they share a core, instead of taking an equal
+    /// share and making them drop packets. It ranks osprey's threads
+    /// among themselves (a pod or a systemd unit has its own cgroup).
+    pub score_nice: i32,
     /// Host-context memory: flows remembered for the models' windows (the
     /// oldest are forgotten first, counted), shared by models with the
     /// same columns; about 1 KiB each.
@@ -144,6 +150,7 @@ impl Default for PipelineConfig {
             score_batch_rows: crate::score::DEFAULT_BATCH_ROWS,
             score_max_wait_ms: 10,
             score_max_lag_ms: 15,
+            score_nice: 10,
             context_max_flows: 100_000,
             context_retention_secs: 300.0,
         }
@@ -426,6 +433,12 @@ impl Config {
             ));
         }
         let p = &self.pipeline;
+        if !(0..=19).contains(&p.score_nice) {
+            return Err(bad(
+                "pipeline.score_nice",
+                format!("must be between 0 and 19, not {}", p.score_nice),
+            ));
+        }
         for (key, v) in [
             ("pipeline.batch_packets", p.batch_packets),
             ("pipeline.packet_queue_batches", p.packet_queue_batches),
@@ -606,6 +619,10 @@ mod tests {
             .to_string();
         assert!(e.contains("capture.block_timeout_ms"), "{e}");
         assert!(toml("[capture]\nblock_timeout_ms = 0\n").is_ok());
+        let e = toml("[pipeline]\nscore_nice = 20\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pipeline.score_nice"), "{e}");
     }
 
     #[test]

@@ -34,7 +34,9 @@ use osprey::respond::responder::{RespondMetrics, Responder};
 use osprey::respond::rules::{LoadContext, ModelFacts, RuleSet};
 use osprey::respond::safety::{Allowlist, ProvenSources};
 use osprey::respond::RateLimit;
-use osprey::score::live::{run_scorer, ModelSet, Reload, Responding, ScorerOptions};
+use osprey::score::live::{
+    lower_thread_priority, run_scorer, ModelSet, Reload, Responding, ScorerOptions,
+};
 
 /// The rule file the configuration names, or the bundled default, checked
 /// against the models that will run.
@@ -262,6 +264,11 @@ pub fn run(a: RunArgs) -> Result<()> {
         max_flows: cfg.pipeline.context_max_flows,
     };
     let records = stages.records.clone();
+    // After every other thread has started, so that only scoring (on this
+    // thread from here on) runs at the lower priority.
+    if let Err(e) = lower_thread_priority(cfg.pipeline.score_nice) {
+        tracing::warn!(error = %e, nice = cfg.pipeline.score_nice, "could not lower the scorer's priority");
+    }
     let scored = run_scorer(
         records,
         reload_rx,

@@ -125,6 +125,21 @@ struct Pending {
     emitted: Instant,
 }
 
+/// Lowers the calling thread's priority by `nice` (Linux niceness is per
+/// thread): under overload the scorer sheds records by design, while
+/// capture and the conn workers lose packets for good, so when they share
+/// a core the scorer must be the one that waits. Threads it spawns later
+/// inherit the value.
+pub fn lower_thread_priority(nice: i32) -> io::Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    let me = Some(rustix::thread::gettid());
+    let now = rustix::process::getpriority_process(me)?;
+    rustix::process::setpriority_process(me, (now + nice).min(19))?;
+    Ok(())
+}
+
 /// Runs until the record channel closes (every conn worker has flushed):
 /// scores what is pending, closes the logs and returns.
 pub fn run_scorer(
@@ -370,5 +385,35 @@ fn propose(
                 .with_label_values(&["respond"])
                 .inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lower_thread_priority;
+
+    fn my_nice() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("getpriority")
+    }
+
+    #[test]
+    fn only_the_calling_thread_gives_way() {
+        let before = my_nice();
+        let (lowered, sibling) = std::thread::scope(|s| {
+            let lowered = s.spawn(|| {
+                let start = my_nice();
+                lower_thread_priority(5).expect("lowering needs no privilege");
+                // A thread it starts afterwards inherits the niceness.
+                let child = std::thread::spawn(my_nice).join().expect("child");
+                (my_nice() - start, child - start)
+            });
+            let lowered = lowered.join().expect("thread");
+            (lowered, s.spawn(my_nice).join().expect("sibling"))
+        });
+        assert_eq!(lowered, ((5).min(19 - before), (5).min(19 - before)));
+        assert_eq!(sibling, before, "other threads keep their priority");
+        assert_eq!(my_nice(), before);
+        lower_thread_priority(0).expect("zero is a no-op");
+        assert_eq!(my_nice(), before);
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod common;
 use common::lab_dir;
@@ -277,6 +277,7 @@ fn metrics_lint_and_readiness() {
     assert!(m.sum("osprey_capture_packets_total", &["interface=\"lo\""]) > 0.0);
     let (h, _) = osprey.get("/healthz").unwrap();
     assert_eq!(h, 200);
+    scorer_gives_way(&osprey);
     if netns::have("promtool") {
         let (ok, text) = Command::new("promtool")
             .args(["check", "metrics"])
@@ -289,6 +290,68 @@ fn metrics_lint_and_readiness() {
         eprintln!("metrics_lint_and_readiness: promtool absent, lint skipped");
     }
     osprey.stop(Duration::from_secs(5));
+}
+
+/// (thread name, niceness) of every thread of `pid`, from /proc.
+fn thread_niceness(pid: u32) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) state ppid ...": the name may hold spaces, so fields
+        // are counted after the last ')'; niceness is field 19.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let nice = stat[close + 1..]
+            .split_whitespace()
+            .nth(16)
+            .and_then(|v| v.parse().ok());
+        if let Some(nice) = nice {
+            out.push((stat[open + 1..close].to_string(), nice));
+        }
+    }
+    out
+}
+
+/// The scoring thread (the main one) runs at `pipeline.score_nice` (10 by
+/// default) and capture and the conn workers at the process's own, so
+/// that on a shared core the stage that may shed is the one that waits.
+fn scorer_gives_way(osprey: &Osprey) {
+    let pid = osprey.child.as_ref().expect("running").id();
+    let start = Instant::now();
+    let threads = loop {
+        let threads = thread_niceness(pid);
+        let main = threads.iter().find(|(name, _)| name == "osprey");
+        if main.is_some_and(|&(_, n)| n == 10) || start.elapsed() > Duration::from_secs(5) {
+            break threads;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let nice_of = |prefix: &str| -> Vec<i64> {
+        threads
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|&(_, n)| n)
+            .collect()
+    };
+    assert_eq!(nice_of("osprey-cap"), vec![0], "capture: {threads:?}");
+    assert!(
+        !nice_of("osprey-conn").is_empty() && nice_of("osprey-conn").iter().all(|&n| n == 0),
+        "conn workers: {threads:?}"
+    );
+    assert_eq!(
+        threads
+            .iter()
+            .find(|(name, _)| name == "osprey")
+            .map(|&(_, n)| n),
+        Some(10),
+        "the scorer: {threads:?}"
+    );
 }
 
 trait OutputWithStdin {

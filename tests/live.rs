@@ -323,11 +323,17 @@ fn thread_niceness(pid: u32) -> Vec<(String, i64)> {
 /// that on a shared core the stage that may shed is the one that waits.
 fn scorer_gives_way(osprey: &Osprey) {
     let pid = osprey.child.as_ref().expect("running").id();
+    // Relative to the process's own niceness (CI may run the tests niced).
+    let base = thread_niceness(pid)
+        .iter()
+        .find(|(name, _)| name.starts_with("osprey-cap"))
+        .map_or(0, |&(_, n)| n);
+    let want = (base + 10).min(19);
     let start = Instant::now();
     let threads = loop {
         let threads = thread_niceness(pid);
         let main = threads.iter().find(|(name, _)| name == "osprey");
-        if main.is_some_and(|&(_, n)| n == 10) || start.elapsed() > Duration::from_secs(5) {
+        if main.is_some_and(|&(_, n)| n == want) || start.elapsed() > Duration::from_secs(5) {
             break threads;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -339,9 +345,10 @@ fn scorer_gives_way(osprey: &Osprey) {
             .map(|&(_, n)| n)
             .collect()
     };
-    assert_eq!(nice_of("osprey-cap"), vec![0], "capture: {threads:?}");
+    assert_eq!(nice_of("osprey-cap"), vec![base], "capture: {threads:?}");
+    let conn = nice_of("osprey-conn");
     assert!(
-        !nice_of("osprey-conn").is_empty() && nice_of("osprey-conn").iter().all(|&n| n == 0),
+        !conn.is_empty() && conn.iter().all(|&n| n == base),
         "conn workers: {threads:?}"
     );
     assert_eq!(
@@ -349,7 +356,7 @@ fn scorer_gives_way(osprey: &Osprey) {
             .iter()
             .find(|(name, _)| name == "osprey")
             .map(|&(_, n)| n),
-        Some(10),
+        Some(want),
         "the scorer: {threads:?}"
     );
 }

@@ -377,43 +377,29 @@ fn chart_unit_and_image_grant_the_same_capabilities() {
     );
 }
 
-/// Every leaf path of a JSON value (objects are walked; anything else is a
-/// leaf).
-fn leaves(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                leaves(x, &p, out);
-            }
-        }
-        _ => {
-            out.insert(prefix.to_string());
-        }
+/// The children of a node of a JSON tree, or `None` for a leaf.
+type Children = fn(&Value) -> Option<&serde_json::Map<String, Value>>;
+
+/// Every leaf path (`a.b.c`) of a JSON tree whose children `children`
+/// gives: a value's object members ([`Value::as_object`]), or a schema's
+/// nested `properties`.
+fn leaves(v: &Value, children: Children, prefix: &str, out: &mut BTreeSet<String>) {
+    let Some(m) = children(v) else {
+        out.insert(prefix.to_string());
+        return;
+    };
+    for (k, x) in m {
+        let p = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        leaves(x, children, &p, out);
     }
 }
 
-/// Every leaf path of a JSON schema's nested `properties`.
-fn schema_leaves(s: &Value, prefix: &str, out: &mut BTreeSet<String>) {
-    match s["properties"].as_object() {
-        Some(props) => {
-            for (k, x) in props {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                schema_leaves(x, &p, out);
-            }
-        }
-        None => {
-            out.insert(prefix.to_string());
-        }
-    }
+fn schema_properties(s: &Value) -> Option<&serde_json::Map<String, Value>> {
+    s["properties"].as_object()
 }
 
 /// values.schema.json's `config` knows exactly osprey's configuration
@@ -427,10 +413,15 @@ fn the_chart_schema_knows_every_config_key() {
     )
     .expect("schema JSON");
     let mut in_schema = BTreeSet::new();
-    schema_leaves(&schema["properties"]["config"], "", &mut in_schema);
+    leaves(
+        &schema["properties"]["config"],
+        schema_properties,
+        "",
+        &mut in_schema,
+    );
     let mut in_osprey = BTreeSet::new();
     let defaults = serde_json::to_value(osprey::config::Config::default()).expect("config JSON");
-    leaves(&defaults, "", &mut in_osprey);
+    leaves(&defaults, Value::as_object, "", &mut in_osprey);
     let missing: Vec<_> = in_osprey.difference(&in_schema).collect();
     let stale: Vec<_> = in_schema.difference(&in_osprey).collect();
     assert!(

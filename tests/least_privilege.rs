@@ -31,39 +31,17 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::netns::{curl_ok, enabled, have, port_for, wait_for, web_server, Lan, Osprey};
+use common::netns::{
+    curl_ok, enabled_with, nft_set_elements, port_for, syn_scan, wait_for, web_server, Lan, Osprey,
+};
 
 /// NET_ADMIN (12) and NET_RAW (13), as /proc/PID/status prints them.
 const NET_RAW_ADMIN: u64 = (1 << 12) | (1 << 13);
 
-fn tools_present(test: &str, extra: &[&str]) -> bool {
-    if !enabled(test) {
-        return false;
-    }
-    let missing: Vec<_> = [
-        "nft", "nmap", "curl", "ping", "python3", "setpriv", "useradd", "userdel",
-    ]
-    .iter()
-    .chain(extra)
-    .filter(|t| !have(t))
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!(
-        "needs {}",
-        missing
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if std::env::var("OSPREY_E2E").is_ok_and(|v| v == "1") {
-        panic!("{test}: OSPREY_E2E=1 but the test cannot run: {why}");
-    }
-    eprintln!("{test}: skipped: {why}");
-    false
-}
+/// What these tests run besides osprey.
+const TOOLS: [&str; 8] = [
+    "nft", "nmap", "curl", "ping", "python3", "setpriv", "useradd", "userdel",
+];
 
 fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -271,6 +249,24 @@ fn start_as(l: &Launch, grant: Grant, env: &[(&str, String)]) -> Osprey {
     }
 }
 
+/// Starts osprey as `l` says with `grant`, expecting a refusal: its
+/// stderr once it has exited unsuccessfully, `None` if it kept running
+/// for 20 s or exited successfully.
+fn refused_start(l: &Launch, grant: Grant) -> Option<String> {
+    let mut refused = start_as(l, grant, &[]);
+    let mut child = refused.child.take().expect("started");
+    let ended = wait_for(Duration::from_secs(20), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if ended.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    let failed = !child.wait().expect("wait").success();
+    failed.then(|| refused.stderr_text())
+}
+
 /// The capability sets and uid of a running process.
 struct ProcStatus {
     uid: u32,
@@ -300,11 +296,6 @@ fn proc_status(pid: u32) -> ProcStatus {
         prm: hex("CapPrm:"),
         bnd: hex("CapBnd:"),
     }
-}
-
-fn blocked(ns: &str, addr: &str) -> bool {
-    let out = Lan::try_exec(ns, &["nft", "list", "set", "inet", "osprey", "block_v4"]);
-    out.status.success() && String::from_utf8_lossy(&out.stdout).contains(addr)
 }
 
 /// What the deployment promises, checked on a running sensor: it runs as
@@ -359,24 +350,10 @@ fn exercise(lan: &Lan, osprey: &mut Osprey, user: &SystemUser) {
 
     // Enforcement: a SYN scan gets the scanner blocked, and its traffic
     // dropped.
-    let nmap = Lan::try_exec(
-        &lan.attacker,
-        &[
-            "nmap",
-            "-sS",
-            "-Pn",
-            "-n",
-            "-T4",
-            "--max-retries",
-            "0",
-            "-p",
-            "1-1000,8080",
-            &lan.victim_ip,
-        ],
-    );
+    let nmap = Lan::try_exec(&lan.attacker, &syn_scan(&lan.victim_ip));
     assert!(nmap.status.success(), "nmap failed");
     let hit = wait_for(Duration::from_secs(10), || {
-        blocked(&lan.victim, &lan.attacker_ip)
+        nft_set_elements(&lan.victim, "block_v4").contains(&lan.attacker_ip)
     });
     assert!(
         hit.is_some(),
@@ -453,7 +430,7 @@ impl NotifySocket {
 #[test]
 fn runs_as_the_systemd_unit_does_with_two_ambient_capabilities() {
     let test = "runs_as_the_systemd_unit_does_with_two_ambient_capabilities";
-    if !tools_present(test, &[]) {
+    if !enabled_with(test, &TOOLS) {
         return;
     }
     let user = SystemUser::new("unit");
@@ -473,14 +450,8 @@ fn runs_as_the_systemd_unit_does_with_two_ambient_capabilities() {
         config: &config,
         port,
     };
-    let mut refused = start_as(&launch, Grant::Nothing, &[]);
-    let mut child = refused.child.take().unwrap();
-    let status = wait_for(Duration::from_secs(20), || {
-        child.try_wait().ok().flatten().is_some()
-    });
-    assert!(status.is_some(), "osprey without capabilities kept running");
-    assert!(!child.wait().unwrap().success());
-    let err = refused.stderr_text();
+    let err = refused_start(&launch, Grant::Nothing)
+        .unwrap_or_else(|| panic!("osprey without capabilities kept running"));
     assert!(
         err.to_lowercase().contains("permi") || err.contains("CAP_NET_RAW"),
         "no permission error from osprey without capabilities:\n{err}"
@@ -548,7 +519,7 @@ fn runs_as_the_systemd_unit_does_with_two_ambient_capabilities() {
 #[test]
 fn runs_as_the_image_does_with_file_capabilities() {
     let test = "runs_as_the_image_does_with_file_capabilities";
-    if !tools_present(test, &["setcap"]) {
+    if !enabled_with(test, &[&TOOLS[..], &["setcap"]].concat()) {
         return;
     }
     let user = SystemUser::new("image");
@@ -572,42 +543,25 @@ fn runs_as_the_image_does_with_file_capabilities() {
     // Without file capabilities the runtime's permitted set does not
     // survive the exec (Kubernetes gives no ambient capabilities): osprey
     // cannot capture.
-    let mut refused = start_as(
-        &Launch {
-            user: &user,
-            work: &work,
-            ns: &lan.victim,
-            program: &plain,
-            config: &config,
-            port,
-        },
-        Grant::Container,
-        &[],
-    );
-    let mut child = refused.child.take().unwrap();
-    let ended = wait_for(Duration::from_secs(20), || {
-        child.try_wait().ok().flatten().is_some()
-    });
-    assert!(
-        ended.is_some() && !child.wait().unwrap().success(),
-        "osprey without file capabilities started in the container's sets"
-    );
-    eprintln!(
-        "without file capabilities: {}",
-        refused
-            .stderr_text()
-            .lines()
-            .find(|l| l.contains("error"))
-            .unwrap_or("")
-    );
-
     let launch = Launch {
         user: &user,
         work: &work,
         ns: &lan.victim,
-        program: &program,
+        program: &plain,
         config: &config,
         port,
+    };
+    let err = refused_start(&launch, Grant::Container).unwrap_or_else(|| {
+        panic!("osprey without file capabilities started in the container's sets")
+    });
+    eprintln!(
+        "without file capabilities: {}",
+        err.lines().find(|l| l.contains("error")).unwrap_or("")
+    );
+
+    let launch = Launch {
+        program: &program,
+        ..launch
     };
     let mut osprey = start_as(&launch, Grant::Container, &[]);
     exercise(&lan, &mut osprey, &user);

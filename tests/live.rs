@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 use common::lab_dir;
-use common::netns::{self, LoopNs, Osprey, VethPair};
+use common::netns::{self, wait_for, LoopNs, Osprey, VethPair};
 
 /// Captures to replay at their own pace: `OSPREY_E2E_PCAPS` (comma
 /// separated names in lab-pcaps) or two short ones of different kinds.
@@ -329,15 +329,17 @@ fn scorer_gives_way(osprey: &Osprey) {
         .find(|(name, _)| name.starts_with("osprey-cap"))
         .map_or(0, |&(_, n)| n);
     let want = (base + 10).min(19);
-    let start = Instant::now();
-    let threads = loop {
-        let threads = thread_niceness(pid);
-        let main = threads.iter().find(|(name, _)| name == "osprey");
-        if main.is_some_and(|&(_, n)| n == want) || start.elapsed() > Duration::from_secs(5) {
-            break threads;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let scorer = |threads: &[(String, i64)]| {
+        threads
+            .iter()
+            .find(|(name, _)| name == "osprey")
+            .map(|&(_, n)| n)
     };
+    // The scorer lowers its priority just after /readyz turns ready.
+    wait_for(Duration::from_secs(5), || {
+        scorer(&thread_niceness(pid)) == Some(want)
+    });
+    let threads = thread_niceness(pid);
     let nice_of = |prefix: &str| -> Vec<i64> {
         threads
             .iter()
@@ -351,14 +353,7 @@ fn scorer_gives_way(osprey: &Osprey) {
         !conn.is_empty() && conn.iter().all(|&n| n == base),
         "conn workers: {threads:?}"
     );
-    assert_eq!(
-        threads
-            .iter()
-            .find(|(name, _)| name == "osprey")
-            .map(|&(_, n)| n),
-        Some(want),
-        "the scorer: {threads:?}"
-    );
+    assert_eq!(scorer(&threads), Some(want), "the scorer: {threads:?}");
 }
 
 trait OutputWithStdin {

@@ -14,29 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::netns::{
-    curl_ok, enabled, have, port_for, wait_for, web_server, Lan, LoopNs, Osprey, Server,
+    curl_ok, enabled, enabled_with, nft_set_elements, port_for, syn_scan, wait_for, web_server,
+    Lan, LoopNs, Osprey, Server,
 };
 
 const TTL_SECS: u64 = 6;
 
-fn tools_present(test: &str) -> bool {
-    if !enabled(test) {
-        return false;
-    }
-    let missing: Vec<_> = ["nft", "nmap", "curl", "python3"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("needs {}", missing.join(", "));
-    if std::env::var("OSPREY_E2E").is_ok_and(|v| v == "1") {
-        panic!("{test}: OSPREY_E2E=1 but the test cannot run: {why}");
-    }
-    eprintln!("{test}: skipped: {why}");
-    false
-}
+/// What the response tests run besides osprey.
+const TOOLS: [&str; 4] = ["nft", "nmap", "curl", "python3"];
 
 /// The platform's side of docs/platform-api.yaml, as little of it as the
 /// test needs: every POST (path, Authorization header, JSON body) is
@@ -113,38 +98,12 @@ fn write_config(dir: &Path, platform_port: u16) -> std::path::PathBuf {
     cfg
 }
 
-/// The elements of one of osprey's sets in `ns` (addresses and CIDRs).
-fn set_elements(ns: &str, set: &str) -> Vec<String> {
-    let out = Lan::try_exec(ns, &["nft", "-j", "list", "set", "inet", "osprey", set]);
-    if !out.status.success() {
-        return Vec::new();
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let mut found = Vec::new();
-    for item in v["nftables"].as_array().into_iter().flatten() {
-        for e in item["set"]["elem"].as_array().into_iter().flatten() {
-            let val = if e["elem"].is_object() {
-                &e["elem"]["val"]
-            } else {
-                e
-            };
-            match val {
-                serde_json::Value::String(s) => found.push(s.clone()),
-                serde_json::Value::Object(o) if o.contains_key("prefix") => found.push(format!(
-                    "{}/{}",
-                    o["prefix"]["addr"].as_str().unwrap_or(""),
-                    o["prefix"]["len"]
-                )),
-                _ => {}
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn a_scan_is_blocked_from_the_interim_path_and_clients_keep_working() {
-    if !tools_present("a_scan_is_blocked_from_the_interim_path_and_clients_keep_working") {
+    if !enabled_with(
+        "a_scan_is_blocked_from_the_interim_path_and_clients_keep_working",
+        &TOOLS,
+    ) {
         return;
     }
     let lan = Lan::new();
@@ -195,28 +154,16 @@ fn a_scan_is_blocked_from_the_interim_path_and_clients_keep_working() {
         })
     };
 
-    let nmap = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lan.attacker,
-            "nmap",
-            "-sS",
-            "-Pn",
-            "-n",
-            "-T4",
-            "--max-retries",
-            "0",
-        ])
-        .args(["-p", "1-1000,8080", &lan.victim_ip])
+    let mut nmap = Command::new("ip")
+        .args(["netns", "exec", &lan.attacker])
+        .args(syn_scan(&lan.victim_ip))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("nmap");
     let blocked_after = wait_for(Duration::from_secs(5), || {
-        set_elements(&lan.victim, "block_v4").contains(&lan.attacker_ip)
+        nft_set_elements(&lan.victim, "block_v4").contains(&lan.attacker_ip)
     });
-    let mut nmap = nmap;
     let _ = nmap.wait();
     let latency = blocked_after.unwrap_or_else(|| {
         panic!(
@@ -297,7 +244,7 @@ fn a_scan_is_blocked_from_the_interim_path_and_clients_keep_working() {
     let flush = Lan::try_exec(&lan.victim, &["nft", "flush", "ruleset"]);
     assert!(flush.status.success());
     let repaired = wait_for(Duration::from_secs(4), || {
-        set_elements(&lan.victim, "block_v4").contains(&lan.attacker_ip)
+        nft_set_elements(&lan.victim, "block_v4").contains(&lan.attacker_ip)
     });
     assert!(repaired.is_some(), "nft flush ruleset was not repaired");
     assert!(!curl_ok(
@@ -308,7 +255,7 @@ fn a_scan_is_blocked_from_the_interim_path_and_clients_keep_working() {
 
     // After the TTL the element is gone and the attacker gets through.
     let gone = wait_for(Duration::from_secs(TTL_SECS + 5), || {
-        !set_elements(&lan.victim, "block_v4").contains(&lan.attacker_ip)
+        !nft_set_elements(&lan.victim, "block_v4").contains(&lan.attacker_ip)
     });
     assert!(gone.is_some(), "the block outlived its TTL");
     assert!(curl_ok(
@@ -337,7 +284,7 @@ fn a_scan_is_blocked_from_the_interim_path_and_clients_keep_working() {
 /// rate limit, not a block.
 #[test]
 fn a_syn_flood_gets_a_rate_limit_not_a_block() {
-    if !tools_present("a_syn_flood_gets_a_rate_limit_not_a_block") {
+    if !enabled_with("a_syn_flood_gets_a_rate_limit_not_a_block", &TOOLS) {
         return;
     }
     let Some(pcap) = common::lab_pcap("flood_syn.pcap") else {
@@ -375,7 +322,7 @@ fn a_syn_flood_gets_a_rate_limit_not_a_block() {
         String::from_utf8_lossy(&out.stderr)
     );
     let limited = wait_for(Duration::from_secs(8), || {
-        !set_elements(&lan.victim, "ratelimit_v4").is_empty()
+        !nft_set_elements(&lan.victim, "ratelimit_v4").is_empty()
     });
     assert!(
         limited.is_some(),
@@ -383,9 +330,9 @@ fn a_syn_flood_gets_a_rate_limit_not_a_block() {
         osprey.stderr_text()
     );
     assert!(
-        set_elements(&lan.victim, "block_v4").is_empty(),
+        nft_set_elements(&lan.victim, "block_v4").is_empty(),
         "a flood source was blocked: {:?}",
-        set_elements(&lan.victim, "block_v4")
+        nft_set_elements(&lan.victim, "block_v4")
     );
     let m = osprey.metrics();
     assert!(

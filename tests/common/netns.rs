@@ -37,6 +37,24 @@ pub fn enabled(test: &str) -> bool {
     }
 }
 
+/// [`enabled`], and every one of `tools` is installed; a missing tool is
+/// a skip with the reason printed, or a failure under `OSPREY_E2E=1`.
+pub fn enabled_with(test: &str, tools: &[&str]) -> bool {
+    if !enabled(test) {
+        return false;
+    }
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!("needs {}", missing.join(", "));
+    if std::env::var("OSPREY_E2E").is_ok_and(|v| v == "1") {
+        panic!("{test}: OSPREY_E2E=1 but the test cannot run: {why}");
+    }
+    eprintln!("{test}: skipped: {why}");
+    false
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -565,4 +583,51 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration
         std::thread::sleep(Duration::from_millis(20));
     }
     None
+}
+
+/// The bounded SYN scan the response tests expect osprey to block: ports
+/// 1-1000 and 8080 of `victim_ip`, no retries.
+pub fn syn_scan(victim_ip: &str) -> [&str; 10] {
+    [
+        "nmap",
+        "-sS",
+        "-Pn",
+        "-n",
+        "-T4",
+        "--max-retries",
+        "0",
+        "-p",
+        "1-1000,8080",
+        victim_ip,
+    ]
+}
+
+/// The elements of osprey's nft set `set` in `ns` (addresses, and CIDRs
+/// as `addr/len`); empty while the table or set does not exist.
+pub fn nft_set_elements(ns: &str, set: &str) -> Vec<String> {
+    let out = Lan::try_exec(ns, &["nft", "-j", "list", "set", "inet", "osprey", set]);
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut found = Vec::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        for e in item["set"]["elem"].as_array().into_iter().flatten() {
+            let val = if e["elem"].is_object() {
+                &e["elem"]["val"]
+            } else {
+                e
+            };
+            match val {
+                serde_json::Value::String(s) => found.push(s.clone()),
+                serde_json::Value::Object(o) if o.contains_key("prefix") => found.push(format!(
+                    "{}/{}",
+                    o["prefix"]["addr"].as_str().unwrap_or(""),
+                    o["prefix"]["len"]
+                )),
+                _ => {}
+            }
+        }
+    }
+    found
 }

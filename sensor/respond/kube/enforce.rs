@@ -42,8 +42,7 @@ impl Inner {
         );
         // The policy first: the moment the label lands, it is isolated.
         let name = self.apply_policy(&pod.namespace, &np).await?;
-        self.set_pod_label(&pod.namespace, &pod.name, Some(&token))
-            .await?;
+        self.label_pod(&pod.namespace, &pod.name, &token).await?;
         tracing::info!(
             namespace = %pod.namespace, pod = %pod.name, policy = %name,
             action = %action.id, "pod quarantined"
@@ -180,58 +179,60 @@ impl Inner {
         Ok(name)
     }
 
-    /// Sets (`Some`) osprey's quarantine label on a pod by server-side
-    /// apply, touching no other label, or removes it (`None`) by a JSON
-    /// merge patch. Not by applying without the label: apply on a pod that
-    /// is gone is a create, which the API server refuses (403, osprey may
-    /// not create pods; or 422), where a merge patch answers 404 and a pod
-    /// that is gone needs no label removed.
-    pub(crate) async fn set_pod_label(
+    /// Sets osprey's quarantine label on a pod by server-side apply,
+    /// touching no other label.
+    pub(crate) async fn label_pod(
         &self,
         namespace: &str,
         name: &str,
-        value: Option<&str>,
+        value: &str,
     ) -> Result<(), KubeError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let Some(value) = value else {
-            let patch: Patch<serde_json::Value> = Patch::Merge(serde_json::json!({
-                "metadata": { "labels": { self.cfg.quarantine_label.as_str(): null } }
-            }));
-            let pp = PatchParams::default();
-            let res = self
-                .retry
-                .run(&self.metrics, "unlabel_pod", "patch", || {
-                    api.patch(name, &pp, &patch)
-                })
-                .await;
-            return match res {
-                Ok(_) => Ok(()),
-                Err(e) if is_not_found(&e) => Ok(()),
-                Err(e) => Err(KubeError::api("unlabel_pod")(e)),
-            };
-        };
-        let labels = Some(BTreeMap::from([(
-            self.cfg.quarantine_label.clone(),
-            value.to_string(),
-        )]));
         let pod = Pod {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
                 namespace: Some(namespace.to_string()),
-                labels,
+                labels: Some(BTreeMap::from([(
+                    self.cfg.quarantine_label.clone(),
+                    value.to_string(),
+                )])),
                 ..Default::default()
             },
             ..Default::default()
         };
         let pp = apply_params();
         let patch = Patch::Apply(&pod);
-        let res = self
-            .retry
+        self.retry
             .run(&self.metrics, "label_pod", "apply", || {
                 api.patch(name, &pp, &patch)
             })
+            .await
+            .map(|_| ())
+            .map_err(KubeError::api("label_pod"))
+    }
+
+    /// Removes osprey's quarantine label by a JSON merge patch. Not by
+    /// applying without the label: apply on a pod that is gone is a
+    /// create, which the API server refuses (403, osprey may not create
+    /// pods; or 422), where a merge patch answers 404, and a pod that is
+    /// gone needs no label removed.
+    pub(crate) async fn unlabel_pod(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let patch: Patch<serde_json::Value> = Patch::Merge(serde_json::json!({
+            "metadata": { "labels": { self.cfg.quarantine_label.as_str(): null } }
+        }));
+        let pp = PatchParams::default();
+        let res = self
+            .retry
+            .run(&self.metrics, "unlabel_pod", "patch", || {
+                api.patch(name, &pp, &patch)
+            })
             .await;
-        res.map(|_| ()).map_err(KubeError::api("label_pod"))
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(KubeError::api("unlabel_pod")(e)),
+        }
     }
 }
 

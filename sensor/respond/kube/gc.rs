@@ -82,7 +82,7 @@ impl Inner {
     async fn remove(&self, np: &NetworkPolicy, ns: &str, name: &str) -> Result<(), KubeError> {
         if policy::label(np, policy::LABEL_KIND) == Some(policy::KIND_QUARANTINE) {
             if let Some(pod) = policy::annotation(np, policy::ANN_POD) {
-                self.set_pod_label(ns, pod, None).await?;
+                self.unlabel_pod(ns, pod).await?;
             }
         }
         let api: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), ns);

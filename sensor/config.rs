@@ -48,6 +48,8 @@ pub struct Config {
     pub output: OutputConfig,
     pub models: ModelsConfig,
     pub metrics: MetricsConfig,
+    /// Per-source evidence the rules decide on (`sensor/evidence`).
+    pub evidence: crate::evidence::EvidenceConfig,
     pub respond: RespondConfig,
     /// The management platform's API: alerts, actions and a heartbeat.
     pub platform: crate::report::platform::PlatformConfig,
@@ -278,15 +280,14 @@ pub struct RespondConfig {
     /// (node addresses, gateways, resolvers, API server) and loopback,
     /// link-local and multicast.
     pub allowlist: Vec<String>,
-    /// Circuit breaker: enforcement actions per minute beyond which osprey
-    /// only alerts, so a model gone wrong cannot block half the internet.
-    pub max_actions_per_minute: u32,
-    /// The rate limit a block becomes when its source never answered a
-    /// SYN-ACK (its address may be spoofed).
-    pub spoofed_rate_limit_packets_per_sec: u32,
-    pub spoofed_rate_limit_burst: u32,
-    /// How long an address that answered a SYN-ACK counts as real.
-    pub proven_source_secs: u64,
+    /// Circuit breakers, one per kind of action: enforcements per minute
+    /// beyond which osprey only alerts, so a model gone wrong cannot block
+    /// half the internet, and a flood's rate limits cannot use up the
+    /// budget a scanner's block needs.
+    pub breakers: BreakerConfig,
+    /// Earlier enforcements on an address count towards a rule's
+    /// `escalate` for this long.
+    pub repeat_memory_secs: u64,
     /// The same rule's alert about the same address is not repeated
     /// within this time.
     pub alert_repeat_secs: u64,
@@ -309,15 +310,34 @@ impl Default for RespondConfig {
             enforce: false,
             rules_file: None,
             allowlist: Vec::new(),
-            max_actions_per_minute: 60,
-            spoofed_rate_limit_packets_per_sec: 100,
-            spoofed_rate_limit_burst: 200,
-            proven_source_secs: 3600,
+            breakers: BreakerConfig::default(),
+            repeat_memory_secs: 86_400,
             alert_repeat_secs: 60,
             queue_actions: 4096,
             nft: Default::default(),
             kube: Default::default(),
             hooks: Vec::new(),
+        }
+    }
+}
+
+/// Enforcements per minute per kind of action.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    pub block_per_minute: u32,
+    pub rate_limit_per_minute: u32,
+    pub quarantine_pod_per_minute: u32,
+    pub hook_per_minute: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            block_per_minute: 60,
+            rate_limit_per_minute: 60,
+            quarantine_pod_per_minute: 10,
+            hook_per_minute: 60,
         }
     }
 }
@@ -411,14 +431,9 @@ impl Config {
         if self.respond.queue_actions == 0 {
             return Err(bad("respond.queue_actions", "must be positive".into()));
         }
-        if self.respond.spoofed_rate_limit_packets_per_sec == 0
-            || self.respond.spoofed_rate_limit_burst == 0
-        {
-            return Err(bad(
-                "respond.spoofed_rate_limit_packets_per_sec",
-                "the rate and the burst must be positive".into(),
-            ));
-        }
+        self.evidence
+            .validate()
+            .map_err(|(key, reason)| bad(&key, reason))?;
         if c.read_timeout_ms == 0 {
             return Err(bad("capture.read_timeout_ms", "must be positive".into()));
         }

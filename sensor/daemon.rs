@@ -25,17 +25,19 @@ use osprey::model::bundled::load_models;
 use osprey::model::Model;
 use osprey::pipeline::{StageOptions, Stages};
 use osprey::report::platform::{ModelRef, Reporter, ReporterHandle, ReporterTask};
-use osprey::respond::admit::{Admission, AdmitConfig, Proposal};
+use osprey::conn::ConnRecord;
+use osprey::respond::admit::{Admission, AdmitConfig, BreakerLimits, Proposal};
+use osprey::respond::decide::{DecideMetrics, Decider, Verdicts};
 use osprey::respond::dispatch::Dispatch;
 use osprey::respond::hook::Hooks;
 use osprey::respond::kube::KubeEnforcer;
 use osprey::respond::nft::NftEnforcer;
 use osprey::respond::responder::{RespondMetrics, Responder};
 use osprey::respond::rules::{LoadContext, ModelFacts, RuleSet};
-use osprey::respond::safety::{Allowlist, ProvenSources};
-use osprey::respond::RateLimit;
+use osprey::respond::safety::Allowlist;
 use osprey::score::live::{
-    lower_thread_priority, run_scorer, ModelSet, Reload, Responding, ScorerOptions,
+    lower_thread_priority, run_scorer, LiveOutputs, ModelSet, RecordSink, Reload, Scored,
+    ScorerOptions,
 };
 
 /// The rule file the configuration names, or the bundled default, checked
@@ -48,12 +50,109 @@ pub fn load_rules(cfg: &Config, models: &[Model]) -> Result<RuleSet> {
             .to_vec(),
         hooks: cfg.respond.hooks.iter().map(|h| h.name.clone()).collect(),
         skip_rules_for_absent_models: cfg.respond.rules_file.is_none(),
+        max_targets_per_source: cfg.evidence.max_targets_per_source,
     };
-    Ok(match &cfg.respond.rules_file {
+    let set = match &cfg.respond.rules_file {
         Some(p) => RuleSet::load(p, &facts, &cx)?,
         None => RuleSet::parse(DEFAULT_RULES, true, &facts, &cx)
             .context("the bundled rules/default.yaml")?,
-    })
+    };
+    for (model, classes) in set.unused_classes(&facts) {
+        tracing::warn!(
+            model = %model,
+            classes = ?classes,
+            "no rule can match these classes of the model: its verdicts of them only reach alerts.log"
+        );
+    }
+    Ok(set)
+}
+
+/// The admission settings of a configuration.
+pub fn admit_config(cfg: &Config) -> AdmitConfig {
+    let b = &cfg.respond.breakers;
+    AdmitConfig {
+        enforce: cfg.respond.enforce,
+        alert_repeat: Duration::from_secs(cfg.respond.alert_repeat_secs),
+        breakers: BreakerLimits {
+            block: b.block_per_minute,
+            rate_limit: b.rate_limit_per_minute,
+            quarantine_pod: b.quarantine_pod_per_minute,
+            hook: b.hook_per_minute,
+        },
+        repeat_memory: Duration::from_secs(cfg.respond.repeat_memory_secs),
+    }
+}
+
+/// Where the daemon's scored records go: conn.log and alerts.log, then
+/// the decision stage, whose proposals cross to the responder.
+struct DaemonSink {
+    outputs: Box<dyn LiveOutputs>,
+    decider: Decider,
+    /// To the responder; full means the responder is behind, and the
+    /// proposal is dropped and counted rather than stalling scoring.
+    tx: tokio::sync::mpsc::Sender<Proposal>,
+    metrics: Arc<Metrics>,
+    decide_metrics: DecideMetrics,
+}
+
+impl RecordSink for DaemonSink {
+    type Reload = RuleSet;
+
+    fn conn(&mut self, r: &ConnRecord) {
+        if let Err(e) = self.outputs.conn(r) {
+            self.metrics
+                .log_write_errors
+                .with_label_values(&["conn"])
+                .inc();
+            tracing::warn!(error = %e, "conn.log write failed");
+        }
+    }
+
+    fn record(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>) {
+        if let Some(s) = &scored {
+            if let Err(e) = self.outputs.alert(r, s.models, s.verdicts) {
+                self.metrics
+                    .log_write_errors
+                    .with_label_values(&["alerts"])
+                    .inc();
+                tracing::warn!(error = %e, "alerts.log write failed");
+            }
+        }
+        let v = scored.map(|s| Verdicts {
+            verdicts: s.verdicts,
+            rows: s.rows,
+        });
+        if let Some(p) = self.decider.record(r, v) {
+            if self.tx.try_send(p).is_err() {
+                self.metrics
+                    .pipeline_dropped_records
+                    .with_label_values(&["respond"])
+                    .inc();
+            }
+        }
+    }
+
+    fn reload(&mut self, models: &[Model], rules: Option<RuleSet>) {
+        if let Some(rules) = rules {
+            self.decider
+                .reload(rules, models.iter().map(ModelFacts::of).collect());
+        }
+    }
+
+    fn tick(&mut self) {
+        if let Err(e) = self.outputs.tick() {
+            self.metrics
+                .log_write_errors
+                .with_label_values(&["tick"])
+                .inc();
+            tracing::warn!(error = %e, "log flush or rotation failed");
+        }
+        self.decide_metrics.export(&self.decider);
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.outputs.finish()
+    }
 }
 
 /// rules/default.yaml, so the daemon responds out of the box.
@@ -165,7 +264,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let (reporter, reporter_task) = Reporter::open(&cfg.platform, &node, &metrics.registry)
         .context("starting the platform reporter")?;
     reporter.set_models(model_refs(&models));
-    let mut outputs = osprey::report::live::open_outputs(&cfg.output, reporter.clone(), &node)?;
+    let outputs = osprey::report::live::open_outputs(&cfg.output, reporter.clone(), &node)?;
     let hooks = Hooks::new(&cfg.respond.hooks, &metrics.registry)?;
 
     let health = Arc::new(Health::default());
@@ -179,23 +278,11 @@ pub fn run(a: RunArgs) -> Result<()> {
     let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(cfg.respond.queue_actions);
     let respond_metrics = RespondMetrics::register(&metrics.registry);
     let responder = Responder {
-        admission: Admission::new(
-            AdmitConfig {
-                enforce: cfg.respond.enforce,
-                spoofed_limit: RateLimit {
-                    packets_per_sec: Some(cfg.respond.spoofed_rate_limit_packets_per_sec),
-                    bytes_per_sec: None,
-                    burst: cfg.respond.spoofed_rate_limit_burst,
-                },
-                alert_repeat: Duration::from_secs(cfg.respond.alert_repeat_secs),
-            },
-            {
-                let mut a = Allowlist::new(&cfg.respond.allowlist_nets());
-                a.discover(&[]);
-                a
-            },
-            cfg.respond.max_actions_per_minute,
-        ),
+        admission: Admission::new(admit_config(&cfg), {
+            let mut a = Allowlist::new(&cfg.respond.allowlist_nets());
+            a.discover(&[]);
+            a
+        }),
         dispatch: Dispatch::new(nft)
             .with_kube(kube)
             .with_hooks(hooks)
@@ -205,13 +292,18 @@ pub fn run(a: RunArgs) -> Result<()> {
         rediscover: Duration::from_secs(60),
         api_servers: Vec::new(),
     };
-    let responding = Responding {
-        rules,
+    let mut sink = DaemonSink {
+        outputs,
+        decider: Decider::new(
+            rules,
+            models.iter().map(ModelFacts::of).collect(),
+            cfg.evidence.clone(),
+        ),
         tx: proposals_tx,
-        proven: ProvenSources::new(cfg.respond.proven_source_secs as f64, 1 << 16),
-        recent: Default::default(),
+        metrics: metrics.clone(),
+        decide_metrics: DecideMetrics::register(&metrics.registry),
     };
-    let (reload_tx, reload_rx) = crossbeam_channel::bounded::<Reload>(1);
+    let (reload_tx, reload_rx) = crossbeam_channel::bounded::<Reload<RuleSet>>(1);
     rt.spawn(osprey::metrics::notify::supervise(health.clone()));
     let io = IoThread::start(
         rt,
@@ -273,7 +365,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         records,
         reload_rx,
         ModelSet::new(models, context.clone()),
-        Some(responding),
+        &mut sink,
         ScorerOptions {
             batch_rows: cfg.pipeline.score_batch_rows,
             max_wait: Duration::from_millis(cfg.pipeline.score_max_wait_ms),
@@ -281,7 +373,6 @@ pub fn run(a: RunArgs) -> Result<()> {
             max_lag: Duration::from_millis(cfg.pipeline.score_max_lag_ms),
             context: context.clone(),
         },
-        outputs.as_mut(),
         &metrics,
     );
     health.set_capture_running(false);
@@ -379,7 +470,7 @@ fn start_enforcers(
 struct Reloader {
     /// Re-read on SIGHUP with the same overrides as at start.
     args: RunArgs,
-    tx: crossbeam_channel::Sender<Reload>,
+    tx: crossbeam_channel::Sender<Reload<RuleSet>>,
     metrics: Arc<Metrics>,
     /// The heartbeat lists the models in use.
     reporter: ReporterHandle,
@@ -387,14 +478,14 @@ struct Reloader {
 
 impl Reloader {
     fn reload(&self) {
-        let result = (|| -> Result<Reload> {
+        let result = (|| -> Result<Reload<RuleSet>> {
             let cfg = effective_config(&self.args)?;
             let models = load_models(&cfg.models.specs)?;
             let rules = load_rules(&cfg, &models)?;
             self.reporter.set_models(model_refs(&models));
             Ok(Reload {
                 models,
-                rules: Some(rules),
+                extra: Some(rules),
             })
         })();
         match result {

@@ -11,6 +11,7 @@ pub mod capture;
 pub mod config;
 pub mod conn;
 pub mod decode;
+pub mod evidence;
 pub mod features;
 pub mod metrics;
 pub mod model;

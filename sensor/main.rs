@@ -195,9 +195,22 @@ struct ReplayArgs {
     /// anomaly model.
     #[arg(long = "model", value_name = "SPEC")]
     models: Vec<PathBuf>,
-    /// Write conn.log only: no scoring, no alerts.log.
+    /// Write conn.log only: no scoring, no alerts.log (and no rules,
+    /// unless --rules names a file of rules on evidence alone).
     #[arg(long, conflicts_with = "models")]
     no_models: bool,
+    /// Evaluate these rules (default: the configuration's rules_file, else
+    /// the bundled rules/default.yaml), in dry run, and write actions.log.
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// Do not evaluate rules: no actions.log.
+    #[arg(long, conflicts_with = "rules")]
+    no_rules: bool,
+    /// The daemon's configuration (`osprey run --config`), so the replay
+    /// decides with its evidence bounds, allowlist, breakers, rules and
+    /// interim settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Rows per inference call.
     #[arg(long, default_value_t = osprey::score::DEFAULT_BATCH_ROWS)]
     batch_rows: usize,
@@ -222,7 +235,6 @@ fn build_options(a: ReplayArgs) -> Result<ReplayOptions> {
         filter: a.engine.filter,
         engine: cfg,
         progress: replay::stderr_is_terminal() && !a.quiet,
-        keep_records: !a.no_models,
     })
 }
 
@@ -326,6 +338,56 @@ fn check(a: CheckArgs) -> Result<()> {
     Ok(())
 }
 
+/// Models, rules and the daemon's settings for a replay's scoring and
+/// decisions (loaded, and so checked, before any packet is read).
+fn replay_scoring(a: &ReplayArgs) -> Result<Option<replay::ReplayScoring>> {
+    let mut cfg = match &a.config {
+        Some(p) => osprey::config::Config::load(p)?,
+        None => osprey::config::Config::default(),
+    };
+    let models = if a.no_models {
+        Vec::new()
+    } else if !a.models.is_empty() {
+        load_models(&a.models)?
+    } else {
+        load_models(&cfg.models.specs)?
+    };
+    if let Some(r) = &a.rules {
+        cfg.respond.rules_file = Some(r.clone());
+    }
+    let want_rules = !a.no_rules && (!a.no_models || a.rules.is_some());
+    let rules = if want_rules {
+        let source = cfg.respond.rules_file.as_ref().map_or_else(
+            || "bundled rules/default.yaml".to_string(),
+            |p| p.display().to_string(),
+        );
+        Some((daemon::load_rules(&cfg, &models)?, source))
+    } else {
+        None
+    };
+    if models.is_empty() && rules.is_none() {
+        return Ok(None);
+    }
+    let mut admit = daemon::admit_config(&cfg);
+    admit.enforce = false;
+    Ok(Some(replay::ReplayScoring {
+        models,
+        rules,
+        evidence: cfg.evidence.clone(),
+        admit,
+        allowlist: cfg.respond.allowlist_nets(),
+        batch_rows: a.batch_rows,
+        context: osprey::features::LiveConfig {
+            retention_secs: cfg.pipeline.context_retention_secs,
+            max_flows: cfg.pipeline.context_max_flows,
+        },
+        interim: osprey::conn::InterimConfig {
+            interval: cfg.conn.interim_interval_secs,
+            attempt_timeout: cfg.conn.attempt_timeout_secs,
+        },
+    }))
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check(a) => check(a),
@@ -344,31 +406,11 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 None
             };
-            let model_specs = a.models.clone();
-            let batch_rows = a.batch_rows;
+            let scoring = replay_scoring(&a)?;
             let opts = build_options(a)?;
-            // Models are loaded (and so checked) before any packet is read.
-            let models = if opts.keep_records {
-                load_models(&model_specs)?
-            } else {
-                Vec::new()
-            };
-            let mut summary = replay::run(&opts)?;
+            let summary = replay::run(&opts, scoring)?;
             if !quiet {
                 eprint!("{}", summary.render());
-            }
-            if !models.is_empty() {
-                let records = std::mem::take(&mut summary.kept);
-                let scored =
-                    osprey::score::score_replay(&models, &records, &opts.log_dir, batch_rows)?;
-                if !quiet {
-                    eprintln!(
-                        "  alerts: {} -> {}",
-                        scored.alerts(),
-                        opts.log_dir.join("alerts.log").display()
-                    );
-                    eprint!("{}", scored.render());
-                }
             }
             Ok(())
         }

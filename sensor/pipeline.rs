@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::capture::{CaptureError, LiveSource, PacketBatch, Read};
-use crate::conn::{ConnRecord, Engine, EngineConfig};
+use crate::conn::{Engine, EngineConfig};
 use crate::decode::prepare::{prepare, Prepared};
 use crate::metrics::Metrics;
 
@@ -52,10 +52,7 @@ pub enum ToWorker {
 }
 
 /// Records leaving a conn worker, stamped for the latency histogram.
-pub struct RecordBatch {
-    pub records: Vec<ConnRecord>,
-    pub emitted: Instant,
-}
+pub use crate::score::live::RecordBatch;
 
 /// Settings of the capture and conn stages.
 #[derive(Clone, Debug)]

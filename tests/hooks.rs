@@ -27,7 +27,7 @@ fn action() -> Action {
         evidence: Evidence {
             uid: "C1".into(),
             interim: false,
-            model: "m".into(),
+            model: Some("m".into()),
             label: Some("scan".into()),
             score: Some(0.9),
             probability: None,
@@ -39,6 +39,7 @@ fn action() -> Action {
             service: None,
             conn_state: "REJ".into(),
             history: Some("Sr".into()),
+            facts: None,
         },
     }
 }

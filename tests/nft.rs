@@ -210,7 +210,7 @@ fn action(kind: ActionKind, target: &str, ttl_secs: u64) -> Action {
         evidence: Evidence {
             uid: "C1".into(),
             interim: false,
-            model: "m".into(),
+            model: Some("m".into()),
             label: None,
             score: None,
             probability: None,
@@ -222,6 +222,7 @@ fn action(kind: ActionKind, target: &str, ttl_secs: u64) -> Action {
             service: None,
             conn_state: "OTH".into(),
             history: None,
+            facts: None,
         },
     }
 }

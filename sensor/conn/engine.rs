@@ -674,6 +674,10 @@ impl Engine {
             vlan: c.vlan,
             inner_vlan: c.inner_vlan,
             interim,
+            orig_verified: match &conn.transport {
+                Transport::Tcp(t) => t.verify.orig_verified(),
+                _ => false,
+            },
         }
     }
 

@@ -11,6 +11,7 @@ pub mod record;
 pub mod service;
 pub mod tcp;
 pub mod timer;
+pub mod verify;
 
 pub use config::{EngineConfig, InterimConfig};
 pub use engine::{Engine, EngineStats};

@@ -246,6 +246,10 @@ pub struct ConnRecord {
     pub inner_vlan: Option<u16>,
     /// A snapshot of a connection still open (never written to conn.log).
     pub interim: bool,
+    /// Whether the originator proved its address: it acknowledged what the
+    /// responder sent, or the responder acknowledged its data
+    /// (`conn/verify.rs`). Not a conn.log column; TCP only.
+    pub orig_verified: bool,
 }
 
 impl ConnRecord {
@@ -286,6 +290,7 @@ impl ConnRecord {
             vlan: None,
             inner_vlan: None,
             interim: false,
+            orig_verified: false,
         }
     }
 }

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use super::config::EngineConfig;
 use super::core::{ConnCore, Effects};
 use super::timer::{TimerKind, TimerReq};
+use super::verify::Verifier;
 
 pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;
@@ -280,6 +281,8 @@ pub struct Tcp {
     pub established_event: bool,
     /// Whether protocol detection still wants stream data.
     pub want_stream: bool,
+    /// Whether the originator has proven its address (`verify.rs`).
+    pub verify: Verifier,
 }
 
 /// Context the state machine needs from outside the connection.
@@ -307,6 +310,7 @@ impl Tcp {
             timer_gen: 0,
             established_event: false,
             want_stream: !core.svc_enabled.is_empty() || core.svc.is_some(),
+            verify: Verifier::default(),
         };
         fx.timers.push(TimerReq {
             at: network_time + cfg.tcp_syn_timeout,
@@ -335,6 +339,7 @@ impl Tcp {
         self.first_packet_seen =
             (if f & ORIG != 0 { RESP } else { 0 }) | (if f & RESP != 0 { ORIG } else { 0 });
         self.is_partial = false;
+        self.verify.flip();
         core.flip();
     }
 
@@ -624,6 +629,8 @@ impl Tcp {
         }
         // The sender's role after any flip.
         let _ = p;
+        self.verify
+            .segment(e == 0, flags, base_seq, ack_seq, seg_len.max(0) as u32);
         e == 0
     }
 

@@ -690,6 +690,7 @@ mod tests {
             vlan: None,
             inner_vlan: None,
             interim: false,
+            orig_verified: true,
         }
     }
 

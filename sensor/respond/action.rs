@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::evidence::Facts;
+
 /// One decision about one target.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Action {
@@ -75,13 +77,16 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
-/// The connection and verdict that led to the action.
+/// The connection (and verdict) that led to the action, and what its
+/// source did over the rule's window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     pub uid: String,
     /// Whether the record was an interim snapshot of an open connection.
     pub interim: bool,
-    pub model: String,
+    /// The model whose verdict matched; none for a rule on evidence alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,14 +103,23 @@ pub struct Evidence {
     pub conn_state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<String>,
+    /// What the source did over the rule's window, in numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Facts>,
+}
+
+/// Seconds since the epoch now: the daemon's clock for admission (a
+/// replay uses packet time instead).
+pub fn wall_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Action {
-    /// Seconds since the epoch now, as `ts` wants it.
+    /// Seconds since the epoch now, as `ts` wants it in the daemon.
     pub fn now_ts() -> f64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64())
+        wall_secs()
     }
 
     /// When the enforcement ends, seconds since the epoch.
@@ -150,7 +164,7 @@ mod tests {
             evidence: Evidence {
                 uid: "C1".into(),
                 interim: true,
-                model: "m".into(),
+                model: Some("m".into()),
                 label: Some("scan".into()),
                 score: Some(0.9),
                 probability: None,
@@ -162,12 +176,19 @@ mod tests {
                 service: None,
                 conn_state: "REJ".into(),
                 history: Some("Sr".into()),
+                facts: Some(Facts {
+                    window_secs: 60.0,
+                    failed_targets: 30,
+                    forgeable: true,
+                    ..Facts::default()
+                }),
             },
         };
         let j = serde_json::to_value(&a).unwrap();
         assert_eq!(j["kind"], "rate_limit");
         assert_eq!(j["packets_per_sec"], 100);
         assert_eq!(j["ttl"], 600);
+        assert_eq!(j["evidence"]["facts"]["failed_targets"], 30);
         let back: Action = serde_json::from_value(j).unwrap();
         assert_eq!(back, a);
     }

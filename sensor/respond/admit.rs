@@ -1,25 +1,48 @@
-//! Between a rule's decision and an enforcer: the safety checks, the
-//! dry-run switch, and de-duplication. Pure bookkeeping with no I/O, so
-//! every guard is tested directly.
+//! Between a rule's decision and an enforcer: the guards no rule can talk
+//! its way past, the dry-run switch, de-duplication and escalation. Pure
+//! bookkeeping with no I/O and no clock of its own (the caller says what
+//! time it is: the wall clock in the daemon, packet time in a replay), so
+//! every guard is tested directly and a replay decides as the daemon does.
+//!
+//! The guards, in order:
+//! 1. the allowlist (node addresses, gateways, resolvers, API server,
+//!    configured ranges) is never acted on;
+//! 2. a *known-good peer* — an address with a verified exchange within
+//!    `evidence.known_good_secs` — is never enforced against on evidence a
+//!    forger could produce: a forger can put a known client's address on
+//!    SYNs and blind ACKs, and the client's own RSTs follow; only an alert
+//!    says what was seen;
+//! 3. a circuit breaker per kind of action, so that a flood's rate limits
+//!    cannot use up the budget a real scanner's block needs.
+//!
+//! Each guard softens rather than drops: the action becomes an alert whose
+//! `softened` says why, so the platform sees what would have happened.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hashbrown::HashMap;
 use ipnet::IpNet;
 use sha1::{Digest, Sha1};
 
-use super::action::{Action, ActionKind, Evidence, RateLimit};
+use super::action::{Action, ActionKind, Evidence};
 use super::rules::Decision;
 use super::safety::{Allowlist, Breaker, BreakerVerdict};
+use crate::evidence::table::{Activity, Bounded};
 
-/// What the scorer proposes for one record.
+/// What the decision stage proposes for one record.
 #[derive(Clone, Debug)]
 pub struct Proposal {
     pub decision: Decision,
     pub evidence: Evidence,
-    /// The originator has answered a SYN-ACK recently (`ProvenSources`).
-    pub source_proven: bool,
+    /// The target's last verified exchange (record time), if within the
+    /// known-good period.
+    pub known_good: Option<f64>,
+    /// Whether somebody else could have produced the evidence by forging
+    /// the target's address.
+    pub forgeable: bool,
+    /// Record time of the decision.
+    pub at: f64,
 }
 
 /// Why a proposal led to no action, or to a weaker one.
@@ -31,57 +54,108 @@ pub enum Outcome {
     Duplicate,
 }
 
+/// Enforcements per minute each kind of action may make before its
+/// breaker opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerLimits {
+    pub block: u32,
+    pub rate_limit: u32,
+    pub quarantine_pod: u32,
+    pub hook: u32,
+}
+
+impl BreakerLimits {
+    fn of(&self, kind: &str) -> u32 {
+        match kind {
+            "block" => self.block,
+            "rate_limit" => self.rate_limit,
+            "quarantine_pod" => self.quarantine_pod,
+            _ => self.hook,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct AdmitConfig {
     pub enforce: bool,
-    /// The rate limit a block becomes when its source may be spoofed.
-    pub spoofed_limit: RateLimit,
     /// How long the same rule's alert about the same address is not
     /// repeated.
     pub alert_repeat: Duration,
+    pub breakers: BreakerLimits,
+    /// Earlier enforcements on a target count for escalation this long.
+    pub repeat_memory: Duration,
 }
 
 /// Counters the responder turns into metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AdmitCounts {
     pub allowlisted: u64,
-    pub softened_spoofable: u64,
+    pub known_good: u64,
     pub breaker_refused: u64,
     pub breaker_trips: u64,
     pub duplicates: u64,
+    pub escalated: u64,
 }
+
+/// Enforcements on one target and kind, for escalation.
+#[derive(Clone, Copy, Debug)]
+struct Offences {
+    count: u32,
+    last: f64,
+}
+
+impl Activity for Offences {
+    fn last_active(&self) -> f64 {
+        self.last
+    }
+}
+
+/// Targets remembered for escalation (bounded: a forger making up
+/// addresses cannot grow it).
+const MAX_OFFENDERS: usize = 100_000;
 
 pub struct Admission {
     cfg: AdmitConfig,
     pub allowlist: Allowlist,
-    breaker: Breaker,
-    max_per_minute: u32,
-    /// (target, kind name or alert's rule) -> until when it holds.
-    active: HashMap<(IpNet, String), Instant>,
+    breakers: HashMap<&'static str, Breaker>,
+    /// (target, kind name or alert's rule) -> (until when it holds, its TTL).
+    active: HashMap<(IpNet, String), (f64, Duration)>,
+    offences: Bounded<(IpNet, &'static str), Offences>,
     pub counts: AdmitCounts,
 }
 
 impl Admission {
-    pub fn new(cfg: AdmitConfig, allowlist: Allowlist, max_actions_per_minute: u32) -> Admission {
+    pub fn new(cfg: AdmitConfig, allowlist: Allowlist) -> Admission {
         Admission {
             cfg,
             allowlist,
-            breaker: Breaker::new(max_actions_per_minute),
-            max_per_minute: max_actions_per_minute,
+            breakers: HashMap::new(),
             active: HashMap::new(),
+            offences: Bounded::new(MAX_OFFENDERS),
             counts: AdmitCounts::default(),
         }
     }
 
+    /// Whether any kind's breaker holds enforcement off now.
     pub fn breaker_open(&self) -> bool {
-        self.breaker.is_open()
+        self.breakers.values().any(Breaker::is_open)
     }
 
-    /// Turns a proposal into the action to carry out, after every guard.
-    /// Guards soften rather than drop: an allowlisted target or an open
-    /// breaker still yields an alert (with `softened` saying why), so the
-    /// platform sees what would have happened.
-    pub fn admit(&mut self, p: Proposal, now: Instant) -> (Outcome, Action) {
+    /// The kinds whose breaker is open.
+    pub fn open_breakers(&self) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = self
+            .breakers
+            .iter()
+            .filter(|(_, b)| b.is_open())
+            .map(|(k, _)| *k)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Turns a proposal into the action to carry out, after every guard,
+    /// at time `now` (seconds since the epoch).
+    pub fn admit(&mut self, p: Proposal, now: f64) -> (Outcome, Action) {
         let d = p.decision;
         // An IPv4-mapped IPv6 address is the IPv4 host: the allowlist and
         // the v4 sets must see it as such.
@@ -89,25 +163,34 @@ impl Admission {
         let mut kind = d.kind;
         let mut ttl = d.ttl;
         let mut softened = None;
-        let soften_to_alert = |why: String, kind: &mut ActionKind, ttl: &mut Duration| {
+        let to_alert = |why: String, kind: &mut ActionKind, ttl: &mut Duration| {
             *kind = ActionKind::Alert;
             *ttl = Duration::ZERO;
             Some(why)
         };
-        if !matches!(kind, ActionKind::Alert) {
+        if kind != ActionKind::Alert {
             if let Some(a) = self.allowlist.covering(&target) {
                 self.counts.allowlisted += 1;
-                softened = soften_to_alert(
+                softened = to_alert(
                     format!("{target} is allowlisted ({a})"),
                     &mut kind,
                     &mut ttl,
                 );
             }
         }
-        if kind == ActionKind::Block && d.target == p.evidence.orig_h && !p.source_proven {
-            self.counts.softened_spoofable += 1;
-            kind = ActionKind::RateLimit(self.cfg.spoofed_limit);
-            softened = Some("the source never answered a SYN-ACK, so its address may be spoofed: rate limited instead of blocked".into());
+        if kind != ActionKind::Alert && p.forgeable {
+            if let Some(last) = p.known_good {
+                self.counts.known_good += 1;
+                softened = to_alert(
+                    format!(
+                        "{} is a known-good peer (verified exchange {:.0} s before) and this evidence can be forged by anyone using its address: alert only",
+                        target.addr(),
+                        (p.at - last).max(0.0)
+                    ),
+                    &mut kind,
+                    &mut ttl,
+                );
+            }
         }
         let key_name = match &kind {
             ActionKind::Alert => format!("alert:{}", d.rule),
@@ -119,53 +202,103 @@ impl Admission {
         } else {
             ttl
         };
-        if let Some(&until) = self.active.get(&key) {
+        let mut refresh = false;
+        if let Some(&(until, held_ttl)) = self.active.get(&key) {
             // Still in force for more than half its time: nothing to do.
-            // Past half, re-applying refreshes the enforcement's timeout.
-            if until > now + hold / 2 {
-                self.counts.duplicates += 1;
-                return (
-                    Outcome::Duplicate,
-                    self.action(&d.rule, kind, target, ttl, softened, p.evidence),
-                );
+            // Past half, re-applying refreshes the enforcement's timeout
+            // with the TTL it got (a refresh is not a repeat offence).
+            if until > now {
+                let left = until - now;
+                if left > held_ttl.as_secs_f64() / 2.0 || kind == ActionKind::Alert {
+                    self.counts.duplicates += 1;
+                    return (
+                        Outcome::Duplicate,
+                        self.action(&d.rule, kind, target, held_ttl, softened, p.evidence, now),
+                    );
+                }
+                refresh = true;
+                ttl = held_ttl;
             }
         }
         if kind != ActionKind::Alert {
-            match self.breaker.check(now) {
+            let name = kind.name();
+            let limit = self.cfg.breakers.of(name);
+            let breaker = self
+                .breakers
+                .entry(name)
+                .or_insert_with(|| Breaker::new(limit));
+            match breaker.check(now) {
                 BreakerVerdict::Admit => {}
                 BreakerVerdict::Refuse { tripped } => {
                     self.counts.breaker_refused += 1;
                     self.counts.breaker_trips += u64::from(tripped);
-                    softened = soften_to_alert(
+                    softened = to_alert(
                         format!(
-                            "circuit breaker open (more than {} enforcements per minute): {} not enforced",
-                            self.max_per_minute,
-                            kind.name()
+                            "circuit breaker for {name} open (more than {limit} per minute): not enforced"
                         ),
                         &mut kind,
                         &mut ttl,
                     );
                     return (
                         Outcome::Act,
-                        self.action(&d.rule, kind, target, ttl, softened, p.evidence),
+                        self.action(&d.rule, kind, target, ttl, softened, p.evidence, now),
                     );
                 }
             }
+            if !refresh {
+                ttl = self.escalated(target, name, ttl, d.escalate.as_ref(), now);
+            }
         }
-        self.active.insert(key, now + hold);
+        let hold = if kind == ActionKind::Alert { hold } else { ttl };
+        self.active
+            .insert(key, (now + hold.as_secs_f64(), hold));
         if self.active.len() > 100_000 {
-            self.active.retain(|_, &mut until| until > now);
+            self.active.retain(|_, &mut (until, _)| until > now);
         }
         (
             Outcome::Act,
-            self.action(&d.rule, kind, target, ttl, softened, p.evidence),
+            self.action(&d.rule, kind, target, ttl, softened, p.evidence, now),
         )
+    }
+
+    /// The TTL of a new enforcement on `target`: the rule's, times the
+    /// escalation factor for every earlier one within `repeat_memory`.
+    fn escalated(
+        &mut self,
+        target: IpNet,
+        kind: &'static str,
+        ttl: Duration,
+        esc: Option<&super::rules::Escalate>,
+        now: f64,
+    ) -> Duration {
+        let memory = self.cfg.repeat_memory.as_secs_f64();
+        let i = self.offences.index_or_insert((target, kind), || Offences {
+            count: 0,
+            last: now,
+        });
+        let Some(o) = self.offences.at_mut(i) else {
+            return ttl;
+        };
+        if now - o.last > memory {
+            o.count = 0;
+        }
+        let before = o.count;
+        o.count = o.count.saturating_add(1);
+        o.last = now;
+        let Some(e) = esc else { return ttl };
+        if before == 0 {
+            return ttl;
+        }
+        self.counts.escalated += 1;
+        let factor = f64::from(e.factor).powi(before.min(64) as i32);
+        let secs = (ttl.as_secs_f64() * factor).min(e.max_ttl.as_secs_f64());
+        Duration::from_secs(secs.round() as u64)
     }
 
     /// Forgets enforcement that has run out (its TTL passed): the
     /// responder calls it before counting active actions.
-    pub fn expire(&mut self, now: Instant) {
-        self.active.retain(|_, &mut until| until > now);
+    pub fn expire(&mut self, now: f64) {
+        self.active.retain(|_, &mut (until, _)| until > now);
     }
 
     /// Active enforcement by kind name (alerts excluded).
@@ -179,6 +312,7 @@ impl Admission {
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn action(
         &self,
         rule: &str,
@@ -187,11 +321,12 @@ impl Admission {
         ttl: Duration,
         softened: Option<String>,
         evidence: Evidence,
+        now: f64,
     ) -> Action {
         let enforce = self.cfg.enforce && kind != ActionKind::Alert;
         Action {
             id: action_id(rule, &kind, target, &evidence.uid, evidence.interim),
-            ts: Action::now_ts(),
+            ts: now,
             rule: rule.to_string(),
             kind,
             target,

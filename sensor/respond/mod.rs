@@ -1,6 +1,7 @@
-//! From verdicts to enforcement: rules pick an action for a verdict, the
-//! safety layer (dry-run, allowlist, circuit breaker, spoofable evidence)
-//! may refuse or soften it, and enforcers carry it out — nftables on the
+//! From verdicts and evidence to enforcement: the decision stage runs
+//! every record through the evidence stage and the rules (`decide`),
+//! admission (dry-run, allowlist, known-good peers, circuit breakers per
+//! kind, escalation) may refuse or soften what they chose (`admit`), and enforcers carry it out — nftables on the
 //! node, NetworkPolicy objects in the cluster, webhooks and executables —
 //! while the platform reporter tells the management platform about every
 //! alert and action.
@@ -11,6 +12,7 @@
 
 pub mod action;
 pub mod admit;
+pub mod decide;
 pub mod dispatch;
 pub mod hook;
 pub mod kube;

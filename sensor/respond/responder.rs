@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::action::wall_secs;
+
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 use tokio::sync::mpsc;
 
@@ -34,13 +36,13 @@ impl RespondMetrics {
             refused: counter_vec(
                 r,
                 "osprey_respond_softened_total",
-                "Actions a safety guard softened, by guard (allowlist, spoofable, breaker).",
+                "Actions a safety guard softened to alerts, by guard (allowlist, known_good, breaker).",
                 &["guard"],
             ),
             breaker_open: gauge(
                 r,
                 "osprey_respond_breaker_open",
-                "1 while the circuit breaker holds enforcement off.",
+                "1 while a circuit breaker (of any kind of action) holds enforcement off.",
             ),
             breaker_trips: counter(
                 r,
@@ -59,11 +61,7 @@ impl RespondMetrics {
     fn add_counts(&self, before: &AdmitCounts, now: &AdmitCounts) {
         for (guard, b, n) in [
             ("allowlist", before.allowlisted, now.allowlisted),
-            (
-                "spoofable",
-                before.softened_spoofable,
-                now.softened_spoofable,
-            ),
+            ("known_good", before.known_good, now.known_good),
             ("breaker", before.breaker_refused, now.breaker_refused),
         ] {
             if n > b {
@@ -100,7 +98,7 @@ impl Responder {
                 },
                 _ = housekeeping.tick() => {
                     let now = Instant::now();
-                    self.admission.expire(now);
+                    self.admission.expire(wall_secs());
                     let active = self.admission.active_by_kind();
                     for kind in ["block", "rate_limit", "quarantine_pod", "hook"] {
                         self.metrics
@@ -123,11 +121,12 @@ impl Responder {
     async fn handle(&mut self, p: Proposal) {
         let before = self.admission.counts;
         let was_open = self.admission.breaker_open();
-        let (outcome, action) = self.admission.admit(p, Instant::now());
+        let (outcome, action) = self.admission.admit(p, wall_secs());
         self.metrics.add_counts(&before, &self.admission.counts);
         if self.admission.breaker_open() && !was_open {
             tracing::warn!(
-                "circuit breaker open: too many enforcement actions in the last minute; alerting only until the rate drops"
+                kinds = ?self.admission.open_breakers(),
+                "circuit breaker open: too many enforcement actions of a kind in the last minute; alerting only for it until the rate drops"
             );
         }
         let kind = action.kind.name();
@@ -181,7 +180,7 @@ fn log_action(a: &Action) {
         target = %a.target,
         ttl_secs = a.ttl.as_secs(),
         rule = %a.rule,
-        model = %a.evidence.model,
+        model = a.evidence.model.as_deref().unwrap_or(""),
         label = a.evidence.label.as_deref().unwrap_or(""),
         uid = %a.evidence.uid,
         interim = a.evidence.interim,

@@ -1,8 +1,17 @@
-//! Rules: which verdicts lead to which action.
+//! Rules: which records, verdicts and accumulated evidence lead to which
+//! action.
 //!
 //! A rule file (YAML, or TOML by extension) lists rules with explicit
 //! priorities; the lowest priority number is tried first and the first
-//! rule that matches a record's verdicts decides (ties keep file order).
+//! rule that matches decides (ties keep file order). A rule has up to
+//! three parts: `match` filters the record and its verdicts (one
+//! connection), `evidence` sets thresholds on what the record's source
+//! did over a window (`sensor/evidence`: failed attempts, distinct
+//! targets, flagged connections, verified exchanges...), and `action`
+//! says what to do, with a TTL that may escalate on repeat. A rule
+//! without `evidence` acts on one connection; none of the bundled rules
+//! that enforce does.
+//!
 //! Everything a rule names is checked at load against the models that are
 //! running — a misspelt label would otherwise be a rule that silently
 //! never fires — and every error names the rule and the key.
@@ -17,8 +26,13 @@ use serde::Deserialize;
 
 use super::action::{ActionKind, RateLimit};
 use crate::conn::ConnRecord;
+use crate::evidence::{Column, Windows};
 use crate::features::spec::Transform;
 use crate::model::{Model, Verdict};
+
+/// Distinct evidence windows all rules together may use: each costs every
+/// tracked source its counters once more.
+pub const MAX_WINDOWS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
@@ -40,11 +54,13 @@ fn bad(rule: &str, key: &str, reason: impl Into<String>) -> RuleError {
     }
 }
 
+/// The file: rules stay untyped until each is read on its own, so that
+/// every error can name its rule.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleFile {
     #[serde(default)]
-    rules: Vec<RawRule>,
+    rules: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +72,10 @@ struct RawRule {
     enabled: bool,
     #[serde(default, rename = "match")]
     when: RawMatch,
+    /// Column name (or `window_secs`) -> threshold, checked by hand so
+    /// that an unknown column is named with the known ones.
+    #[serde(default)]
+    evidence: Option<BTreeMap<String, serde_json::Value>>,
     action: RawAction,
 }
 
@@ -117,6 +137,15 @@ struct RawAction {
     burst: Option<u32>,
     #[serde(default)]
     hook: Option<String>,
+    #[serde(default)]
+    escalate: Option<RawEscalate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEscalate {
+    factor: u32,
+    max_ttl_secs: u64,
 }
 
 /// Which record a rule wants: interim snapshots of open connections,
@@ -163,6 +192,41 @@ pub struct Match {
     pub src_ports: Vec<(u16, u16)>,
     pub dst_ports: Vec<(u16, u16)>,
     pub context: Vec<Bound>,
+    /// Whether the rule looks at verdicts at all: a rule with evidence and
+    /// no verdict key matches records that were not scored too.
+    pub needs_verdict: bool,
+}
+
+/// A threshold on one evidence column.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvidenceBound {
+    pub column: Column,
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+}
+
+impl EvidenceBound {
+    pub fn holds(&self, x: f64) -> bool {
+        self.min.is_none_or(|m| x >= m as f64) && self.max.is_none_or(|m| x <= m as f64)
+    }
+}
+
+/// A rule's `evidence`: thresholds over one window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvidenceMatch {
+    pub window_secs: f64,
+    /// Index of the window in [`RuleSet::windows`].
+    pub window: usize,
+    pub bounds: Vec<EvidenceBound>,
+}
+
+/// How a repeated enforcement on the same target grows: `ttl` times
+/// `factor` to the number of earlier ones (within a day), at most
+/// `max_ttl`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Escalate {
+    pub factor: u32,
+    pub max_ttl: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -170,9 +234,31 @@ pub struct Rule {
     pub name: String,
     pub priority: i32,
     pub when: Match,
+    pub evidence: Option<EvidenceMatch>,
     pub kind: ActionKind,
     pub target: Target,
     pub ttl: Duration,
+    pub escalate: Option<Escalate>,
+}
+
+impl Rule {
+    /// Whether somebody else could make this rule fire for an address by
+    /// forging it. Only a rule whose every lower bound is on connections
+    /// the source verified (`verified*` columns) cannot be; a rule without
+    /// evidence rests on one record, which is forgeable unless the record
+    /// itself is verified (the caller knows that).
+    pub fn forgeable_evidence(&self) -> bool {
+        let Some(ev) = &self.evidence else {
+            return true;
+        };
+        let mut lower = ev.bounds.iter().filter(|b| b.min.is_some_and(|m| m > 0));
+        let context_lower = self.when.context.iter().any(|b| b.min.is_some());
+        let first = lower.next();
+        first.is_none()
+            || context_lower
+            || first.is_some_and(|b| b.column.forgeable())
+            || lower.any(|b| b.column.forgeable())
+    }
 }
 
 /// What a model offers rules: its labels and its columns.
@@ -215,12 +301,17 @@ pub struct LoadContext {
     /// refusing the file: for the bundled rules, written for the bundled
     /// models, when an operator runs models of their own.
     pub skip_rules_for_absent_models: bool,
+    /// `evidence.max_targets_per_source`: distinct counts are exact up to
+    /// it, so no threshold may ask for more (0: the default, 64).
+    pub max_targets_per_source: usize,
 }
 
 /// The rules in the order they are tried.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
+    /// The distinct evidence windows the rules use, in seconds.
+    pub windows: Vec<f64>,
 }
 
 /// One record's verdicts, as rules see them.
@@ -240,8 +331,12 @@ pub struct Decision {
     pub kind: ActionKind,
     pub target: IpAddr,
     pub ttl: Duration,
-    /// Index of the model whose verdict matched.
-    pub model: usize,
+    /// Index of the model whose verdict matched (none for a rule that
+    /// needs no verdict).
+    pub model: Option<usize>,
+    /// Index of the rule in the set.
+    pub index: usize,
+    pub escalate: Option<Escalate>,
 }
 
 impl RuleSet {
@@ -286,7 +381,16 @@ impl RuleSet {
         };
         let mut rules = Vec::new();
         let mut names = std::collections::HashSet::new();
-        for raw in file.rules {
+        let mut windows: Vec<f64> = Vec::new();
+        for (i, value) in file.rules.into_iter().enumerate() {
+            let name = value
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map_or_else(|| format!("rules[{i}]"), str::to_owned);
+            let raw: RawRule = serde_path_to_error::deserialize(value).map_err(|e| {
+                let path = e.path().to_string();
+                bad(&name, if path == "." { "(rule)" } else { &path }, e.inner().to_string())
+            })?;
             if !names.insert(raw.name.clone()) {
                 return Err(bad(&raw.name, "name", "is used by another rule"));
             }
@@ -302,16 +406,61 @@ impl RuleSet {
                 tracing::info!(rule = %raw.name, "rule left out: it names a model that is not loaded");
                 continue;
             }
-            rules.push(check(raw, models, cx)?);
+            rules.push(check(raw, models, cx, &mut windows)?);
         }
         // Stable: equal priorities keep file order.
         rules.sort_by_key(|r| r.priority);
-        Ok(RuleSet { rules })
+        Ok(RuleSet { rules, windows })
     }
 
-    /// The first rule that matches, if any.
-    pub fn decide(&self, s: &Scored) -> Option<Decision> {
-        self.rules.iter().find_map(|r| r.decide(s))
+    /// The windows as the evidence stage takes them.
+    pub fn evidence_windows(&self) -> Windows {
+        Windows(self.windows.clone())
+    }
+
+    /// Classes of each model that no rule can ever match (a model whose
+    /// verdicts only reach alerts.log is usually a rule file written for
+    /// other models). Benign classes (`benign`, `normal`) are left out.
+    pub fn unused_classes(&self, models: &[ModelFacts]) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        for m in models {
+            let unused: Vec<String> = m
+                .labels
+                .iter()
+                .filter(|l| !matches!(l.as_str(), "benign" | "normal"))
+                .filter(|l| {
+                    !self.rules.iter().any(|r| {
+                        let w = &r.when;
+                        (w.models.is_empty() || w.models.contains(&m.name))
+                            && (w.labels.is_empty() || w.labels.contains(l))
+                    })
+                })
+                .cloned()
+                .collect();
+            if !unused.is_empty() {
+                out.push((m.name.clone(), unused));
+            }
+        }
+        out
+    }
+
+    /// The first rule that matches, if any; `evidence(rule index, its
+    /// evidence)` says whether a rule's evidence thresholds hold.
+    pub fn decide(
+        &self,
+        s: &Scored,
+        mut evidence: impl FnMut(usize, &EvidenceMatch) -> bool,
+    ) -> Option<Decision> {
+        self.rules.iter().enumerate().find_map(|(i, r)| {
+            let mut d = r.decide(s)?;
+            if let Some(ev) = &r.evidence {
+                if !evidence(i, ev) {
+                    return None;
+                }
+            }
+            d.index = i;
+            Some(d)
+        })
     }
 }
 
@@ -346,13 +495,17 @@ impl Rule {
         if !in_ports(&m.src_ports, r.orig_p) || !in_ports(&m.dst_ports, r.resp_p) {
             return None;
         }
-        let model = s.models.iter().enumerate().position(|(i, facts)| {
-            (m.models.is_empty() || m.models.contains(&facts.name))
-                && s.verdicts.get(i).is_some_and(|v| verdict_matches(m, v))
-                && s.rows
-                    .get(i)
-                    .is_some_and(|row| context_matches(m, facts, row))
-        })?;
+        let model = if m.needs_verdict {
+            Some(s.models.iter().enumerate().position(|(i, facts)| {
+                (m.models.is_empty() || m.models.contains(&facts.name))
+                    && s.verdicts.get(i).is_some_and(|v| verdict_matches(m, v))
+                    && s.rows
+                        .get(i)
+                        .is_some_and(|row| context_matches(m, facts, row))
+            })?)
+        } else {
+            None
+        };
         let target = match self.target {
             Target::Source => r.orig_h,
             Target::Destination => r.resp_h,
@@ -363,6 +516,8 @@ impl Rule {
             target,
             ttl: self.ttl,
             model,
+            index: 0,
+            escalate: self.escalate,
         })
     }
 }
@@ -422,6 +577,23 @@ pub fn summary(r: &Rule) -> String {
         when.extend(b.min.map(|x| format!("{}>={x}", b.column)));
         when.extend(b.max.map(|x| format!("{}<={x}", b.column)));
     }
+    if let Some(ev) = &r.evidence {
+        let mut parts = Vec::new();
+        for b in &ev.bounds {
+            parts.extend(b.min.map(|x| format!("{}>={x}", b.column.name())));
+            parts.extend(b.max.map(|x| format!("{}<={x}", b.column.name())));
+        }
+        when.push(format!(
+            "{} in {}s ({})",
+            parts.join(" "),
+            ev.window_secs,
+            if r.forgeable_evidence() {
+                "forgeable: alert only for known-good peers"
+            } else {
+                "unforgeable"
+            }
+        ));
+    }
     let action = match &r.kind {
         ActionKind::RateLimit(l) => match (l.packets_per_sec, l.bytes_per_sec) {
             (Some(p), _) => format!("rate_limit {p} packets/s burst {}", l.burst),
@@ -435,13 +607,24 @@ pub fn summary(r: &Rule) -> String {
         Target::Source => "source",
         Target::Destination => "destination",
     };
-    let ttl = if r.ttl.is_zero() {
+    let mut ttl = if r.ttl.is_zero() {
         String::new()
     } else {
         format!(" for {}s", r.ttl.as_secs())
     };
+    if let Some(e) = r.escalate {
+        ttl += &format!(
+            " (x{} on repeat, at most {}s)",
+            e.factor,
+            e.max_ttl.as_secs()
+        );
+    }
     let when = if when.is_empty() {
-        "any flagged verdict".to_string()
+        if m.needs_verdict {
+            "any flagged verdict".to_string()
+        } else {
+            "any record".to_string()
+        }
     } else {
         when.join(" ")
     };
@@ -510,9 +693,158 @@ fn ports(rule: &str, key: &str, v: &[PortSpec]) -> Result<Vec<(u16, u16)>, RuleE
         .collect()
 }
 
-fn check(raw: RawRule, models: &[ModelFacts], cx: &LoadContext) -> Result<Rule, RuleError> {
+/// Reads a rule's `evidence` map; new windows are added to `windows`.
+fn evidence(
+    name: &str,
+    raw: BTreeMap<String, serde_json::Value>,
+    cx: &LoadContext,
+    windows: &mut Vec<f64>,
+) -> Result<EvidenceMatch, RuleError> {
+    let max_targets = if cx.max_targets_per_source == 0 {
+        crate::evidence::EvidenceConfig::default().max_targets_per_source
+    } else {
+        cx.max_targets_per_source
+    };
+    let window_secs = match raw.get("window_secs") {
+        None => return Err(bad(name, "evidence.window_secs", "every evidence needs its window")),
+        Some(v) => match v.as_u64() {
+            Some(0) => return Err(bad(name, "evidence.window_secs", "must be positive")),
+            Some(s) if s as f64 > crate::evidence::stage::MAX_WINDOW_SECS => {
+                return Err(bad(
+                    name,
+                    "evidence.window_secs",
+                    format!("{s} is longer than a day"),
+                ))
+            }
+            Some(s) => s as f64,
+            None => {
+                return Err(bad(
+                    name,
+                    "evidence.window_secs",
+                    format!("{v} is not a whole number of seconds"),
+                ))
+            }
+        },
+    };
+    let mut bounds = Vec::new();
+    for (key, v) in raw {
+        if key == "window_secs" {
+            continue;
+        }
+        let path = format!("evidence.{key}");
+        let Some(column) = Column::parse(&key) else {
+            let known: Vec<&str> = crate::evidence::column::COLUMNS
+                .iter()
+                .map(|(_, n)| *n)
+                .collect();
+            return Err(bad(
+                name,
+                &path,
+                format!("no evidence column {key:?} (known: {})", known.join(", ")),
+            ));
+        };
+        let count = |x: &serde_json::Value, which: &str| {
+            x.as_u64().ok_or_else(|| {
+                bad(
+                    name,
+                    &format!("{path}{which}"),
+                    format!("{x} is not a count (a whole number >= 0)"),
+                )
+            })
+        };
+        let (min, max) = match &v {
+            serde_json::Value::Number(_) => (Some(count(&v, "")?), None),
+            serde_json::Value::Object(o) => {
+                if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "min" | "max")) {
+                    return Err(bad(name, &path, format!("unknown key {k:?} (expected min, max)")));
+                }
+                let min = o.get("min").map(|x| count(x, ".min")).transpose()?;
+                let max = o.get("max").map(|x| count(x, ".max")).transpose()?;
+                if min.is_none() && max.is_none() {
+                    return Err(bad(name, &path, "needs min or max"));
+                }
+                if let (Some(a), Some(b)) = (min, max) {
+                    if a > b {
+                        return Err(bad(name, &path, format!("min {a} is above max {b}")));
+                    }
+                }
+                (min, max)
+            }
+            other => {
+                return Err(bad(
+                    name,
+                    &path,
+                    format!("{other} is neither a count nor {{min, max}}"),
+                ))
+            }
+        };
+        if column.distinct().is_some() && min.is_some_and(|m| m as usize > max_targets) {
+            return Err(bad(
+                name,
+                &path,
+                format!(
+                    "distinct counts are exact up to {max_targets} \
+                     (evidence.max_targets_per_source); raise it or lower the threshold"
+                ),
+            ));
+        }
+        bounds.push(EvidenceBound { column, min, max });
+    }
+    if bounds.is_empty() {
+        return Err(bad(name, "evidence", "names no column"));
+    }
+    let window = match windows.iter().position(|&w| w == window_secs) {
+        Some(i) => i,
+        None if windows.len() < MAX_WINDOWS => {
+            windows.push(window_secs);
+            windows.len() - 1
+        }
+        None => {
+            return Err(bad(
+                name,
+                "evidence.window_secs",
+                format!(
+                    "the rules use more than {MAX_WINDOWS} distinct windows ({windows:?} and {window_secs})"
+                ),
+            ))
+        }
+    };
+    Ok(EvidenceMatch {
+        window_secs,
+        window,
+        bounds,
+    })
+}
+
+fn check(
+    raw: RawRule,
+    models: &[ModelFacts],
+    cx: &LoadContext,
+    windows: &mut Vec<f64>,
+) -> Result<Rule, RuleError> {
     let name = raw.name.as_str();
     let w = raw.when;
+    let evidence = raw
+        .evidence
+        .map(|e| evidence(name, e, cx, windows))
+        .transpose()?;
+    let needs_verdict = evidence.is_none()
+        || !w.models.is_empty()
+        || !w.labels.is_empty()
+        || w.flagged.is_some()
+        || w.min_probability.is_some()
+        || w.min_score.is_some()
+        || w.max_score.is_some()
+        || !w.context.is_empty();
+    if let Some(ev) = &evidence {
+        if ev.bounds.iter().any(|b| b.column.is_flagged()) && !needs_verdict {
+            return Err(bad(
+                name,
+                "evidence",
+                "flagged columns count the rule's own labels: name match.models or match.labels",
+            ));
+        }
+    }
     for m in &w.models {
         if !models.iter().any(|f| &f.name == m) {
             let known: Vec<_> = models.iter().map(|f| f.name.as_str()).collect();
@@ -604,6 +936,7 @@ fn check(raw: RawRule, models: &[ModelFacts], cx: &LoadContext) -> Result<Rule, 
             })
             .collect(),
         models: w.models,
+        needs_verdict,
     };
     let a = raw.action;
     let target = match a.target.as_deref() {
@@ -715,13 +1048,35 @@ fn check(raw: RawRule, models: &[ModelFacts], cx: &LoadContext) -> Result<Rule, 
             }
         }
     }
+    let escalate = match (&kind, a.escalate) {
+        (_, None) => None,
+        (ActionKind::Alert, Some(_)) => {
+            return Err(bad(name, "action.escalate", "alerts have no TTL to escalate"))
+        }
+        (_, Some(e)) if e.factor < 2 => {
+            return Err(bad(name, "action.escalate.factor", "must be at least 2"))
+        }
+        (_, Some(e)) if Duration::from_secs(e.max_ttl_secs) < ttl => {
+            return Err(bad(
+                name,
+                "action.escalate.max_ttl_secs",
+                format!("is below ttl_secs ({})", ttl.as_secs()),
+            ))
+        }
+        (_, Some(e)) => Some(Escalate {
+            factor: e.factor,
+            max_ttl: Duration::from_secs(e.max_ttl_secs),
+        }),
+    };
     Ok(Rule {
         name: raw.name,
         priority: raw.priority,
         when,
+        evidence,
         kind,
         target,
         ttl,
+        escalate,
     })
 }
 

@@ -1,15 +1,11 @@
-//! The guards no rule can talk its way past: the allowlist, the circuit
-//! breaker, and the test for addresses that may be spoofed.
+//! The guards no rule can talk its way past: the allowlist and the
+//! circuit breaker. (Whether a source's address is real is the evidence
+//! stage's business: `conn/verify.rs` and `evidence/`.)
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, Instant};
 
-use hashbrown::HashMap;
 use ipnet::IpNet;
-
-use crate::conn::record::Proto;
-use crate::conn::ConnRecord;
 
 /// Ranges osprey never acts on. Blocking the node's own addresses, its
 /// gateway, its resolvers or the API server would cut the node (and osprey
@@ -145,8 +141,9 @@ pub fn gateways_v6(text: &str) -> Vec<IpAddr> {
 /// to block half the internet before someone looks.
 pub struct Breaker {
     max: usize,
-    window: Duration,
-    admitted: VecDeque<Instant>,
+    window: f64,
+    /// Times (seconds) of the enforcements admitted within the window.
+    admitted: VecDeque<f64>,
     open: bool,
 }
 
@@ -164,17 +161,17 @@ impl Breaker {
     pub fn new(max_per_minute: u32) -> Breaker {
         Breaker {
             max: max_per_minute as usize,
-            window: Duration::from_secs(60),
+            window: 60.0,
             admitted: VecDeque::new(),
             open: false,
         }
     }
 
-    pub fn check(&mut self, now: Instant) -> BreakerVerdict {
+    pub fn check(&mut self, now: f64) -> BreakerVerdict {
         while self
             .admitted
             .front()
-            .is_some_and(|&t| now.duration_since(t) >= self.window)
+            .is_some_and(|&t| now - t >= self.window)
         {
             self.admitted.pop_front();
         }
@@ -194,73 +191,9 @@ impl Breaker {
     }
 }
 
-/// Whether a record shows its originator received the responder's
-/// SYN-ACK: it answered it (ACK, data, FIN or RST after the `h`). A spoofed
-/// source never sees the SYN-ACK, so this is what tells a real scanner
-/// (nmap -sS resets every open port it finds) from a spoofed SYN flood.
-pub fn proves_source(r: &ConnRecord) -> bool {
-    if r.proto != Proto::Tcp {
-        return false;
-    }
-    let h = r.history.as_str();
-    match h.find('h') {
-        Some(i) => h[i..]
-            .bytes()
-            .any(|b| matches!(b, b'A' | b'D' | b'F' | b'R')),
-        None => false,
-    }
-}
-
-/// Originators that have proven their address, remembered for a while
-/// (bounded: under a flood of spoofed sources nothing is added, and real
-/// ones are few).
-pub struct ProvenSources {
-    seen: HashMap<IpAddr, f64>,
-    keep_secs: f64,
-    max: usize,
-}
-
-impl ProvenSources {
-    pub fn new(keep_secs: f64, max: usize) -> ProvenSources {
-        ProvenSources {
-            seen: HashMap::new(),
-            keep_secs,
-            max: max.max(1),
-        }
-    }
-
-    /// Notes a record (every record, scored or not).
-    pub fn observe(&mut self, r: &ConnRecord) {
-        if !proves_source(r) {
-            return;
-        }
-        let t = r.ts + r.duration.unwrap_or(0.0);
-        if self.seen.len() >= self.max && !self.seen.contains_key(&r.orig_h) {
-            let cutoff = t - self.keep_secs;
-            self.seen.retain(|_, &mut last| last >= cutoff);
-            if self.seen.len() >= self.max {
-                // Still full of live entries: forget the oldest half.
-                let mut ts: Vec<f64> = self.seen.values().copied().collect();
-                ts.sort_by(f64::total_cmp);
-                let median = ts[ts.len() / 2];
-                self.seen.retain(|_, &mut last| last > median);
-            }
-        }
-        let e = self.seen.entry(r.orig_h).or_insert(t);
-        *e = e.max(t);
-    }
-
-    pub fn is_proven(&self, a: IpAddr, now_ts: f64) -> bool {
-        self.seen
-            .get(&a)
-            .is_some_and(|&last| now_ts - last <= self.keep_secs)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::record::History;
 
     #[test]
     fn allowlist_covers_fixed_discovered_and_containing_ranges() {
@@ -309,11 +242,11 @@ mod tests {
     #[test]
     fn breaker_never_admits_more_than_max_per_minute() {
         let mut b = Breaker::new(5);
-        let t0 = Instant::now();
-        let mut admitted = Vec::new();
+        let t0 = 1_700_000_000.0;
+        let mut admitted: Vec<f64> = Vec::new();
         let mut trips = 0;
         for i in 0..2_000u64 {
-            let now = t0 + Duration::from_millis(i * 97);
+            let now = t0 + i as f64 * 0.097;
             match b.check(now) {
                 BreakerVerdict::Admit => admitted.push(now),
                 BreakerVerdict::Refuse { tripped } => trips += usize::from(tripped),
@@ -322,7 +255,7 @@ mod tests {
         for (i, &t) in admitted.iter().enumerate() {
             let in_window = admitted[i..]
                 .iter()
-                .take_while(|&&u| u.duration_since(t) < Duration::from_secs(60))
+                .take_while(|&&u| u - t < 60.0)
                 .count();
             assert!(in_window <= 5, "{in_window} admitted within a minute");
         }
@@ -337,44 +270,5 @@ mod tests {
         let mut zero = Breaker::new(0);
         assert_eq!(zero.check(t0), BreakerVerdict::Refuse { tripped: true });
         assert_eq!(zero.check(t0), BreakerVerdict::Refuse { tripped: false });
-    }
-
-    fn rec(history: &str, proto: Proto) -> ConnRecord {
-        let mut r = ConnRecord::skeleton(
-            "198.18.0.9".parse().unwrap(),
-            1,
-            "198.18.0.1".parse().unwrap(),
-            80,
-            proto,
-        );
-        r.history = History::from(history);
-        r
-    }
-
-    #[test]
-    fn only_answers_to_a_syn_ack_prove_a_source() {
-        for h in ["ShR", "ShAdDaFf", "ShA", "ShADadfF"] {
-            assert!(proves_source(&rec(h, Proto::Tcp)), "{h}");
-        }
-        // A flood's SYN, a SYN answered by RST or SYN-ACK but never
-        // acknowledged, an ACK before any SYN-ACK, and UDP.
-        for h in ["S", "Sr", "Sh", "AS", "D"] {
-            assert!(!proves_source(&rec(h, Proto::Tcp)), "{h}");
-        }
-        assert!(!proves_source(&rec("Dd", Proto::Udp)));
-    }
-
-    #[test]
-    fn proven_sources_stay_bounded() {
-        let mut p = ProvenSources::new(600.0, 100);
-        for i in 0..1_000u32 {
-            let mut r = rec("ShR", Proto::Tcp);
-            r.orig_h = IpAddr::V4(Ipv4Addr::from(0xC612_0000 + i));
-            r.ts = f64::from(i);
-            p.observe(&r);
-            assert!(p.seen.len() <= 100);
-        }
-        assert!(p.is_proven(IpAddr::V4(Ipv4Addr::from(0xC612_0000 + 999)), 1_000.0));
-        assert!(!p.is_proven(IpAddr::V4(Ipv4Addr::from(0xC612_0000)), 1_000.0));
     }
 }

@@ -1,11 +1,16 @@
-//! The live daemon's scoring stage: records in, conn.log and verdicts out.
+//! The scoring stage, as the daemon and `osprey replay` both run it:
+//! records in, as they arrive; conn.log, verdicts and decisions out.
 //!
 //! Final records go to conn.log as they arrive (conn.log stays Zeek-exact:
 //! interim snapshots never reach it). Every record, final or interim, is
 //! featurized against the host context seen so far and waits for its
 //! batch, which is scored when it holds `batch_rows` records or its oldest
 //! record has waited `max_wait`: large batches when traffic is heavy,
-//! bounded latency when it is light.
+//! bounded latency when it is light. Scored records, and records shed
+//! under overload (unscored), then go to a [`RecordSink`]: alerts.log and
+//! the decision stage in the daemon, the same plus actions.log in a
+//! replay. A replay sheds nothing and waits for full batches only, so the
+//! same capture always gives the same verdicts and decisions.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -16,13 +21,8 @@ use crate::conn::ConnRecord;
 use crate::features::{scale_rows, to_f32, Flow, LiveConfig, LiveFeaturizer};
 use crate::metrics::Metrics;
 use crate::model::{Model, Verdict};
-use crate::pipeline::RecordBatch;
-use crate::respond::admit::Proposal;
-use crate::respond::rules::{ModelFacts, RuleSet, Scored};
-use crate::respond::safety::ProvenSources;
-use crate::respond::Evidence;
 
-/// Where the scorer writes.
+/// Where the daemon's scorer writes logs.
 pub trait LiveOutputs {
     /// A final record, for conn.log.
     fn conn(&mut self, r: &ConnRecord) -> io::Result<()>;
@@ -34,13 +34,42 @@ pub trait LiveOutputs {
     fn finish(&mut self) -> io::Result<()>;
 }
 
+/// Records from the conn workers, in the order a worker emitted them.
+pub struct RecordBatch {
+    pub records: Vec<ConnRecord>,
+    pub emitted: Instant,
+}
+
+/// A record as scored: every model's verdict, and each model's unscaled
+/// feature row (rules read host-context columns from it).
+pub struct Scored<'a> {
+    pub models: &'a [Model],
+    pub verdicts: &'a [Verdict],
+    pub rows: &'a [&'a [f64]],
+}
+
+/// What happens to records after the models.
+pub trait RecordSink {
+    /// What a reload brings besides models (the daemon: its rules).
+    type Reload;
+    /// A final record, for conn.log (before it is scored).
+    fn conn(&mut self, r: &ConnRecord);
+    /// A record after scoring; `None` when it was not scored (shed under
+    /// overload, or no model is loaded).
+    fn record(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>);
+    /// The models changed; `extra` came with them.
+    fn reload(&mut self, models: &[Model], extra: Option<Self::Reload>);
+    /// Called about twice a second: flush, rotate, export gauges.
+    fn tick(&mut self);
+    /// The stream ended: close the logs.
+    fn finish(&mut self) -> io::Result<()>;
+}
+
 /// A set of models with their streaming featurizers. Models with the same
 /// column list share one featurizer: one copy of the host context, and
 /// each flow featurized once.
 pub struct ModelSet {
     models: Vec<Model>,
-    /// What rules may name, per model.
-    facts: Vec<ModelFacts>,
     featurizers: Vec<LiveFeaturizer>,
     /// `featurizers` index of each model.
     uses: Vec<usize>,
@@ -64,7 +93,6 @@ impl ModelSet {
             }
         }
         ModelSet {
-            facts: models.iter().map(ModelFacts::of).collect(),
             models,
             featurizers,
             uses,
@@ -95,29 +123,25 @@ pub struct ScorerOptions {
     pub context: LiveConfig,
 }
 
-/// The scorer's side of the response: rules run right where the verdicts
-/// and feature rows are, so only decisions cross to the responder.
-pub struct Responding {
-    pub rules: RuleSet,
-    /// To the responder; full means the responder is behind, and the
-    /// proposal is dropped and counted rather than stalling scoring.
-    pub tx: tokio::sync::mpsc::Sender<Proposal>,
-    /// Fed with every record, scored or shed.
-    pub proven: ProvenSources,
-    /// (target, rule, proven) -> when last proposed (record time): a flood
-    /// matches the same rule for the same source thousands of times a
-    /// second, and the responder needs to hear it about once a second (to
-    /// refresh a TTL, or to upgrade once the source is proven).
-    pub recent: hashbrown::HashMap<(std::net::IpAddr, String, bool), f64>,
+impl ScorerOptions {
+    /// A replay's: never shed, batches by size only (a day is "never";
+    /// `Instant` arithmetic must not overflow).
+    pub fn replay(batch_rows: usize, context: LiveConfig) -> ScorerOptions {
+        let day = Duration::from_secs(86_400);
+        ScorerOptions {
+            batch_rows,
+            max_wait: day,
+            shed_backlog: usize::MAX,
+            max_lag: day,
+            context,
+        }
+    }
 }
 
-/// How often the same decision about the same target is proposed again.
-const REPROPOSE_SECS: f64 = 1.0;
-
-/// A reload: new models, and the rules checked against them.
-pub struct Reload {
+/// A reload: new models, and what the sink wants with them.
+pub struct Reload<R> {
     pub models: Vec<Model>,
-    pub rules: Option<RuleSet>,
+    pub extra: Option<R>,
 }
 
 struct Pending {
@@ -142,13 +166,12 @@ pub fn lower_thread_priority(nice: i32) -> io::Result<()> {
 
 /// Runs until the record channel closes (every conn worker has flushed):
 /// scores what is pending, closes the logs and returns.
-pub fn run_scorer(
+pub fn run_scorer<S: RecordSink>(
     records: Receiver<RecordBatch>,
-    reloads: Receiver<Reload>,
+    reloads: Receiver<Reload<S::Reload>>,
     mut set: ModelSet,
-    mut respond: Option<Responding>,
+    sink: &mut S,
     o: ScorerOptions,
-    out: &mut dyn LiveOutputs,
     metrics: &Metrics,
 ) -> io::Result<()> {
     let batch_rows = o.batch_rows.max(1);
@@ -176,35 +199,28 @@ pub fn run_scorer(
                             .inc_by(batch.records.len() as u64);
                     }
                     for record in batch.records {
-                        if let Some(r) = respond.as_mut() {
-                            r.proven.observe(&record);
-                        }
                         if !record.interim {
-                            if let Err(e) = out.conn(&record) {
-                                metrics.log_write_errors.with_label_values(&["conn"]).inc();
-                                tracing::warn!(error = %e, "conn.log write failed");
-                            }
+                            sink.conn(&record);
                         }
-                        if shed {
+                        if shed || set.models.is_empty() {
+                            sink.record(&record, None);
                             continue;
                         }
                         pending.push(Pending { record, emitted: batch.emitted });
                         if pending.len() >= batch_rows {
-                            score(&mut set, &mut pending, respond.as_mut(), out, metrics);
+                            score(&mut set, &mut pending, sink, metrics);
                         }
                     }
                 }
                 Err(_) => closed = true,
             },
             recv(reloads) -> msg => {
-                if let Ok(Reload { models, rules }) = msg {
+                if let Ok(Reload { models, extra }) = msg {
                     // Records already waiting are scored by the models they
                     // were featurized for.
-                    score(&mut set, &mut pending, respond.as_mut(), out, metrics);
+                    score(&mut set, &mut pending, sink, metrics);
                     set = ModelSet::new(models, o.context.clone());
-                    if let (Some(r), Some(rules)) = (respond.as_mut(), rules) {
-                        r.rules = rules;
-                    }
+                    sink.reload(&set.models, extra);
                     metrics.models_loaded.set(set.models.len() as i64);
                     tracing::info!(models = set.models.len(), "models reloaded");
                 }
@@ -212,37 +228,33 @@ pub fn run_scorer(
             default(timeout) => {},
         }
         if closed {
-            score(&mut set, &mut pending, respond.as_mut(), out, metrics);
-            return out.finish();
+            score(&mut set, &mut pending, sink, metrics);
+            return sink.finish();
         }
         let now = Instant::now();
         if pending
             .first()
             .is_some_and(|p| now >= p.emitted + o.max_wait)
         {
-            score(&mut set, &mut pending, respond.as_mut(), out, metrics);
+            score(&mut set, &mut pending, sink, metrics);
         }
         if now.duration_since(last_tick) >= tick_every {
             last_tick = now;
-            if let Err(e) = out.tick() {
-                metrics.log_write_errors.with_label_values(&["tick"]).inc();
-                tracing::warn!(error = %e, "log flush or rotation failed");
-            }
+            sink.tick();
         }
     }
 }
 
-/// Scores and empties `pending`. A model error is logged and counted; the
-/// records are not lost from conn.log (already written).
-fn score(
+/// Scores and empties `pending`, handing every record to the sink. A model
+/// error is logged and counted; the records go on unscored (conn.log has
+/// them already, and the evidence stage still counts them).
+fn score<S: RecordSink>(
     set: &mut ModelSet,
     pending: &mut Vec<Pending>,
-    respond: Option<&mut Responding>,
-    out: &mut dyn LiveOutputs,
+    sink: &mut S,
     m: &Metrics,
 ) {
-    if pending.is_empty() || set.models.is_empty() {
-        pending.clear();
+    if pending.is_empty() {
         return;
     }
     let flows: Vec<Flow> = pending.iter().map(|p| Flow::from(&p.record)).collect();
@@ -255,6 +267,7 @@ fn score(
         .iter_mut()
         .map(|f| f.push_and_featurize(&flows))
         .collect();
+    let mut failed = false;
     for (model, &uses) in set.models.iter().zip(&set.uses) {
         let spec = model.spec();
         let name = spec.model.name.as_str();
@@ -285,7 +298,11 @@ fn score(
             }
             Err(e) => {
                 tracing::error!(model = name, error = %e, "inference failed");
-                return pending.clear();
+                m.pipeline_dropped_records
+                    .with_label_values(&["inference"])
+                    .inc_by(n as u64);
+                failed = true;
+                break;
             }
         }
     }
@@ -293,7 +310,12 @@ fn score(
     let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    for (p, v) in pending.iter().zip(&verdicts) {
+    let widths: Vec<usize> = set.models.iter().map(|x| x.spec().columns()).collect();
+    for (j, (p, v)) in pending.iter().zip(&verdicts).enumerate() {
+        if failed {
+            sink.record(&p.record, None);
+            continue;
+        }
         m.record_to_verdict_seconds
             .observe(now.duration_since(p.emitted).as_secs_f64());
         if p.record.interim {
@@ -301,91 +323,22 @@ fn score(
             m.last_packet_to_verdict_seconds
                 .observe((wall - last).max(0.0));
         }
-        if let Err(e) = out.alert(&p.record, &set.models, v) {
-            m.log_write_errors.with_label_values(&["alerts"]).inc();
-            tracing::warn!(error = %e, "alerts.log write failed");
-        }
-    }
-    if let Some(r) = respond {
-        propose(set, &raws, pending, &verdicts, r, m);
-    }
-    pending.clear();
-}
-
-/// Runs the rules over a scored batch and hands decisions to the responder.
-fn propose(
-    set: &ModelSet,
-    raws: &[Vec<f64>],
-    pending: &[Pending],
-    verdicts: &[Vec<Verdict>],
-    r: &mut Responding,
-    m: &Metrics,
-) {
-    if r.rules.rules.is_empty() {
-        return;
-    }
-    let widths: Vec<usize> = set.models.iter().map(|x| x.spec().columns()).collect();
-    for (j, (p, v)) in pending.iter().zip(verdicts).enumerate() {
         let rows: Vec<&[f64]> = set
             .uses
             .iter()
             .zip(&widths)
             .map(|(&u, &w)| raws[u].get(j * w..(j + 1) * w).unwrap_or(&[]))
             .collect();
-        let scored = Scored {
-            record: &p.record,
-            verdicts: v,
-            models: &set.facts,
-            rows: &rows,
-        };
-        let Some(decision) = r.rules.decide(&scored) else {
-            continue;
-        };
-        let rec = &p.record;
-        let verdict = &v[decision.model];
-        let now_ts = rec.ts + rec.duration.unwrap_or(0.0);
-        let proven = r.proven.is_proven(rec.orig_h, now_ts);
-        let key = (decision.target, decision.rule.clone(), proven);
-        if r.recent
-            .get(&key)
-            .is_some_and(|&t| now_ts - t < REPROPOSE_SECS && now_ts >= t)
-        {
-            continue;
-        }
-        if r.recent.len() >= 1 << 16 {
-            r.recent.retain(|_, t| now_ts - *t < REPROPOSE_SECS);
-            if r.recent.len() >= 1 << 16 {
-                r.recent.clear();
-            }
-        }
-        r.recent.insert(key, now_ts);
-        let proposal = Proposal {
-            source_proven: proven,
-            evidence: Evidence {
-                uid: rec.uid.to_string(),
-                interim: rec.interim,
-                model: set.facts[decision.model].name.clone(),
-                label: verdict.label.clone(),
-                score: verdict.score,
-                probability: verdict.probability,
-                orig_h: rec.orig_h,
-                orig_p: rec.orig_p,
-                resp_h: rec.resp_h,
-                resp_p: rec.resp_p,
-                proto: rec.proto.as_str().to_string(),
-                service: (!rec.service.is_empty()).then(|| rec.service.join(",")),
-                conn_state: rec.conn_state.as_str().to_string(),
-                history: (!rec.history.as_str().is_empty())
-                    .then(|| rec.history.as_str().to_string()),
-            },
-            decision,
-        };
-        if r.tx.try_send(proposal).is_err() {
-            m.pipeline_dropped_records
-                .with_label_values(&["respond"])
-                .inc();
-        }
+        sink.record(
+            &p.record,
+            Some(Scored {
+                models: &set.models,
+                verdicts: v,
+                rows: &rows,
+            }),
+        );
     }
+    pending.clear();
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! `osprey replay`: capture files in, conn.log out.
+//! `osprey replay`: capture files in, conn.log out — and, with models or
+//! rules, the daemon's scoring and decisions over the same records
+//! (`respond.rs`): alerts.log and actions.log as the daemon would write
+//! them.
 //!
 //! The log is written to a hidden temporary file and renamed into place
 //! only when every input was read to its end, so a `conn.log` with its
@@ -11,11 +14,17 @@ use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod respond;
+
+pub use respond::{ActionSummary, ReplayOutcome, ReplayScoring};
+
 use crate::capture::{self, CaptureError, PacketBatch, PacketSource};
 use crate::conn::record::{ConnRecord, ConnState};
 use crate::conn::{Engine, EngineConfig};
 use crate::decode::WeirdCounts;
+use crate::metrics::Metrics;
 use crate::report::{ConnLogWriter, ExtraColumns, LogFormat};
+use crate::score::live::{run_scorer, ModelSet, RecordBatch, Reload, ScorerOptions};
 
 /// Packets per batch from the reader thread, and its arena size.
 const READER_BATCH_PACKETS: usize = 4096;
@@ -94,12 +103,10 @@ pub struct ReplayOptions {
     pub engine: EngineConfig,
     /// Print a progress line (only sensible when stderr is a terminal).
     pub progress: bool,
-    /// Hand every record back in the summary (for scoring after the run).
-    pub keep_records: bool,
 }
 
 /// What a replay saw, for the end-of-run summary.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct Summary {
     pub files: usize,
     pub packets: u64,
@@ -112,8 +119,8 @@ pub struct Summary {
     pub fragments_reassembled: u64,
     pub elapsed: Duration,
     pub log_path: PathBuf,
-    /// Every record in conn.log order, when `keep_records` was set.
-    pub kept: Vec<ConnRecord>,
+    /// What scoring and deciding made of the records, when they ran.
+    pub scored: Option<ReplayOutcome>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,62 +159,120 @@ impl Drop for TempGuard {
     }
 }
 
-/// Reads the inputs in order as one trace and writes conn.log.
-pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
+/// The temporary names of a replay's logs, removed unless renamed into
+/// place.
+struct Outputs {
+    dir: PathBuf,
+    guards: Vec<TempGuard>,
+}
+
+impl Outputs {
+    fn tmp(&mut self, name: &str) -> PathBuf {
+        let p = self
+            .dir
+            .join(format!(".{name}.tmp-{}", std::process::id()));
+        self.guards.push(TempGuard(Some(p.clone())));
+        p
+    }
+
+    /// Renames the temporary `tmp` to `name` and disarms its guard.
+    fn publish(&mut self, tmp: &Path, name: &str) -> Result<PathBuf, ReplayError> {
+        let dest = self.dir.join(name);
+        std::fs::rename(tmp, &dest).map_err(io_err(&dest))?;
+        for g in &mut self.guards {
+            if g.0.as_deref() == Some(tmp) {
+                g.0 = None;
+            }
+        }
+        Ok(dest)
+    }
+}
+
+/// Reads the inputs in order as one trace and writes conn.log; with
+/// `scoring`, also scores every record and decides as the daemon would
+/// (alerts.log, actions.log).
+pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summary, ReplayError> {
     let started = Instant::now();
     // Open (and so validate) every input before creating any output.
     let sources = capture::open_all(&opts.inputs, opts.filter.as_deref())?;
 
     std::fs::create_dir_all(&opts.log_dir).map_err(io_err(&opts.log_dir))?;
-    let name = match opts.format {
-        LogFormat::Zeek => "conn.log",
-        LogFormat::Json => "conn.log",
-    };
+    let name = "conn.log";
     let final_path = opts.log_dir.join(name);
-    let tmp_path = opts
-        .log_dir
-        .join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut outputs = Outputs {
+        dir: opts.log_dir.clone(),
+        guards: Vec::new(),
+    };
+    let tmp_path = outputs.tmp(name);
     let file = File::create(&tmp_path).map_err(io_err(&tmp_path))?;
-    let mut guard = TempGuard(Some(tmp_path.clone()));
     let writer = ConnLogWriter::new(
         BufWriter::with_capacity(1 << 20, file),
         opts.format,
         opts.extra,
     )
     .map_err(io_err(&tmp_path))?;
-    // Formatting and writing run on their own thread so that the engine's
-    // thread only decodes and tracks connections. Batches bound the queue.
-    // A fixed set of record batches circulates between the engine and the
-    // writer (the engine waits for one rather than allocating), so batches
-    // keep the capacity they grew to and memory is never mapped and
-    // unmapped per batch (each unmap costs every core a TLB flush).
-    let (tx, rx) = crossbeam_channel::bounded::<Vec<ConnRecord>>(WRITER_QUEUE_BATCHES);
+    let mut engine_cfg = opts.engine.clone();
+    // Formatting, writing (and scoring) run on their own thread so that
+    // the engine's thread only decodes and tracks connections. Batches
+    // bound the queue; a set of record batches circulates between the
+    // engine and a plain writer (the engine takes a fresh one only when
+    // none has come back), so batches keep the capacity they grew to.
+    let (tx, rx) = crossbeam_channel::bounded::<RecordBatch>(WRITER_QUEUE_BATCHES);
     let (recycle_tx, recycle_rx) =
         crossbeam_channel::bounded::<Vec<ConnRecord>>(WRITER_POOL_BATCHES);
     for _ in 1..WRITER_POOL_BATCHES {
         let _ = recycle_tx.send(Vec::with_capacity(BATCH_RECORDS));
     }
-    let keep = opts.keep_records;
-    let writer_thread = std::thread::Builder::new()
-        .name("conn-log-writer".into())
-        .spawn(
-            move || -> std::io::Result<(ConnLogWriter<BufWriter<File>>, Vec<ConnRecord>)> {
+    let writer_thread = match scoring {
+        None => std::thread::Builder::new()
+            .name("conn-log-writer".into())
+            .spawn(move || -> WriterResult {
                 let mut writer = writer;
-                let mut kept = Vec::new();
                 for mut batch in rx {
-                    for r in &batch {
+                    for r in &batch.records {
                         writer.write(r)?;
                     }
-                    if keep {
-                        kept.append(&mut batch);
-                    }
-                    batch.clear();
-                    let _ = recycle_tx.send(batch);
+                    batch.records.clear();
+                    let _ = recycle_tx.send(batch.records);
                 }
-                Ok((writer, kept))
-            },
-        )
-        .map_err(io_err(&tmp_path))?;
+                Ok((writer, None))
+            }),
+        Some(mut sc) => {
+            // The daemon's scorer sees interim snapshots of open
+            // connections; so does its replay.
+            engine_cfg.interim = Some(sc.interim);
+            let alerts_tmp = (!sc.models.is_empty()).then(|| outputs.tmp("alerts.log"));
+            let actions_tmp = sc.rules.is_some().then(|| outputs.tmp("actions.log"));
+            let mut sink = respond::ReplaySink::new(writer, &sc, alerts_tmp, actions_tmp)
+                .map_err(io_err(&opts.log_dir))?;
+            let models = std::mem::take(&mut sc.models);
+            let options = ScorerOptions::replay(sc.batch_rows, sc.context.clone());
+            std::thread::Builder::new()
+                .name("replay-scorer".into())
+                .spawn(move || -> WriterResult {
+                    let set = ModelSet::new(models, options.context.clone());
+                    let (_reload_tx, reloads) = crossbeam_channel::bounded::<Reload<()>>(1);
+                    let metrics = Metrics::new();
+                    let done = run_scorer(rx, reloads, set, &mut sink, options, &metrics);
+                    let (writer, error, outcome) = sink.into_parts();
+                    if let Some(e) = error {
+                        return Err(e);
+                    }
+                    done?;
+                    Ok((writer, Some(outcome)))
+                })
+        }
+    }
+    .map_err(io_err(&tmp_path))?;
+    let emit = |records: Vec<ConnRecord>| RecordBatch {
+        records,
+        emitted: Instant::now(),
+    };
+    let fresh = || {
+        recycle_rx
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS))
+    };
 
     // Reading runs on its own thread too: libpcap's per-packet reads and
     // copies then overlap with connection tracking. Packets cross over in
@@ -230,7 +295,7 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         .spawn(move || read_batches(sources, pkt_tx, empty_rx, verify))
         .map_err(io_err(&tmp_path))?;
 
-    let mut engine = Engine::new(opts.engine.clone());
+    let mut engine = Engine::new(engine_cfg);
     let mut failure = None;
     let mut last_progress = Instant::now();
     let total_files = file_names.len();
@@ -246,19 +311,16 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         };
         for (pkt, prep) in packets.packets() {
             engine.process_packet_prepared(&pkt, prep);
-            while engine.has_records() {
+            while engine.has_records() || engine.has_interim() {
                 engine.take_records_up_to(&mut batch, BATCH_RECORDS);
-                if batch.len() >= BATCH_RECORDS {
-                    // Either fails only when the writer stopped with an
-                    // error, which is collected below.
-                    let Ok(next) = recycle_rx.recv() else {
-                        writer_gone = true;
-                        break 'batches;
-                    };
-                    if tx.send(std::mem::replace(&mut batch, next)).is_err() {
-                        writer_gone = true;
-                        break 'batches;
-                    }
+                engine.take_interim_up_to(&mut batch, BATCH_RECORDS);
+                // Fails only when the writer stopped with an error, which
+                // is collected below.
+                if batch.len() >= BATCH_RECORDS
+                    && tx.send(emit(std::mem::replace(&mut batch, fresh()))).is_err()
+                {
+                    writer_gone = true;
+                    break 'batches;
                 }
             }
         }
@@ -287,21 +349,19 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     }
     if !writer_gone {
         engine.finish();
-        'flush: while engine.has_records() {
+        'flush: while engine.has_records() || engine.has_interim() {
             engine.take_records_up_to(&mut batch, BATCH_RECORDS);
-            if batch.len() >= BATCH_RECORDS {
-                let Ok(next) = recycle_rx.recv() else {
-                    break 'flush;
-                };
-                if tx.send(std::mem::replace(&mut batch, next)).is_err() {
-                    break 'flush;
-                }
+            engine.take_interim_up_to(&mut batch, BATCH_RECORDS);
+            if batch.len() >= BATCH_RECORDS
+                && tx.send(emit(std::mem::replace(&mut batch, fresh()))).is_err()
+            {
+                break 'flush;
             }
         }
-        let _ = tx.send(batch);
+        let _ = tx.send(emit(batch));
     }
     drop(tx);
-    let (writer, kept) = match writer_thread.join() {
+    let (writer, scored) = match writer_thread.join() {
         Ok(r) => r.map_err(io_err(&tmp_path))?,
         Err(_) => {
             return Err(ReplayError::Io {
@@ -311,7 +371,7 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         }
     };
     let st = engine.stats().clone();
-    let summary = Summary {
+    let mut summary = Summary {
         files: sources_read,
         packets: st.packets,
         bytes: st.bytes,
@@ -323,7 +383,7 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         fragments_reassembled: st.fragments_reassembled,
         elapsed: started.elapsed(),
         log_path: final_path.clone(),
-        kept,
+        scored: None,
     };
 
     if let Some(source) = failure {
@@ -331,9 +391,7 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         let mut out = writer.into_inner_unfinished();
         out.flush().map_err(io_err(&tmp_path))?;
         drop(out);
-        let partial = opts.log_dir.join(format!("{name}.partial"));
-        std::fs::rename(&tmp_path, &partial).map_err(io_err(&partial))?;
-        guard.0 = None;
+        let partial = outputs.publish(&tmp_path, &format!("{name}.partial"))?;
         return Err(ReplayError::Partial {
             source,
             records: summary.records,
@@ -347,10 +405,20 @@ pub fn run(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     // short runs.
     let out = writer.finish().map_err(io_err(&tmp_path))?;
     drop(out);
-    std::fs::rename(&tmp_path, &final_path).map_err(io_err(&final_path))?;
-    guard.0 = None;
+    outputs.publish(&tmp_path, name)?;
+    if let Some(mut o) = scored {
+        if let Some(p) = o.alerts.take() {
+            o.alerts = Some(outputs.publish(&p, "alerts.log")?);
+        }
+        if let Some(p) = o.actions.take() {
+            o.actions = Some(outputs.publish(&p, "actions.log")?);
+        }
+        summary.scored = Some(o);
+    }
     Ok(summary)
 }
+
+type WriterResult = std::io::Result<(ConnLogWriter<BufWriter<File>>, Option<ReplayOutcome>)>;
 
 impl Summary {
     /// The one-screen end-of-run summary.
@@ -404,6 +472,22 @@ impl Summary {
             }
         } else {
             let _ = writeln!(s, "  decode anomalies: none");
+        }
+        if let Some(o) = &self.scored {
+            if let Some(p) = &o.alerts {
+                let _ = writeln!(s, "  alerts: {} -> {}", o.labels.alerts(), p.display());
+                s += &o.labels.render();
+                if o.interim_scored > 0 {
+                    let _ = writeln!(
+                        s,
+                        "  interim snapshots of open connections scored: {} (as the daemon scores them)",
+                        o.interim_scored
+                    );
+                }
+            }
+            if let Some(p) = &o.actions {
+                s += &o.summary.render(p, &o.rules_source);
+            }
         }
         s
     }

@@ -1,0 +1,123 @@
+//! Evidence: what each source did over time, the facts rules decide on.
+//!
+//! A verdict is about one connection; an action is about a source. This
+//! stage sits between the models and the rules and turns the stream of
+//! records (and their verdicts) into per-source facts over bounded time
+//! windows: connections opened, failed attempts, distinct hosts, ports
+//! and host:port pairs touched (and failed), packets, connections flagged
+//! per model and label, connections on which the source proved its
+//! address — per source, and per source and target service. It also
+//! remembers the *known-good* peers: addresses that had a verified
+//! exchange (`conn/verify.rs`) within `known_good_secs`.
+//!
+//! The anchors it learns from: Zeek's scan policy and bro-simple-scan
+//! (distinct host:port pairs of failed attempts), CrowdSec's leaky buckets
+//! (counts of one kind of event per source within a window, a distinct
+//! field, buckets per source and service), and psad's lesson that
+//! evidence a forger can produce must not get innocent addresses blocked.
+//! Every column says whether it can be forged (`column.rs`): only
+//! connections on which the source proved its address cannot.
+//!
+//! Memory is bounded: at most `max_sources` sources, `max_services`
+//! source+service pairs, `max_open_conns` open connections remembered
+//! between their snapshots and `max_known_good` known-good peers, each
+//! table evicting its least recently active entries (sampled, O(1)) and
+//! counting the evictions. A source costs at most
+//! [`worst_source_bytes`] bytes, whatever it sends.
+
+pub mod attempt;
+pub mod column;
+pub mod stage;
+pub mod table;
+pub mod targets;
+pub mod window;
+
+pub use column::{Column, Facts};
+pub use stage::{EvidenceStage, EvidenceStats, LabelId, Observed};
+pub use window::Windows;
+
+use serde::{Deserialize, Serialize};
+
+/// The `evidence` section of the configuration.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// Sources tracked at most; beyond it the least recently active are
+    /// forgotten (counted).
+    pub max_sources: usize,
+    /// Source + target service pairs tracked at most.
+    pub max_services: usize,
+    /// Distinct host:port pairs remembered per source: distinct counts are
+    /// exact up to this many, and no rule may ask for more.
+    pub max_targets_per_source: usize,
+    /// Open connections whose snapshots are remembered, so that each
+    /// connection counts once.
+    pub max_open_conns: usize,
+    /// An open connection silent for longer than this is forgotten.
+    pub open_conn_secs: f64,
+    /// How long a verified exchange makes an address a known-good peer,
+    /// never acted on by evidence a forger could produce.
+    pub known_good_secs: f64,
+    /// Known-good peers remembered at most.
+    pub max_known_good: usize,
+}
+
+impl Default for EvidenceConfig {
+    /// 50,000 sources cost at most ~60 MB (`worst_source_bytes` with the
+    /// default labels) and cover ~800 new sources a second over the
+    /// default rules' longest window; a flood of spoofed sources beyond
+    /// that evicts the quiet ones first.
+    fn default() -> Self {
+        EvidenceConfig {
+            max_sources: 50_000,
+            max_services: 100_000,
+            max_targets_per_source: 64,
+            max_open_conns: 100_000,
+            open_conn_secs: 600.0,
+            known_good_secs: 86_400.0,
+            max_known_good: 100_000,
+        }
+    }
+}
+
+impl EvidenceConfig {
+    /// Checks what serde cannot; the error names the key.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (key, v) in [
+            ("evidence.max_sources", self.max_sources),
+            ("evidence.max_services", self.max_services),
+            ("evidence.max_targets_per_source", self.max_targets_per_source),
+            ("evidence.max_open_conns", self.max_open_conns),
+            ("evidence.max_known_good", self.max_known_good),
+        ] {
+            if v == 0 {
+                return Err((key.into(), "must be positive".into()));
+            }
+        }
+        if self.max_targets_per_source > 4096 {
+            return Err((
+                "evidence.max_targets_per_source".into(),
+                "at most 4096 (each source's distinct set is scanned per rule)".into(),
+            ));
+        }
+        for (key, v) in [
+            ("evidence.open_conn_secs", self.open_conn_secs),
+            ("evidence.known_good_secs", self.known_good_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err((key.into(), format!("{v} is not a positive number of seconds")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most heap a source can cost with `windows` windows and `labels`
+/// flagged labels: its table entry, a service entry, its counters and a
+/// full target set. What the memory bound of the configuration is made
+/// of (tests/evidence.rs measures it).
+pub fn worst_source_bytes(cfg: &EvidenceConfig, windows: usize, labels: usize) -> usize {
+    let counters = (4 + 2 * labels) * windows * 8;
+    let entry = 160;
+    entry + counters + cfg.max_targets_per_source * 16
+}

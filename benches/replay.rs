@@ -253,13 +253,12 @@ fn replay_options(path: &Path, log_dir: &Path, ignore_checksums: bool) -> Replay
             ..EngineConfig::default()
         },
         progress: false,
-        keep_records: false,
     }
 }
 
 /// One full replay; returns (packets, records).
 fn replay_once(opts: &ReplayOptions) -> (u64, u64) {
-    let s = replay::run(opts).expect("replay of the bench capture");
+    let s = replay::run(opts, None).expect("replay of the bench capture");
     (s.packets, s.records)
 }
 

@@ -7,10 +7,17 @@
 //! recall and the classifier's precision per attack type and the benign
 //! false-positive rate, for the validation captures (mixed*.pcap: never
 //! trained on) and for the training captures. Fails when a validation
-//! figure falls below the floor in tests/detection/record.toml. When the
-//! lab is the one the models were trained on, the figures must also equal
-//! what training measured (models/train/metrics.json): Rust inference
-//! decides as scikit-learn did.
+//! figure falls below the floor in tests/detection/record.toml.
+//!
+//! The replay scores as the daemon does (streaming host context, interim
+//! snapshots of open connections), so a flow counts as detected when any
+//! of its records was flagged, as the daemon would have alerted on it.
+//! (That path is not training's batch featurization, so its figures are
+//! not expected to equal models/train/metrics.json; tests/model.rs checks
+//! Rust inference against onnxruntime row for row.)
+//!
+//! The same replays evaluate the bundled rules: no capture may get a host
+//! that is not the lab's attacker blocked or limited.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -66,11 +73,41 @@ struct AlertMember {
     verdicts: Vec<VerdictLine>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct VerdictLine {
     model: String,
     label: Option<String>,
     flagged: bool,
+}
+
+/// An actions.log line, as much as the tests read.
+#[derive(Deserialize)]
+struct ActionLine {
+    kind: String,
+    target: String,
+    rule: String,
+}
+
+/// The enforcing actions of an actions.log (alerts left out).
+fn enforcing_actions(path: &Path) -> Vec<ActionLine> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str::<ActionLine>(l).expect("an actions.log line"))
+        .filter(|a| a.kind != "alert")
+        .collect()
+}
+
+/// Merges a record's verdicts into what is known of its flow: a model
+/// flagged the flow if it flagged any of its records (interim or final).
+fn merge(into: &mut Vec<VerdictLine>, new: Vec<VerdictLine>) {
+    for v in new {
+        match into.iter_mut().find(|o| o.model == v.model) {
+            Some(o) if !o.flagged || v.flagged => *o = v.clone(),
+            Some(_) => {}
+            None => into.push(v),
+        }
+    }
 }
 
 /// Counts for one detector over one set of captures.
@@ -155,6 +192,8 @@ fn bundled_models_detect_the_lab_attacks() {
     // (validation?, detector) -> tally
     let mut tallies: HashMap<(bool, &str), Tally> = HashMap::new();
     let tmp = tempfile::tempdir().expect("tempdir");
+    let attackers = lab_attackers(&lab);
+    let mut actions_report = String::new();
     for pcap in &pcaps {
         let file = pcap
             .file_name()
@@ -184,7 +223,22 @@ fn bundled_models_detect_the_lab_attacks() {
                 a.osprey.verdicts.iter().any(|v| v.flagged),
                 "{file}: alerts.log holds a record no model flagged"
             );
-            alerts.insert(a.uid, a.osprey.verdicts);
+            merge(alerts.entry(a.uid).or_default(), a.osprey.verdicts);
+        }
+        // The rules: only the attacker may be blocked or limited.
+        for act in enforcing_actions(&out.join("actions.log")) {
+            let addr = act.target.split('/').next().unwrap_or_default().to_string();
+            assert!(
+                attackers.contains(&addr),
+                "{file}: rule {} would {} {}, which is not the lab's attacker",
+                act.rule,
+                act.kind,
+                act.target
+            );
+            actions_report += &format!(
+                "  {file}: {} {} (rule {})\n",
+                act.kind, act.target, act.rule
+            );
         }
         for f in &flows {
             let truth = labels.label(f, Some(&file));
@@ -249,12 +303,12 @@ fn bundled_models_detect_the_lab_attacks() {
         }
     }
     eprintln!("{report}");
+    eprintln!("enforcement the bundled rules would take (dry run):\n{actions_report}");
     assert!(
         tallies.contains_key(&(true, ALERTS)),
         "no validation capture ({}*.pcap) in the lab",
         record.validation_prefix
     );
-    check_against_training(&tallies, &mut failures);
     assert!(
         failures.is_empty(),
         "below the recorded figures:\n{}",
@@ -262,44 +316,26 @@ fn bundled_models_detect_the_lab_attacks() {
     );
 }
 
-/// When the lab is the one the models were trained on (same validation flow
-/// count), the Rust figures must equal scikit-learn's from training.
-fn check_against_training(tallies: &HashMap<(bool, &str), Tally>, failures: &mut Vec<String>) {
-    let Ok(text) = std::fs::read_to_string(repo("models/train/metrics.json")) else {
-        return;
-    };
-    let metrics: serde_json::Value = serde_json::from_str(&text).expect("metrics.json");
-    let Some(alerts) = tallies.get(&(true, ALERTS)) else {
-        return;
-    };
-    let flows: u64 = alerts.by_truth.values().map(|&(n, _)| n).sum();
-    if metrics["rows"]["validation"].as_u64() != Some(flows) {
-        eprintln!("(a lab other than the training one: figures not compared with metrics.json)");
-        return;
-    }
-    for (key, name) in [
-        ("classifier", "osprey-classifier"),
-        ("anomaly", "osprey-anomaly"),
-        ("either", ALERTS),
-    ] {
-        let Some(t) = tallies.get(&(true, name)) else {
-            continue;
-        };
-        for (truth, &(_, flagged)) in &t.by_truth {
-            let field = if truth == "benign" {
-                "false_positives"
-            } else {
-                "detected"
-            };
-            let trained = metrics[key][truth][field].as_u64();
-            if trained != Some(flagged) {
-                failures.push(format!(
-                    "{name}: {truth}: {flagged} flagged in Rust, training measured {trained:?}"
-                ));
+/// The attacker's addresses (IPv4, IPv6, link-local) from hosts.csv.
+fn lab_attackers(lab: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(lab.join("hosts.csv")).expect("hosts.csv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let role = col("role").expect("hosts.csv: role");
+    let mut out = Vec::new();
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        if f.get(role) == Some(&"attacker") {
+            for c in ["ipv4", "ipv6", "ipv6_link_local"] {
+                if let Some(v) = col(c).and_then(|i| f.get(i)) {
+                    out.push(v.to_string());
+                }
             }
         }
     }
-    eprintln!("validation figures equal those training measured (models/train/metrics.json)");
+    assert!(!out.is_empty(), "hosts.csv names no attacker");
+    out
 }
 
 /// The Zeek oracle's traces are real-world traffic, benign as far as is
@@ -321,6 +357,8 @@ fn false_positives_on_the_zeek_oracle_traces() {
     let mut by_model: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_label: BTreeMap<String, u64> = BTreeMap::new();
     let mut traces_with_alerts = 0;
+    let mut unreadable = Vec::new();
+    let mut enforced = Vec::new();
     for dir in &dirs {
         let case = CaseMeta::load(dir).expect("case.toml");
         let out = tmp.path().join(dir.file_name().unwrap_or_default());
@@ -333,12 +371,31 @@ fn false_positives_on_the_zeek_oracle_traces() {
             .args(case.pcaps.iter().map(|p| dir.join(p)))
             .output()
             .expect("running osprey replay");
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        if !done.status.success() && stderr.contains("read error after 0 packets") {
+            // A capture libpcap refuses (tests/conformance.rs owns those).
+            unreadable.push(
+                dir.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            continue;
+        }
         assert!(
             done.status.success(),
-            "osprey replay {}: {}",
+            "osprey replay {}: {stderr}",
             dir.display(),
-            String::from_utf8_lossy(&done.stderr)
         );
+        for a in enforcing_actions(&out.join("actions.log")) {
+            enforced.push(format!(
+                "{}: {} {} (rule {})",
+                dir.display(),
+                a.kind,
+                a.target,
+                a.rule
+            ));
+        }
         let conn = std::fs::read_to_string(out.join("conn.log")).expect("conn.log");
         records += conn.lines().filter(|l| !l.starts_with('#')).count() as u64;
         let text = std::fs::read_to_string(out.join("alerts.log")).expect("alerts.log");
@@ -369,5 +426,14 @@ fn false_positives_on_the_zeek_oracle_traces() {
         eprintln!("  {m:<18} flagged {n:>5}  FPR {:.4}", rate(*n));
     }
     eprintln!("  classifier labels given: {by_label:?}");
+    if !unreadable.is_empty() {
+        eprintln!("  captures osprey cannot read yet (not counted): {unreadable:?}");
+    }
     assert!(records > 0, "the oracle traces gave no records");
+    // Real-world traffic: the bundled rules act on nobody.
+    assert!(
+        enforced.is_empty(),
+        "the bundled rules would enforce on real-world traffic:\n{}",
+        enforced.join("\n")
+    );
 }

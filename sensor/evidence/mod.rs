@@ -8,7 +8,10 @@
 //! per model and label, connections on which the source proved its
 //! address — per source, and per source and target service. It also
 //! remembers the *known-good* peers: addresses that had a verified
-//! exchange (`conn/verify.rs`) within `known_good_secs`.
+//! exchange (`conn/verify.rs`) in which they sent data, within
+//! `known_good_secs`. (A bare handshake proves an address too, but a
+//! connect scan makes one on every open port; a conversation is what a
+//! real client has and a scan does not.)
 //!
 //! The anchors it learns from: Zeek's scan policy and bro-simple-scan
 //! (distinct host:port pairs of failed attempts), CrowdSec's leaky buckets
@@ -55,8 +58,9 @@ pub struct EvidenceConfig {
     pub max_open_conns: usize,
     /// An open connection silent for longer than this is forgotten.
     pub open_conn_secs: f64,
-    /// How long a verified exchange makes an address a known-good peer,
-    /// never acted on by evidence a forger could produce.
+    /// How long a verified exchange in which the address sent data makes
+    /// it a known-good peer, never acted on by evidence a forger could
+    /// produce.
     pub known_good_secs: f64,
     /// Known-good peers remembered at most.
     pub max_known_good: usize,
@@ -86,7 +90,10 @@ impl EvidenceConfig {
         for (key, v) in [
             ("evidence.max_sources", self.max_sources),
             ("evidence.max_services", self.max_services),
-            ("evidence.max_targets_per_source", self.max_targets_per_source),
+            (
+                "evidence.max_targets_per_source",
+                self.max_targets_per_source,
+            ),
             ("evidence.max_open_conns", self.max_open_conns),
             ("evidence.max_known_good", self.max_known_good),
         ] {
@@ -105,7 +112,10 @@ impl EvidenceConfig {
             ("evidence.known_good_secs", self.known_good_secs),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err((key.into(), format!("{v} is not a positive number of seconds")));
+                return Err((
+                    key.into(),
+                    format!("{v} is not a positive number of seconds"),
+                ));
             }
         }
         Ok(())

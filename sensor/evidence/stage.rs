@@ -300,7 +300,11 @@ impl EvidenceStage {
                 *m = mark;
             }
         }
-        if verified {
+        // Known-good takes a conversation, not a bare handshake: a connect
+        // scan (nmap -sT) proves its address on every open port it finds,
+        // and must not buy itself protection that way. A source that sent
+        // data the responder acknowledged was talking to the service.
+        if verified && r.orig_bytes.unwrap_or(0) > 0 {
             let i = self.known.index_or_insert(orig, || now);
             if let Some(t) = self.known.at_mut(i) {
                 *t = t.max(now);
@@ -329,7 +333,9 @@ impl EvidenceStage {
             port: r.resp_p,
             proto: r.proto,
         };
-        let svc = self.services.index_or_insert(key, || Tally::new(windows, now));
+        let svc = self
+            .services
+            .index_or_insert(key, || Tally::new(windows, now));
         if let Some(s) = self.services.at_mut(svc) {
             s.apply(&d, windows);
         }
@@ -447,22 +453,20 @@ impl EvidenceStage {
             f.failed_ports = c(Distinct::Ports, true);
             f.flagged = flagged_of(&s.tally);
         }
-        if let Some((k, s)) = o
+        let svc = o
             .svc
-            .and_then(|i| self.services.at(i).map(|s| (self.service_key(i), s)))
-        {
-            if let Some(k) = k {
-                f.service = Some(ServiceFacts {
-                    resp_h: k.dst,
-                    resp_p: k.port,
-                    proto: k.proto.as_str().to_string(),
-                    conns: n(s.get(CONNS, w, win, t)),
-                    failed: n(s.get(FAILED, w, win, t)),
-                    verified: n(s.get(VERIFIED, w, win, t)),
-                    packets: n(s.get(PACKETS, w, win, t)),
-                    flagged: flagged_of(s),
-                });
-            }
+            .and_then(|i| Some((self.service_key(i)?, self.services.at(i)?)));
+        if let Some((k, s)) = svc {
+            f.service = Some(ServiceFacts {
+                resp_h: k.dst,
+                resp_p: k.port,
+                proto: k.proto.as_str().to_string(),
+                conns: n(s.get(CONNS, w, win, t)),
+                failed: n(s.get(FAILED, w, win, t)),
+                verified: n(s.get(VERIFIED, w, win, t)),
+                packets: n(s.get(PACKETS, w, win, t)),
+                flagged: flagged_of(s),
+            });
         }
         f
     }

@@ -17,7 +17,13 @@ fn stage() -> EvidenceStage {
 }
 
 fn rec(n: u64, src: &str, dst: &str, port: u16, state: ConnState, t: f64) -> ConnRecord {
-    let mut r = ConnRecord::skeleton(src.parse().unwrap(), 40_000, dst.parse().unwrap(), port, Proto::Tcp);
+    let mut r = ConnRecord::skeleton(
+        src.parse().unwrap(),
+        40_000,
+        dst.parse().unwrap(),
+        port,
+        Proto::Tcp,
+    );
     r.uid = Uid([n, 1]);
     r.ts = t;
     r.conn_state = state;
@@ -45,7 +51,14 @@ fn a_retried_refusal_is_one_failed_target_and_a_scan_is_many() {
     let mut s = stage();
     let mut o = None;
     for i in 0..100 {
-        let r = rec(i, "198.18.5.5", SERVER, 8080, ConnState::REJ, 1000.0 + i as f64 * 0.05);
+        let r = rec(
+            i,
+            "198.18.5.5",
+            SERVER,
+            8080,
+            ConnState::REJ,
+            1000.0 + i as f64 * 0.05,
+        );
         o = Some(s.observe(&r, &[]));
     }
     let o = o.unwrap();
@@ -54,18 +67,32 @@ fn a_retried_refusal_is_one_failed_target_and_a_scan_is_many() {
     assert_eq!(s.value(&o, Column::ServiceFailed, 0, &[]), 100.0);
     let mut o = None;
     for p in 1..=1024u16 {
-        let r = rec(10_000 + u64::from(p), SCANNER, SERVER, p, ConnState::REJ, 1000.0 + f64::from(p) * 0.001);
+        let r = rec(
+            10_000 + u64::from(p),
+            SCANNER,
+            SERVER,
+            p,
+            ConnState::REJ,
+            1000.0 + f64::from(p) * 0.001,
+        );
         o = Some(s.observe(&r, &[]));
     }
     let o = o.unwrap();
-    assert_eq!(s.value(&o, Column::FailedTargets, 0, &[]), 64.0, "capped at the set size");
+    assert_eq!(
+        s.value(&o, Column::FailedTargets, 0, &[]),
+        64.0,
+        "capped at the set size"
+    );
     assert_eq!(s.value(&o, Column::FailedPorts, 0, &[]), 64.0);
     assert_eq!(s.value(&o, Column::FailedHosts, 0, &[]), 1.0);
     assert_eq!(s.value(&o, Column::Conns, 1, &[]), 1024.0);
     assert_eq!(s.value(&o, Column::Verified, 1, &[]), 0.0);
     assert_eq!(s.value(&o, Column::ServiceConns, 1, &[]), 1.0);
     let f = s.facts(&o, 1, true);
-    assert_eq!((f.conns, f.failed, f.failed_targets, f.hosts), (1024, 1024, 64, 1));
+    assert_eq!(
+        (f.conns, f.failed, f.failed_targets, f.hosts),
+        (1024, 1024, 64, 1)
+    );
     assert!(f.forgeable && f.last_verified.is_none());
     assert_eq!(f.service.as_ref().map(|x| x.resp_p), Some(1024));
     // Beyond the longest window, nothing is left of it.
@@ -107,7 +134,14 @@ fn flagged_counts_per_label_and_verified_ones_apart() {
     assert_eq!(s.label_id("clf", "http_bruteforce"), brute);
     let mut o = None;
     for i in 0..30 {
-        let r = rec(i, "198.18.5.5", SERVER, 80, ConnState::SF, 100.0 + i as f64 * 0.1);
+        let r = rec(
+            i,
+            "198.18.5.5",
+            SERVER,
+            80,
+            ConnState::SF,
+            100.0 + i as f64 * 0.1,
+        );
         o = Some(s.observe(&r, &[brute]));
     }
     let r = rec(99, "198.18.5.5", SERVER, 81, ConnState::REJ, 103.5);
@@ -118,7 +152,10 @@ fn flagged_counts_per_label_and_verified_ones_apart() {
     assert_eq!(s.value(&o, Column::VerifiedFlagged, 0, &[brute]), 30.0);
     assert_eq!(s.value(&o, Column::Flagged, 0, &[brute, scan]), 31.0);
     assert_eq!(s.value(&o, Column::VerifiedFlagged, 0, &[scan]), 0.0);
-    assert_eq!(s.value(&o, Column::ServiceVerifiedFlagged, 0, &[brute]), 30.0);
+    assert_eq!(
+        s.value(&o, Column::ServiceVerifiedFlagged, 0, &[brute]),
+        30.0
+    );
     let f = s.facts(&o, 0, false);
     assert_eq!(f.flagged["clf/http_bruteforce"].verified, 30);
     assert_eq!(f.flagged["clf/scan_connect"].conns, 1);
@@ -135,17 +172,33 @@ fn only_verified_exchanges_make_a_known_good_peer() {
         s.observe(&r, &[]);
     }
     assert_eq!(s.last_verified(client, 60.0), None);
-    s.observe(&rec(1000, "198.18.5.5", SERVER, 80, ConnState::SF, 100.0), &[]);
+    // A bare verified handshake (a connect scan's probe) is not enough.
+    let mut probe = rec(999, "198.18.5.5", SERVER, 81, ConnState::RSTO, 90.0);
+    probe.orig_verified = true;
+    s.observe(&probe, &[]);
+    assert_eq!(s.last_verified(client, 95.0), None);
+    s.observe(
+        &rec(1000, "198.18.5.5", SERVER, 80, ConnState::SF, 100.0),
+        &[],
+    );
     assert_eq!(s.last_verified(client, 200.0), Some(100.1));
     assert_eq!(s.last_verified(client, 100.1 + 86_400.0 + 1.0), None);
     // Written as an IPv4-mapped address, it is the same peer.
-    assert!(s.last_verified("::ffff:198.18.5.5".parse().unwrap(), 200.0).is_some());
+    assert!(s
+        .last_verified("::ffff:198.18.5.5".parse().unwrap(), 200.0)
+        .is_some());
 }
 
 #[test]
 fn icmp_unreachable_counts_against_the_host_that_sent_the_probe() {
     let mut s = stage();
-    let mut r = ConnRecord::skeleton(SERVER.parse().unwrap(), 3, SCANNER.parse().unwrap(), 3, Proto::Icmp);
+    let mut r = ConnRecord::skeleton(
+        SERVER.parse().unwrap(),
+        3,
+        SCANNER.parse().unwrap(),
+        3,
+        Proto::Icmp,
+    );
     r.ts = 10.0;
     let o = s.observe(&r, &[]);
     assert!(o.answer);
@@ -167,7 +220,17 @@ fn a_million_spoofed_sources_stay_within_the_table_limits() {
         s.observe(&r, &[]);
         if i % scanner_every == 0 {
             let port = (i / scanner_every) as u16;
-            s.observe(&rec(5_000_000 + u64::from(i), SCANNER, SERVER, port, ConnState::REJ, t), &[]);
+            s.observe(
+                &rec(
+                    5_000_000 + u64::from(i),
+                    SCANNER,
+                    SERVER,
+                    port,
+                    ConnState::REJ,
+                    t,
+                ),
+                &[],
+            );
         }
         let st = s.stats();
         assert!(st.sources <= 1000 && st.services <= 1000 && st.open_conns <= 1000);
@@ -175,6 +238,9 @@ fn a_million_spoofed_sources_stay_within_the_table_limits() {
     let st = s.stats();
     assert!(st.evicted_sources > 990_000, "{st:?}");
     // The scanner stayed: it was active all along.
-    let o = s.observe(&rec(9_000_000, SCANNER, SERVER, 9999, ConnState::REJ, 1100.0), &[]);
+    let o = s.observe(
+        &rec(9_000_000, SCANNER, SERVER, 9999, ConnState::REJ, 1100.0),
+        &[],
+    );
     assert!(s.value(&o, Column::FailedTargets, 1, &[]) >= 60.0);
 }

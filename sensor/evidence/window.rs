@@ -165,8 +165,16 @@ mod tests {
             c.add(0, 1, &w, 1000.0 + f64::from(i));
         }
         let t = 1099.5;
-        assert!((c.get(0, 0, &w, t) - 10.0).abs() <= 1.0, "{}", c.get(0, 0, &w, t));
-        assert!((c.get(0, 1, &w, t) - 60.0).abs() <= 1.5, "{}", c.get(0, 1, &w, t));
+        assert!(
+            (c.get(0, 0, &w, t) - 10.0).abs() <= 1.0,
+            "{}",
+            c.get(0, 0, &w, t)
+        );
+        assert!(
+            (c.get(0, 1, &w, t) - 60.0).abs() <= 1.5,
+            "{}",
+            c.get(0, 1, &w, t)
+        );
         assert_eq!(c.get(1, 0, &w, t), 0.0);
         // Two windows later nothing is left.
         assert_eq!(c.get(0, 0, &w, t + 25.0), 0.0);

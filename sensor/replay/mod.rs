@@ -168,9 +168,7 @@ struct Outputs {
 
 impl Outputs {
     fn tmp(&mut self, name: &str) -> PathBuf {
-        let p = self
-            .dir
-            .join(format!(".{name}.tmp-{}", std::process::id()));
+        let p = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
         self.guards.push(TempGuard(Some(p.clone())));
         p
     }
@@ -317,7 +315,9 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
                 // Fails only when the writer stopped with an error, which
                 // is collected below.
                 if batch.len() >= BATCH_RECORDS
-                    && tx.send(emit(std::mem::replace(&mut batch, fresh()))).is_err()
+                    && tx
+                        .send(emit(std::mem::replace(&mut batch, fresh())))
+                        .is_err()
                 {
                     writer_gone = true;
                     break 'batches;
@@ -353,7 +353,9 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
             engine.take_records_up_to(&mut batch, BATCH_RECORDS);
             engine.take_interim_up_to(&mut batch, BATCH_RECORDS);
             if batch.len() >= BATCH_RECORDS
-                && tx.send(emit(std::mem::replace(&mut batch, fresh()))).is_err()
+                && tx
+                    .send(emit(std::mem::replace(&mut batch, fresh())))
+                    .is_err()
             {
                 break 'flush;
             }

@@ -20,7 +20,7 @@ use crate::conn::ConnRecord;
 use crate::evidence::EvidenceConfig;
 use crate::model::Model;
 use crate::report::ConnLogWriter;
-use crate::respond::admit::{AdmitConfig, Admission, Outcome};
+use crate::respond::admit::{Admission, AdmitConfig, Outcome};
 use crate::respond::decide::{Decider, Verdicts};
 use crate::respond::rules::{ModelFacts, RuleSet};
 use crate::respond::safety::Allowlist;
@@ -137,7 +137,13 @@ fn describe_facts(a: &Action) -> String {
     };
     let mut parts = vec![format!(
         "in {}s: {} conns, {} failed ({} targets, {} ports, {} hosts), {} verified",
-        f.window_secs, f.conns, f.failed, f.failed_targets, f.failed_ports, f.failed_hosts, f.verified
+        f.window_secs,
+        f.conns,
+        f.failed,
+        f.failed_targets,
+        f.failed_ports,
+        f.failed_hosts,
+        f.verified
     )];
     for (label, c) in &f.flagged {
         parts.push(format!("{label} {} ({} verified)", c.conns, c.verified));
@@ -212,7 +218,13 @@ impl ReplaySink {
 
     /// The conn.log writer back, and the first error, for the driver to
     /// finish the log.
-    pub fn into_parts(self) -> (ConnLogWriter<BufWriter<File>>, Option<io::Error>, ReplayOutcome) {
+    pub fn into_parts(
+        self,
+    ) -> (
+        ConnLogWriter<BufWriter<File>>,
+        Option<io::Error>,
+        ReplayOutcome,
+    ) {
         (
             self.conn,
             self.error,

@@ -250,8 +250,7 @@ impl Admission {
             }
         }
         let hold = if kind == ActionKind::Alert { hold } else { ttl };
-        self.active
-            .insert(key, (now + hold.as_secs_f64(), hold));
+        self.active.insert(key, (now + hold.as_secs_f64(), hold));
         if self.active.len() > 100_000 {
             self.active.retain(|_, &mut (until, _)| until > now);
         }

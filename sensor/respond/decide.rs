@@ -257,10 +257,30 @@ impl DecideMetrics {
     pub fn export(&mut self, d: &Decider) {
         let s = d.stats();
         for (table, n, ev, last) in [
-            ("sources", s.sources, s.evicted_sources, self.last.evicted_sources),
-            ("services", s.services, s.evicted_services, self.last.evicted_services),
-            ("open_conns", s.open_conns, s.evicted_open_conns, self.last.evicted_open_conns),
-            ("known_good", s.known_good, s.evicted_known_good, self.last.evicted_known_good),
+            (
+                "sources",
+                s.sources,
+                s.evicted_sources,
+                self.last.evicted_sources,
+            ),
+            (
+                "services",
+                s.services,
+                s.evicted_services,
+                self.last.evicted_services,
+            ),
+            (
+                "open_conns",
+                s.open_conns,
+                s.evicted_open_conns,
+                self.last.evicted_open_conns,
+            ),
+            (
+                "known_good",
+                s.known_good,
+                s.evicted_known_good,
+                self.last.evicted_known_good,
+            ),
         ] {
             self.tracked.with_label_values(&[table]).set(n as i64);
             if ev > last {

@@ -389,7 +389,11 @@ impl RuleSet {
                 .map_or_else(|| format!("rules[{i}]"), str::to_owned);
             let raw: RawRule = serde_path_to_error::deserialize(value).map_err(|e| {
                 let path = e.path().to_string();
-                bad(&name, if path == "." { "(rule)" } else { &path }, e.inner().to_string())
+                bad(
+                    &name,
+                    if path == "." { "(rule)" } else { &path },
+                    e.inner().to_string(),
+                )
             })?;
             if !names.insert(raw.name.clone()) {
                 return Err(bad(&raw.name, "name", "is used by another rule"));
@@ -706,7 +710,13 @@ fn evidence(
         cx.max_targets_per_source
     };
     let window_secs = match raw.get("window_secs") {
-        None => return Err(bad(name, "evidence.window_secs", "every evidence needs its window")),
+        None => {
+            return Err(bad(
+                name,
+                "evidence.window_secs",
+                "every evidence needs its window",
+            ))
+        }
         Some(v) => match v.as_u64() {
             Some(0) => return Err(bad(name, "evidence.window_secs", "must be positive")),
             Some(s) if s as f64 > crate::evidence::stage::MAX_WINDOW_SECS => {
@@ -756,7 +766,11 @@ fn evidence(
             serde_json::Value::Number(_) => (Some(count(&v, "")?), None),
             serde_json::Value::Object(o) => {
                 if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "min" | "max")) {
-                    return Err(bad(name, &path, format!("unknown key {k:?} (expected min, max)")));
+                    return Err(bad(
+                        name,
+                        &path,
+                        format!("unknown key {k:?} (expected min, max)"),
+                    ));
                 }
                 let min = o.get("min").map(|x| count(x, ".min")).transpose()?;
                 let max = o.get("max").map(|x| count(x, ".max")).transpose()?;
@@ -1051,7 +1065,11 @@ fn check(
     let escalate = match (&kind, a.escalate) {
         (_, None) => None,
         (ActionKind::Alert, Some(_)) => {
-            return Err(bad(name, "action.escalate", "alerts have no TTL to escalate"))
+            return Err(bad(
+                name,
+                "action.escalate",
+                "alerts have no TTL to escalate",
+            ))
         }
         (_, Some(e)) if e.factor < 2 => {
             return Err(bad(name, "action.escalate.factor", "must be at least 2"))

@@ -29,6 +29,7 @@ fn cx() -> LoadContext {
         ],
         hooks: vec!["soar".into()],
         skip_rules_for_absent_models: false,
+        max_targets_per_source: 0,
     }
 }
 
@@ -63,12 +64,15 @@ fn decide(set: &RuleSet, r: &ConnRecord, v: &[Verdict], ports: f64) -> Option<De
     let f = facts();
     let row = [ports.ln_1p(), 1.0];
     let rows: [&[f64]; 2] = [&row, &[]];
-    set.decide(&Scored {
-        record: r,
-        verdicts: v,
-        models: &f,
-        rows: &rows,
-    })
+    set.decide(
+        &Scored {
+            record: r,
+            verdicts: v,
+            models: &f,
+            rows: &rows,
+        },
+        |_, _| true,
+    )
 }
 
 const RULES: &str = r#"
@@ -98,7 +102,7 @@ fn first_match_by_priority() {
     let d = decide(&set, &record(ConnState::REJ, true), &v, 3.0).unwrap();
     assert_eq!(
         (d.rule.as_str(), d.kind.name(), d.model),
-        ("scan", "block", 0)
+        ("scan", "block", Some(0))
     );
     assert_eq!(d.target, "198.18.0.9".parse::<IpAddr>().unwrap());
     // Final records do not match an interim-only rule; the catch-all does.
@@ -222,7 +226,7 @@ fn bad_rules_are_refused_naming_rule_and_key() {
     let e = parse("rules:\n  - name: x\n    priority: 1\n    action: { kind: alert, ttl: 5 }\n")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("rules[0].action"), "{e}");
+    assert!(e.contains("\"x\"") && e.contains("action"), "{e}");
     let e = parse("rules:\n  - { name: a, priority: 1, action: { kind: alert } }\n  - { name: a, priority: 2, action: { kind: alert } }\n")
         .unwrap_err()
         .to_string();
@@ -260,4 +264,151 @@ fn the_shipped_rule_files_load_against_the_bundled_models() {
         .replace("enabled: false", "enabled: true");
     let set = RuleSet::parse(&text, true, &facts, &cx()).unwrap();
     assert_eq!(set.rules.len(), 3);
+}
+
+/// Evidence mistakes are refused at load naming the rule and the key.
+#[test]
+fn bad_evidence_is_refused_naming_rule_and_key() {
+    let cases = [
+        (
+            "evidence: { window_secs: 60, bogus: 3 }",
+            "evidence.bogus",
+            "no evidence column",
+        ),
+        (
+            "evidence: { window_secs: 0, failed: 3 }",
+            "evidence.window_secs",
+            "positive",
+        ),
+        ("evidence: { failed: 3 }", "evidence.window_secs", "window"),
+        (
+            "evidence: { window_secs: 1.5, failed: 3 }",
+            "evidence.window_secs",
+            "whole",
+        ),
+        (
+            "evidence: { window_secs: 60, failed: \"20\" }",
+            "evidence.failed",
+            "neither a count",
+        ),
+        (
+            "evidence: { window_secs: 60, failed: 2.5 }",
+            "evidence.failed",
+            "not a count",
+        ),
+        (
+            "evidence: { window_secs: 60, failed: { min: -1 } }",
+            "evidence.failed.min",
+            "not a count",
+        ),
+        (
+            "evidence: { window_secs: 60, failed: { least: 1 } }",
+            "evidence.failed",
+            "unknown key",
+        ),
+        (
+            "evidence: { window_secs: 60, failed: { min: 5, max: 2 } }",
+            "evidence.failed",
+            "above max",
+        ),
+        (
+            "evidence: { window_secs: 60, failed_targets: 100 }",
+            "evidence.failed_targets",
+            "max_targets_per_source",
+        ),
+        ("evidence: { window_secs: 60 }", "evidence", "no column"),
+        (
+            "evidence: { window_secs: 60, flagged: 3 }",
+            "evidence",
+            "match.models or match.labels",
+        ),
+        ("evidence: [1, 2]", "evidence", "invalid type"),
+    ];
+    for (body, key, why) in cases {
+        let text = format!(
+            "rules:\n  - name: broken\n    priority: 1\n    {body}\n    action: {{ kind: block, ttl_secs: 5 }}\n"
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("\"broken\"") && e.contains(key) && e.contains(why),
+            "{body}: {e}"
+        );
+    }
+    let esc = "rules:\n  - name: e\n    priority: 1\n    evidence: { window_secs: 5, failed: 1 }\n    action: { kind: block, ttl_secs: 5, escalate: { factor: 1, max_ttl_secs: 50 } }\n";
+    let e = parse(esc).unwrap_err().to_string();
+    assert!(e.contains("action.escalate.factor"), "{e}");
+    // More distinct windows than the stage keeps.
+    let mut text = String::from("rules:\n");
+    for w in 1..=5 {
+        text += &format!(
+            "  - {{ name: w{w}, priority: {w}, evidence: {{ window_secs: {w}, failed: 1 }}, action: {{ kind: alert }} }}\n"
+        );
+    }
+    let e = parse(&text).unwrap_err().to_string();
+    assert!(
+        e.contains("\"w5\"") && e.contains("evidence.window_secs"),
+        "{e}"
+    );
+}
+
+#[test]
+fn evidence_rules_match_without_verdicts_and_say_what_can_be_forged() {
+    let set = parse(
+        r#"
+rules:
+  - name: scan
+    priority: 1
+    evidence: { window_secs: 300, failed_targets: 20 }
+    action: { kind: block, ttl_secs: 300, escalate: { factor: 4, max_ttl_secs: 86400 } }
+  - name: brute
+    priority: 2
+    match: { labels: [scan_syn] }
+    evidence: { window_secs: 60, service_verified_flagged: { min: 20 }, failed: { max: 100 } }
+    action: { kind: block, ttl_secs: 60 }
+  - name: mixed
+    priority: 3
+    match: { labels: [scan_syn] }
+    evidence: { window_secs: 60, verified_flagged: 5, conns: 10 }
+    action: { kind: block, ttl_secs: 60 }
+"#,
+    )
+    .unwrap();
+    assert_eq!(set.windows, [300.0, 60.0]);
+    let forge: Vec<bool> = set.rules.iter().map(Rule::forgeable_evidence).collect();
+    assert_eq!(forge, [true, false, true]);
+    let r = record(ConnState::REJ, false);
+    let f = facts();
+    let scored = Scored {
+        record: &r,
+        verdicts: &[],
+        models: &f,
+        rows: &[],
+    };
+    // No verdicts: only the evidence rule can match, and only when its
+    // evidence holds.
+    let d = set
+        .decide(&scored, |i, ev| i == 0 && ev.window == 0)
+        .unwrap();
+    assert_eq!((d.rule.as_str(), d.model, d.index), ("scan", None, 0));
+    assert!(set.decide(&scored, |_, _| false).is_none());
+    assert!(summary(&set.rules[0]).contains("failed_targets>=20 in 300s (forgeable"));
+    assert!(summary(&set.rules[0]).contains("x4 on repeat"));
+    assert!(summary(&set.rules[1]).contains("(unforgeable)"));
+}
+
+#[test]
+fn classes_no_rule_can_match_are_reported() {
+    let set = parse(
+        "rules:\n  - { name: a, priority: 1, match: { models: [clf], labels: [scan_syn] }, action: { kind: alert } }\n",
+    )
+    .unwrap();
+    let unused = set.unused_classes(&facts());
+    assert_eq!(
+        unused,
+        [
+            ("clf".to_string(), vec!["flood_syn".to_string()]),
+            ("anom".to_string(), vec!["anomalous".to_string()]),
+        ]
+    );
+    assert!(parse(RULES).unwrap().unused_classes(&facts()).is_empty());
 }

@@ -253,10 +253,7 @@ mod tests {
             }
         }
         for (i, &t) in admitted.iter().enumerate() {
-            let in_window = admitted[i..]
-                .iter()
-                .take_while(|&&u| u - t < 60.0)
-                .count();
+            let in_window = admitted[i..].iter().take_while(|&&u| u - t < 60.0).count();
             assert!(in_window <= 5, "{in_window} admitted within a minute");
         }
         // 2,000 tries over ~194 s: a window's worth per minute, re-opened

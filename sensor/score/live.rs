@@ -248,12 +248,7 @@ pub fn run_scorer<S: RecordSink>(
 /// Scores and empties `pending`, handing every record to the sink. A model
 /// error is logged and counted; the records go on unscored (conn.log has
 /// them already, and the evidence stage still counts them).
-fn score<S: RecordSink>(
-    set: &mut ModelSet,
-    pending: &mut Vec<Pending>,
-    sink: &mut S,
-    m: &Metrics,
-) {
+fn score<S: RecordSink>(set: &mut ModelSet, pending: &mut Vec<Pending>, sink: &mut S, m: &Metrics) {
     if pending.is_empty() {
         return;
     }

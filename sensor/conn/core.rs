@@ -116,6 +116,8 @@ pub struct ConnCore {
     pub inner_vlan: Option<u16>,
     pub counts: Counters,
     pub missed_bytes: u64,
+    /// Credentials the server refused (HTTP 401/407, FTP 530).
+    pub auth_failures: u16,
     pub services: SmallVec<[&'static str; 2]>,
     /// Protocol detection, created on the first payload (most connections
     /// of a scan or flood never carry any).

@@ -674,6 +674,7 @@ impl Engine {
             vlan: c.vlan,
             inner_vlan: c.inner_vlan,
             interim,
+            auth_failures: c.auth_failures,
             orig_verified: match &conn.transport {
                 Transport::Tcp(t) => t.verify.orig_verified(),
                 _ => false,
@@ -1208,6 +1209,7 @@ impl Engine {
             inner_vlan: ctx.l2.inner_vlan(),
             counts: Counters::default(),
             missed_bytes: 0,
+            auth_failures: 0,
             services: SmallVec::new(),
             svc: None,
             svc_enabled: AnalyzerSet::none(),
@@ -1402,6 +1404,9 @@ impl Engine {
                     if after == 0 || size <= after {
                         conn.core.remove_service(a.name());
                     }
+                }
+                ServiceEvent::AuthFailure => {
+                    conn.core.auth_failures = conn.core.auth_failures.saturating_add(1);
                 }
                 ServiceEvent::FlipRoles => {
                     if let Transport::Tcp(t) = &mut conn.transport {

@@ -250,6 +250,9 @@ pub struct ConnRecord {
     /// responder sent, or the responder acknowledged its data
     /// (`conn/verify.rs`). Not a conn.log column; TCP only.
     pub orig_verified: bool,
+    /// Replies refusing the originator's credentials (HTTP 401/407, FTP
+    /// 530). Not a conn.log column.
+    pub auth_failures: u16,
 }
 
 impl ConnRecord {
@@ -291,6 +294,7 @@ impl ConnRecord {
             inner_vlan: None,
             interim: false,
             orig_verified: false,
+            auth_failures: 0,
         }
     }
 }

@@ -22,6 +22,14 @@ pub enum Column {
     Flagged,
     /// Of those, connections on which the source proved its address.
     VerifiedFlagged,
+    /// Credentials the servers refused it (HTTP 401/407, FTP 530), on
+    /// connections where it proved its address: brute force, seen without
+    /// a model.
+    AuthFailures,
+    /// Connections on which it proved its address, sent data, and got no
+    /// byte back for `evidence.stall_secs` or more: requests held open
+    /// unfinished (slowloris), seen without a model.
+    Stalled,
     /// Distinct host:port pairs touched.
     Targets,
     /// Distinct hosts touched.
@@ -42,16 +50,20 @@ pub enum Column {
     ServicePackets,
     ServiceFlagged,
     ServiceVerifiedFlagged,
+    ServiceAuthFailures,
+    ServiceStalled,
 }
 
 /// Every column with its rule-file name.
-pub const COLUMNS: [(Column, &str); 18] = [
+pub const COLUMNS: [(Column, &str); 22] = [
     (Column::Conns, "conns"),
     (Column::Failed, "failed"),
     (Column::Verified, "verified"),
     (Column::Packets, "packets"),
     (Column::Flagged, "flagged"),
     (Column::VerifiedFlagged, "verified_flagged"),
+    (Column::AuthFailures, "auth_failures"),
+    (Column::Stalled, "stalled"),
     (Column::Targets, "targets"),
     (Column::Hosts, "hosts"),
     (Column::Ports, "ports"),
@@ -64,6 +76,8 @@ pub const COLUMNS: [(Column, &str); 18] = [
     (Column::ServicePackets, "service_packets"),
     (Column::ServiceFlagged, "service_flagged"),
     (Column::ServiceVerifiedFlagged, "service_verified_flagged"),
+    (Column::ServiceAuthFailures, "service_auth_failures"),
+    (Column::ServiceStalled, "service_stalled"),
 ];
 
 impl Column {
@@ -79,15 +93,19 @@ impl Column {
     }
 
     /// Whether somebody else could make this count rise for a source by
-    /// putting its address on packets. Only connections on which the
-    /// source proved its address cannot be forged.
+    /// putting its address on packets. Only what happened on connections
+    /// where the source proved its address cannot be forged.
     pub fn forgeable(self) -> bool {
         !matches!(
             self,
             Column::Verified
                 | Column::VerifiedFlagged
+                | Column::AuthFailures
+                | Column::Stalled
                 | Column::ServiceVerified
                 | Column::ServiceVerifiedFlagged
+                | Column::ServiceAuthFailures
+                | Column::ServiceStalled
         )
     }
 
@@ -128,6 +146,8 @@ pub struct Facts {
     pub failed: u64,
     pub verified: u64,
     pub packets: u64,
+    pub auth_failures: u64,
+    pub stalled: u64,
     pub targets: u64,
     pub hosts: u64,
     pub ports: u64,
@@ -169,6 +189,8 @@ pub struct ServiceFacts {
     pub failed: u64,
     pub verified: u64,
     pub packets: u64,
+    pub auth_failures: u64,
+    pub stalled: u64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub flagged: BTreeMap<String, FlaggedCount>,
 }
@@ -182,7 +204,8 @@ mod tests {
         for (c, n) in COLUMNS {
             assert_eq!(Column::parse(n), Some(c));
             assert_eq!(c.name(), n);
-            assert_eq!(!c.forgeable(), n.contains("verified"), "{n}");
+            let proven = n.contains("verified") || n.contains("auth") || n.contains("stalled");
+            assert_eq!(!c.forgeable(), proven, "{n}");
         }
         assert_eq!(Column::parse("bogus"), None);
     }

@@ -58,6 +58,10 @@ pub struct EvidenceConfig {
     pub max_open_conns: usize,
     /// An open connection silent for longer than this is forgotten.
     pub open_conn_secs: f64,
+    /// A verified connection on which the source sent data and got no
+    /// byte back for this long counts as `stalled` (slowloris holds
+    /// requests open unfinished; a server answers a finished one).
+    pub stall_secs: f64,
     /// How long a verified exchange in which the address sent data makes
     /// it a known-good peer, never acted on by evidence a forger could
     /// produce.
@@ -78,6 +82,7 @@ impl Default for EvidenceConfig {
             max_targets_per_source: 64,
             max_open_conns: 100_000,
             open_conn_secs: 600.0,
+            stall_secs: 10.0,
             known_good_secs: 86_400.0,
             max_known_good: 100_000,
         }
@@ -109,6 +114,7 @@ impl EvidenceConfig {
         }
         for (key, v) in [
             ("evidence.open_conn_secs", self.open_conn_secs),
+            ("evidence.stall_secs", self.stall_secs),
             ("evidence.known_good_secs", self.known_good_secs),
         ] {
             if !(v.is_finite() && v > 0.0) {
@@ -127,7 +133,7 @@ impl EvidenceConfig {
 /// full target set. What the memory bound of the configuration is made
 /// of (tests/evidence.rs measures it).
 pub fn worst_source_bytes(cfg: &EvidenceConfig, windows: usize, labels: usize) -> usize {
-    let counters = (4 + 2 * labels) * windows * 8;
+    let counters = (6 + 2 * labels) * windows * 8;
     let entry = 160;
     entry + counters + cfg.max_targets_per_source * 16
 }

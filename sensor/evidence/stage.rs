@@ -20,7 +20,9 @@ const CONNS: usize = 0;
 const FAILED: usize = 1;
 const VERIFIED: usize = 2;
 const PACKETS: usize = 3;
-const BASE: usize = 4;
+const AUTH: usize = 4;
+const STALLED: usize = 5;
+const BASE: usize = 6;
 
 /// A label as `model/label`, interned: rules and records name it by id.
 pub type LabelId = u16;
@@ -69,6 +71,9 @@ impl Tally {
             windows,
             t,
         );
+        self.counts
+            .add(AUTH, u32::from(d.auth_failures), windows, t);
+        self.counts.add(STALLED, u32::from(d.stalled), windows, t);
         for &(id, flagged, verified) in &d.labels {
             let s = self.slot(id);
             self.counts.add(s, u32::from(flagged), windows, t);
@@ -137,6 +142,8 @@ struct Mark {
     failed_at: Option<f64>,
     verified: bool,
     packets: u64,
+    auth_failures: u16,
+    stalled: bool,
     labels: SmallVec<[LabelId; 2]>,
 }
 
@@ -154,6 +161,8 @@ struct Delta {
     unfailed_at: Option<f64>,
     verified: bool,
     packets: u64,
+    auth_failures: u16,
+    stalled: bool,
     /// (label, count it as flagged, count it as verified flagged)
     labels: SmallVec<[(LabelId, bool, bool); 2]>,
 }
@@ -262,6 +271,12 @@ impl EvidenceStage {
         let mut mark = prior.clone().unwrap_or_default();
         mark.last = now;
         let verified = r.orig_verified;
+        // Held open, talking, never answered: only a proven source counts
+        // (a forger cannot keep a connection open).
+        let stalled = verified
+            && r.duration.unwrap_or(0.0) >= self.cfg.stall_secs
+            && r.orig_bytes.unwrap_or(0) > 0
+            && r.resp_bytes.unwrap_or(0) == 0;
         let mut d = Delta {
             now,
             new_conn: prior.is_none(),
@@ -269,6 +284,12 @@ impl EvidenceStage {
             unfailed_at: if failed { None } else { mark.failed_at },
             verified: verified && !mark.verified,
             packets: r.orig_pkts.saturating_sub(mark.packets),
+            auth_failures: if verified {
+                r.auth_failures.saturating_sub(mark.auth_failures)
+            } else {
+                0
+            },
+            stalled: stalled && !mark.stalled,
             labels: SmallVec::new(),
         };
         if d.failed {
@@ -278,6 +299,10 @@ impl EvidenceStage {
         }
         mark.verified |= verified;
         mark.packets = mark.packets.max(r.orig_pkts);
+        if verified {
+            mark.auth_failures = mark.auth_failures.max(r.auth_failures);
+        }
+        mark.stalled |= stalled;
         // Labels new to this connection count as flagged (and verified
         // flagged if it is verified); labels counted before count as
         // verified flagged once the connection gets verified.
@@ -385,6 +410,8 @@ impl EvidenceStage {
             | Column::Failed
             | Column::Verified
             | Column::Packets
+            | Column::AuthFailures
+            | Column::Stalled
             | Column::Flagged
             | Column::VerifiedFlagged => (src.map(|s| &s.tally), col),
             _ => (svc, col),
@@ -395,6 +422,8 @@ impl EvidenceStage {
             Column::Failed | Column::ServiceFailed => tally.get(FAILED, w, win, t),
             Column::Verified | Column::ServiceVerified => tally.get(VERIFIED, w, win, t),
             Column::Packets | Column::ServicePackets => tally.get(PACKETS, w, win, t),
+            Column::AuthFailures | Column::ServiceAuthFailures => tally.get(AUTH, w, win, t),
+            Column::Stalled | Column::ServiceStalled => tally.get(STALLED, w, win, t),
             Column::Flagged | Column::ServiceFlagged => tally.flagged(labels, false, w, win, t),
             Column::VerifiedFlagged | Column::ServiceVerifiedFlagged => {
                 tally.flagged(labels, true, w, win, t)
@@ -443,6 +472,8 @@ impl EvidenceStage {
             f.failed = n(s.tally.get(FAILED, w, win, t));
             f.verified = n(s.tally.get(VERIFIED, w, win, t));
             f.packets = n(s.tally.get(PACKETS, w, win, t));
+            f.auth_failures = n(s.tally.get(AUTH, w, win, t));
+            f.stalled = n(s.tally.get(STALLED, w, win, t));
             let since = t - secs;
             let c = |what, failed| s.targets.count(what, since, failed) as u64;
             f.targets = c(Distinct::Targets, false);
@@ -465,6 +496,8 @@ impl EvidenceStage {
                 failed: n(s.get(FAILED, w, win, t)),
                 verified: n(s.get(VERIFIED, w, win, t)),
                 packets: n(s.get(PACKETS, w, win, t)),
+                auth_failures: n(s.get(AUTH, w, win, t)),
+                stalled: n(s.get(STALLED, w, win, t)),
                 flagged: flagged_of(s),
             });
         }

@@ -150,8 +150,14 @@ fn describe_facts(a: &Action) -> String {
     }
     if let Some(svc) = &f.service {
         parts.push(format!(
-            "to {}:{}/{}: {} conns, {} packets",
-            svc.resp_h, svc.resp_p, svc.proto, svc.conns, svc.packets
+            "to {}:{}/{}: {} conns, {} packets, {} auth failures, {} stalled",
+            svc.resp_h,
+            svc.resp_p,
+            svc.proto,
+            svc.conns,
+            svc.packets,
+            svc.auth_failures,
+            svc.stalled
         ));
     }
     parts.join(", ")

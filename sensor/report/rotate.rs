@@ -691,6 +691,7 @@ mod tests {
             inner_vlan: None,
             interim: false,
             orig_verified: true,
+            auth_failures: 0,
         }
     }
 

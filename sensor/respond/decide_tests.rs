@@ -268,27 +268,51 @@ fn a_forger_cannot_get_a_known_good_client_blocked() {
 
 #[test]
 fn brute_force_over_verified_connections_is_unforgeable() {
-    let mut d = decider();
-    // The client was known-good before it started.
-    let mut rs = vec![(rec(1, CLIENT, 80, ConnState::SF, 10.0), "benign")];
-    for i in 0..40 {
-        rs.push((
-            rec(100 + i, CLIENT, 80, ConnState::SF, 20.0 + i as f64 * 0.05),
-            "http_bruteforce",
-        ));
+    // Refused credentials need no model; the classifier's label without
+    // them is the fallback.
+    for (auth, rule) in [(1u16, "auth-bruteforce"), (0, "classified-bruteforce")] {
+        let mut d = decider();
+        // The client was known-good before it started.
+        let mut rs = vec![(rec(1, CLIENT, 80, ConnState::SF, 10.0), "benign")];
+        for i in 0..40 {
+            let mut r = rec(100 + i, CLIENT, 80, ConnState::SF, 20.0 + i as f64 * 0.05);
+            r.auth_failures = auth;
+            rs.push((r, "http_bruteforce"));
+        }
+        let ps = feed(&mut d, &rs);
+        let blocks = enforcing(&ps);
+        let b = blocks.first().expect("no block");
+        assert_eq!(b.decision.rule, rule);
+        assert!(!b.forgeable && b.known_good.is_some());
+        let svc = b.evidence.facts.as_ref().unwrap().service.clone().unwrap();
+        assert_eq!(svc.auth_failures, 20 * u64::from(auth));
+        let (_, act) = admission().admit((*b).clone(), b.at);
+        assert_eq!((act.kind.name(), act.softened), ("block", None));
     }
-    let ps = feed(&mut d, &rs);
-    let blocks = enforcing(&ps);
-    let b = blocks.first().expect("no block");
-    assert_eq!(b.decision.rule, "http-bruteforce");
-    assert!(!b.forgeable && b.known_good.is_some());
-    let f = b.evidence.facts.as_ref().unwrap();
+}
+
+/// Slowloris without a model: verified connections that keep sending and
+/// get nothing back.
+#[test]
+fn requests_held_open_unanswered_are_slowloris() {
+    let mut d = decider();
+    let mut ps = Vec::new();
+    for i in 0..30u64 {
+        let mut r = rec(500 + i, SCANNER, 80, ConnState::S1, 100.0 + i as f64 * 0.1);
+        r.history = History::from("ShADa");
+        r.orig_verified = true;
+        r.interim = true;
+        r.orig_bytes = Some(60);
+        r.resp_bytes = Some(0);
+        r.duration = Some(11.0);
+        ps.extend(feed(&mut d, &[(r, "benign")]));
+    }
+    let b = enforcing(&ps);
     assert_eq!(
-        f.service.as_ref().unwrap().flagged["osprey-classifier/http_bruteforce"].verified,
-        20
+        b.first().map(|p| p.decision.rule.as_str()),
+        Some("slowloris")
     );
-    let (_, act) = admission().admit((*b).clone(), b.at);
-    assert_eq!((act.kind.name(), act.softened), ("block", None));
+    assert!(!b[0].forgeable);
 }
 
 #[test]

@@ -144,6 +144,9 @@ impl Ftp {
         if cont {
             return false;
         }
+        if code == 530 {
+            cx.auth_failure();
+        }
         // ftp_reply in main.zeek: match the reply with a pending command.
         let msg = line.get(msg_at..).unwrap_or(&[]);
         if code == 227 || code == 229 {

@@ -602,6 +602,9 @@ impl Http {
                     if !self.unanswered.is_empty() {
                         cx.confirm();
                     }
+                    if matches!(self.reply_code, 401 | 407) {
+                        cx.auth_failure();
+                    }
                     self.rep = RepState::Message;
                     self.reply_ongoing = true;
                     if self.connect_request && self.reply_code != 200 {
@@ -825,6 +828,34 @@ mod tests {
         );
         assert_eq!(n.as_slice(), &[Note::Confirm]);
         assert_eq!(h.rep, RepState::Line);
+    }
+
+    /// Refused credentials are noted per reply (brute force evidence);
+    /// other errors are not.
+    #[test]
+    fn refused_credentials_are_noted() {
+        let mut h = Http::new();
+        for (req, reply, want) in [
+            (
+                &b"POST /login HTTP/1.1\r\nContent-Length: 3\r\n\r\nx=1"[..],
+                &b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"[..],
+                true,
+            ),
+            (
+                b"GET /a HTTP/1.1\r\n\r\n",
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+                false,
+            ),
+            (
+                b"GET /b HTTP/1.1\r\n\r\n",
+                b"HTTP/1.1 407 Proxy Auth\r\nContent-Length: 0\r\n\r\n",
+                true,
+            ),
+        ] {
+            feed(&mut h, true, req);
+            let (n, _) = feed(&mut h, false, reply);
+            assert_eq!(n.contains(&Note::AuthFailure), want, "{n:?}");
+        }
     }
 
     #[test]

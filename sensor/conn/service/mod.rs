@@ -282,6 +282,8 @@ pub enum ServiceEvent {
     /// The analyzer decided that the roles are the other way round
     /// (DNS reply seen first, NTP server-mode message from the originator).
     FlipRoles,
+    /// The server refused the originator's credentials once more.
+    AuthFailure,
     /// Schedule an analyzer for a future connection (FTP data channels,
     /// IRC DCC): Zeek's `Analyzer::schedule_analyzer`. `orig_h` `None`
     /// is the wildcard originator.
@@ -317,6 +319,9 @@ pub(crate) enum Note {
     /// or upgrade); the parser returns how much of the current chunk it
     /// used.
     Child(ChildKind),
+    /// The server refused credentials (HTTP 401/407, FTP 530): what
+    /// brute force is made of, seen without a model.
+    AuthFailure,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -355,6 +360,9 @@ impl Cx<'_> {
     }
     pub fn flip(&mut self) {
         self.notes.push(Note::Flip);
+    }
+    pub fn auth_failure(&mut self) {
+        self.notes.push(Note::AuthFailure);
     }
     pub fn expect(&mut self, orig_h: Option<IpAddr>, resp_h: IpAddr, resp_p: u16, a: Analyzer) {
         self.notes.push(Note::Expect {

@@ -156,6 +156,7 @@ impl Inst {
                     }
                 }
                 Note::Flip => env.events.push(ServiceEvent::FlipRoles),
+                Note::AuthFailure => env.events.push(ServiceEvent::AuthFailure),
                 Note::Expect {
                     orig_h,
                     resp_h,

@@ -629,6 +629,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("conn.interim_interval_secs"), "{e}");
+        for (text, key) in [
+            ("evidence:\n  max_sources: 0\n", "evidence.max_sources"),
+            (
+                "evidence:\n  known_good_secs: -1\n",
+                "evidence.known_good_secs",
+            ),
+            (
+                "evidence:\n  max_targets_per_source: 100000\n",
+                "evidence.max_targets_per_source",
+            ),
+            ("evidence:\n  max_source: 5\n", "evidence"),
+            (
+                "respond:\n  breakers:\n    block_per_minute: many\n",
+                "respond.breakers.block_per_minute",
+            ),
+        ] {
+            let e = yaml(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
         let e = toml("[capture]\nblock_timeout_ms = 100\n")
             .unwrap_err()
             .to_string();

@@ -334,8 +334,10 @@ fn exercise(lan: &Lan, osprey: &mut Osprey, user: &SystemUser) {
         &["ping", "-c", "5", "-i", "0.2", "-W", "1", &lan.victim_ip],
     );
     assert!(ping.status.success(), "the attacker cannot ping the victim");
+    // From the client: a conversation would make the attacker a known-good
+    // peer, which forgeable scan evidence never gets blocked.
     assert!(
-        curl_ok(&lan.attacker, &web, "2"),
+        curl_ok(&lan.client, &web, "2"),
         "the web server does not answer"
     );
     let counted = wait_for(Duration::from_secs(5), || {

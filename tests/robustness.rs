@@ -1097,3 +1097,48 @@ fn corpus_frames_decode_cleanly() {
         assert_eq!(recs.len(), expected, "corpus[{i}]: {recs:?}");
     }
 }
+
+/// Regression: with many more records than the writer's pool of batches
+/// (30,000 one-packet flows), `osprey replay --no-models` hung — the
+/// engine made fresh batches when none came back, and the writer then
+/// waited to return one to a full pool while the engine waited on the
+/// writer. Both modes must finish, every flow logged.
+#[test]
+fn binary_many_records_do_not_stall_the_log_writer() {
+    let mut w = PcapWriter::new();
+    for i in 0..30_000u32 {
+        let sport = 1024 + (i % 60_000) as u16;
+        w.packet(1_000_000_000 + i / 1000, &udp4(sport, 7000, b"x"));
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("many.pcap");
+    std::fs::write(&path, w.bytes()).expect("write the capture");
+    for extra in [&["--no-models"][..], &[][..]] {
+        let log_dir = dir.path().join(format!("logs{}", extra.len()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_osprey"))
+            .args(["replay", "-q", "-C", "--log-dir"])
+            .arg(&log_dir)
+            .args(extra)
+            .arg(&path)
+            .spawn()
+            .expect("the osprey binary runs");
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(120) {
+                let _ = child.kill();
+                panic!("osprey replay {extra:?} of 30,000 flows did not finish in 120 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(status.success(), "{extra:?}: {status}");
+        let text = std::fs::read_to_string(log_dir.join("conn.log")).expect("conn.log");
+        assert_eq!(
+            text.lines().filter(|l| !l.starts_with('#')).count(),
+            30_000,
+            "{extra:?}"
+        );
+    }
+}

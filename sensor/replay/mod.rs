@@ -231,7 +231,10 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
                         writer.write(r)?;
                     }
                     batch.records.clear();
-                    let _ = recycle_tx.send(batch.records);
+                    // Never wait: when the engine has made fresh batches
+                    // meanwhile, the pool may be full, and a spare one is
+                    // simply dropped.
+                    let _ = recycle_tx.try_send(batch.records);
                 }
                 Ok((writer, None))
             }),

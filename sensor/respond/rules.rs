@@ -587,15 +587,15 @@ pub fn summary(r: &Rule) -> String {
             parts.extend(b.min.map(|x| format!("{}>={x}", b.column.name())));
             parts.extend(b.max.map(|x| format!("{}<={x}", b.column.name())));
         }
+        let note = match (&r.kind, r.forgeable_evidence()) {
+            (ActionKind::Alert, _) => "",
+            (_, true) => " (forgeable: alert only for known-good peers)",
+            (_, false) => " (unforgeable)",
+        };
         when.push(format!(
-            "{} in {}s ({})",
+            "{} in {}s{note}",
             parts.join(" "),
-            ev.window_secs,
-            if r.forgeable_evidence() {
-                "forgeable: alert only for known-good peers"
-            } else {
-                "unforgeable"
-            }
+            ev.window_secs
         ));
     }
     let action = match &r.kind {

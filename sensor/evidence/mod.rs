@@ -25,16 +25,21 @@
 //! source+service pairs, `max_open_conns` open connections remembered
 //! between their snapshots and `max_known_good` known-good peers, each
 //! table evicting its least recently active entries (sampled, O(1)) and
-//! counting the evictions. A source costs at most
-//! [`worst_source_bytes`] bytes, whatever it sends.
+//! counting the evictions: [`memory_bound`] is what that means in bytes.
+//! With the defaults, the bundled rules (4 windows) and models (12
+//! labels) it is about 96 MB, reached only when every table is full of
+//! entries at their worst; a spoofed flood (one-packet sources) costs a
+//! third of it (tests/evidence.rs measures both).
 
 pub mod attempt;
+pub mod bound;
 pub mod column;
 pub mod stage;
 pub mod table;
 pub mod targets;
 pub mod window;
 
+pub use bound::{memory_bound, MemoryBound};
 pub use column::{Column, Facts};
 pub use stage::{EvidenceStage, EvidenceStats, LabelId, Observed};
 pub use window::Windows;
@@ -71,20 +76,19 @@ pub struct EvidenceConfig {
 }
 
 impl Default for EvidenceConfig {
-    /// 50,000 sources cost at most ~60 MB (`worst_source_bytes` with the
-    /// default labels) and cover ~800 new sources a second over the
-    /// default rules' longest window; a flood of spoofed sources beyond
-    /// that evicts the quiet ones first.
+    /// 20,000 sources active within the rules' windows cover a busy node;
+    /// a flood of spoofed sources beyond that evicts the quiet ones first.
+    /// The whole stage then holds at most ~96 MB (`memory_bound`).
     fn default() -> Self {
         EvidenceConfig {
-            max_sources: 50_000,
-            max_services: 100_000,
+            max_sources: 20_000,
+            max_services: 20_000,
             max_targets_per_source: 64,
-            max_open_conns: 100_000,
+            max_open_conns: 50_000,
             open_conn_secs: 600.0,
             stall_secs: 10.0,
             known_good_secs: 86_400.0,
-            max_known_good: 100_000,
+            max_known_good: 50_000,
         }
     }
 }
@@ -126,14 +130,4 @@ impl EvidenceConfig {
         }
         Ok(())
     }
-}
-
-/// The most heap a source can cost with `windows` windows and `labels`
-/// flagged labels: its table entry, a service entry, its counters and a
-/// full target set. What the memory bound of the configuration is made
-/// of (tests/evidence.rs measures it).
-pub fn worst_source_bytes(cfg: &EvidenceConfig, windows: usize, labels: usize) -> usize {
-    let counters = (6 + 2 * labels) * windows * 8;
-    let entry = 160;
-    entry + counters + cfg.max_targets_per_source * 16
 }

@@ -23,6 +23,8 @@ const PACKETS: usize = 3;
 const AUTH: usize = 4;
 const STALLED: usize = 5;
 const BASE: usize = 6;
+/// Counters a source or service keeps per window before any label.
+pub(crate) const BASE_COUNTERS: usize = BASE;
 
 /// A label as `model/label`, interned: rules and records name it by id.
 pub type LabelId = u16;
@@ -32,7 +34,7 @@ pub type LabelId = u16;
 struct Tally {
     last: f64,
     counts: Counters,
-    labels: SmallVec<[LabelId; 2]>,
+    labels: SmallVec<[LabelId; 4]>,
 }
 
 impl Tally {
@@ -102,6 +104,24 @@ impl Tally {
             } else {
                 0
             }
+    }
+}
+
+/// Sizes of the tables' entries (hash, key and value), for the bound.
+pub(crate) struct EntrySizes {
+    pub source: usize,
+    pub service: usize,
+    pub open: usize,
+    pub known: usize,
+}
+
+pub(crate) fn entry_sizes() -> EntrySizes {
+    use std::mem::size_of;
+    EntrySizes {
+        source: size_of::<(u64, IpAddr, Source)>(),
+        service: size_of::<(u64, ServiceKey, Tally)>(),
+        open: size_of::<(u64, Uid, Mark)>(),
+        known: size_of::<(u64, IpAddr, f64)>(),
     }
 }
 
@@ -255,7 +275,10 @@ impl EvidenceStage {
     /// with. Every record goes through here, scored or not.
     pub fn observe(&mut self, r: &ConnRecord, flagged: &[LabelId]) -> Observed {
         let now = r.ts + r.duration.unwrap_or(0.0);
-        if now - self.last_expiry >= 10.0 || now < self.last_expiry {
+        // Records do not come in time order (a UDP record ends a minute
+        // after its last packet): expiry follows the newest time seen,
+        // every 10 s of it.
+        if now - self.last_expiry >= 10.0 {
             self.expire(now);
         }
         let failed = match classify(r) {
@@ -535,6 +558,11 @@ impl EvidenceStage {
             evicted_open_conns: self.open.evicted,
             evicted_known_good: self.known.evicted,
         }
+    }
+
+    /// The most heap this stage can hold (`bound.rs`).
+    pub fn memory_bound(&self) -> super::bound::MemoryBound {
+        super::bound::memory_bound(&self.cfg, self.windows.len(), self.labels.len())
     }
 
     /// Heap bytes held by the stage (tables and what their entries own).

@@ -15,8 +15,10 @@ use std::hash::Hash;
 
 use indexmap::IndexMap;
 
-/// Entries look at this many random entries to pick a victim.
-const SAMPLES: usize = 8;
+/// Entries look at this many random entries to pick a victim: Redis's
+/// default (5) keeps the one picked among the least recently active few
+/// per cent; each sample is a cache miss in a large table.
+const SAMPLES: usize = 5;
 
 /// What the table needs of its values.
 pub trait Activity {
@@ -134,11 +136,13 @@ impl<K: Hash + Eq, V: Activity> Bounded<K, V> {
     }
 
     /// Bytes of the table itself (keys, values, index), not counting what
-    /// the values own on the heap.
+    /// the values own on the heap: an `IndexMap` keeps a `Vec` of (hash,
+    /// key, value) and a hashbrown index of `usize` with a control byte
+    /// per bucket (about 8/7 buckets per entry of capacity).
     pub fn table_bytes(&self) -> usize {
-        // IndexMap: a Vec of (hash, key, value) plus a hash index of usize.
-        self.map.capacity()
-            * (std::mem::size_of::<(u64, K, V)>() + std::mem::size_of::<usize>() + 1)
+        let cap = self.map.capacity();
+        let buckets = (cap * 8 / 7).next_power_of_two();
+        cap * std::mem::size_of::<(u64, K, V)>() + buckets * (std::mem::size_of::<usize>() + 1)
     }
 }
 

@@ -43,7 +43,8 @@ impl Windows {
 /// window, and per counter and window the current and previous interval.
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
-    epochs: SmallVec<[u32; 2]>,
+    /// Inline up to the rules' limit of windows (`rules::MAX_WINDOWS`).
+    epochs: SmallVec<[u32; 4]>,
     /// `[counter * windows + w]` -> (current, previous).
     vals: Vec<[u32; 2]>,
 }
@@ -68,6 +69,8 @@ impl Counters {
     /// Adds `n` more counters at zero (a label seen for the first time).
     pub fn grow(&mut self, n: usize) {
         let w = self.epochs.len();
+        // Exactly: a source's memory bound counts what it can hold.
+        self.vals.reserve_exact(n * w);
         self.vals.resize(self.vals.len() + n * w, [0, 0]);
     }
 

@@ -24,6 +24,7 @@ const REPROPOSE_SECS: f64 = 1.0;
 
 /// Decisions remembered for re-proposal suppression.
 const MAX_RECENT: usize = 1 << 16;
+const RECENT_ENTRY: usize = std::mem::size_of::<((IpAddr, usize), f64)>();
 
 /// What the scorer knows of a record it scored.
 pub struct Verdicts<'a> {
@@ -114,8 +115,17 @@ impl Decider {
         self.stage.stats()
     }
 
+    /// Heap held: the evidence stage and the re-proposal memory.
     pub fn memory_bytes(&self) -> usize {
         self.stage.memory_bytes()
+            + crate::evidence::bound::map_bytes(self.recent.capacity(), RECENT_ENTRY)
+    }
+
+    /// The most heap this decider can hold with its configuration, rules
+    /// and models (`evidence/bound.rs`).
+    pub fn memory_bound(&self) -> usize {
+        self.stage.memory_bound().total()
+            + crate::evidence::bound::map_bytes(MAX_RECENT, RECENT_ENTRY)
     }
 
     /// One record, scored (`Some`) or not (shed under load, or no models).

@@ -592,11 +592,7 @@ pub fn summary(r: &Rule) -> String {
             (_, true) => " (forgeable: alert only for known-good peers)",
             (_, false) => " (unforgeable)",
         };
-        when.push(format!(
-            "{} in {}s{note}",
-            parts.join(" "),
-            ev.window_secs
-        ));
+        when.push(format!("{} in {}s{note}", parts.join(" "), ev.window_secs));
     }
     let action = match &r.kind {
         ActionKind::RateLimit(l) => match (l.packets_per_sec, l.bytes_per_sec) {

@@ -570,6 +570,7 @@ impl IoThread {
                     }
                     tracing::info!("stopping: flushing open connections");
                     health.set_stopping();
+                    osprey::metrics::notify::stopping();
                     stop.store(true, Ordering::Relaxed);
                     // Keep serving /metrics while the pipeline drains.
                     if let Ok(Err(e)) = server.await {

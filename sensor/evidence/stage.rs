@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use super::attempt::{classify, Attempt};
 use super::column::{Column, Facts, FlaggedCount, ServiceFacts};
-use super::table::{Activity, Bounded};
+use super::table::Bounded;
 use super::targets::{host_tag, Distinct, RecentTargets};
 use super::window::{Counters, Windows};
 use super::EvidenceConfig;
@@ -116,12 +116,11 @@ pub(crate) struct EntrySizes {
 }
 
 pub(crate) fn entry_sizes() -> EntrySizes {
-    use std::mem::size_of;
     EntrySizes {
-        source: size_of::<(u64, IpAddr, Source)>(),
-        service: size_of::<(u64, ServiceKey, Tally)>(),
-        open: size_of::<(u64, Uid, Mark)>(),
-        known: size_of::<(u64, IpAddr, f64)>(),
+        source: Bounded::<IpAddr, Source>::entry_bytes(),
+        service: Bounded::<ServiceKey, Tally>::entry_bytes(),
+        open: Bounded::<Uid, Mark>::entry_bytes(),
+        known: Bounded::<IpAddr, f64>::entry_bytes(),
     }
 }
 
@@ -130,18 +129,6 @@ struct Source {
     first: f64,
     tally: Tally,
     targets: RecentTargets,
-}
-
-impl Activity for Source {
-    fn last_active(&self) -> f64 {
-        self.tally.last
-    }
-}
-
-impl Activity for Tally {
-    fn last_active(&self) -> f64 {
-        self.last
-    }
 }
 
 /// A source and the service it talked to.
@@ -165,12 +152,6 @@ struct Mark {
     auth_failures: u16,
     stalled: bool,
     labels: SmallVec<[LabelId; 2]>,
-}
-
-impl Activity for Mark {
-    fn last_active(&self) -> f64 {
-        self.last
-    }
 }
 
 /// What one record adds.

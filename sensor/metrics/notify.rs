@@ -49,8 +49,17 @@ pub fn ready() {
     send(&[NotifyState::Ready, NotifyState::Status("capturing")]);
 }
 
-/// `STOPPING=1`: the shutdown has begun.
+/// Whether `STOPPING=1` was sent already.
+static STOPPING_SENT: AtomicBool = AtomicBool::new(false);
+
+/// `STOPPING=1`: the shutdown has begun. Said once: the signal handler
+/// says it as the shutdown begins (a fast shutdown can end the runtime
+/// before [`supervise`] ticks again), and [`supervise`] says it when it
+/// sees the stop first.
 pub fn stopping() {
+    if STOPPING_SENT.swap(true, Ordering::Relaxed) {
+        return;
+    }
     send(&[
         NotifyState::Stopping,
         NotifyState::Status("stopping: flushing open connections"),

@@ -28,7 +28,7 @@ use sha1::{Digest, Sha1};
 use super::action::{Action, ActionKind, Evidence};
 use super::rules::Decision;
 use super::safety::{Allowlist, Breaker, BreakerVerdict};
-use crate::evidence::table::{Activity, Bounded};
+use crate::evidence::table::Bounded;
 
 /// What the decision stage proposes for one record.
 #[derive(Clone, Debug)]
@@ -102,12 +102,6 @@ pub struct AdmitCounts {
 struct Offences {
     count: u32,
     last: f64,
-}
-
-impl Activity for Offences {
-    fn last_active(&self) -> f64 {
-        self.last
-    }
 }
 
 /// Targets remembered for escalation (bounded: a forger making up

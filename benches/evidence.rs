@@ -48,6 +48,7 @@
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
@@ -65,23 +66,34 @@ use osprey::respond::rules::{LoadContext, ModelFacts, RuleSet};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The bundled classifier's classes, in its order.
-const CLASSES: [&str; 10] = [
-    "benign",
-    "dns_tunnel",
-    "flood_icmp",
-    "flood_syn",
-    "flood_udp",
-    "http_bruteforce",
-    "scan_connect",
-    "scan_syn",
-    "scan_udp",
-    "slowloris",
-];
 const MODEL: &str = "osprey-classifier";
-const BENIGN: usize = 0;
-const FLOOD_SYN: usize = 3;
-const SCAN_SYN: usize = 7;
+
+/// The bundled classifier's facts: its classes, in its order.
+fn model_facts() -> Vec<ModelFacts> {
+    static FACTS: OnceLock<Vec<ModelFacts>> = OnceLock::new();
+    FACTS
+        .get_or_init(|| {
+            ModelFacts::bundled()
+                .expect("the bundled models")
+                .into_iter()
+                .filter(|f| f.name == MODEL)
+                .collect()
+        })
+        .clone()
+}
+
+/// The classifier's classes.
+fn classes() -> Vec<String> {
+    model_facts().swap_remove(0).labels
+}
+
+/// A class's index in the classifier's output.
+fn class(name: &str) -> usize {
+    classes()
+        .iter()
+        .position(|c| c == name)
+        .unwrap_or_else(|| panic!("the bundled classifier has no class {name}"))
+}
 
 /// SplitMix64: a deterministic stream without a dependency.
 struct Rng(u64);
@@ -282,7 +294,7 @@ fn benign() -> Stream {
     // `tcp_close_delay`/`tcp_attempt_delay`, 5 s; DNS: `dns_session_timeout`,
     // 10 s): `observe` gets them in that order, their times out of order.
     out.sort_by(|a, b| emitted(a).total_cmp(&emitted(b)));
-    let classes = vec![BENIGN; out.len()];
+    let classes = vec![class("benign"); out.len()];
     Stream {
         name: "benign",
         records: out,
@@ -313,7 +325,7 @@ fn scan() -> Stream {
     Stream {
         name: "scan",
         records,
-        classes: vec![SCAN_SYN; n],
+        classes: vec![class("scan_syn"); n],
         span: 1.025,
         spoofed: false,
     }
@@ -340,7 +352,7 @@ fn flood() -> Stream {
         .collect();
     Stream {
         name: "flood",
-        classes: vec![FLOOD_SYN; n as usize],
+        classes: vec![class("flood_syn"); n as usize],
         records,
         span: n as f64 * 1e-5,
         spoofed: true,
@@ -357,6 +369,7 @@ fn flood_late_udp() -> Stream {
     let target = v4(198, 18, 1, 10);
     let ntp = v4(198, 18, 1, 123);
     let n = 20_000u64;
+    let (benign, flood_syn) = (class("benign"), class("flood_syn"));
     let mut classes = Vec::new();
     let records: Vec<ConnRecord> = (0..n)
         .map(|i| {
@@ -376,7 +389,7 @@ fn flood_late_udp() -> Stream {
                 r.orig_ip_bytes = 76;
                 r.resp_ip_bytes = 76;
                 r.service.push("ntp");
-                classes.push(BENIGN);
+                classes.push(benign);
                 r
             } else {
                 let src = spoofed(&mut rng);
@@ -389,7 +402,7 @@ fn flood_late_udp() -> Stream {
                     at - 5.0,
                 );
                 s0(&mut r, 1);
-                classes.push(FLOOD_SYN);
+                classes.push(flood_syn);
                 r
             }
         })
@@ -401,14 +414,6 @@ fn flood_late_udp() -> Stream {
         span: n as f64 * 1e-5,
         spoofed: true,
     }
-}
-
-fn model_facts() -> Vec<ModelFacts> {
-    vec![ModelFacts {
-        name: MODEL.into(),
-        labels: CLASSES.iter().map(|s| s.to_string()).collect(),
-        columns: std::collections::HashMap::new(),
-    }]
 }
 
 fn rules() -> RuleSet {
@@ -423,7 +428,8 @@ fn rules() -> RuleSet {
 
 /// One verdict vector per class, as the classifier gives them.
 fn verdicts() -> Vec<Vec<Verdict>> {
-    CLASSES
+    let benign = class("benign");
+    classes()
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -431,8 +437,8 @@ fn verdicts() -> Vec<Vec<Verdict>> {
                 label: Some(c.to_string()),
                 class: Some(i),
                 probability: Some(0.95),
-                score: Some(if i == BENIGN { 0.05 } else { 0.95 }),
-                flagged: i != BENIGN,
+                score: Some(if i == benign { 0.05 } else { 0.95 }),
+                flagged: i != benign,
             }]
         })
         .collect()
@@ -445,6 +451,7 @@ struct Passes<'a> {
     recs: Vec<ConnRecord>,
     pass: u64,
     rng: Rng,
+    flood_syn: usize,
 }
 
 impl<'a> Passes<'a> {
@@ -454,6 +461,7 @@ impl<'a> Passes<'a> {
             recs: stream.records.clone(),
             pass: 0,
             rng: Rng(0x5eed),
+            flood_syn: class("flood_syn"),
         }
     }
 
@@ -465,7 +473,7 @@ impl<'a> Passes<'a> {
         for ((r, o), &c) in self.recs.iter_mut().zip(&s.records).zip(&s.classes) {
             r.ts = o.ts + shift;
             r.uid = Uid([o.uid.0[0], self.pass]);
-            if s.spoofed && c == FLOOD_SYN {
+            if s.spoofed && c == self.flood_syn {
                 r.orig_h = spoofed(&mut self.rng);
             }
         }
@@ -556,10 +564,11 @@ fn baseline(stream: &Stream) -> Baseline<'_> {
 
 fn observe(stream: &Stream) -> Observe<'_> {
     let mut stage = EvidenceStage::new(EvidenceConfig::default(), rules().evidence_windows());
-    let ids = CLASSES
+    let benign = class("benign");
+    let ids = classes()
         .iter()
         .enumerate()
-        .map(|(i, c)| (i != BENIGN).then(|| stage.label_id(MODEL, c)))
+        .map(|(i, c)| (i != benign).then(|| stage.label_id(MODEL, c)))
         .collect();
     Observe {
         passes: Passes::new(stream),
@@ -742,7 +751,7 @@ fn populate(
 fn memory() {
     let windows = rules().evidence_windows();
     let cfg = EvidenceConfig::default();
-    let labels = CLASSES.len();
+    let labels = classes().len();
     let bound = osprey::evidence::memory_bound(&cfg, windows.len(), labels);
     // A source's share of the bound: its table slot, counters and targets,
     // and one service's.
@@ -761,7 +770,7 @@ fn memory() {
     );
     let fresh = || {
         let mut st = EvidenceStage::new(cfg.clone(), windows.clone());
-        let ids: Vec<LabelId> = CLASSES.iter().map(|c| st.label_id(MODEL, c)).collect();
+        let ids: Vec<LabelId> = classes().iter().map(|c| st.label_id(MODEL, c)).collect();
         (st, ids)
     };
     // Realistic: 1 to 8 services per client (4.5 on average), one client
@@ -792,7 +801,7 @@ fn memory() {
             vec![ids.clone()]
         } else {
             let mut v = vec![Vec::new(); 9];
-            v.push(vec![ids[SCAN_SYN]]);
+            v.push(vec![ids[class("scan_syn")]]);
             v
         };
         let targets = |s: u32| {

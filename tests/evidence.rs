@@ -22,7 +22,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use osprey::conn::record::History;
 use osprey::conn::{ConnRecord, ConnState, Proto, Uid};
@@ -88,25 +88,25 @@ fn live() -> isize {
 /// The tests measure the whole binary's heap: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const CLASSES: [&str; 10] = [
-    "benign",
-    "dns_tunnel",
-    "flood_icmp",
-    "flood_syn",
-    "flood_udp",
-    "http_bruteforce",
-    "scan_connect",
-    "scan_syn",
-    "scan_udp",
-    "slowloris",
-];
+const MODEL: &str = "osprey-classifier";
 
+/// The bundled classifier's facts: its classes, in its order.
 fn facts() -> Vec<ModelFacts> {
-    vec![ModelFacts {
-        name: "osprey-classifier".into(),
-        labels: CLASSES.iter().map(|s| s.to_string()).collect(),
-        columns: std::collections::HashMap::new(),
-    }]
+    static FACTS: OnceLock<Vec<ModelFacts>> = OnceLock::new();
+    FACTS
+        .get_or_init(|| {
+            ModelFacts::bundled()
+                .expect("the bundled models")
+                .into_iter()
+                .filter(|f| f.name == MODEL)
+                .collect()
+        })
+        .clone()
+}
+
+/// The classifier's classes.
+fn classes() -> Vec<String> {
+    facts().swap_remove(0).labels
 }
 
 fn rules() -> RuleSet {
@@ -120,7 +120,7 @@ fn rules() -> RuleSet {
 }
 
 fn verdict(label: &str) -> Vec<Verdict> {
-    let class = CLASSES.iter().position(|c| *c == label);
+    let class = classes().iter().position(|c| c == label);
     vec![Verdict {
         label: Some(label.into()),
         class,
@@ -238,7 +238,7 @@ fn a_spoofed_flood_stays_within_the_configured_bound() {
     let cfg = config();
     let rules = rules();
     let windows = rules.windows.len();
-    let labels = CLASSES.len();
+    let labels = classes().len();
     // What the records carry, allocated before the measurement starts.
     let flood = verdict("flood_syn");
     let scan = verdict("scan_syn");
@@ -384,7 +384,7 @@ fn a_spoofed_flood_stays_within_the_configured_bound() {
 fn tables_at_their_worst_stay_within_the_derived_bound() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let windows = rules().evidence_windows();
-    let labels = CLASSES.len();
+    let labels = classes().len();
     let base = EvidenceConfig {
         max_sources: 500,
         max_services: 1,
@@ -400,10 +400,7 @@ fn tables_at_their_worst_stay_within_the_derived_bound() {
     };
     for (name, cfg, snapshots) in [("sources alone", base, 1), ("every table", every, labels)] {
         let mut stage = EvidenceStage::new(cfg.clone(), windows.clone());
-        let ids: Vec<LabelId> = CLASSES
-            .iter()
-            .map(|c| stage.label_id("osprey-classifier", c))
-            .collect();
+        let ids: Vec<LabelId> = classes().iter().map(|c| stage.label_id(MODEL, c)).collect();
         let before = live();
         let mut t = T0;
         let mut uid = 0u64;

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::*;
@@ -9,25 +8,18 @@ use crate::respond::rules::LoadContext;
 use crate::respond::safety::Allowlist;
 use crate::respond::ActionKind;
 
-const CLASSES: [&str; 10] = [
-    "benign",
-    "dns_tunnel",
-    "flood_icmp",
-    "flood_syn",
-    "flood_udp",
-    "http_bruteforce",
-    "scan_connect",
-    "scan_syn",
-    "scan_udp",
-    "slowloris",
-];
-
+/// The bundled classifier's facts (its classes, in its order).
 fn facts() -> Vec<ModelFacts> {
-    vec![ModelFacts {
-        name: "osprey-classifier".into(),
-        labels: CLASSES.iter().map(|s| s.to_string()).collect(),
-        columns: HashMap::new(),
-    }]
+    static FACTS: std::sync::OnceLock<Vec<ModelFacts>> = std::sync::OnceLock::new();
+    FACTS
+        .get_or_init(|| {
+            ModelFacts::bundled()
+                .expect("the bundled models")
+                .into_iter()
+                .filter(|f| f.name == "osprey-classifier")
+                .collect()
+        })
+        .clone()
 }
 
 /// The bundled rules against a classifier with the bundled classes.

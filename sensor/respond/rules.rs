@@ -262,6 +262,7 @@ impl Rule {
 }
 
 /// What a model offers rules: its labels and its columns.
+#[derive(Clone, Debug)]
 pub struct ModelFacts {
     pub name: String,
     pub labels: Vec<String>,
@@ -287,6 +288,16 @@ impl ModelFacts {
             labels,
             columns,
         }
+    }
+
+    /// The bundled models' facts: what tests and benches of the bundled
+    /// rules check them against, so that they follow the models when
+    /// these are retrained with other classes.
+    pub fn bundled() -> Result<Vec<ModelFacts>, crate::model::bundled::LoadError> {
+        Ok(crate::model::bundled::load_models(&[])?
+            .iter()
+            .map(ModelFacts::of)
+            .collect())
     }
 }
 

@@ -47,6 +47,7 @@ from sklearn.neural_network import MLPRegressor  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import osprey_features as of  # noqa: E402
+from labels import attackers, label, windows  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -66,50 +67,56 @@ def replay(osprey, pcap, log_dir):
     return log_dir / "conn.log"
 
 
-def attackers(lab):
-    out = set()
-    with open(lab / "hosts.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            if r["role"] == "attacker":
-                for col in ("ipv4", "ipv6", "ipv6_link_local"):
-                    if r.get(col):
-                        out.add(ipaddress.ip_address(r[col]))
-    return out
-
-
-def windows(lab):
-    """pcap -> [(start, end, attack type)] of its attack windows."""
-    out = {}
-    with open(lab / "labels.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            if r["label"] != "benign":
-                out.setdefault(r["pcap"], []).append(
-                    (float(r["start_epoch"]), float(r["end_epoch"]), r["label"]))
-    return out
-
-
-def label(row, pcap, bad, wins):
-    if (ipaddress.ip_address(row["id.orig_h"]) not in bad
-            and ipaddress.ip_address(row["id.resp_h"]) not in bad):
-        return "benign"
-    ws = wins.get(pcap, [])
-    if not ws:
-        raise SystemExit(f"{pcap}: a flow with the attacker but no attack window in labels.csv")
-    ts = row["ts"]
-    for s, e, t in ws:
-        if s <= ts <= e:
-            return t
-    # The first packet can precede the tool's own start stamp by a hair.
-    return min(ws, key=lambda w: min(abs(ts - w[0]), abs(ts - w[1])))[2]
-
-
 def load_lab(osprey, lab, work):
-    """conn.log rows and their labels, per lab capture (sorted by name)."""
+    """conn.log rows and their labels, per lab capture (sorted by name),
+    keyed `<set>/<capture>`."""
     bad, wins = attackers(lab), windows(lab)
     out = {}
     for pcap in sorted(lab.glob("*.pcap")):
-        rows = of.read_conn_log(replay(osprey, pcap, work / pcap.stem))
-        out[pcap.name] = (rows, [label(r, pcap.name, bad, wins) for r in rows])
+        rows = of.read_conn_log(replay(osprey, pcap, work / lab.name / pcap.stem))
+        out[f"{lab.name}/{pcap.name}"] = (rows, [label(r, pcap.name, bad, wins) for r in rows])
+    return out
+
+
+REALWORLD = (".pcap", ".pcapng", ".trace", ".cap")
+
+
+def load_realworld(osprey, root, work):
+    """Every capture under `root` (realworld.py's train split), all benign.
+    A capture osprey cannot read is left out and named."""
+    out, skipped = {}, []
+    for i, pcap in enumerate(sorted(p for p in root.rglob("*") if p.suffix.lower() in REALWORLD)):
+        log_dir = work / "realworld" / str(i)
+        done = subprocess.run([str(osprey), "replay", "-q", "--no-models", "--log-dir",
+                               str(log_dir), str(pcap)], capture_output=True, text=True)
+        if done.returncode != 0:
+            skipped.append(str(pcap.relative_to(root)))
+            continue
+        rows = of.read_conn_log(log_dir / "conn.log")
+        if rows:
+            out[f"realworld/{pcap.relative_to(root)}"] = (rows, ["benign"] * len(rows))
+    if skipped:
+        print(f"{root}: {len(skipped)} captures osprey cannot read, left out: "
+              f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
+    return out
+
+
+def capped(traces, cap, seed):
+    """At most `cap` rows of each label per trace, drawn with a seed: the
+    floods' tens of thousands of one-packet rows would otherwise outweigh
+    every other capture. Columns are computed on the whole trace first
+    (host context needs every row), so only the choice of rows changes."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for name, rows, labels in traces:
+        keep = []
+        y = np.array(labels)
+        for t in sorted(set(labels)):
+            idx = np.flatnonzero(y == t)
+            if len(idx) > cap:
+                idx = np.sort(rng.choice(idx, cap, replace=False))
+            keep.extend(idx.tolist())
+        out.append((name, rows, labels, sorted(keep)))
     return out
 
 
@@ -154,14 +161,37 @@ def augmented_traces(captures, seed, copies):
     return out
 
 
-def matrix(template, traces):
+def matrix(template, traces, cap=None, seed=0):
+    """Columns of every trace (each on its own: host context never crosses
+    traces), optionally with at most `cap` rows per label per trace."""
     xs, ys, srcs = [], [], []
-    for name, rows, labels in traces:
+    chosen = capped(traces, cap, seed) if cap else [(*t, None) for t in traces]
+    for name, rows, labels, keep in chosen:
         if rows:
-            xs.append(of.featurize(template, rows, scaled=False))
-            ys += labels
-            srcs += [name] * len(rows)
-    return np.vstack(xs), np.array(ys), np.array(srcs)
+            x = of.featurize(template, rows, scaled=False)
+            y = np.array(labels)
+            if keep is not None:
+                x, y = x[keep], y[keep]
+            xs.append(x)
+            ys.append(y)
+            srcs += [name] * len(y)
+    return np.vstack(xs), np.concatenate(ys), np.array(srcs)
+
+
+def without_scan_starts(template, x, y, min_ports):
+    """Leaves out the first connections of every scan: before a scanner has
+    touched `min_ports` distinct ports, its connections are one refused or
+    unanswered attempt each, exactly what a benign client retrying a service
+    that is down does. Labelled `scan_*`, they teach the classifier to call
+    any refused connection a scan. They stay in every evaluation (they are
+    the misses at the start of each scan); the evidence stage, not a model,
+    decides about a source that fails a few times."""
+    names = [f["name"] for f in template["feature"]]
+    col = names.index("src_resp_ports_60s")
+    log = template["feature"][col].get("transform") == "log1p"
+    limit = np.log1p(min_ports) if log else float(min_ports)
+    start = np.char.startswith(y.astype(str), "scan_") & (x[:, col] < limit)
+    return x[~start], y[~start], int(start.sum())
 
 
 # ------------------------------------------------------------------ models
@@ -243,7 +273,7 @@ def rename_outputs(onx, names):
             o.name = names[o.name]
 
 
-def fit(x_tr, y_tr, classes, seed, margin):
+def fit(x_tr, y_tr, classes, seed, margin, quantile=1.0):
     """Both models, each with its scaler, on the (unscaled) training rows."""
     # The classifier: scaler over all training rows.
     c_scaler = standard_scaler(x_tr)
@@ -255,10 +285,13 @@ def fit(x_tr, y_tr, classes, seed, margin):
     xa_tr = of.apply_scaler(a_scaler, x_tr)
     ae, a_onx = train_autoencoder(of.as_model_input(xa_tr[ben]), seed)
     s_tr = ae_score(ae, xa_tr)
-    # The threshold is `margin` times the worst reconstruction of any benign
-    # training row: no benign training row comes near it, and the margin
-    # absorbs benign traffic that differs somewhat from the lab's.
-    threshold = float(s_tr[ben].max() * margin)
+    # The threshold is `margin` times the `quantile` of the benign training
+    # rows' reconstruction errors. Not their maximum: real-world benign
+    # captures hold rows no model reconstructs (one-sided traces, broken
+    # stacks), and the worst of them would set a threshold nothing reaches.
+    # The margin absorbs benign traffic that differs somewhat from the
+    # training's; `osprey calibrate` then fits it to a deployment.
+    threshold = float(np.quantile(s_tr[ben], quantile) * margin)
     probe = np.vstack([x_tr[::max(1, len(x_tr) // 2000)]])
     check_with_onnxruntime(
         c_onx, of.apply_scaler(c_scaler, probe),
@@ -301,7 +334,7 @@ def leave_one_capture_out(template, captures, train_names, args):
         x_tr, y_tr, _ = matrix(template, [(n, *rest[n]) for n in sorted(rest)]
                                + augmented_traces(rest, args.seed, args.augment))
         classes = ["benign"] + sorted(set(y_tr) - {"benign"})
-        m = fit(x_tr, y_tr, classes, args.seed, args.anomaly_margin)
+        m = fit(x_tr, y_tr, classes, args.seed, args.anomaly_margin, args.anomaly_quantile)
         x, y, _ = matrix(template, [(held, rows, labels)])
         c_flag, _, a_flag = predict(m, x)
         out[held] = {k: figures(f, y) for k, f in
@@ -381,7 +414,16 @@ def print_figures(title, figs):
 # ------------------------------------------------------------------ main
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lab", type=Path, default=REPO.parent / "shared" / "lab-pcaps")
+    ap.add_argument("--lab", type=Path, action="append", default=[],
+                    help="a lab set (make-pcaps.sh output; repeatable; default ../shared/lab-pcaps)")
+    ap.add_argument("--realworld", type=Path, action="append", default=[],
+                    help="a folder of benign real-world captures (realworld.py extract's "
+                         "train split; repeatable)")
+    ap.add_argument("--scan-min-ports", type=int, default=5,
+                    help="scan rows before the scanner touched this many distinct ports "
+                         "are left out of training")
+    ap.add_argument("--cap", type=int, default=4000,
+                    help="at most this many rows of each label per trace")
     ap.add_argument("--osprey", type=Path, default=REPO / "target" / "release" / "osprey")
     ap.add_argument("--out", type=Path, default=REPO / "models")
     ap.add_argument("--metrics", type=Path, default=HERE / "metrics.json")
@@ -395,38 +437,63 @@ def main():
                     help="also run leave-one-capture-out over the attack captures "
                          "and write its figures here (slow: one refit per capture)")
     ap.add_argument("--anomaly-margin", type=float, default=2.0,
-                    help="threshold = this times the highest benign training score")
+                    help="threshold = this times the --anomaly-quantile of benign training scores")
+    ap.add_argument("--anomaly-quantile", type=float, default=0.999)
     args = ap.parse_args()
 
     if not args.osprey.exists():
         sys.exit(f"{args.osprey}: not built (cargo build --release)")
-    if not (args.lab / "labels.csv").exists():
-        sys.exit(f"{args.lab}: no labels.csv: not the lab captures")
+    labs = args.lab or [REPO.parent / "shared" / "lab-pcaps"]
+    for lab in labs:
+        if not (lab / "labels.csv").exists():
+            sys.exit(f"{lab}: no labels.csv: not a lab set (make-pcaps.sh output)")
+    if len({lab.name for lab in labs}) != len(labs):
+        sys.exit("two lab sets share a folder name; their captures would mix")
     template = of.load_spec(args.template)
     names = [f["name"] for f in template["feature"]]
 
+    captures, realworld = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        captures = load_lab(args.osprey, args.lab, Path(tmp))
-    val_names = [n for n in captures if n.startswith(args.validation)]
-    train_names = [n for n in captures if not n.startswith(args.validation)]
+        for lab in labs:
+            captures.update(load_lab(args.osprey, lab, Path(tmp)))
+        for root in args.realworld:
+            realworld.update(load_realworld(args.osprey, root, Path(tmp)))
+    val_names = [n for n in captures if n.split("/", 1)[1].startswith(args.validation)]
+    train_names = [n for n in captures if n not in val_names]
     if not val_names or not train_names:
         sys.exit("the split left training or validation empty")
-    train_caps = {n: captures[n] for n in train_names}
-    x_tr, y_tr, _ = matrix(template, [(n, *captures[n]) for n in train_names]
-                           + augmented_traces(train_caps, args.seed, args.augment))
+    # Recombinations within each lab set (one network, one attacker).
+    augmented = []
+    for lab in labs:
+        mine = {n: captures[n] for n in train_names if n.startswith(f"{lab.name}/")}
+        augmented += [(f"{lab.name}/{a}", r, y)
+                      for a, r, y in augmented_traces(mine, args.seed, args.augment)]
+    traces = ([(n, *captures[n]) for n in train_names] + augmented
+              + [(n, *realworld[n]) for n in sorted(realworld)])
+    x_tr, y_tr, _ = matrix(template, traces, args.cap, args.seed)
+    x_tr, y_tr, dropped = without_scan_starts(template, x_tr, y_tr, args.scan_min_ports)
     x_va, y_va, src_va = matrix(template, [(n, *captures[n]) for n in val_names])
-    print(f"{len(names)} columns; training {len(y_tr)} rows from {len(train_names)} captures "
-          f"and {2 * args.augment} recombinations; validation {len(y_va)} flows from {val_names}")
+    print(f"{len(names)} columns; training {len(y_tr)} rows from {len(train_names)} lab "
+          f"captures of {len(labs)} sets, {len(augmented)} recombinations and "
+          f"{len(realworld)} real-world captures ({dropped} scan starts left out); validation {len(y_va)} flows from "
+          f"{len(val_names)} captures")
 
     classes = ["benign"] + sorted(set(y_tr) - {"benign"})
-    version = f"lab-seed{args.seed}"
-    m = fit(x_tr, y_tr, classes, args.seed, args.anomaly_margin)
+    version = f"{'+'.join(lab.name for lab in labs)}{'+realworld' if realworld else ''}-seed{args.seed}"
+    m = fit(x_tr, y_tr, classes, args.seed, args.anomaly_margin, args.anomaly_quantile)
     c_flag, c_pred, a_flag = predict(m, x_va)
     c_scaler, c_onx, clf = m["c_scaler"], m["c_onx"], m["clf"]
     a_scaler, a_onx, threshold, s_tr = m["a_scaler"], m["a_onx"], m["threshold"], m["s_tr"]
 
     metrics = {
         "rows": {"training": int(len(y_tr)), "validation": int(len(y_va))},
+        "training_data": {"lab_sets": [lab.name for lab in labs],
+                          "lab_captures": len(train_names),
+                          "recombinations": len(augmented),
+                          "realworld_captures": len(realworld),
+                          "scan_starts_left_out": dropped,
+                          "rows_per_label": {t: int((y_tr == t).sum())
+                                             for t in sorted(set(y_tr.tolist()))}},
         "validation_captures": sorted(set(src_va.tolist())),
         "classifier": figures(c_flag, y_va, c_pred),
         "anomaly": figures(a_flag, y_va),
@@ -448,7 +515,8 @@ def main():
         {"name": "osprey-classifier", "version": version, "onnx": "osprey-classifier.onnx",
          "kind": "classifier",
          "description": f"RandomForest ({clf.n_estimators} trees, depth <= {clf.max_depth}) "
-                        "over the lab captures: benign and each attack type"},
+                        "over lab sets and real-world benign captures: benign and each "
+                        "attack type"},
         c_scaler,
         [{"name": "label", "dtype": "int64", "meaning": "label"},
          {"name": "probabilities", "dtype": "float32", "meaning": "probabilities",
@@ -459,7 +527,7 @@ def main():
         args.out / "osprey-anomaly.toml", template,
         {"name": "osprey-anomaly", "version": version, "onnx": "osprey-anomaly.onnx",
          "kind": "anomaly",
-         "description": "autoencoder (32-8-32) fitted on benign lab flows only; "
+         "description": "autoencoder (32-8-32) fitted on benign lab and real-world flows; "
                         "score = mean squared reconstruction error"},
         a_scaler,
         [{"name": "score", "dtype": "float32", "meaning": "score", "threshold": threshold}],

@@ -44,14 +44,7 @@ use osprey::score::live::{
 /// against the models that will run.
 pub fn load_rules(cfg: &Config, models: &[Model]) -> Result<RuleSet> {
     let facts: Vec<ModelFacts> = models.iter().map(ModelFacts::of).collect();
-    let cx = LoadContext {
-        allowlist: Allowlist::new(&cfg.respond.allowlist_nets())
-            .fixed()
-            .to_vec(),
-        hooks: cfg.respond.hooks.iter().map(|h| h.name.clone()).collect(),
-        skip_rules_for_absent_models: cfg.respond.rules_file.is_none(),
-        max_targets_per_source: cfg.evidence.max_targets_per_source,
-    };
+    let cx = rule_context(cfg);
     let set = match &cfg.respond.rules_file {
         Some(p) => RuleSet::load(p, &facts, &cx)?,
         None => RuleSet::parse(DEFAULT_RULES, true, &facts, &cx)
@@ -65,6 +58,20 @@ pub fn load_rules(cfg: &Config, models: &[Model]) -> Result<RuleSet> {
         );
     }
     Ok(set)
+}
+
+/// What rules are checked against besides the models: the configured
+/// allowlist and hooks, and the evidence stage's distinct-count limit.
+/// The bundled rules leave out those that name a model not loaded.
+pub fn rule_context(cfg: &Config) -> LoadContext {
+    LoadContext {
+        allowlist: Allowlist::new(&cfg.respond.allowlist_nets())
+            .fixed()
+            .to_vec(),
+        hooks: cfg.respond.hooks.iter().map(|h| h.name.clone()).collect(),
+        skip_rules_for_absent_models: cfg.respond.rules_file.is_none(),
+        max_targets_per_source: cfg.evidence.max_targets_per_source,
+    }
 }
 
 /// The admission settings of a configuration.
@@ -156,7 +163,7 @@ impl RecordSink for DaemonSink {
 }
 
 /// rules/default.yaml, so the daemon responds out of the box.
-const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
+pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
 
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {

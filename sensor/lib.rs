@@ -3,10 +3,12 @@
 //! The library is organised by pipeline stage: `capture` reads packets,
 //! `decode` parses them into layers, `conn` rebuilds connections exactly as
 //! Zeek's conn.log describes them, `report` writes logs, and `replay` drives
-//! the whole chain over capture files.
+//! the whole chain over capture files (`calibrate` does too, to tune the
+//! thresholds of models and rules to a deployment's benign traffic).
 
 #![forbid(unsafe_code)]
 
+pub mod calibrate;
 pub mod capture;
 pub mod config;
 pub mod conn;

@@ -1,5 +1,6 @@
-//! The `osprey` command line. Flags become a validated `ReplayOptions`
-//! before anything runs; errors are printed with their whole chain.
+//! The `osprey` command line. Flags become validated options
+//! (`ReplayOptions`, `CalibrateOptions`) before anything runs; errors are
+//! printed with their whole chain.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,17 @@ enum Command {
     /// Load models with their feature specs, check each model against its
     /// spec and print the spec as a table; fails on the first mismatch.
     Check(CheckArgs),
+    /// Tune the models' and rules' thresholds to a deployment's own benign
+    /// traffic, for a target false-positive rate (thresholds only rise).
+    ///
+    /// Reads captures and/or Zeek conn.logs of normal traffic, scores and
+    /// decides on them as the daemon would, and writes into --out the
+    /// calibrated specs with copies of their ONNX files, rules.yaml and
+    /// calibration.json (what was measured), for `osprey check` and
+    /// `osprey run`. A model's threshold becomes the (1 - FPR) quantile of
+    /// what it scores the benign connections; a rule's evidence threshold
+    /// goes above the highest value any benign source reached.
+    Calibrate(CalibrateArgs),
     /// Run the live sensor: capture, conn records, scoring, metrics.
     Run(daemon::RunArgs),
     /// Delete osprey's nftables table (every block and rate limit).
@@ -62,6 +74,152 @@ struct CheckArgs {
     /// tried.
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CalibrateArgs {
+    /// A feature spec to calibrate (models/NAME.toml, next to its ONNX
+    /// model; repeatable). Default: the configuration's models, else the
+    /// bundled classifier and anomaly model.
+    #[arg(long = "model", value_name = "SPEC")]
+    models: Vec<PathBuf>,
+    /// The rule file whose evidence thresholds to raise (default: the
+    /// configuration's rules_file, else the bundled rules/default.yaml).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// Calibrate the models only: no rules.yaml.
+    #[arg(long, conflicts_with = "rules")]
+    no_rules: bool,
+    /// Share of benign connections each model may still flag, in
+    /// (0, 0.5]. The input must hold at least ceil(10 / FPR) connections
+    /// (10,000 at 0.001), so that ten lie above the quantile.
+    #[arg(long, value_name = "FPR", default_value_t = 0.001, value_parser = target_fpr)]
+    target_fpr: f64,
+    /// Folder for the calibrated specs (with copies of their ONNX files),
+    /// rules.yaml and calibration.json; created if need be. Files land in
+    /// it only when calibration succeeded.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The daemon's configuration (`osprey run --config`): its models,
+    /// rules, evidence bounds, allowlist, hooks and interim settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Benign traffic of the deployment: captures (pcap, pcapng) and/or
+    /// Zeek conn.log files (TSV or JSON). Each is its own trace (host
+    /// context and evidence do not cross files).
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+}
+
+/// `--target-fpr`: a share in (0, 0.5].
+fn target_fpr(s: &str) -> Result<f64, String> {
+    let max = osprey::calibrate::MAX_TARGET_FPR;
+    match s.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= max => Ok(x),
+        Ok(_) => Err(format!("must lie in (0, {max}]")),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
+fn calibrate(a: CalibrateArgs) -> Result<()> {
+    use osprey::calibrate::{self, CalibrateOptions, ModelInput, RuleInput};
+    let mut cfg = match &a.config {
+        Some(p) => osprey::config::Config::load(p)?,
+        None => osprey::config::Config::default(),
+    };
+    let named = if a.models.is_empty() {
+        cfg.models.specs.clone()
+    } else {
+        a.models.clone()
+    };
+    // The bundled models are calibrated from files like any other: they
+    // live in a temporary folder until calibration is done.
+    let bundled = tempfile::Builder::new()
+        .prefix("osprey-models-")
+        .tempdir()
+        .context("a temporary folder for the bundled models")?;
+    let models: Vec<ModelInput> = if named.is_empty() {
+        osprey::model::bundled::unpack(bundled.path())?
+            .into_iter()
+            .map(|spec| ModelInput {
+                origin: format!(
+                    "bundled models/{}",
+                    spec.file_name().unwrap_or_default().to_string_lossy()
+                ),
+                spec,
+            })
+            .collect()
+    } else {
+        named
+            .into_iter()
+            .map(|spec| ModelInput {
+                origin: spec.display().to_string(),
+                spec,
+            })
+            .collect()
+    };
+    if let Some(r) = &a.rules {
+        cfg.respond.rules_file = Some(r.clone());
+    }
+    let rules = if a.no_rules {
+        None
+    } else {
+        let (text, yaml, origin) = match &cfg.respond.rules_file {
+            Some(p) => (
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                !p.extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("toml")),
+                p.display().to_string(),
+            ),
+            None => (
+                daemon::DEFAULT_RULES.to_string(),
+                true,
+                "bundled rules/default.yaml".to_string(),
+            ),
+        };
+        Some(RuleInput {
+            text,
+            yaml,
+            origin,
+            context: daemon::rule_context(&cfg),
+        })
+    };
+    let opts = CalibrateOptions {
+        inputs: a.inputs,
+        models,
+        rules,
+        target_fpr: a.target_fpr,
+        out: a.out,
+        engine: a.engine.config()?,
+        filter: a.engine.filter,
+        interim: osprey::conn::InterimConfig {
+            interval: cfg.conn.interim_interval_secs,
+            attempt_timeout: cfg.conn.attempt_timeout_secs,
+        },
+        context: osprey::features::LiveConfig {
+            retention_secs: cfg.pipeline.context_retention_secs,
+            max_flows: cfg.pipeline.context_max_flows,
+        },
+        evidence: cfg.evidence.clone(),
+        batch_rows: osprey::score::DEFAULT_BATCH_ROWS,
+    };
+    let report = calibrate::run(&opts)?;
+    print!("{}", report.render());
+    let dir = report.out.display();
+    let mut check = String::from("osprey check");
+    for m in &report.models {
+        check += &format!(" --model {dir}/{}", m.written);
+    }
+    if let Some(r) = &report.rules {
+        check += &format!(" --rules {dir}/{}", r.written);
+    }
+    if let Some(c) = &a.config {
+        check += &format!(" --config {}", c.display());
+    }
+    println!("  check them with: {check}");
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -391,6 +549,7 @@ fn replay_scoring(a: &ReplayArgs) -> Result<Option<replay::ReplayScoring>> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check(a) => check(a),
+        Command::Calibrate(a) => calibrate(a),
         Command::Run(a) => daemon::run(a),
         Command::Cleanup(a) => cleanup(a),
         Command::Featurize(a) => featurize(a),

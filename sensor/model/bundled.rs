@@ -44,6 +44,20 @@ fn load(p: &Path) -> Result<Model, LoadError> {
     Ok(Model::load(FeatureSpec::load(p)?)?)
 }
 
+/// The bundled specs, in the order they are loaded.
+const BUNDLED_SPECS: [&str; 2] = ["osprey-classifier.toml", "osprey-anomaly.toml"];
+
+/// Writes the bundled specs and ONNX files into `dir` and returns the
+/// specs' paths: tract loads from a path, and `osprey calibrate` copies
+/// the files it calibrates.
+pub fn unpack(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    for (name, bytes) in BUNDLED {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(|source| LoadError::Unpack { path, source })?;
+    }
+    Ok(BUNDLED_SPECS.iter().map(|n| dir.join(n)).collect())
+}
+
 /// Loads every spec (with the ONNX file it names), or the bundled
 /// classifier and anomaly model when `specs` is empty. All or nothing: the
 /// first failure is returned.
@@ -51,7 +65,7 @@ pub fn load_models(specs: &[PathBuf]) -> Result<Vec<Model>, LoadError> {
     if !specs.is_empty() {
         return specs.iter().map(|p| load(p)).collect();
     }
-    // tract loads from a path; the files live only until loaded.
+    // The files live only until loaded.
     let dir = tempfile::Builder::new()
         .prefix("osprey-models-")
         .tempdir()
@@ -59,12 +73,5 @@ pub fn load_models(specs: &[PathBuf]) -> Result<Vec<Model>, LoadError> {
             path: std::env::temp_dir(),
             source,
         })?;
-    for (name, bytes) in BUNDLED {
-        let path = dir.path().join(name);
-        std::fs::write(&path, bytes).map_err(|source| LoadError::Unpack { path, source })?;
-    }
-    ["osprey-classifier.toml", "osprey-anomaly.toml"]
-        .iter()
-        .map(|n| load(&dir.path().join(n)))
-        .collect()
+    unpack(dir.path())?.iter().map(|p| load(p)).collect()
 }

@@ -85,7 +85,10 @@ struct Outputs {
 }
 
 /// A loaded, checked, optimised model. Cheap to share: `run` takes `&self`
-/// and several threads may score with one `Model` at once.
+/// and several threads may score with one `Model` at once, and a clone
+/// shares the optimised plan (a driver that scores several traces, each
+/// with its own host context, clones instead of loading again).
+#[derive(Clone)]
 pub struct Model {
     spec: FeatureSpec,
     plan: Arc<TypedRunnableModel>,

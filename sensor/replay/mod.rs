@@ -505,8 +505,10 @@ pub fn stderr_is_terminal() -> bool {
 
 /// The connection records of the inputs (read in order as one trace),
 /// in the order the engine ends them, without writing a log: for
-/// `osprey featurize` and tests. Single-threaded: featurizing is not the
-/// throughput path.
+/// `osprey featurize`, `osprey calibrate` and tests. When `engine.interim`
+/// is set, the interim snapshots of open connections come in the stream
+/// too, after each packet's final records, as `run` hands them to the
+/// scorer. Single-threaded: these are not the throughput path.
 pub fn collect_records(
     inputs: &[PathBuf],
     filter: Option<&str>,
@@ -519,9 +521,11 @@ pub fn collect_records(
         while let Some(p) = src.next_packet()? {
             engine.process_packet(&p);
             engine.take_records(&mut out);
+            engine.take_interim(&mut out);
         }
     }
     engine.finish();
     engine.take_records(&mut out);
+    engine.take_interim(&mut out);
     Ok(out)
 }

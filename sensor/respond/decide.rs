@@ -13,7 +13,7 @@ use super::action::Evidence;
 use super::admit::Proposal;
 use super::rules::{ModelFacts, RuleSet, Scored};
 use crate::conn::ConnRecord;
-use crate::evidence::{EvidenceConfig, EvidenceStage, EvidenceStats, LabelId};
+use crate::evidence::{EvidenceConfig, EvidenceStage, EvidenceStats, LabelId, Observed};
 use crate::model::Verdict;
 
 /// How often the same decision about the same target is proposed again
@@ -128,11 +128,11 @@ impl Decider {
             + crate::evidence::bound::map_bytes(MAX_RECENT, RECENT_ENTRY)
     }
 
-    /// One record, scored (`Some`) or not (shed under load, or no models).
-    /// Returns what the rules decided, if anything is to be proposed.
-    pub fn record(&mut self, r: &ConnRecord, scored: Option<Verdicts<'_>>) -> Option<Proposal> {
+    /// Counts the record in the evidence stage, with the labels the
+    /// models flagged it with.
+    fn observe(&mut self, r: &ConnRecord, scored: Option<&Verdicts<'_>>) -> Observed {
         let mut flagged: SmallVec<[LabelId; 4]> = SmallVec::new();
-        if let Some(s) = &scored {
+        if let Some(s) = scored {
             for (v, labels) in s.verdicts.iter().zip(&self.model_labels) {
                 if v.flagged {
                     if let Some(&id) = labels.get(v.label_name()) {
@@ -141,7 +141,54 @@ impl Decider {
                 }
             }
         }
-        let obs = self.stage.observe(r, &flagged);
+        self.stage.observe(r, &flagged)
+    }
+
+    /// One record, counted as [`Decider::record`] counts it; instead of
+    /// deciding, `seen(rule, values)` is called for every rule whose
+    /// `match` holds for it, with the value each of the rule's evidence
+    /// columns has for the record's source (in the order of its bounds;
+    /// none for a rule without evidence). Calibration raises thresholds
+    /// above what benign sources reach, so it needs every rule's values,
+    /// not only those of the rule that fires first.
+    pub fn measure(
+        &mut self,
+        r: &ConnRecord,
+        scored: Option<Verdicts<'_>>,
+        mut seen: impl FnMut(usize, &[f64]),
+    ) {
+        let obs = self.observe(r, scored.as_ref());
+        if obs.answer {
+            return;
+        }
+        let empty: [&[f64]; 0] = [];
+        let (verdicts, rows) = match &scored {
+            Some(s) => (s.verdicts, s.rows),
+            None => (&[][..], &empty[..]),
+        };
+        let view = Scored {
+            record: r,
+            verdicts,
+            models: &self.models,
+            rows,
+        };
+        let mut values: SmallVec<[f64; 4]> = SmallVec::new();
+        for i in self.rules.matching(&view) {
+            values.clear();
+            let labels = self.rule_labels.get(i).map_or(&[][..], |l| l.as_slice());
+            if let Some(ev) = self.rules.rules.get(i).and_then(|r| r.evidence.as_ref()) {
+                for b in &ev.bounds {
+                    values.push(self.stage.value(&obs, b.column, ev.window, labels));
+                }
+            }
+            seen(i, &values);
+        }
+    }
+
+    /// One record, scored (`Some`) or not (shed under load, or no models).
+    /// Returns what the rules decided, if anything is to be proposed.
+    pub fn record(&mut self, r: &ConnRecord, scored: Option<Verdicts<'_>>) -> Option<Proposal> {
+        let obs = self.observe(r, scored.as_ref());
         if obs.answer || self.rules.rules.is_empty() {
             return None;
         }

@@ -459,6 +459,18 @@ impl RuleSet {
         out
     }
 
+    /// Every rule whose `match` holds for the record, evidence aside, in
+    /// the order rules are tried: what calibration measures evidence for
+    /// (a rule further down fires when those before it do not, so each
+    /// must stay quiet on its own).
+    pub fn matching<'s>(&'s self, s: &'s Scored<'s>) -> impl Iterator<Item = usize> + 's {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(move |(_, r)| r.matched(s).is_some())
+            .map(|(i, _)| i)
+    }
+
     /// The first rule that matches, if any; `evidence(rule index, its
     /// evidence)` says whether a rule's evidence thresholds hold.
     pub fn decide(
@@ -481,6 +493,26 @@ impl RuleSet {
 
 impl Rule {
     fn decide(&self, s: &Scored) -> Option<Decision> {
+        let model = self.matched(s)?;
+        let target = match self.target {
+            Target::Source => s.record.orig_h,
+            Target::Destination => s.record.resp_h,
+        };
+        Some(Decision {
+            rule: self.name.clone(),
+            kind: self.kind.clone(),
+            target,
+            ttl: self.ttl,
+            model,
+            index: 0,
+            escalate: self.escalate,
+        })
+    }
+
+    /// Whether the rule's `match` holds for the record (its evidence
+    /// aside): `Some` with the index of the model whose verdict matched
+    /// (`None` inside for a rule that needs no verdict).
+    fn matched(&self, s: &Scored) -> Option<Option<usize>> {
         let m = &self.when;
         let r = s.record;
         match m.record {
@@ -510,30 +542,18 @@ impl Rule {
         if !in_ports(&m.src_ports, r.orig_p) || !in_ports(&m.dst_ports, r.resp_p) {
             return None;
         }
-        let model = if m.needs_verdict {
-            Some(s.models.iter().enumerate().position(|(i, facts)| {
+        if !m.needs_verdict {
+            return Some(None);
+        }
+        Some(Some(s.models.iter().enumerate().position(
+            |(i, facts)| {
                 (m.models.is_empty() || m.models.contains(&facts.name))
                     && s.verdicts.get(i).is_some_and(|v| verdict_matches(m, v))
                     && s.rows
                         .get(i)
                         .is_some_and(|row| context_matches(m, facts, row))
-            })?)
-        } else {
-            None
-        };
-        let target = match self.target {
-            Target::Source => r.orig_h,
-            Target::Destination => r.resp_h,
-        };
-        Some(Decision {
-            rule: self.name.clone(),
-            kind: self.kind.clone(),
-            target,
-            ttl: self.ttl,
-            model,
-            index: 0,
-            escalate: self.escalate,
-        })
+            },
+        )?))
     }
 }
 

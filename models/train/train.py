@@ -419,7 +419,7 @@ def main():
     ap.add_argument("--realworld", type=Path, action="append", default=[],
                     help="a folder of benign real-world captures (realworld.py extract's "
                          "train split; repeatable)")
-    ap.add_argument("--scan-min-ports", type=int, default=5,
+    ap.add_argument("--scan-min-ports", type=int, default=3,
                     help="scan rows before the scanner touched this many distinct ports "
                          "are left out of training")
     ap.add_argument("--cap", type=int, default=4000,

@@ -34,6 +34,8 @@
 pub mod attempt;
 pub mod bound;
 pub mod column;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod stage;
 pub mod table;
 pub mod targets;

@@ -17,30 +17,7 @@ fn stage() -> EvidenceStage {
 }
 
 fn rec(n: u64, src: &str, dst: &str, port: u16, state: ConnState, t: f64) -> ConnRecord {
-    let mut r = ConnRecord::skeleton(
-        src.parse().unwrap(),
-        40_000,
-        dst.parse().unwrap(),
-        port,
-        Proto::Tcp,
-    );
-    r.uid = Uid([n, 1]);
-    r.ts = t;
-    r.conn_state = state;
-    r.orig_pkts = 1;
-    r.history = History::from(match state {
-        ConnState::REJ => "Sr",
-        ConnState::S0 => "S",
-        _ => "ShADadFf",
-    });
-    if state == ConnState::SF {
-        r.orig_verified = true;
-        r.orig_bytes = Some(100);
-        r.resp_bytes = Some(1000);
-        r.duration = Some(0.1);
-        r.orig_pkts = 5;
-    }
-    r
+    crate::evidence::fixtures::tcp(n, (src, 40_000), (dst, port), state, t)
 }
 
 const SCANNER: &str = "198.18.9.9";
@@ -177,10 +154,9 @@ fn only_verified_exchanges_make_a_known_good_peer() {
     probe.orig_verified = true;
     s.observe(&probe, &[]);
     assert_eq!(s.last_verified(client, 95.0), None);
-    s.observe(
-        &rec(1000, "198.18.5.5", SERVER, 80, ConnState::SF, 100.0),
-        &[],
-    );
+    let mut exchange = rec(1000, "198.18.5.5", SERVER, 80, ConnState::SF, 100.0);
+    exchange.duration = Some(0.1);
+    s.observe(&exchange, &[]);
     assert_eq!(s.last_verified(client, 200.0), Some(100.1));
     assert_eq!(s.last_verified(client, 100.1 + 86_400.0 + 1.0), None);
     // Written as an IPv4-mapped address, it is the same peer.

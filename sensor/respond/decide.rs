@@ -161,17 +161,7 @@ impl Decider {
         if obs.answer {
             return;
         }
-        let empty: [&[f64]; 0] = [];
-        let (verdicts, rows) = match &scored {
-            Some(s) => (s.verdicts, s.rows),
-            None => (&[][..], &empty[..]),
-        };
-        let view = Scored {
-            record: r,
-            verdicts,
-            models: &self.models,
-            rows,
-        };
+        let view = view(r, scored.as_ref(), &self.models);
         let mut values: SmallVec<[f64; 4]> = SmallVec::new();
         for i in self.rules.matching(&view) {
             values.clear();
@@ -192,17 +182,7 @@ impl Decider {
         if obs.answer || self.rules.rules.is_empty() {
             return None;
         }
-        let empty: [&[f64]; 0] = [];
-        let (verdicts, rows) = match &scored {
-            Some(s) => (s.verdicts, s.rows),
-            None => (&[][..], &empty[..]),
-        };
-        let view = Scored {
-            record: r,
-            verdicts,
-            models: &self.models,
-            rows,
-        };
+        let view = view(r, scored.as_ref(), &self.models);
         let stage = &self.stage;
         let rule_labels = &self.rule_labels;
         let decision = self.rules.decide(&view, |i, ev| {
@@ -239,7 +219,7 @@ impl Decider {
             .map(|e| e.window)
             .or_else(|| (!self.stage.windows().is_empty()).then_some(0));
         let facts = window.map(|w| self.stage.facts(&obs, w, forgeable));
-        let verdict = decision.model.and_then(|i| verdicts.get(i));
+        let verdict = decision.model.and_then(|i| view.verdicts.get(i));
         let evidence = Evidence {
             uid: r.uid.to_string(),
             interim: r.interim,
@@ -267,6 +247,22 @@ impl Decider {
             evidence,
             decision,
         })
+    }
+}
+
+/// What the rules read of one record: its verdicts and feature rows when
+/// it was scored, none when it was shed or no model runs.
+fn view<'a>(
+    record: &'a ConnRecord,
+    scored: Option<&Verdicts<'a>>,
+    models: &'a [ModelFacts],
+) -> Scored<'a> {
+    let (verdicts, rows) = scored.map_or((&[][..], &[][..]), |s| (s.verdicts, s.rows));
+    Scored {
+        record,
+        verdicts,
+        models,
+        rows,
     }
 }
 

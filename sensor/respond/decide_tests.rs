@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::conn::record::History;
-use crate::conn::{ConnState, Proto, Uid};
+use crate::conn::{ConnState, Proto};
 use crate::respond::admit::{Admission, AdmitConfig, BreakerLimits, Outcome};
 use crate::respond::rules::LoadContext;
 use crate::respond::safety::Allowlist;
@@ -47,31 +47,8 @@ fn admission() -> Admission {
 }
 
 fn rec(n: u64, src: &str, port: u16, state: ConnState, t: f64) -> ConnRecord {
-    let mut r = ConnRecord::skeleton(
-        src.parse().unwrap(),
-        40_000 + (n % 20_000) as u16,
-        SERVER.parse().unwrap(),
-        port,
-        Proto::Tcp,
-    );
-    r.uid = Uid([n, 7]);
-    r.ts = t;
-    r.conn_state = state;
-    r.orig_pkts = 1;
-    r.history = History::from(match state {
-        ConnState::REJ => "Sr",
-        ConnState::S0 => "S",
-        ConnState::RSTO => "ShR",
-        _ => "ShADadFf",
-    });
-    if state == ConnState::SF {
-        r.orig_verified = true;
-        r.orig_bytes = Some(200);
-        r.resp_bytes = Some(300);
-        r.duration = Some(0.05);
-        r.orig_pkts = 6;
-    }
-    r
+    let sport = 40_000 + (n % 20_000) as u16;
+    crate::evidence::fixtures::tcp(n, (src, sport), (SERVER, port), state, t)
 }
 
 fn classify(label: &str) -> Vec<Verdict> {

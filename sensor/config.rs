@@ -356,6 +356,22 @@ fn parse_net(s: &str) -> Option<ipnet::IpNet> {
 }
 
 impl Config {
+    /// Interim snapshots of open connections, as `[conn]` sets them.
+    pub fn interim(&self) -> crate::conn::InterimConfig {
+        crate::conn::InterimConfig {
+            interval: self.conn.interim_interval_secs,
+            attempt_timeout: self.conn.attempt_timeout_secs,
+        }
+    }
+
+    /// The scorer's host-context tables, as `[pipeline]` sets them.
+    pub fn live_context(&self) -> crate::features::LiveConfig {
+        crate::features::LiveConfig {
+            retention_secs: self.pipeline.context_retention_secs,
+            max_flows: self.pipeline.context_max_flows,
+        }
+    }
+
     /// Reads and checks `path` (TOML or YAML by extension).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -18,9 +18,7 @@ use anyhow::{Context, Result};
 
 use osprey::capture::{LiveOptions, LiveSource};
 use osprey::config::Config;
-use osprey::conn::config::InterimConfig;
 use osprey::conn::ConnRecord;
-use osprey::features::LiveConfig;
 use osprey::metrics::{Health, Metrics};
 use osprey::model::bundled::load_models;
 use osprey::model::Model;
@@ -241,10 +239,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut engine = cfg
         .engine_config()
         .map_err(|(key, reason)| anyhow::anyhow!("{key}: {reason}"))?;
-    engine.interim = Some(InterimConfig {
-        interval: cfg.conn.interim_interval_secs,
-        attempt_timeout: cfg.conn.attempt_timeout_secs,
-    });
+    engine.interim = Some(cfg.interim());
 
     let addr = cfg
         .metrics_addr()
@@ -358,10 +353,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         models.len()
     );
 
-    let context = LiveConfig {
-        retention_secs: cfg.pipeline.context_retention_secs,
-        max_flows: cfg.pipeline.context_max_flows,
-    };
+    let context = cfg.live_context();
     let records = stages.records.clone();
     // After every other thread has started, so that only scoring (on this
     // thread from here on) runs at the lower priority.

@@ -194,14 +194,8 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
         out: a.out,
         engine: a.engine.config()?,
         filter: a.engine.filter,
-        interim: osprey::conn::InterimConfig {
-            interval: cfg.conn.interim_interval_secs,
-            attempt_timeout: cfg.conn.attempt_timeout_secs,
-        },
-        context: osprey::features::LiveConfig {
-            retention_secs: cfg.pipeline.context_retention_secs,
-            max_flows: cfg.pipeline.context_max_flows,
-        },
+        interim: cfg.interim(),
+        context: cfg.live_context(),
         evidence: cfg.evidence.clone(),
         batch_rows: osprey::score::DEFAULT_BATCH_ROWS,
     };
@@ -535,14 +529,8 @@ fn replay_scoring(a: &ReplayArgs) -> Result<Option<replay::ReplayScoring>> {
         admit,
         allowlist: cfg.respond.allowlist_nets(),
         batch_rows: a.batch_rows,
-        context: osprey::features::LiveConfig {
-            retention_secs: cfg.pipeline.context_retention_secs,
-            max_flows: cfg.pipeline.context_max_flows,
-        },
-        interim: osprey::conn::InterimConfig {
-            interval: cfg.conn.interim_interval_secs,
-            attempt_timeout: cfg.conn.attempt_timeout_secs,
-        },
+        context: cfg.live_context(),
+        interim: cfg.interim(),
     }))
 }
 

@@ -58,7 +58,8 @@ KEYWORDS = [
     "truncat", "mangled", "hostile", "inject", "heartbleed", "sqli", "xss",
     "dns-tunnel", "dnstunnel", "iodine", "covert", "exfil", "-poc", "asan",
     "ubsan", "heap", "stack-", "infinite", "dga", "cobalt", "meterpreter",
-    "mirai", "oobr",
+    "mirai", "oobr", "nmap", "masscan", "zmap", "nikto", "sqlmap", "metasploit",
+    "hydra",
 ]
 KEYWORD_RE = re.compile("|".join(re.escape(k) for k in KEYWORDS), re.IGNORECASE)
 

@@ -48,7 +48,6 @@
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
@@ -70,16 +69,8 @@ const MODEL: &str = "osprey-classifier";
 
 /// The bundled classifier's facts: its classes, in its order.
 fn model_facts() -> Vec<ModelFacts> {
-    static FACTS: OnceLock<Vec<ModelFacts>> = OnceLock::new();
-    FACTS
-        .get_or_init(|| {
-            ModelFacts::bundled()
-                .expect("the bundled models")
-                .into_iter()
-                .filter(|f| f.name == MODEL)
-                .collect()
-        })
-        .clone()
+    let facts = ModelFacts::bundled_named(MODEL).expect("the bundled models");
+    vec![facts.unwrap_or_else(|| panic!("no bundled model {MODEL}"))]
 }
 
 /// The classifier's classes.

@@ -22,7 +22,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use osprey::conn::record::History;
 use osprey::conn::{ConnRecord, ConnState, Proto, Uid};
@@ -92,16 +92,8 @@ const MODEL: &str = "osprey-classifier";
 
 /// The bundled classifier's facts: its classes, in its order.
 fn facts() -> Vec<ModelFacts> {
-    static FACTS: OnceLock<Vec<ModelFacts>> = OnceLock::new();
-    FACTS
-        .get_or_init(|| {
-            ModelFacts::bundled()
-                .expect("the bundled models")
-                .into_iter()
-                .filter(|f| f.name == MODEL)
-                .collect()
-        })
-        .clone()
+    let facts = ModelFacts::bundled_named(MODEL).expect("the bundled models");
+    vec![facts.unwrap_or_else(|| panic!("no bundled model {MODEL}"))]
 }
 
 /// The classifier's classes.

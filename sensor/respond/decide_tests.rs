@@ -10,16 +10,8 @@ use crate::respond::ActionKind;
 
 /// The bundled classifier's facts (its classes, in its order).
 fn facts() -> Vec<ModelFacts> {
-    static FACTS: std::sync::OnceLock<Vec<ModelFacts>> = std::sync::OnceLock::new();
-    FACTS
-        .get_or_init(|| {
-            ModelFacts::bundled()
-                .expect("the bundled models")
-                .into_iter()
-                .filter(|f| f.name == "osprey-classifier")
-                .collect()
-        })
-        .clone()
+    let facts = ModelFacts::bundled_named("osprey-classifier").expect("the bundled models");
+    vec![facts.expect("the bundled classifier")]
 }
 
 /// The bundled rules against a classifier with the bundled classes.

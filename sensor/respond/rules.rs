@@ -292,12 +292,25 @@ impl ModelFacts {
 
     /// The bundled models' facts: what tests and benches of the bundled
     /// rules check them against, so that they follow the models when
-    /// these are retrained with other classes.
+    /// these are retrained with other classes. Loaded once per process
+    /// (loading optimises the models' graphs).
     pub fn bundled() -> Result<Vec<ModelFacts>, crate::model::bundled::LoadError> {
-        Ok(crate::model::bundled::load_models(&[])?
+        static FACTS: std::sync::OnceLock<Vec<ModelFacts>> = std::sync::OnceLock::new();
+        if let Some(f) = FACTS.get() {
+            return Ok(f.clone());
+        }
+        let loaded = crate::model::bundled::load_models(&[])?
             .iter()
             .map(ModelFacts::of)
-            .collect())
+            .collect();
+        Ok(FACTS.get_or_init(|| loaded).clone())
+    }
+
+    /// The bundled model called `name` (none when no bundled model is).
+    pub fn bundled_named(
+        name: &str,
+    ) -> Result<Option<ModelFacts>, crate::model::bundled::LoadError> {
+        Ok(ModelFacts::bundled()?.into_iter().find(|f| f.name == name))
     }
 }
 

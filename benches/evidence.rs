@@ -111,6 +111,14 @@ fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
 }
 
+/// One unanswered SYN to `target`:80 from a fresh spoofed address.
+fn spoofed_syn(rng: &mut Rng, n: u64, target: IpAddr, ts: f64) -> ConnRecord {
+    let src = spoofed(rng);
+    let mut r = tcp(n, src, 1024 + rng.below(64_000) as u16, target, 80, ts);
+    s0(&mut r, 1);
+    r
+}
+
 /// A random unicast address outside 0/8, 127/8 and multicast, as spoofed
 /// floods use.
 fn spoofed(rng: &mut Rng) -> IpAddr {
@@ -327,19 +335,7 @@ fn flood() -> Stream {
     let target = v4(198, 18, 1, 10);
     let n = 100_000u64;
     let records: Vec<ConnRecord> = (0..n)
-        .map(|i| {
-            let src = spoofed(&mut rng);
-            let mut r = tcp(
-                1 + i,
-                src,
-                1024 + rng.below(64_000) as u16,
-                target,
-                80,
-                T0 + i as f64 * 1e-5,
-            );
-            s0(&mut r, 1);
-            r
-        })
+        .map(|i| spoofed_syn(&mut rng, 1 + i, target, T0 + i as f64 * 1e-5))
         .collect();
     Stream {
         name: "flood",
@@ -383,18 +379,8 @@ fn flood_late_udp() -> Stream {
                 classes.push(benign);
                 r
             } else {
-                let src = spoofed(&mut rng);
-                let mut r = tcp(
-                    1 + i,
-                    src,
-                    1024 + rng.below(64_000) as u16,
-                    target,
-                    80,
-                    at - 5.0,
-                );
-                s0(&mut r, 1);
                 classes.push(flood_syn);
-                r
+                spoofed_syn(&mut rng, 1 + i, target, at - 5.0)
             }
         })
         .collect();

@@ -169,8 +169,7 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
         let (text, yaml, origin) = match &cfg.respond.rules_file {
             Some(p) => (
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-                !p.extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("toml")),
+                osprey::respond::rules::RuleSet::is_yaml(p),
                 p.display().to_string(),
             ),
             None => (

@@ -364,6 +364,13 @@ pub struct Decision {
 }
 
 impl RuleSet {
+    /// Whether a rule file is YAML: anything but `.toml` is.
+    pub fn is_yaml(path: &Path) -> bool {
+        !path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+    }
+
     /// Reads and checks a rule file.
     pub fn load(
         path: &Path,
@@ -374,10 +381,7 @@ impl RuleSet {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let yaml = !path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-        RuleSet::parse(&text, yaml, models, cx).map_err(|e| match e {
+        RuleSet::parse(&text, RuleSet::is_yaml(path), models, cx).map_err(|e| match e {
             RuleError::File { reason, .. } => RuleError::File {
                 path: path.display().to_string(),
                 reason,

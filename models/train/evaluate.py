@@ -27,10 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import osprey_features as of  # noqa: E402
 from labels import attackers, label, windows  # noqa: E402
+from realworld import EXTENSIONS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-CAPTURES = (".pcap", ".pcapng", ".trace", ".cap")
 
 
 def replay(osprey, specs, pcap, out):
@@ -80,7 +80,7 @@ def evaluate_lab(osprey, specs, lab, models, tmp):
 
 
 def evaluate_realworld(osprey, specs, root, models, tmp):
-    pcaps = sorted(p for p in root.rglob("*") if p.suffix.lower() in CAPTURES)
+    pcaps = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS)
 
     def one(i_p):
         i, p = i_p

@@ -29,8 +29,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
-import ipaddress  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -48,6 +46,7 @@ from sklearn.neural_network import MLPRegressor  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import osprey_features as of  # noqa: E402
 from labels import attackers, label, windows  # noqa: E402
+from realworld import EXTENSIONS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -78,14 +77,11 @@ def load_lab(osprey, lab, work):
     return out
 
 
-REALWORLD = (".pcap", ".pcapng", ".trace", ".cap")
-
-
 def load_realworld(osprey, root, work):
     """Every capture under `root` (realworld.py's train split), all benign.
     A capture osprey cannot read is left out and named."""
     out, skipped = {}, []
-    for i, pcap in enumerate(sorted(p for p in root.rglob("*") if p.suffix.lower() in REALWORLD)):
+    for i, pcap in enumerate(sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS)):
         log_dir = work / "realworld" / str(i)
         done = subprocess.run([str(osprey), "replay", "-q", "--no-models", "--log-dir",
                                str(log_dir), str(pcap)], capture_output=True, text=True)

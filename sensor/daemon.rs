@@ -35,7 +35,7 @@ use osprey::respond::rules::{LoadContext, ModelFacts, RuleSet};
 use osprey::respond::safety::Allowlist;
 use osprey::score::live::{
     lower_thread_priority, run_scorer, LiveOutputs, ModelSet, RecordSink, Reload, Scored,
-    ScorerOptions,
+    ScorerOptions, DEFAULT_MAX_HELD,
 };
 
 /// The rule file the configuration names, or the bundled default, checked
@@ -100,6 +100,31 @@ struct DaemonSink {
     decide_metrics: DecideMetrics,
 }
 
+impl DaemonSink {
+    fn alert(&mut self, r: &ConnRecord, s: &Scored<'_>) {
+        if let Err(e) = self.outputs.alert(r, s.models, s.verdicts) {
+            self.metrics
+                .log_write_errors
+                .with_label_values(&["alerts"])
+                .inc();
+            tracing::warn!(error = %e, "alerts.log write failed");
+        }
+    }
+
+    /// Hands a decision to the responder; full means the responder is
+    /// behind, and the proposal is dropped and counted.
+    fn propose(&mut self, proposal: Option<Proposal>) {
+        if let Some(p) = proposal {
+            if self.tx.try_send(p).is_err() {
+                self.metrics
+                    .pipeline_dropped_records
+                    .with_label_values(&["respond"])
+                    .inc();
+            }
+        }
+    }
+}
+
 impl RecordSink for DaemonSink {
     type Reload = RuleSet;
 
@@ -115,26 +140,31 @@ impl RecordSink for DaemonSink {
 
     fn record(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>) {
         if let Some(s) = &scored {
-            if let Err(e) = self.outputs.alert(r, s.models, s.verdicts) {
-                self.metrics
-                    .log_write_errors
-                    .with_label_values(&["alerts"])
-                    .inc();
-                tracing::warn!(error = %e, "alerts.log write failed");
-            }
+            self.alert(r, s);
         }
         let v = scored.map(|s| Verdicts {
             verdicts: s.verdicts,
             rows: s.rows,
         });
-        if let Some(p) = self.decider.record(r, v) {
-            if self.tx.try_send(p).is_err() {
-                self.metrics
-                    .pipeline_dropped_records
-                    .with_label_values(&["respond"])
-                    .inc();
-            }
+        let proposal = self.decider.record(r, v);
+        self.propose(proposal);
+    }
+
+    fn arrived(&mut self, r: &ConnRecord) {
+        let proposal = self.decider.arrived(r);
+        self.propose(proposal);
+    }
+
+    fn held(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>) {
+        if let Some(s) = &scored {
+            self.alert(r, s);
         }
+        let v = scored.map(|s| Verdicts {
+            verdicts: s.verdicts,
+            rows: s.rows,
+        });
+        let proposal = self.decider.scored(r, v);
+        self.propose(proposal);
     }
 
     fn reload(&mut self, models: &[Model], rules: Option<RuleSet>) {
@@ -371,6 +401,8 @@ pub fn run(a: RunArgs) -> Result<()> {
             shed_backlog: cfg.pipeline.record_queue_batches / 2,
             max_lag: Duration::from_millis(cfg.pipeline.score_max_lag_ms),
             context: context.clone(),
+            hold_by_wall_time: true,
+            max_held: DEFAULT_MAX_HELD,
         },
         &metrics,
     );

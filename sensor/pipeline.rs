@@ -460,6 +460,7 @@ fn forward_records(
         out.send(RecordBatch {
             records,
             emitted: Instant::now(),
+            clock: engine.network_time(),
         })?;
     }
     Ok(())

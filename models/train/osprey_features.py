@@ -196,10 +196,15 @@ def _int_value(field, row):
     return int(v)
 
 
+# The key whose windows a context key reads: resp_h_as_orig looks up the
+# flows grouped by originator with the row's responder.
+_MEMBERS = {"resp_h_as_orig": "orig_h"}
+
+
 def _context_key(key, row):
     if key == "orig_h":
         return (row["id.orig_h"],)
-    if key == "resp_h":
+    if key in ("resp_h", "resp_h_as_orig"):
         return (row["id.resp_h"],)
     if key == "orig_h_resp_p":
         return (row["id.orig_h"], int(row["id.resp_p"]), row["proto"])
@@ -222,19 +227,26 @@ def _context_value(stat, feature, window, n):
 
 def _context_columns(spec, rows):
     """Host context of every row: the rows with the same key whose ts lies
-    in [ts - window, ts], the row itself included."""
-    default_window = float(spec.get("context", {}).get("window_secs", 60.0))
+    in [ts - window, ts + ahead], the row itself included (for the keys it
+    is a member of)."""
+    defaults = spec.get("context", {})
+    default_window = float(defaults.get("window_secs", 60.0))
+    default_ahead = float(defaults.get("ahead_secs", 0.0))
     out = {}
     groups = defaultdict(list)
     for c, f in enumerate(spec["feature"]):
         if f["kind"] == "context":
-            groups[(f["key"], float(f.get("window_secs", default_window)))].append((c, f))
-    for (key, win), cols in groups.items():
-        by_key = defaultdict(list)
+            groups[(f["key"], float(f.get("window_secs", default_window)),
+                    float(f.get("ahead_secs", default_ahead)))].append((c, f))
+    for (key, win, ahead), cols in groups.items():
+        members, queries = defaultdict(list), defaultdict(list)
         for i, r in enumerate(rows):
-            by_key[_context_key(key, r)].append(i)
-        for idx in by_key.values():
+            members[_context_key(_MEMBERS.get(key, key), r)].append(i)
+            queries[_context_key(key, r)].append(i)
+        for k, asking in queries.items():
+            idx = members.get(k, [])
             idx.sort(key=lambda i: rows[i]["ts"])
+            asking.sort(key=lambda i: rows[i]["ts"])
             multi = {s: defaultdict(int) for s in
                      ("distinct_resp_p", "distinct_resp_h", "distinct_orig_h", "distinct_orig_p")}
             sums = {f["name"]: 0 for _, f in cols}
@@ -254,9 +266,9 @@ def _context_columns(spec, rows):
                         ("distinct_orig_h", r["id.orig_h"]))
 
             lo = hi = n = 0
-            for i in idx:
+            for i in asking:
                 ts = rows[i]["ts"]
-                while hi < len(idx) and rows[idx[hi]]["ts"] <= ts:
+                while hi < len(idx) and rows[idx[hi]]["ts"] <= ts + ahead:
                     r = rows[idx[hi]]
                     n += 1
                     for s, v in items(r):
@@ -264,7 +276,7 @@ def _context_columns(spec, rows):
                     for _, f in cols:
                         sums[f["name"]] += contrib(f, r)
                     hi += 1
-                while lo < len(idx) and rows[idx[lo]]["ts"] < ts - win:
+                while lo < hi and rows[idx[lo]]["ts"] < ts - win:
                     r = rows[idx[lo]]
                     n -= 1
                     for s, v in items(r):

@@ -183,10 +183,16 @@ def without_scan_starts(template, x, y, min_ports):
     the misses at the start of each scan); the evidence stage, not a model,
     decides about a source that fails a few times."""
     names = [f["name"] for f in template["feature"]]
-    col = names.index("src_resp_ports_60s")
-    log = template["feature"][col].get("transform") == "log1p"
-    limit = np.log1p(min_ports) if log else float(min_ports)
-    start = np.char.startswith(y.astype(str), "scan_") & (x[:, col] < limit)
+    start = np.char.startswith(y.astype(str), "scan_")
+    # The scanner's own flows, and (with the peer columns) the victim's
+    # answers to it: a start when neither side shows the scan yet.
+    for name in ("src_resp_ports_60s", "peer_resp_ports_60s"):
+        if name not in names:
+            continue
+        col = names.index(name)
+        log = template["feature"][col].get("transform") == "log1p"
+        limit = np.log1p(min_ports) if log else float(min_ports)
+        start &= x[:, col] < limit
     return x[~start], y[~start], int(start.sum())
 
 
@@ -358,8 +364,10 @@ def write_spec(path, template, model, scaler, outputs, alert=None, comment=""):
     lines += ["", "[model]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in model.items()]
     lines += ["", "[input]", f"name = {toml_value(INPUT)}", 'dtype = "float32"']
-    lines += ["", "[context]",
-              f"window_secs = {toml_value(float(template['context']['window_secs']))}"]
+    # Every default of the template's [context] table: the columns that do
+    # not set their own take them, in training and in the sensor alike.
+    lines += ["", "[context]"]
+    lines += [f"{k} = {toml_value(float(v))}" for k, v in template["context"].items()]
     for f in template["feature"]:
         lines += ["", "[[feature]]"] + [f"{k} = {toml_value(v)}" for k, v in f.items()]
     lines += ["", "[scaler]", f"kind = {toml_value(scaler['kind'])}"]

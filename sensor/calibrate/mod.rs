@@ -361,9 +361,12 @@ fn score(
     metrics: &Metrics,
 ) -> std::io::Result<()> {
     let (tx, rx) = crossbeam_channel::unbounded::<RecordBatch>();
+    // One batch of every record: each is due at once, with the whole
+    // input in its host context (as at the end of a replay).
     let _ = tx.send(RecordBatch {
         records,
         emitted: Instant::now(),
+        clock: f64::INFINITY,
     });
     drop(tx);
     // Kept open until the scorer returns: a closed reload channel would

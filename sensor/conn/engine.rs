@@ -406,6 +406,11 @@ impl Engine {
     }
 
     /// Connections currently tracked.
+    /// Packet time: the newest timestamp seen (0 before the first packet).
+    pub fn network_time(&self) -> f64 {
+        self.network_time
+    }
+
     pub fn active_connections(&self) -> usize {
         self.live
     }

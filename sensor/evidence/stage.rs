@@ -253,8 +253,98 @@ impl EvidenceStage {
     }
 
     /// Counts one record: `flagged` are the labels the models flagged it
-    /// with. Every record goes through here, scored or not.
+    /// with. Every record goes through here (or through
+    /// [`observe_pending`](Self::observe_pending) and then
+    /// [`observe_verdicts`](Self::observe_verdicts)), scored or not.
     pub fn observe(&mut self, r: &ConnRecord, flagged: &[LabelId]) -> Observed {
+        self.observe_conn(r, flagged, false)
+    }
+
+    /// Counts a record whose verdicts come later (the scorer holds it for
+    /// its models' look-ahead): everything but the flagged columns, now,
+    /// so rules on evidence alone do not wait for the models. Its
+    /// connection's mark stays open until
+    /// [`observe_verdicts`](Self::observe_verdicts) counts its labels.
+    pub fn observe_pending(&mut self, r: &ConnRecord) -> Observed {
+        self.observe_conn(r, &[], true)
+    }
+
+    /// The verdicts of a record counted by
+    /// [`observe_pending`](Self::observe_pending): its flagged labels, each
+    /// once per connection as [`observe`](Self::observe) counts them.
+    pub fn observe_verdicts(&mut self, r: &ConnRecord, flagged: &[LabelId]) -> Observed {
+        let now = r.ts + r.duration.unwrap_or(0.0);
+        if let Attempt::Unreachable { to } = classify(r) {
+            return Observed {
+                source: to.to_canonical(),
+                answer: true,
+                now,
+                src: None,
+                svc: None,
+            };
+        }
+        let orig = r.orig_h.to_canonical();
+        let mut mark = if r.interim {
+            self.open.get(&r.uid).cloned()
+        } else {
+            self.open.remove(&r.uid)
+        }
+        .unwrap_or_default();
+        let verified = r.orig_verified;
+        let mut d = Delta {
+            now,
+            new_conn: false,
+            failed: false,
+            unfailed_at: None,
+            verified: false,
+            packets: 0,
+            auth_failures: 0,
+            stalled: false,
+            labels: SmallVec::new(),
+        };
+        for &id in flagged {
+            if !mark.labels.contains(&id) {
+                mark.labels.push(id);
+                d.labels.push((id, true, verified));
+            }
+        }
+        if r.interim && !d.labels.is_empty() {
+            let i = self.open.index_or_insert(r.uid, Mark::default);
+            if let Some(m) = self.open.at_mut(i) {
+                m.labels = mark.labels;
+            }
+        }
+        let windows = &self.windows;
+        let src = self.sources.index_or_insert(orig, || Source {
+            first: now,
+            tally: Tally::new(windows, now),
+            targets: RecentTargets::new(now),
+        });
+        if let Some(s) = self.sources.at_mut(src) {
+            s.tally.apply(&d, windows);
+        }
+        let key = ServiceKey {
+            src: orig,
+            dst: r.resp_h.to_canonical(),
+            port: r.resp_p,
+            proto: r.proto,
+        };
+        let svc = self
+            .services
+            .index_or_insert(key, || Tally::new(windows, now));
+        if let Some(s) = self.services.at_mut(svc) {
+            s.apply(&d, windows);
+        }
+        Observed {
+            source: orig,
+            answer: false,
+            now,
+            src: Some(src),
+            svc: Some(svc),
+        }
+    }
+
+    fn observe_conn(&mut self, r: &ConnRecord, flagged: &[LabelId], pending: bool) -> Observed {
         let now = r.ts + r.duration.unwrap_or(0.0);
         // Records do not come in time order (a UDP record ends a minute
         // after its last packet): expiry follows the newest time seen,
@@ -267,7 +357,8 @@ impl EvidenceStage {
             Attempt::Conn { failed } => failed,
         };
         let orig = r.orig_h.to_canonical();
-        let prior = if r.interim {
+        // A pending final keeps its mark until its verdicts are counted.
+        let prior = if r.interim || pending {
             self.open.get(&r.uid).cloned()
         } else {
             self.open.remove(&r.uid)
@@ -323,7 +414,7 @@ impl EvidenceStage {
                 }
             }
         }
-        if r.interim {
+        if r.interim || pending {
             let i = self.open.index_or_insert(r.uid, Mark::default);
             if let Some(m) = self.open.at_mut(i) {
                 *m = mark;

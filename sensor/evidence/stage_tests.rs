@@ -220,3 +220,75 @@ fn a_million_spoofed_sources_stay_within_the_table_limits() {
     );
     assert!(s.value(&o, Column::FailedTargets, 1, &[]) >= 60.0);
 }
+
+/// Counting a record on arrival and its verdicts after the scorer's hold
+/// gives the same evidence as counting both at once, interim snapshots
+/// included: every column, each connection and label once. (Over a window
+/// shorter than the hold's lag, a label counts at the time it comes, as a
+/// late record's evidence does: compared over the long window here.)
+#[test]
+fn verdicts_after_the_hold_count_as_verdicts_with_the_record() {
+    let mut at_once = stage();
+    let mut held = stage();
+    let brute = at_once.label_id("clf", "http_bruteforce");
+    assert_eq!(held.label_id("clf", "http_bruteforce"), brute);
+    let mut records = Vec::new();
+    for i in 0..20u64 {
+        let state = if i % 3 == 0 {
+            ConnState::REJ
+        } else {
+            ConnState::SF
+        };
+        let mut r = rec(
+            i,
+            "198.18.5.5",
+            SERVER,
+            80 + (i % 4) as u16,
+            state,
+            100.0 + i as f64,
+        );
+        if i % 5 == 0 {
+            // An interim snapshot first, flagged too: the label counts once.
+            let mut snap = r.clone();
+            snap.interim = true;
+            records.push((snap, true));
+        }
+        r.auth_failures = 2;
+        records.push((r, i % 2 == 0));
+    }
+    let mut last = (None, None);
+    for (r, flagged) in &records {
+        let labels: &[LabelId] = if *flagged { &[brute] } else { &[] };
+        last.0 = Some(at_once.observe(r, labels));
+    }
+    // Held: all arrive, then their verdicts follow in the same order.
+    for (r, _) in &records {
+        held.observe_pending(r);
+    }
+    for (r, flagged) in &records {
+        let labels: &[LabelId] = if *flagged { &[brute] } else { &[] };
+        last.1 = Some(held.observe_verdicts(r, labels));
+    }
+    let (a, b) = (last.0.unwrap(), last.1.unwrap());
+    for col in [
+        Column::Conns,
+        Column::Failed,
+        Column::FailedTargets,
+        Column::Verified,
+        Column::Flagged,
+        Column::VerifiedFlagged,
+        Column::ServiceFlagged,
+        Column::ServiceVerifiedFlagged,
+        Column::AuthFailures,
+        Column::Packets,
+    ] {
+        assert_eq!(
+            at_once.value(&a, col, 1, &[brute]),
+            held.value(&b, col, 1, &[brute]),
+            "{col:?}"
+        );
+    }
+    // Ten flagged finals, and two connections flagged on a snapshot only.
+    assert_eq!(held.value(&b, Column::Flagged, 1, &[brute]), 12.0);
+    assert_eq!(held.stats().open_conns, 0, "every mark is forgotten");
+}

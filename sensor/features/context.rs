@@ -4,7 +4,8 @@
 //! SYN-flood attempt from one failed connect; the context can.
 //!
 //! The window of a flow is every flow with the same key address whose
-//! start time lies in `[ts - window, ts]`, the flow itself included. It
+//! start time lies in `[ts - window, ts + ahead]`, the flow itself
+//! included (for the keys it is a member of). It
 //! depends only on the set of flows, not on the order they arrive in, so
 //! the engine's records and Zeek's conn.log of the same traffic give the
 //! same numbers. Flows are swept in time order with two pointers and
@@ -165,8 +166,19 @@ fn contributions<'a>(
     columns.iter().map(move |(_, s)| contribution(s, f))
 }
 
-/// A (key, window bits) pair and the columns that share its sweep.
-type Group<'a> = ((ContextKey, u64), Vec<(usize, &'a ContextStat)>);
+/// A (key, window bits, look-ahead bits) triple and the columns that share
+/// its sweep.
+type Group<'a> = ((ContextKey, u64, u64), Vec<(usize, &'a ContextStat)>);
+
+/// The key value a flow is grouped under (as a member of windows) or looked
+/// up by (as a query) for `key`.
+fn key_value(key: ContextKey, f: &Flow) -> (IpAddr, u16, &str) {
+    match key {
+        ContextKey::OrigH => (f.orig_h, 0, ""),
+        ContextKey::RespH | ContextKey::RespHAsOrig => (f.resp_h, 0, ""),
+        ContextKey::OrigHRespP => (f.orig_h, f.resp_p, f.proto.as_str()),
+    }
+}
 
 /// Values of the context columns of `features`, for every flow, row-major:
 /// `out[flow * features.len() + column]`, with NaN in columns that are not
@@ -174,48 +186,58 @@ type Group<'a> = ((ContextKey, u64), Vec<(usize, &'a ContextStat)>);
 pub fn context_columns(features: &[Feature], flows: &[Flow]) -> Vec<f64> {
     let cols = features.len();
     let mut out = vec![f64::NAN; cols * flows.len()];
-    // One sweep per (key, window) pair; all its columns share the state.
+    // One sweep per (key, window, look-ahead); all its columns share the state.
     let mut groups: Vec<Group> = Vec::new();
     for (c, f) in features.iter().enumerate() {
         if let Value::Context {
             key,
             stat,
             window_secs,
+            ahead_secs,
         } = &f.value
         {
-            let id = (*key, window_secs.to_bits());
+            let id = (*key, window_secs.to_bits(), ahead_secs.to_bits());
             match groups.iter_mut().find(|(g, _)| *g == id) {
                 Some((_, v)) => v.push((c, stat)),
                 None => groups.push((id, vec![(c, stat)])),
             }
         }
     }
-    for ((key, window_bits), columns) in groups {
+    let by_ts = |a: &usize, b: &usize| flows[*a].ts.total_cmp(&flows[*b].ts);
+    for ((key, window_bits, ahead_bits), columns) in groups {
         let window = f64::from_bits(window_bits);
-        let mut by_host: HashMap<(IpAddr, u16, &str), Vec<usize>> = HashMap::new();
+        let ahead = f64::from_bits(ahead_bits);
+        // Each key value's members (the flows its windows hold) and
+        // queries (the flows that read them), both in time order.
+        type Lists = (Vec<usize>, Vec<usize>);
+        let mut by_host: HashMap<(IpAddr, u16, &str), Lists> = HashMap::new();
         for (i, f) in flows.iter().enumerate() {
-            let h = match key {
-                ContextKey::OrigH => (f.orig_h, 0, ""),
-                ContextKey::RespH => (f.resp_h, 0, ""),
-                ContextKey::OrigHRespP => (f.orig_h, f.resp_p, f.proto.as_str()),
-            };
-            by_host.entry(h).or_default().push(i);
+            by_host
+                .entry(key_value(key.members(), f))
+                .or_default()
+                .0
+                .push(i);
+            by_host.entry(key_value(key, f)).or_default().1.push(i);
         }
-        for idx in by_host.values_mut() {
-            idx.sort_by(|&a, &b| flows[a].ts.total_cmp(&flows[b].ts));
+        for (members, queries) in by_host.values_mut() {
+            if queries.is_empty() {
+                continue;
+            }
+            members.sort_by(by_ts);
+            queries.sort_by(by_ts);
             let mut w = Window::new(columns.len());
             let (mut lo, mut hi) = (0, 0);
-            for &i in idx.iter() {
+            for &i in queries.iter() {
                 let ts = flows[i].ts;
-                while let Some(&j) = idx.get(hi) {
-                    if flows[j].ts > ts {
+                while let Some(&j) = members.get(hi) {
+                    if flows[j].ts > ts + ahead {
                         break;
                     }
                     w.add(&member(&flows[j]), contributions(&columns, &flows[j]));
                     hi += 1;
                 }
-                while let Some(&j) = idx.get(lo) {
-                    if flows[j].ts >= ts - window {
+                while let Some(&j) = members.get(lo) {
+                    if lo >= hi || flows[j].ts >= ts - window {
                         break;
                     }
                     w.remove(&member(&flows[j]), contributions(&columns, &flows[j]));

@@ -4,7 +4,7 @@
 //!
 //! The window of a flow is the one [`context_columns`] defines (every
 //! retained flow with the same key whose start time lies in
-//! `[ts - window, ts]`), and the statistics run through the same
+//! `[ts - window, ts + ahead]`), and the statistics run through the same
 //! [`Window`] arithmetic, so a flow queried after every flow it could see
 //! was pushed gets bit-identical values to the batch's, whatever order the
 //! flows came in. A record whose uid was seen before (an interim snapshot
@@ -118,6 +118,7 @@ struct Column {
 struct Group {
     key: ContextKey,
     window: f64,
+    ahead: f64,
     columns: Vec<Column>,
     hosts: HashMap<HostKey, Host>,
 }
@@ -225,11 +226,12 @@ impl Host {
     }
 }
 
+/// The key value a retained flow is indexed under in a group of `key`.
 fn host_key(key: ContextKey, m: &Member<u32>) -> HostKey {
-    match key {
-        ContextKey::OrigH => (m.orig_h, 0, 0),
+    match key.members() {
         ContextKey::RespH => (m.resp_h, 0, 0),
         ContextKey::OrigHRespP => (m.orig_h, m.resp_p, m.proto),
+        ContextKey::OrigH | ContextKey::RespHAsOrig => (m.orig_h, 0, 0),
     }
 }
 
@@ -285,6 +287,7 @@ impl LiveFeaturizer {
                 key,
                 stat,
                 window_secs,
+                ahead_secs,
             } = &f.value
             else {
                 continue;
@@ -307,13 +310,17 @@ impl LiveFeaturizer {
                 stat: stat.clone(),
                 sum,
             };
-            let same =
-                |g: &&mut Group| g.key == *key && g.window.to_bits() == window_secs.to_bits();
+            let same = |g: &&mut Group| {
+                g.key == *key
+                    && g.window.to_bits() == window_secs.to_bits()
+                    && g.ahead.to_bits() == ahead_secs.to_bits()
+            };
             match groups.iter_mut().find(same) {
                 Some(g) => g.columns.push(column),
                 None => groups.push(Group {
                     key: *key,
                     window: *window_secs,
+                    ahead: *ahead_secs,
                     columns: vec![column],
                     hosts: HashMap::new(),
                 }),
@@ -422,7 +429,7 @@ impl LiveFeaturizer {
                     let f = &flows[i];
                     let key = match g.key {
                         ContextKey::OrigH => Some((f.orig_h, 0, 0)),
-                        ContextKey::RespH => Some((f.resp_h, 0, 0)),
+                        ContextKey::RespH | ContextKey::RespHAsOrig => Some((f.resp_h, 0, 0)),
                         ContextKey::OrigHRespP => protos
                             .get(f.proto.as_str())
                             .map(|&p| (f.orig_h, f.resp_p, p)),
@@ -434,7 +441,8 @@ impl LiveFeaturizer {
                         Some(h) => {
                             let from = f.ts - g.window;
                             let lo = h.entries.partition_point(|e| e.ts < from);
-                            let hi = h.entries.partition_point(|e| e.ts <= f.ts);
+                            let to = f.ts + g.ahead;
+                            let hi = h.entries.partition_point(|e| e.ts <= to);
                             h.seek(lo, hi, slots, &g.columns);
                             &h.window
                         }
@@ -620,6 +628,28 @@ kind = "context"
 key = "orig_h"
 stat = "distinct_resp_p"
 window_secs = 1.0
+
+[[feature]]
+name = "src_ports_ahead"
+kind = "context"
+key = "orig_h"
+stat = "distinct_resp_p"
+window_secs = 1.0
+ahead_secs = 0.75
+
+[[feature]]
+name = "peer_conns"
+kind = "context"
+key = "resp_h_as_orig"
+stat = "conns"
+
+[[feature]]
+name = "peer_share_s0_ahead"
+kind = "context"
+key = "resp_h_as_orig"
+stat = "share_state"
+states = ["S0", "REJ"]
+ahead_secs = 2.0
 
 [[feature]]
 name = "src_hosts_half"
@@ -1007,8 +1037,9 @@ window_secs = 1.5
         assert_eq!(live.stats().pruned, 200);
         let want = featurize(&spec, std::slice::from_ref(&late), false);
         assert_bits(&rows, &want, "alone after pruning");
-        // One flow: one key value per column group (6 groups).
-        assert_eq!(live.stats().keys, 6);
+        // One flow: one key value per column group (9 groups, each
+        // (key, window, look-ahead) its own).
+        assert_eq!(live.stats().keys, 9);
         // A final record of a conn that started before the retention sees
         // only itself and what is still kept.
         let old = flow(0, &conns[0], conns[0].interims);

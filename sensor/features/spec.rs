@@ -79,6 +79,10 @@ pub struct ContextDefaults {
     /// Default window of host-context aggregates, seconds of packet time.
     #[serde(default = "default_window")]
     pub window_secs: f64,
+    /// Default look-ahead of host-context aggregates, seconds of packet
+    /// time after the flow's start (0: the window ends at the flow).
+    #[serde(default)]
+    pub ahead_secs: f64,
 }
 
 fn default_window() -> f64 {
@@ -89,6 +93,7 @@ impl Default for ContextDefaults {
     fn default() -> Self {
         ContextDefaults {
             window_secs: default_window(),
+            ahead_secs: 0.0,
         }
     }
 }
@@ -125,6 +130,23 @@ pub enum ContextKey {
     /// and transport, on any host): a brute force or a slow-read attack
     /// looks the same whatever else the host does at the time.
     OrigHRespP,
+    /// What the responding host originated: the flows whose originator is
+    /// this flow's responder. A victim's ICMP unreachable answers to a UDP
+    /// scan are flows the victim originates; what their responder (the
+    /// scanner) did at the time is what shows them to be part of a scan.
+    RespHAsOrig,
+}
+
+impl ContextKey {
+    /// The key the windows of this key are made of: flows are grouped by
+    /// their originator for [`ContextKey::RespHAsOrig`], and queried by
+    /// their responder.
+    pub fn members(self) -> ContextKey {
+        match self {
+            ContextKey::RespHAsOrig => ContextKey::OrigH,
+            k => k,
+        }
+    }
 }
 
 /// A host-context statistic over the flows of the same key in the window.
@@ -171,6 +193,10 @@ pub enum Value {
         key: ContextKey,
         stat: ContextStat,
         window_secs: f64,
+        /// The window reaches this far past the flow's start: the live
+        /// scorer holds a record this long before scoring it, so the first
+        /// probes of a scan see the ones that follow.
+        ahead_secs: f64,
     },
 }
 
@@ -213,6 +239,8 @@ pub struct RawFeature {
     pub states: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ahead_secs: Option<f64>,
     #[serde(default)]
     pub transform: Transform,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -357,6 +385,12 @@ impl FeatureSpec {
                 raw.context.window_secs
             )));
         }
+        if !(raw.context.ahead_secs >= 0.0 && raw.context.ahead_secs.is_finite()) {
+            return Err(bad(format!(
+                "context.ahead_secs must be zero or a positive number of seconds, not {}",
+                raw.context.ahead_secs
+            )));
+        }
         let mut names = HashSet::new();
         let mut features = Vec::with_capacity(raw.features.len());
         for (i, f) in raw.features.iter().enumerate() {
@@ -367,8 +401,7 @@ impl FeatureSpec {
             if !names.insert(f.name.as_str()) {
                 return Err(bad(format!("{at}: the name is used twice")));
             }
-            let feature =
-                check_feature(f, raw.context.window_secs).map_err(|m| bad(format!("{at}: {m}")))?;
+            let feature = check_feature(f, &raw.context).map_err(|m| bad(format!("{at}: {m}")))?;
             features.push(feature);
         }
         if let Some(s) = &raw.scaler {
@@ -516,6 +549,23 @@ impl FeatureSpec {
             })
             .fold(0.0, f64::max)
     }
+
+    /// The longest look-ahead any column uses: how long the live scorer
+    /// holds a record before scoring it.
+    pub fn max_ahead(&self) -> f64 {
+        max_ahead(&self.features)
+    }
+}
+
+/// The longest look-ahead of `features`' context columns (0 without any).
+pub fn max_ahead(features: &[Feature]) -> f64 {
+    features
+        .iter()
+        .filter_map(|f| match f.value {
+            Value::Context { ahead_secs, .. } => Some(ahead_secs),
+            _ => None,
+        })
+        .fold(0.0, f64::max)
 }
 
 fn num_field(name: &str) -> Result<NumField, String> {
@@ -544,14 +594,21 @@ fn cat_field(name: &str) -> Result<CatField, String> {
 }
 
 /// Checks one column: the keys its kind needs are there, and no others.
-fn check_feature(f: &RawFeature, default_window: f64) -> Result<Feature, String> {
+fn check_feature(f: &RawFeature, defaults: &ContextDefaults) -> Result<Feature, String> {
     let allowed: &[&str] = match f.kind.as_str() {
         "field" => &["field"],
         "ratio" => &["num", "den", "den_zero"],
         "rate" => &["field", "min_duration"],
         "one_hot" => &["field", "equals"],
         "history" => &["letter"],
-        "context" => &["key", "stat", "states", "field", "window_secs"],
+        "context" => &[
+            "key",
+            "stat",
+            "states",
+            "field",
+            "window_secs",
+            "ahead_secs",
+        ],
         other => {
             return Err(format!(
                 "kind {other:?} is not one of field, ratio, rate, one_hot, history, context"
@@ -570,6 +627,7 @@ fn check_feature(f: &RawFeature, default_window: f64) -> Result<Feature, String>
         ("stat", f.stat.is_some()),
         ("states", f.states.is_some()),
         ("window_secs", f.window_secs.is_some()),
+        ("ahead_secs", f.ahead_secs.is_some()),
     ];
     if let Some((k, _)) = present.iter().find(|(k, p)| *p && !allowed.contains(k)) {
         return Err(format!("`{k}` does not apply to kind {:?}", f.kind));
@@ -610,9 +668,13 @@ fn check_feature(f: &RawFeature, default_window: f64) -> Result<Feature, String>
         }
         "context" => {
             let key = f.key.ok_or_else(|| need("key"))?;
-            let window_secs = f.window_secs.unwrap_or(default_window);
+            let window_secs = f.window_secs.unwrap_or(defaults.window_secs);
             if !(window_secs > 0.0 && window_secs.is_finite()) {
                 return Err("`window_secs` must be a positive number of seconds".into());
+            }
+            let ahead_secs = f.ahead_secs.unwrap_or(defaults.ahead_secs);
+            if !(ahead_secs >= 0.0 && ahead_secs.is_finite()) {
+                return Err("`ahead_secs` must be zero or a positive number of seconds".into());
             }
             let stat_name = f.stat.as_deref().ok_or_else(|| need("stat"))?;
             let stat = match stat_name {
@@ -653,6 +715,7 @@ fn check_feature(f: &RawFeature, default_window: f64) -> Result<Feature, String>
                 key,
                 stat,
                 window_secs,
+                ahead_secs,
             }
         }
         other => return Err(format!("kind {other:?} is not known")),

@@ -46,6 +46,7 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub log_write_errors: IntCounterVec,
     pub models_loaded: IntGauge,
+    pub score_held_early: IntCounter,
     pub ready: IntGauge,
 }
 
@@ -256,6 +257,12 @@ impl Metrics {
                 &["log"],
             ),
             models_loaded: gauge(&r, "osprey_models_loaded", "Models scoring records now."),
+            score_held_early: counter(
+                &r,
+                "osprey_score_held_early_total",
+                "Records scored before their look-ahead ended because too many were held \
+                 (their host context misses some of the flows that followed them).",
+            ),
             ready: gauge(
                 &r,
                 "osprey_ready",

@@ -18,11 +18,13 @@ fn kind_text(v: &Value) -> String {
             key,
             stat,
             window_secs,
+            ahead_secs,
         } => {
             let key = match key {
                 ContextKey::OrigH => "orig_h",
                 ContextKey::RespH => "resp_h",
                 ContextKey::OrigHRespP => "orig_h+resp_p",
+                ContextKey::RespHAsOrig => "resp_h as orig_h",
             };
             let stat = match stat {
                 ContextStat::Conns => "conns".to_string(),
@@ -33,7 +35,11 @@ fn kind_text(v: &Value) -> String {
                 ContextStat::ShareState(s) => format!("share {}", s.join("|")),
                 ContextStat::Mean(f) => format!("mean {}", f.column()),
             };
-            format!("context {key} {stat} {window_secs}s")
+            if *ahead_secs > 0.0 {
+                format!("context {key} {stat} {window_secs}s +{ahead_secs}s ahead")
+            } else {
+                format!("context {key} {stat} {window_secs}s")
+            }
         }
     }
 }

@@ -265,9 +265,10 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
         }
     }
     .map_err(io_err(&tmp_path))?;
-    let emit = |records: Vec<ConnRecord>| RecordBatch {
+    let emit = |records: Vec<ConnRecord>, clock: f64| RecordBatch {
         records,
         emitted: Instant::now(),
+        clock,
     };
     let fresh = || {
         recycle_rx
@@ -319,7 +320,10 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
                 // is collected below.
                 if batch.len() >= BATCH_RECORDS
                     && tx
-                        .send(emit(std::mem::replace(&mut batch, fresh())))
+                        .send(emit(
+                            std::mem::replace(&mut batch, fresh()),
+                            engine.network_time(),
+                        ))
                         .is_err()
                 {
                     writer_gone = true;
@@ -357,13 +361,20 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
             engine.take_interim_up_to(&mut batch, BATCH_RECORDS);
             if batch.len() >= BATCH_RECORDS
                 && tx
-                    .send(emit(std::mem::replace(&mut batch, fresh())))
+                    .send(emit(
+                        std::mem::replace(&mut batch, fresh()),
+                        engine.network_time(),
+                    ))
                     .is_err()
             {
                 break 'flush;
             }
         }
-        let _ = tx.send(emit(batch));
+        // The trace's last packet time, not a time past every record's
+        // hold: the records flushed at the end arrive over several batches
+        // and must all be in the host context before any is scored (the
+        // scorer scores everything that waits when the channel closes).
+        let _ = tx.send(emit(batch, engine.network_time()));
     }
     drop(tx);
     let (writer, scored) = match writer_thread.join() {

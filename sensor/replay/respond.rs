@@ -20,6 +20,7 @@ use crate::conn::ConnRecord;
 use crate::evidence::EvidenceConfig;
 use crate::model::Model;
 use crate::report::ConnLogWriter;
+use crate::respond::admit::Proposal;
 use crate::respond::admit::{Admission, AdmitConfig, Outcome};
 use crate::respond::decide::{Decider, Verdicts};
 use crate::respond::rules::{ModelFacts, RuleSet};
@@ -269,6 +270,46 @@ impl RecordSink for ReplaySink {
     }
 
     fn record(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>) {
+        self.scored(r, scored, false);
+    }
+
+    fn arrived(&mut self, r: &ConnRecord) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Some(p) = self.decider.as_mut().and_then(|d| d.arrived(r)) {
+            self.admit(p);
+        }
+    }
+
+    fn held(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>) {
+        self.scored(r, scored, true);
+    }
+
+    fn reload(&mut self, _models: &[Model], _extra: Option<()>) {}
+
+    fn tick(&mut self) {}
+
+    fn finish(&mut self) -> io::Result<()> {
+        if let Some((w, _)) = &mut self.alerts {
+            let res = w.flush();
+            self.keep(res);
+        }
+        if let Some((w, _)) = &mut self.actions {
+            let res = w.flush();
+            self.keep(res);
+        }
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ReplaySink {
+    /// A record after scoring; `held`: its evidence was counted when it
+    /// arrived ([`RecordSink::arrived`]).
+    fn scored(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>, held: bool) {
         if self.error.is_some() {
             return;
         }
@@ -290,9 +331,17 @@ impl RecordSink for ReplaySink {
             verdicts: s.verdicts,
             rows: s.rows,
         });
-        let Some(p) = decider.record(r, v) else {
-            return;
+        let proposal = if held {
+            decider.scored(r, v)
+        } else {
+            decider.record(r, v)
         };
+        if let Some(p) = proposal {
+            self.admit(p);
+        }
+    }
+
+    fn admit(&mut self, p: Proposal) {
         let at = p.at;
         self.admission.expire(at);
         let (outcome, action) = self.admission.admit(p, at);
@@ -305,25 +354,6 @@ impl RecordSink for ReplaySink {
                 .map_err(io::Error::other)
                 .and_then(|()| w.write_all(b"\n"));
             self.keep(res);
-        }
-    }
-
-    fn reload(&mut self, _models: &[Model], _extra: Option<()>) {}
-
-    fn tick(&mut self) {}
-
-    fn finish(&mut self) -> io::Result<()> {
-        if let Some((w, _)) = &mut self.alerts {
-            let res = w.flush();
-            self.keep(res);
-        }
-        if let Some((w, _)) = &mut self.actions {
-            let res = w.flush();
-            self.keep(res);
-        }
-        match self.error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
         }
     }
 }

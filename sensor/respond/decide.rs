@@ -130,7 +130,7 @@ impl Decider {
 
     /// Counts the record in the evidence stage, with the labels the
     /// models flagged it with.
-    fn observe(&mut self, r: &ConnRecord, scored: Option<&Verdicts<'_>>) -> Observed {
+    fn flagged(&self, scored: Option<&Verdicts<'_>>) -> SmallVec<[LabelId; 4]> {
         let mut flagged: SmallVec<[LabelId; 4]> = SmallVec::new();
         if let Some(s) = scored {
             for (v, labels) in s.verdicts.iter().zip(&self.model_labels) {
@@ -141,6 +141,11 @@ impl Decider {
                 }
             }
         }
+        flagged
+    }
+
+    fn observe(&mut self, r: &ConnRecord, scored: Option<&Verdicts<'_>>) -> Observed {
+        let flagged = self.flagged(scored);
         self.stage.observe(r, &flagged)
     }
 
@@ -179,6 +184,34 @@ impl Decider {
     /// Returns what the rules decided, if anything is to be proposed.
     pub fn record(&mut self, r: &ConnRecord, scored: Option<Verdicts<'_>>) -> Option<Proposal> {
         let obs = self.observe(r, scored.as_ref());
+        self.decide(r, obs, scored)
+    }
+
+    /// A record the scorer holds for its models' look-ahead, as it
+    /// arrives: its evidence counts now, and rules on evidence alone
+    /// decide now (a port scan is blocked without waiting for the models).
+    /// [`Decider::scored`] follows with its verdicts.
+    pub fn arrived(&mut self, r: &ConnRecord) -> Option<Proposal> {
+        let obs = self.stage.observe_pending(r);
+        self.decide(r, obs, None)
+    }
+
+    /// The verdicts of a record [`Decider::arrived`] counted (`None` when
+    /// it was shed unscored): its flagged labels count, and the rules
+    /// decide again with the verdicts.
+    pub fn scored(&mut self, r: &ConnRecord, scored: Option<Verdicts<'_>>) -> Option<Proposal> {
+        let flagged = self.flagged(scored.as_ref());
+        let obs = self.stage.observe_verdicts(r, &flagged);
+        scored.as_ref()?;
+        self.decide(r, obs, scored)
+    }
+
+    fn decide(
+        &mut self,
+        r: &ConnRecord,
+        obs: Observed,
+        scored: Option<Verdicts<'_>>,
+    ) -> Option<Proposal> {
         if obs.answer || self.rules.rules.is_empty() {
             return None;
         }

@@ -2,16 +2,24 @@
 //! records in, as they arrive; conn.log, verdicts and decisions out.
 //!
 //! Final records go to conn.log as they arrive (conn.log stays Zeek-exact:
-//! interim snapshots never reach it). Every record, final or interim, is
-//! featurized against the host context seen so far and waits for its
-//! batch, which is scored when it holds `batch_rows` records or its oldest
-//! record has waited `max_wait`: large batches when traffic is heavy,
-//! bounded latency when it is light. Scored records, and records shed
+//! interim snapshots never reach it). Every record, final or interim, joins
+//! the host context as it arrives, and is held until the packet clock has
+//! moved the models' look-ahead (`ahead_secs` of their context columns)
+//! past the time it arrived, so its window holds the flows that started
+//! just after it (the first probes of a scan see the rest of the scan).
+//! Records that are due wait for their batch, which is scored when it holds
+//! `batch_rows` records or its oldest record has waited `max_wait`: large
+//! batches when traffic is heavy, bounded latency when it is light. Live,
+//! a record is also due once it has waited the look-ahead in wall time
+//! (when traffic stops, the packet clock stops with it), and at most
+//! `max_held` records are held (beyond, the oldest are scored early and
+//! counted). Scored records, and records shed
 //! under overload (unscored), then go to a [`RecordSink`]: alerts.log and
 //! the decision stage in the daemon, the same plus actions.log in a
 //! replay. A replay sheds nothing and waits for full batches only, so the
 //! same capture always gives the same verdicts and decisions.
 
+use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -38,6 +46,8 @@ pub trait LiveOutputs {
 pub struct RecordBatch {
     pub records: Vec<ConnRecord>,
     pub emitted: Instant,
+    /// The worker's packet time when it emitted the batch.
+    pub clock: f64,
 }
 
 /// A record as scored: every model's verdict, and each model's unscaled
@@ -57,6 +67,15 @@ pub trait RecordSink {
     /// A record after scoring; `None` when it was not scored (shed under
     /// overload, or no model is loaded).
     fn record(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>);
+    /// A record the scorer holds for its models' look-ahead, as it
+    /// arrives ([`RecordSink::held`] follows with its verdicts): what does
+    /// not need the models (evidence, rules on evidence alone) need not
+    /// wait for them.
+    fn arrived(&mut self, _r: &ConnRecord) {}
+    /// A record announced by [`RecordSink::arrived`], after scoring.
+    fn held(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>) {
+        self.record(r, scored);
+    }
     /// The models changed; `extra` came with them.
     fn reload(&mut self, models: &[Model], extra: Option<Self::Reload>);
     /// Called about twice a second: flush, rotate, export gauges.
@@ -73,6 +92,9 @@ pub struct ModelSet {
     featurizers: Vec<LiveFeaturizer>,
     /// `featurizers` index of each model.
     uses: Vec<usize>,
+    /// Seconds of packet time a record is held before scoring: the
+    /// longest look-ahead of any model's context columns.
+    hold: f64,
 }
 
 impl ModelSet {
@@ -92,11 +114,21 @@ impl ModelSet {
                 }
             }
         }
+        let hold = models
+            .iter()
+            .map(|m| m.spec().max_ahead())
+            .fold(0.0, f64::max);
         ModelSet {
             models,
             featurizers,
             uses,
+            hold,
         }
+    }
+
+    /// Seconds of packet time records are held before scoring.
+    pub fn hold(&self) -> f64 {
+        self.hold
     }
 
     pub fn models(&self) -> &[Model] {
@@ -121,7 +153,18 @@ pub struct ScorerOptions {
     pub max_lag: Duration,
     /// Host-context memory bounds for the featurizers.
     pub context: LiveConfig,
+    /// Whether a held record is also due once it has waited the
+    /// look-ahead in wall time (live: packet time stops when traffic
+    /// does); a replay holds by packet time only, so it stays repeatable.
+    pub hold_by_wall_time: bool,
+    /// Records held for the look-ahead at most; beyond, the oldest are
+    /// scored early (counted in `osprey_score_held_early_total`).
+    pub max_held: usize,
 }
+
+/// Records held at most for the look-ahead by default: five seconds of a
+/// 50,000-connection-per-second flood (a record is ~0.5 KB with its flow).
+pub const DEFAULT_MAX_HELD: usize = 250_000;
 
 impl ScorerOptions {
     /// A replay's: never shed, batches by size only (a day is "never";
@@ -134,6 +177,8 @@ impl ScorerOptions {
             shed_backlog: usize::MAX,
             max_lag: day,
             context,
+            hold_by_wall_time: false,
+            max_held: DEFAULT_MAX_HELD,
         }
     }
 }
@@ -146,7 +191,11 @@ pub struct Reload<R> {
 
 struct Pending {
     record: ConnRecord,
+    /// The record as the featurizers read it (pushed on arrival).
+    flow: Flow,
     emitted: Instant,
+    /// Packet time from which it may be scored.
+    due: f64,
 }
 
 /// Lowers the calling thread's priority by `nice` (Linux niceness is per
@@ -175,16 +224,29 @@ pub fn run_scorer<S: RecordSink>(
     metrics: &Metrics,
 ) -> io::Result<()> {
     let batch_rows = o.batch_rows.max(1);
-    let mut pending: Vec<Pending> = Vec::with_capacity(batch_rows);
+    // Held and waiting records in arrival order; the first `ready` of them
+    // are due (readiness only ever grows: the clocks only move forward).
+    let mut pending: VecDeque<Pending> = VecDeque::with_capacity(batch_rows);
+    let mut ready = 0usize;
+    let mut clock = f64::NEG_INFINITY;
     let mut last_tick = Instant::now();
     let tick_every = Duration::from_millis(500);
     metrics.models_loaded.set(set.models.len() as i64);
     loop {
-        let deadline = pending
-            .first()
-            .map(|p| p.emitted + o.max_wait)
-            .unwrap_or_else(|| Instant::now() + tick_every)
-            .min(last_tick + tick_every);
+        let hold_wall = Duration::from_secs_f64(set.hold);
+        let mut deadline = (Instant::now() + tick_every).min(last_tick + tick_every);
+        if let Some(p) = pending.front() {
+            let wait = if o.hold_by_wall_time {
+                hold_wall
+            } else {
+                Duration::ZERO
+            };
+            if ready > 0 {
+                deadline = deadline.min(p.emitted + wait + o.max_wait);
+            } else if o.hold_by_wall_time {
+                deadline = deadline.min(p.emitted + wait);
+            }
+        }
         let timeout = deadline.saturating_duration_since(Instant::now());
         let mut closed = false;
         select! {
@@ -198,6 +260,10 @@ pub fn run_scorer<S: RecordSink>(
                             .with_label_values(&["score"])
                             .inc_by(batch.records.len() as u64);
                     }
+                    if batch.clock > clock {
+                        clock = batch.clock;
+                    }
+                    let mut arrived = Vec::with_capacity(batch.records.len());
                     for record in batch.records {
                         if !record.interim {
                             sink.conn(&record);
@@ -206,11 +272,10 @@ pub fn run_scorer<S: RecordSink>(
                             sink.record(&record, None);
                             continue;
                         }
-                        pending.push(Pending { record, emitted: batch.emitted });
-                        if pending.len() >= batch_rows {
-                            score(&mut set, &mut pending, sink, metrics);
-                        }
+                        sink.arrived(&record);
+                        arrived.push(record);
                     }
+                    set.push(arrived, batch.emitted, batch.clock, &mut pending);
                 }
                 Err(_) => closed = true,
             },
@@ -218,7 +283,8 @@ pub fn run_scorer<S: RecordSink>(
                 if let Ok(Reload { models, extra }) = msg {
                     // Records already waiting are scored by the models they
                     // were featurized for.
-                    score(&mut set, &mut pending, sink, metrics);
+                    score_front(&mut set, &mut pending, usize::MAX, sink, metrics);
+                    ready = 0;
                     set = ModelSet::new(models, o.context.clone());
                     sink.reload(&set.models, extra);
                     metrics.models_loaded.set(set.models.len() as i64);
@@ -228,15 +294,35 @@ pub fn run_scorer<S: RecordSink>(
             default(timeout) => {},
         }
         if closed {
-            score(&mut set, &mut pending, sink, metrics);
+            score_front(&mut set, &mut pending, usize::MAX, sink, metrics);
             return sink.finish();
         }
         let now = Instant::now();
-        if pending
-            .first()
-            .is_some_and(|p| now >= p.emitted + o.max_wait)
-        {
-            score(&mut set, &mut pending, sink, metrics);
+        let hold_wall = Duration::from_secs_f64(set.hold);
+        while let Some(p) = pending.get(ready) {
+            let by_wall = o.hold_by_wall_time && now >= p.emitted + hold_wall;
+            if p.due <= clock || by_wall {
+                ready += 1;
+            } else if pending.len() > o.max_held {
+                metrics.score_held_early.inc();
+                ready += 1;
+            } else {
+                break;
+            }
+        }
+        while ready >= batch_rows {
+            score_front(&mut set, &mut pending, batch_rows, sink, metrics);
+            ready -= batch_rows;
+        }
+        let waited = o.max_wait
+            + if o.hold_by_wall_time {
+                hold_wall
+            } else {
+                Duration::ZERO
+            };
+        if ready > 0 && pending.front().is_some_and(|p| now >= p.emitted + waited) {
+            score_front(&mut set, &mut pending, ready, sink, metrics);
+            ready = 0;
         }
         if now.duration_since(last_tick) >= tick_every {
             last_tick = now;
@@ -245,14 +331,69 @@ pub fn run_scorer<S: RecordSink>(
     }
 }
 
-/// Scores and empties `pending`, handing every record to the sink. A model
+impl ModelSet {
+    /// Records arriving records in every featurizer's host context and
+    /// queues them, due `hold` seconds of packet time after `clock`.
+    fn push(
+        &mut self,
+        records: Vec<ConnRecord>,
+        emitted: Instant,
+        clock: f64,
+        pending: &mut VecDeque<Pending>,
+    ) {
+        if records.is_empty() {
+            return;
+        }
+        let flows: Vec<Flow> = records.iter().map(Flow::from).collect();
+        for f in &mut self.featurizers {
+            f.push(&flows);
+        }
+        let due = clock + self.hold;
+        pending.extend(
+            records
+                .into_iter()
+                .zip(flows)
+                .map(|(record, flow)| Pending {
+                    record,
+                    flow,
+                    emitted,
+                    due,
+                }),
+        );
+    }
+}
+
+/// Scores the first `n` pending records.
+fn score_front<S: RecordSink>(
+    set: &mut ModelSet,
+    pending: &mut VecDeque<Pending>,
+    n: usize,
+    sink: &mut S,
+    m: &Metrics,
+) {
+    let (waiting, flows): (Vec<Waiting>, Vec<Flow>) = pending
+        .drain(..n.min(pending.len()))
+        .map(|p| ((p.record, p.emitted), p.flow))
+        .unzip();
+    score(set, &waiting, &flows, sink, m);
+}
+
+/// A record and when it left its conn worker.
+type Waiting = (ConnRecord, Instant);
+
+/// Scores `pending` (whose flows are `flows`), handing every record to the sink. A model
 /// error is logged and counted; the records go on unscored (conn.log has
 /// them already, and the evidence stage still counts them).
-fn score<S: RecordSink>(set: &mut ModelSet, pending: &mut Vec<Pending>, sink: &mut S, m: &Metrics) {
+fn score<S: RecordSink>(
+    set: &mut ModelSet,
+    pending: &[Waiting],
+    flows: &[Flow],
+    sink: &mut S,
+    m: &Metrics,
+) {
     if pending.is_empty() {
         return;
     }
-    let flows: Vec<Flow> = pending.iter().map(|p| Flow::from(&p.record)).collect();
     let n = flows.len();
     let mut verdicts: Vec<Vec<Verdict>> = (0..n)
         .map(|_| Vec::with_capacity(set.models.len()))
@@ -260,7 +401,7 @@ fn score<S: RecordSink>(set: &mut ModelSet, pending: &mut Vec<Pending>, sink: &m
     let raws: Vec<Vec<f64>> = set
         .featurizers
         .iter_mut()
-        .map(|f| f.push_and_featurize(&flows))
+        .map(|f| f.featurize(flows))
         .collect();
     let mut failed = false;
     for (model, &uses) in set.models.iter().zip(&set.uses) {
@@ -306,15 +447,15 @@ fn score<S: RecordSink>(set: &mut ModelSet, pending: &mut Vec<Pending>, sink: &m
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let widths: Vec<usize> = set.models.iter().map(|x| x.spec().columns()).collect();
-    for (j, (p, v)) in pending.iter().zip(&verdicts).enumerate() {
+    for (j, ((record, emitted), v)) in pending.iter().zip(&verdicts).enumerate() {
         if failed {
-            sink.record(&p.record, None);
+            sink.held(record, None);
             continue;
         }
         m.record_to_verdict_seconds
-            .observe(now.duration_since(p.emitted).as_secs_f64());
-        if p.record.interim {
-            let last = p.record.ts + p.record.duration.unwrap_or(0.0);
+            .observe(now.duration_since(*emitted).as_secs_f64());
+        if record.interim {
+            let last = record.ts + record.duration.unwrap_or(0.0);
             m.last_packet_to_verdict_seconds
                 .observe((wall - last).max(0.0));
         }
@@ -324,8 +465,8 @@ fn score<S: RecordSink>(set: &mut ModelSet, pending: &mut Vec<Pending>, sink: &m
             .zip(&widths)
             .map(|(&u, &w)| raws[u].get(j * w..(j + 1) * w).unwrap_or(&[]))
             .collect();
-        sink.record(
-            &p.record,
+        sink.held(
+            record,
             Some(Scored {
                 models: &set.models,
                 verdicts: v,
@@ -333,12 +474,109 @@ fn score<S: RecordSink>(set: &mut ModelSet, pending: &mut Vec<Pending>, sink: &m
             }),
         );
     }
-    pending.clear();
 }
 
 #[cfg(test)]
 mod tests {
-    use super::lower_thread_priority;
+    use super::*;
+    use crate::conn::ConnState;
+    use crate::evidence::fixtures::tcp;
+    use crate::features::FeatureSpec;
+    use std::sync::{Arc, Mutex};
+
+    /// Rows of `src_resp_ports_60s` as scored, by record start time.
+    #[derive(Clone, Default)]
+    struct Rows(Arc<Mutex<Vec<(f64, f64)>>>);
+
+    impl RecordSink for Rows {
+        type Reload = ();
+        fn conn(&mut self, _: &ConnRecord) {}
+        fn record(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>) {
+            let Some(s) = scored else { return };
+            let spec = s.models[0].spec();
+            let col = spec
+                .features
+                .iter()
+                .position(|f| f.name == "src_resp_ports_60s")
+                .expect("the bundled classifier's column");
+            let mut rows = self.0.lock().expect("rows");
+            rows.push((r.ts, s.rows[0][col]));
+        }
+        fn reload(&mut self, _: &[Model], _: Option<()>) {}
+        fn tick(&mut self) {}
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn classifier() -> Model {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/osprey-classifier.toml");
+        Model::load(FeatureSpec::load(&path).expect("spec")).expect("model")
+    }
+
+    /// The first probe of a scan is held for the look-ahead and then sees
+    /// the probes that followed it, even when they arrive in later batches;
+    /// a replay (packet time only) scores nothing before its clock passes.
+    #[test]
+    fn held_records_see_the_flows_that_followed() {
+        let model = classifier();
+        let hold = model.spec().max_ahead();
+        assert!(hold > 0.0, "the bundled classifier looks ahead");
+        let probe = |n: u64, t: f64| {
+            tcp(
+                n,
+                ("198.18.0.9", 40000),
+                ("198.18.0.1", n as u16),
+                ConnState::REJ,
+                t,
+            )
+        };
+        let (tx, rx) = crossbeam_channel::unbounded::<RecordBatch>();
+        let (_reload_tx, reloads) = crossbeam_channel::bounded::<Reload<()>>(1);
+        let rows = Rows::default();
+        let mut sink = rows.clone();
+        let scorer = std::thread::spawn(move || {
+            let options = ScorerOptions::replay(1, LiveConfig::default());
+            let set = ModelSet::new(vec![model], options.context.clone());
+            run_scorer(rx, reloads, set, &mut sink, options, &Metrics::new())
+        });
+        let batch = |records, clock| RecordBatch {
+            records,
+            emitted: Instant::now(),
+            clock,
+        };
+        // The first probe, then four more in later batches, all within
+        // the look-ahead; the clock stays short of the first one's due time.
+        tx.send(batch(vec![probe(1, 100.0)], 110.0)).expect("send");
+        for n in 2..=5 {
+            let t = 100.0 + n as f64 * 0.001;
+            tx.send(batch(vec![probe(n, t)], 110.0 + hold / 2.0))
+                .expect("send");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            rows.0.lock().expect("rows").is_empty(),
+            "nothing is due yet"
+        );
+        // A later flow moves the clock past the first five's due time.
+        tx.send(batch(vec![probe(6, 200.0)], 110.0 + hold * 2.0))
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(300));
+        let seen = rows.0.lock().expect("rows").clone();
+        assert_eq!(
+            seen.len(),
+            5,
+            "the five probes are due, the sixth is not: {seen:?}"
+        );
+        let five = 5f64.ln_1p();
+        for (ts, ports) in &seen {
+            assert_eq!(*ports, five, "the probe at {ts} sees all five ports");
+        }
+        drop(tx);
+        scorer.join().expect("scorer").expect("closed");
+        assert_eq!(rows.0.lock().expect("rows").len(), 6, "the rest at close");
+    }
 
     fn my_nice() -> i32 {
         rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("getpriority")

@@ -4,8 +4,9 @@
 # An extension of the shared traffic lab (shared/lab/make-pcaps.sh): builds its own
 # closed lab of network namespaces (olab-sw, olab-server, olab-client1..3,
 # olab-attacker, olab-t1..tN), runs NEW benign and attack scenarios between them
-# (everyday failure behaviour of benign clients, more nmap scan types, host sweeps,
-# variants of brute force, slowloris, DNS tunnels and floods), captures each to
+# (everyday failure behaviour of benign clients, benign clients that meet many 403/404
+# answers, more nmap scan types, host sweeps, variants of brute force, slowloris, DNS
+# tunnels and floods), captures each to
 # OUTDIR/<scenario>.pcap on the switch port(s) facing the server(s), and writes
 # labels.csv, hosts.csv and (with the shared pcapflows.py) flows.csv in the shared
 # lab's format.  Everything is torn down on exit.  See README.md beside this file.
@@ -373,6 +374,11 @@ start_services() {
         -addext "subjectAltName=DNS:server.$DNS_ZONE,IP:$IP4_SERVER,IP:$IP6_SERVER" \
         -keyout "$s/tls/key.pem" -out "$s/tls/cert.pem" > /dev/null 2>&1 || die "openssl could not make the certificate"
     printf 'admin:%s\n' "$(openssl passwd -apr1 "$(head -c 12 /dev/urandom | base64)")" > "$s/htpasswd"
+    # --- benign_http_errors: its site, and a user whose password its clients know
+    "$PY" "$HERE/olabtools.py" site "$s/www" $((SUBSEED + 110)) "$HE_FORBIDDEN_DIR" "$HE_AUTH_DIR" \
+        "$HE_API_PREFIX" "$HE_API_IDS" "$HE_API_HIT_PCT" "$HE_ROBOTS" "$HE_POSTS" "$HE_IMAGES" || die "olabtools.py site failed"
+    HE_PASS=$(openssl rand -hex 6)
+    printf '%s:%s\n' "$HE_AUTH_USER" "$(openssl passwd -apr1 "$HE_PASS")" > "$s/htpasswd-he"
     cat > "$s/nginx.conf" <<EOF
 worker_processes 1;
 pid $s/nginx.pid;
@@ -407,6 +413,13 @@ http {
         location /upload { proxy_pass http://127.0.0.1:$INTERNAL_PORT; }
         location /submit { proxy_pass http://127.0.0.1:$INTERNAL_PORT; }
         location /api/ { default_type application/json; return 200 '{"status":"ok","items":[1,2,3]}\n'; }
+        # benign_http_errors (olabtools.py site made the files): $HE_FORBIDDEN_DIR is a
+        # directory that the workers cannot read (403), as is one file; absent files are 404
+        location = $HE_DENY_PATH { deny all; }
+        location ^~ $HE_GONE_PREFIX { return 404; }
+        location ^~ $HE_AUTH_DIR { auth_basic "members only"; auth_basic_user_file $s/htpasswd-he; }
+        location $HE_API_PREFIX/ { default_type application/json; try_files \$uri.json =404; }
+        location = $HE_API_PREFIX { proxy_pass http://127.0.0.1:$INTERNAL_PORT; }
     }
     server {
         listen 127.0.0.1:$INTERNAL_PORT;
@@ -714,6 +727,40 @@ sc_benign_idle_keepalive() {
     done
     wait_bg; t1=$(now)
     benign_window $p benign_idle_keepalive "$t0" "$t1" python/ssh "$IK_KA_SESSIONS idle TCP :$KA_PORT with SO_KEEPALIVE idle ${idle[*]:0:IK_KA_SESSIONS}s; $IK_SSH_SESSIONS idle ssh (ServerAliveInterval ${alive[*]:0:IK_SSH_SESSIONS}s, sshd ClientAliveInterval $SSHD_CLIENT_ALIVE) for ~${IK_SECS}s"
+}
+# benign clients of a site with many 403/404 answers: browsers, a link checker, pollers,
+# API clients and a user who mistypes a password (olabtools.py webclient)
+sc_benign_http_errors() {
+    local p=benign_http_errors.pcap t0 t1 pe kind c v cm ka host i=0 np=0 opts pp=($HE_POLL_PATHS) pm=($HE_POLL_MS)
+    local site=(forbidden_dir="$HE_FORBIDDEN_DIR" gone_prefix="$HE_GONE_PREFIX" posts="$HE_POSTS" images="$HE_IMAGES")
+    t0=$(now)
+    for pe in $HE_PERSONAS; do
+        IFS=: read -r kind c v cm <<< "$pe"
+        host=$IP4_SERVER; [[ $v == 6 ]] && host=$IP6_SERVER
+        ka=0; [[ $cm == ka ]] && ka=1
+        i=$((i + 1))
+        case $kind in
+            browser) opts=("$HE_PAGES" conns="$HE_BROWSER_CONNS" burst="$HE_BURST" spread_ms="$HE_BURST_SPREAD_MS"
+                           think_ms="$HE_THINK_MS" missing_pct="$HE_MISSING_PCT" deploy_broken_pct="$HE_DEPLOY_BROKEN_PCT"
+                           broken_link_pct="$HE_BROKEN_LINK_PCT" favicon_pct="$HE_FAVICON_PCT" post_pct="$HE_POST_PCT" "${site[@]}") ;;
+            crawler) opts=("$HE_CRAWL_URLS" delay_ms="$HE_CRAWL_DELAY_MS" head_pct="$HE_CRAWL_HEAD_PCT" keepalive=$ka
+                           close_hdr="$HE_CONN_CLOSE_HDR" broken_pct="$HE_CRAWL_BROKEN_PCT" "${site[@]}") ;;
+            poller)  opts=("$HE_POLLS" interval_ms="${pm[np]}" paths="${pp[np]}" keepalive=$ka close_hdr="$HE_CONN_CLOSE_HDR")
+                     np=$((np + 1)) ;;
+            api)     opts=("$HE_API_REQS" prefix="$HE_API_PREFIX" sleep_ms="$HE_API_SLEEP_MS" keepalive=$ka
+                           close_hdr="$HE_CONN_CLOSE_HDR" head_pct="$HE_API_HEAD_PCT" post_pct="$HE_API_POST_PCT"
+                           batch="$HE_API_BATCH" ids="$HE_API_IDS") ;;
+            login)   opts=("$HE_LOGINS" auth_dir="$HE_AUTH_DIR" user="$HE_AUTH_USER" password="$HE_PASS" typing_ms="$HE_LOGIN_TYPING_MS"
+                           after="$HE_LOGIN_AFTER" two_typos_pct="$HE_LOGIN_TWO_TYPOS_PCT") ;;
+        esac
+        # N SECS SEED OPTIONS; its status counts go to the server's log dir (KEEP_LOGS)
+        ip netns exec "olab-client$c" timeout $((HE_SECS + 30)) "$PY" "$HERE/olabtools.py" webclient "$kind" "$host" "$HTTP_PORT" \
+            "${opts[0]}" "$HE_SECS" $((SUBSEED + 120 + i)) "${opts[@]:1}" > "$WORK/srv/he-$i-$kind.log" 2>&1 &
+        BG_PIDS+=($!)
+        msleep $(( (SUBSEED / i) % 700 ))
+    done
+    wait_bg; t1=$(now)
+    benign_window $p benign_http_errors "$t0" "$t1" python "clients $HE_PERSONAS (kind:client:ipver:conn) on :$HTTP_PORT for <=${HE_SECS}s: browsers x$HE_PAGES page loads (bursts of $HE_BURST over $HE_BROWSER_CONNS keep-alive conns within ${HE_BURST_SPREAD_MS}ms, think ${HE_THINK_MS}ms, missing $HE_MISSING_PCT%, unreadable assets $HE_DEPLOY_BROKEN_PCT%, broken links $HE_BROKEN_LINK_PCT%); link checker x$HE_CRAWL_URLS (${HE_CRAWL_DELAY_MS}ms, HEAD $HE_CRAWL_HEAD_PCT%, broken $HE_CRAWL_BROKEN_PCT%); pollers x$HE_POLLS of $HE_POLL_PATHS every $HE_POLL_MS ms; API x$HE_API_REQS $HE_API_PREFIX/<id> ($HE_API_HIT_PCT% exist); login x$HE_LOGINS into $HE_AUTH_DIR with a mistyped password first"
 }
 
 # ===================================================================== attacks

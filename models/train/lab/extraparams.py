@@ -18,6 +18,9 @@ BENIGN = ["benign_restart_retry", "benign_rolling_poll", "benign_port_fallback",
           "benign_dns_down", "benign_health_probes", "benign_tls_http2", "benign_bulk",
           "benign_short_bursts", "benign_idle_keepalive"]
 SCANS = ["scan_syn", "scan_connect", "scan_udp", "scan_ack", "scan_fin", "scan_xmas"]
+# Scenarios added later draw their parameters from their own generator and take a place in
+# the order drawn from it, so the older seeds keep every value they had before.
+LATER = ["benign_http_errors"]
 ATTACKS = SCANS + ["scan_sweep", "http_bruteforce", "slowloris", "dns_tunnel",
                    "flood_syn", "flood_udp", "flood_icmp"]
 NMAP_FLAG = {"scan_syn": "-sS", "scan_connect": "-sT", "scan_udp": "-sU",
@@ -284,8 +287,80 @@ def main():
 
     order = BENIGN + ATTACKS
     r.shuffle(order)
-    p["SCENARIO_ORDER"] = " ".join(order + ["mixed_failures"])
     p["SUBSEED"] = r.randrange(1, 2**31)
+
+    # ---------------------------------------------------------------- benign_http_errors
+    # (its own generator: see LATER)
+    h = random.Random(f"olab:{seed}:benign_http_errors")
+    p["HE_SECS"] = h.randrange(35, 56)
+    # the site (olabtools.py site): an unreadable directory (403 from the file system), a
+    # Basic-auth area, an API whose absent objects are missing files (404), a location that
+    # denies (403) and one that answers 404
+    p["HE_FORBIDDEN_DIR"] = h.choice(["/intranet/", "/archive/", "/private/", "/projects/", "/reports/"])
+    p["HE_AUTH_DIR"] = h.choice(["/team/", "/members/", "/staff/", "/wiki/"])
+    p["HE_AUTH_USER"] = h.choice(["alice", "bob", "carol", "dmitri", "erin", "farah"])
+    p["HE_API_PREFIX"] = h.choice(["/v1/objects", "/rest/items", "/data/records", "/store/v2/products"])
+    p["HE_API_IDS"] = h.randrange(200, 5000)              # ids 1..N, of which HE_API_HIT_PCT % exist
+    p["HE_API_HIT_PCT"] = h.randrange(15, 76)
+    p["HE_DENY_PATH"] = h.choice(["/server-status", "/nginx_status", "/status/internal", "/metrics"])
+    p["HE_GONE_PREFIX"] = h.choice(["/old/", "/legacy/", "/v0/", "/blog-old/"])
+    p["HE_ROBOTS"] = h.choice([0, 1])                     # robots.txt exists (else 404)
+    p["HE_POSTS"] = h.randrange(5, 20)                    # /news/2024/post-K.html, K = 1..N
+    p["HE_IMAGES"] = h.randrange(6, 20)                   # /img/photo-K.jpg, K = 1..N
+    # who runs: kind:client:ipver:conn, where conn is ka (one keep-alive connection, or a
+    # pool of them for browsers) or new (a connection per request); at least one of each kind
+    # but the crawler, >= 1 over IPv6, >= 1 crawler or api client with a connection per request
+    p["HE_V6_PCT"] = h.choice([10, 20, 30])
+    kinds = ["browser"] * h.randrange(1, 4) + ["crawler"] * (h.random() < 0.75) + \
+        ["poller"] * h.randrange(1, 3) + ["api"] * h.randrange(1, 3) + ["login"]
+    vers = [6 if h.randrange(100) < p["HE_V6_PCT"] else 4 for _ in kinds]
+    if 6 not in vers:
+        vers[h.randrange(len(vers))] = 6
+    conns = [{"crawler": h.choice(["ka", "new"]), "poller": h.choice(["new", "new", "ka"]),
+              "api": h.choice(["ka", "new"])}.get(k, "ka") for k in kinds]
+    big = [i for i, k in enumerate(kinds) if k in ("crawler", "api")]
+    if all(conns[i] == "ka" for i in big):
+        conns[h.choice(big)] = "new"
+    p["HE_PERSONAS"] = " ".join(f"{k}:{h.randrange(1, 4)}:{v}:{c}" for k, v, c in zip(kinds, vers, conns))
+    p["HE_CONN_CLOSE_HDR"] = h.choice([0, 1])             # one-request connections send Connection: close
+    # browsers: page loads over HE_BROWSER_CONNS keep-alive connections
+    p["HE_PAGES"] = sc(h.randrange(4, 11))                # page loads per browser
+    lo = h.randrange(5, 11)
+    p["HE_BURST"] = f"{lo}-{h.randrange(max(lo + 3, 12), 31)}"   # subresources per page load
+    p["HE_BURST_SPREAD_MS"] = h.randrange(100, 900)       # all of them within this time
+    p["HE_BROWSER_CONNS"] = h.randrange(2, 7)
+    p["HE_THINK_MS"] = h.randrange(800, 6000)             # mean pause between page loads
+    p["HE_MISSING_PCT"] = h.randrange(5, 40)              # subresources that are missing (404)
+    p["HE_DEPLOY_BROKEN_PCT"] = h.randrange(10, 50)       # page loads whose assets are unreadable (403)
+    p["HE_BROKEN_LINK_PCT"] = h.randrange(5, 30)          # page loads of a broken link (404/403)
+    p["HE_FAVICON_PCT"] = h.choice([30, 60, 100])         # page loads that ask for /favicon.ico (404)
+    p["HE_POST_PCT"] = h.choice([0, 5, 10, 20])           # page loads followed by a form POST
+    # link checker / crawler
+    p["HE_CRAWL_URLS"] = sc(h.randrange(30, 121))
+    p["HE_CRAWL_DELAY_MS"] = h.randrange(100, 1500)
+    p["HE_CRAWL_HEAD_PCT"] = h.choice([0, 30, 70, 100])
+    p["HE_CRAWL_BROKEN_PCT"] = h.randrange(15, 60)
+    # pollers of a forbidden or missing URL (and sometimes a working one as well)
+    npoll = kinds.count("poller")
+    broken = [p["HE_DENY_PATH"], p["HE_GONE_PREFIX"] + "feed.xml", "/config/client.json",
+              p["HE_FORBIDDEN_DIR"] + "status.json", "/status.json"]
+    p["HE_POLL_PATHS"] = " ".join(
+        h.choice(broken) + h.choice(["", "", "|/healthz", "|/"]) for _ in range(npoll))
+    p["HE_POLL_MS"] = " ".join(str(h.randrange(1000, 5001)) for _ in range(npoll))
+    p["HE_POLLS"] = sc(h.randrange(10, 31))
+    # API clients looking up objects, many of them absent
+    p["HE_API_REQS"] = sc(h.randrange(30, 101))
+    p["HE_API_SLEEP_MS"] = h.randrange(50, 800)
+    p["HE_API_HEAD_PCT"] = h.choice([0, 10, 20])
+    p["HE_API_POST_PCT"] = h.choice([3, 8, 15])
+    p["HE_API_BATCH"] = h.choice([0, 5, 10, 20])          # occasional lookups back to back
+    # a user who mistypes the password once (sometimes twice), then gets in
+    p["HE_LOGINS"] = sc(h.randrange(1, 4))
+    p["HE_LOGIN_TYPING_MS"] = h.randrange(1500, 6000)
+    p["HE_LOGIN_AFTER"] = h.randrange(3, 10)
+    p["HE_LOGIN_TWO_TYPOS_PCT"] = h.choice([0, 20, 40])
+    order.insert(h.randrange(len(order) + 1), "benign_http_errors")
+    p["SCENARIO_ORDER"] = " ".join(order + ["mixed_failures"])
 
     for k, v in p.items():
         print(f"{k}={shlex.quote(str(v))}")

@@ -211,12 +211,19 @@ fn a_scan_is_blocked_from_the_interim_path_and_clients_keep_working() {
     );
     let bearer = format!("Bearer {PLATFORM_TOKEN}");
     assert!(requests.iter().all(|r| r["auth"] == bearer.as_str()));
-    assert!(requests.iter().any(|r| {
-        r["path"] == "/api/v1/anomaly-detection/events"
-            && r["body"]["events"]
-                .as_array()
-                .is_some_and(|evs| evs.iter().any(|e| e["kind"] == "alert"))
-    }));
+    // The alerts behind it come after the models' look-ahead (the bundled
+    // ones hold each record 5 s before scoring it); the block did not wait.
+    let alerted = wait_for(Duration::from_secs(15), || {
+        platform_requests(&received).iter().any(|r| {
+            r["path"] == "/api/v1/anomaly-detection/events"
+                && r["body"]["events"]
+                    .as_array()
+                    .is_some_and(|evs| evs.iter().any(|e| e["kind"] == "alert"))
+        })
+    });
+    assert!(alerted.is_some(), "the platform heard of no alert");
+    let requests = platform_requests(&received);
+    assert!(requests.iter().all(|r| r["auth"] == bearer.as_str()));
     // Heartbeats come every second (the first may have raced the
     // stand-in's start).
     let heartbeat = wait_for(Duration::from_secs(5), || {

@@ -11,7 +11,7 @@ use smallvec::SmallVec;
 
 use super::action::Evidence;
 use super::admit::Proposal;
-use super::rules::{ModelFacts, RuleSet, Scored};
+use super::rules::{ModelFacts, Rule, RuleSet, Scored};
 use crate::conn::ConnRecord;
 use crate::evidence::{EvidenceConfig, EvidenceStage, EvidenceStats, LabelId, Observed};
 use crate::model::Verdict;
@@ -184,7 +184,7 @@ impl Decider {
     /// Returns what the rules decided, if anything is to be proposed.
     pub fn record(&mut self, r: &ConnRecord, scored: Option<Verdicts<'_>>) -> Option<Proposal> {
         let obs = self.observe(r, scored.as_ref());
-        self.decide(r, obs, scored)
+        self.decide(r, obs, scored, |_| true)
     }
 
     /// A record the scorer holds for its models' look-ahead, as it
@@ -193,17 +193,18 @@ impl Decider {
     /// [`Decider::scored`] follows with its verdicts.
     pub fn arrived(&mut self, r: &ConnRecord) -> Option<Proposal> {
         let obs = self.stage.observe_pending(r);
-        self.decide(r, obs, None)
+        self.decide(r, obs, None, |rule| !rule.reads_scores())
     }
 
     /// The verdicts of a record [`Decider::arrived`] counted (`None` when
-    /// it was shed unscored): its flagged labels count, and the rules
-    /// decide again with the verdicts.
+    /// it was shed unscored): its flagged labels count, and the rules that
+    /// read scores decide (the others decided when it arrived: deciding
+    /// again on the same evidence would refresh their actions' TTLs).
     pub fn scored(&mut self, r: &ConnRecord, scored: Option<Verdicts<'_>>) -> Option<Proposal> {
         let flagged = self.flagged(scored.as_ref());
         let obs = self.stage.observe_verdicts(r, &flagged);
         scored.as_ref()?;
-        self.decide(r, obs, scored)
+        self.decide(r, obs, scored, Rule::reads_scores)
     }
 
     fn decide(
@@ -211,6 +212,7 @@ impl Decider {
         r: &ConnRecord,
         obs: Observed,
         scored: Option<Verdicts<'_>>,
+        include: impl Fn(&Rule) -> bool,
     ) -> Option<Proposal> {
         if obs.answer || self.rules.rules.is_empty() {
             return None;
@@ -218,7 +220,7 @@ impl Decider {
         let view = view(r, scored.as_ref(), &self.models);
         let stage = &self.stage;
         let rule_labels = &self.rule_labels;
-        let decision = self.rules.decide(&view, |i, ev| {
+        let decision = self.rules.decide_among(&view, include, |i, ev| {
             let labels = rule_labels.get(i).map_or(&[][..], |l| l.as_slice());
             ev.bounds
                 .iter()

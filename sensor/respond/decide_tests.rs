@@ -343,3 +343,55 @@ fn a_flood_gets_a_rate_limit_and_blocks_escalate_on_repeat() {
     }
     assert_eq!(ttls, [300, 1200, 4800]);
 }
+
+/// Held for the models' look-ahead, a scan is blocked when its records
+/// arrive (the port-scan rule reads evidence alone), the same decisions as
+/// when each record is decided at once; the verdicts that follow decide
+/// only the rules that read them, so they do not re-propose the block (and
+/// refresh its TTL) seconds after the scan.
+#[test]
+fn evidence_rules_decide_on_arrival_and_verdicts_do_not_repeat_them() {
+    let rs: Vec<_> = (1..=200u16)
+        .map(|p| {
+            rec(
+                u64::from(p),
+                SCANNER,
+                p,
+                ConnState::REJ,
+                50.0 + f64::from(p) * 0.001,
+            )
+        })
+        .collect();
+    let mut at_once = decider();
+    let want = feed(
+        &mut at_once,
+        &rs.iter().map(|r| (r.clone(), "benign")).collect::<Vec<_>>(),
+    );
+    let mut held = decider();
+    let arrived: Vec<Proposal> = rs.iter().filter_map(|r| held.arrived(r)).collect();
+    let summary = |ps: &[Proposal]| -> Vec<(String, u16)> {
+        ps.iter()
+            .map(|p| (p.decision.rule.clone(), p.evidence.resp_p))
+            .collect()
+    };
+    assert_eq!(summary(&arrived), summary(&want));
+    assert_eq!(
+        arrived.first().map(|p| p.decision.rule.as_str()),
+        Some("port-scan")
+    );
+    let v = classify("benign");
+    let rows: [&[f64]; 1] = [&[]];
+    let later: Vec<Proposal> = rs
+        .iter()
+        .filter_map(|r| {
+            held.scored(
+                r,
+                Some(Verdicts {
+                    verdicts: &v,
+                    rows: &rows,
+                }),
+            )
+        })
+        .collect();
+    assert!(later.is_empty(), "{:?}", summary(&later));
+}

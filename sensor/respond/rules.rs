@@ -242,6 +242,26 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether the rule reads what scoring adds: verdicts, the model's
+    /// host-context columns, or evidence of flagged connections. The others
+    /// decide on a record as it arrives, before the scorer's look-ahead
+    /// hold ends.
+    pub fn reads_scores(&self) -> bool {
+        self.when.needs_verdict
+            || !self.when.context.is_empty()
+            || self.evidence.as_ref().is_some_and(|e| {
+                e.bounds.iter().any(|b| {
+                    matches!(
+                        b.column,
+                        Column::Flagged
+                            | Column::VerifiedFlagged
+                            | Column::ServiceFlagged
+                            | Column::ServiceVerifiedFlagged
+                    )
+                })
+            })
+    }
+
     /// Whether somebody else could make this rule fire for an address by
     /// forging it. Only a rule whose every lower bound is on connections
     /// the source verified (`verified*` columns) cannot be; a rule without
@@ -493,9 +513,22 @@ impl RuleSet {
     pub fn decide(
         &self,
         s: &Scored,
+        evidence: impl FnMut(usize, &EvidenceMatch) -> bool,
+    ) -> Option<Decision> {
+        self.decide_among(s, |_| true, evidence)
+    }
+
+    /// [`RuleSet::decide`] over the rules `include` accepts only.
+    pub fn decide_among(
+        &self,
+        s: &Scored,
+        include: impl Fn(&Rule) -> bool,
         mut evidence: impl FnMut(usize, &EvidenceMatch) -> bool,
     ) -> Option<Decision> {
         self.rules.iter().enumerate().find_map(|(i, r)| {
+            if !include(r) {
+                return None;
+            }
             let mut d = r.decide(s)?;
             if let Some(ev) = &r.evidence {
                 if !evidence(i, ev) {

@@ -89,6 +89,19 @@ impl LiveSource {
             .map_err(|e| err(explain_open_error(&e)))?
             .setnonblock()
             .map_err(|e| err(e.to_string()))?;
+        // On `any`, ask for LINUX_SLL2: its header names the interface of
+        // every packet, which is how the conn stage counts a packet that
+        // crossed a pod's veth and the bridge once (conn/dedup.rs). Before
+        // the filter, which is compiled for the link type.
+        if o.interface == "any" {
+            if let Err(e) = cap.set_datalink(pcap::Linktype(LinkType::LINUX_SLL2.0)) {
+                tracing::warn!(
+                    error = %e,
+                    "libpcap cannot give `any` the LINUX_SLL2 link type: packets crossing \
+                     several interfaces are counted once per interface"
+                );
+            }
+        }
         if let Some(f) = o.filter.as_deref().filter(|f| !f.trim().is_empty()) {
             cap.filter(f, true).map_err(|e| CaptureError::LiveFilter {
                 interface: o.interface.clone(),

@@ -33,6 +33,7 @@ use super::core::{
     same_stack, AnalyzerState, ConnCore, Counters, Effects, EncapConn, EncapStack, TunnelState,
     HIST_ANALYZER_LIMIT_REACHED,
 };
+use super::dedup::{self, Dedup};
 use super::interim::{InterimTrigger, Snapshots};
 use super::record::{ConnRecord, ConnState, History, Proto, Uid};
 use super::service::{Analyzer, AnalyzerSet, ConnInfo, ServiceDetector, ServiceEvent, L4};
@@ -69,6 +70,9 @@ pub struct EngineStats {
     pub bytes: u64,
     /// Frames with no IP packet in them (ARP, LLC, 802.11 management...).
     pub non_ip: u64,
+    /// Copies of a packet already counted, captured on another interface
+    /// (`any` on a node: a pod's veth, then the bridge); not in `packets`.
+    pub duplicates: u64,
     pub weirds: WeirdCounts,
     pub conns_created: u64,
     pub conns_evicted: u64,
@@ -344,6 +348,8 @@ pub struct Engine {
     expected: Vec<Expected>,
     rng: StdRng,
     network_time: f64,
+    /// Drops copies of a packet captured on several interfaces.
+    dedup: Option<Dedup>,
     serial: u64,
     stats: EngineStats,
     /// Records of ended connections, oldest first, until drained. A
@@ -359,6 +365,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(mut cfg: EngineConfig) -> Self {
+        let dedup = Dedup::new(cfg.dedup);
         let (rng, hasher) = match cfg.seed {
             Some(s) => (
                 StdRng::seed_from_u64(s),
@@ -389,6 +396,7 @@ impl Engine {
             expected: Vec::new(),
             rng,
             network_time: 0.0,
+            dedup,
             serial: 0,
             stats: EngineStats::default(),
             out: VecDeque::new(),
@@ -819,6 +827,11 @@ impl Engine {
     /// [`Engine::process_packet`] for a packet whose link layers (and
     /// perhaps checksum) the capture thread has already decoded.
     pub fn process_packet_prepared(&mut self, pkt: &Packet<'_>, prep: &Prepared) {
+        if pkt.link == LinkType::LINUX_SLL2 && self.is_copy(pkt, prep) {
+            self.stats.duplicates += 1;
+            self.advance_time(pkt.ts);
+            return;
+        }
         self.stats.packets += 1;
         self.stats.bytes += u64::from(pkt.wire_len);
         self.advance_time(pkt.ts);
@@ -838,6 +851,24 @@ impl Engine {
             }
             None => self.process_frame(ctx, pkt.link, pkt.data),
         }
+    }
+
+    /// Whether an `any` capture's frame is a copy of a packet counted on
+    /// another interface.
+    fn is_copy(&mut self, pkt: &Packet<'_>, prep: &Prepared) -> bool {
+        let Some(dedup) = self.dedup.as_mut() else {
+            return false;
+        };
+        let Some(ifindex) = dedup::sll2_ifindex(pkt.data) else {
+            return false;
+        };
+        // The IP packet: where the capture thread found it, else right
+        // after the SLL2 header when its protocol is IP.
+        let ip = prep.l3(pkt.data).or_else(|| match pkt.data.get(0..2) {
+            Some([0x08, 0x00]) | Some([0x86, 0xdd]) => pkt.data.get(20..),
+            _ => None,
+        });
+        ip.is_some_and(|ip| dedup.is_copy(pkt.ts, ifindex, ip))
     }
 
     fn process_frame(&mut self, ctx: PktCtx<'_>, link: LinkType, frame: &[u8]) {

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod core;
+pub mod dedup;
 pub mod engine;
 pub mod interim;
 pub mod record;

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub pipeline_dropped_records: IntCounterVec,
     pub conn_packets: IntCounter,
     pub conn_non_ip_packets: IntCounter,
+    pub conn_duplicate_packets: IntCounter,
     pub decode_errors: IntCounterVec,
     pub conns_active: IntGaugeVec,
     pub conns_created: IntCounter,
@@ -181,6 +182,12 @@ impl Metrics {
                 "osprey_conn_non_ip_packets_total",
                 "Frames without an IP packet (ARP, LLC...).",
             ),
+            conn_duplicate_packets: counter(
+                &r,
+                "osprey_conn_duplicate_packets_total",
+                "Copies of a packet already counted, captured on another interface (the \
+                 `any` device on a node: a pod's veth, then the bridge); not analysed.",
+            ),
             decode_errors: counter_vec(
                 &r,
                 "osprey_decode_errors_total",
@@ -286,6 +293,8 @@ impl Metrics {
     pub fn add_engine_delta(&self, before: &EngineStats, now: &EngineStats) {
         self.conn_packets.inc_by(now.packets - before.packets);
         self.conn_non_ip_packets.inc_by(now.non_ip - before.non_ip);
+        self.conn_duplicate_packets
+            .inc_by(now.duplicates - before.duplicates);
         self.conns_created
             .inc_by(now.conns_created - before.conns_created);
         self.conns_evicted

@@ -112,6 +112,8 @@ pub struct Summary {
     pub packets: u64,
     pub bytes: u64,
     pub non_ip: u64,
+    /// Copies of a packet captured on another interface (`any`), not counted.
+    pub duplicates: u64,
     pub records: u64,
     pub records_by_state: [u64; 13],
     pub weirds: WeirdCounts,
@@ -392,6 +394,7 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
         packets: st.packets,
         bytes: st.bytes,
         non_ip: st.non_ip,
+        duplicates: st.duplicates,
         records: st.records,
         records_by_state: st.records_by_state,
         weirds: st.weirds,
@@ -469,6 +472,13 @@ impl Summary {
         }
         if self.non_ip > 0 {
             let _ = writeln!(s, "  non-IP frames (ARP, LLC, ...): {}", self.non_ip);
+        }
+        if self.duplicates > 0 {
+            let _ = writeln!(
+                s,
+                "  duplicate packets (copies seen on another interface, not counted): {}",
+                self.duplicates
+            );
         }
         if self.fragments_reassembled > 0 {
             let _ = writeln!(

@@ -155,6 +155,7 @@ struct Mark {
 }
 
 /// What one record adds.
+#[derive(Default)]
 struct Delta {
     now: f64,
     new_conn: bool,
@@ -166,6 +167,17 @@ struct Delta {
     stalled: bool,
     /// (label, count it as flagged, count it as verified flagged)
     labels: SmallVec<[(LabelId, bool, bool); 2]>,
+}
+
+/// Adds the labels of `flagged` that `mark`'s connection was not counted
+/// with yet to `d` (as flagged, and verified flagged when `verified`).
+fn count_new_labels(mark: &mut Mark, flagged: &[LabelId], verified: bool, d: &mut Delta) {
+    for &id in flagged {
+        if !mark.labels.contains(&id) {
+            mark.labels.push(id);
+            d.labels.push((id, true, verified));
+        }
+    }
 }
 
 /// Where a record's evidence is, for the rules that read it right after.
@@ -290,51 +302,22 @@ impl EvidenceStage {
             self.open.remove(&r.uid)
         }
         .unwrap_or_default();
-        let verified = r.orig_verified;
         let mut d = Delta {
             now,
-            new_conn: false,
-            failed: false,
-            unfailed_at: None,
-            verified: false,
-            packets: 0,
-            auth_failures: 0,
-            stalled: false,
-            labels: SmallVec::new(),
+            ..Delta::default()
         };
-        for &id in flagged {
-            if !mark.labels.contains(&id) {
-                mark.labels.push(id);
-                d.labels.push((id, true, verified));
-            }
-        }
+        count_new_labels(&mut mark, flagged, r.orig_verified, &mut d);
         if r.interim && !d.labels.is_empty() {
             let i = self.open.index_or_insert(r.uid, Mark::default);
             if let Some(m) = self.open.at_mut(i) {
                 m.labels = mark.labels;
             }
         }
-        let windows = &self.windows;
-        let src = self.sources.index_or_insert(orig, || Source {
-            first: now,
-            tally: Tally::new(windows, now),
-            targets: RecentTargets::new(now),
-        });
+        let src = self.source(orig, now);
         if let Some(s) = self.sources.at_mut(src) {
-            s.tally.apply(&d, windows);
+            s.tally.apply(&d, &self.windows);
         }
-        let key = ServiceKey {
-            src: orig,
-            dst: r.resp_h.to_canonical(),
-            port: r.resp_p,
-            proto: r.proto,
-        };
-        let svc = self
-            .services
-            .index_or_insert(key, || Tally::new(windows, now));
-        if let Some(s) = self.services.at_mut(svc) {
-            s.apply(&d, windows);
-        }
+        let svc = self.count_service(r, orig, &d);
         Observed {
             source: orig,
             answer: false,
@@ -342,6 +325,35 @@ impl EvidenceStage {
             src: Some(src),
             svc: Some(svc),
         }
+    }
+
+    /// The source's entry, made when new.
+    fn source(&mut self, orig: IpAddr, now: f64) -> usize {
+        let windows = &self.windows;
+        self.sources.index_or_insert(orig, || Source {
+            first: now,
+            tally: Tally::new(windows, now),
+            targets: RecentTargets::new(now),
+        })
+    }
+
+    /// Applies `d` to the record's source+service tally; returns its entry.
+    /// (An insertion into `services` cannot move `sources` entries.)
+    fn count_service(&mut self, r: &ConnRecord, orig: IpAddr, d: &Delta) -> usize {
+        let key = ServiceKey {
+            src: orig,
+            dst: r.resp_h.to_canonical(),
+            port: r.resp_p,
+            proto: r.proto,
+        };
+        let windows = &self.windows;
+        let svc = self
+            .services
+            .index_or_insert(key, || Tally::new(windows, d.now));
+        if let Some(s) = self.services.at_mut(svc) {
+            s.apply(d, windows);
+        }
+        svc
     }
 
     fn observe_conn(&mut self, r: &ConnRecord, flagged: &[LabelId], pending: bool) -> Observed {
@@ -401,12 +413,7 @@ impl EvidenceStage {
         // Labels new to this connection count as flagged (and verified
         // flagged if it is verified); labels counted before count as
         // verified flagged once the connection gets verified.
-        for &id in flagged {
-            if !mark.labels.contains(&id) {
-                mark.labels.push(id);
-                d.labels.push((id, true, verified));
-            }
-        }
+        count_new_labels(&mut mark, flagged, verified, &mut d);
         if d.verified {
             for &id in &mark.labels {
                 if !d.labels.iter().any(|x| x.0 == id) {
@@ -431,35 +438,18 @@ impl EvidenceStage {
             }
         }
 
-        let windows = &self.windows;
         let cap = self.cfg.max_targets_per_source;
-        let src = self.sources.index_or_insert(orig, || Source {
-            first: now,
-            tally: Tally::new(windows, now),
-            targets: RecentTargets::new(now),
-        });
+        let src = self.source(orig, now);
         let (host, port, proto) = (host_tag(r.resp_h), r.resp_p, r.proto as u8);
         if let Some(s) = self.sources.at_mut(src) {
-            s.tally.apply(&d, windows);
+            s.tally.apply(&d, &self.windows);
             s.targets
                 .touch(host, port, proto, now, failed && !verified, cap);
             if d.unfailed_at.is_some() {
                 s.targets.unfail(host, port, proto);
             }
         }
-        let key = ServiceKey {
-            src: orig,
-            dst: r.resp_h.to_canonical(),
-            port: r.resp_p,
-            proto: r.proto,
-        };
-        let svc = self
-            .services
-            .index_or_insert(key, || Tally::new(windows, now));
-        if let Some(s) = self.services.at_mut(svc) {
-            s.apply(&d, windows);
-        }
-        // An insertion into `services` cannot move `sources` entries.
+        let svc = self.count_service(r, orig, &d);
         Observed {
             source: orig,
             answer: false,
@@ -470,15 +460,10 @@ impl EvidenceStage {
     }
 
     fn observe_answer(&mut self, to: IpAddr, now: f64) -> Observed {
-        let windows = &self.windows;
-        let src = self.sources.index_or_insert(to, || Source {
-            first: now,
-            tally: Tally::new(windows, now),
-            targets: RecentTargets::new(now),
-        });
+        let src = self.source(to, now);
         if let Some(s) = self.sources.at_mut(src) {
             s.tally.last = s.tally.last.max(now);
-            s.tally.counts.add(FAILED, 1, windows, now);
+            s.tally.counts.add(FAILED, 1, &self.windows, now);
         }
         Observed {
             source: to,

@@ -111,6 +111,21 @@ impl DaemonSink {
         }
     }
 
+    /// Writes the alert, then lets `decide` (the decider's path for a
+    /// record decided at once, or for one held for the look-ahead) decide.
+    fn after_scoring(
+        &mut self,
+        r: &ConnRecord,
+        scored: Option<Scored<'_>>,
+        decide: fn(&mut Decider, &ConnRecord, Option<Verdicts<'_>>) -> Option<Proposal>,
+    ) {
+        if let Some(s) = &scored {
+            self.alert(r, s);
+        }
+        let proposal = decide(&mut self.decider, r, scored.map(Verdicts::from));
+        self.propose(proposal);
+    }
+
     /// Hands a decision to the responder; full means the responder is
     /// behind, and the proposal is dropped and counted.
     fn propose(&mut self, proposal: Option<Proposal>) {
@@ -139,15 +154,7 @@ impl RecordSink for DaemonSink {
     }
 
     fn record(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>) {
-        if let Some(s) = &scored {
-            self.alert(r, s);
-        }
-        let v = scored.map(|s| Verdicts {
-            verdicts: s.verdicts,
-            rows: s.rows,
-        });
-        let proposal = self.decider.record(r, v);
-        self.propose(proposal);
+        self.after_scoring(r, scored, Decider::record);
     }
 
     fn arrived(&mut self, r: &ConnRecord) {
@@ -156,15 +163,7 @@ impl RecordSink for DaemonSink {
     }
 
     fn held(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>) {
-        if let Some(s) = &scored {
-            self.alert(r, s);
-        }
-        let v = scored.map(|s| Verdicts {
-            verdicts: s.verdicts,
-            rows: s.rows,
-        });
-        let proposal = self.decider.scored(r, v);
-        self.propose(proposal);
+        self.after_scoring(r, scored, Decider::scored);
     }
 
     fn reload(&mut self, models: &[Model], rules: Option<RuleSet>) {

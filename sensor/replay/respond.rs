@@ -327,10 +327,7 @@ impl ReplaySink {
         let Some(decider) = &mut self.decider else {
             return;
         };
-        let v = scored.map(|s| Verdicts {
-            verdicts: s.verdicts,
-            rows: s.rows,
-        });
+        let v = scored.map(Verdicts::from);
         let proposal = if held {
             decider.scored(r, v)
         } else {

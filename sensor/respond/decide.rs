@@ -34,6 +34,15 @@ pub struct Verdicts<'a> {
     pub rows: &'a [&'a [f64]],
 }
 
+impl<'a> From<crate::score::live::Scored<'a>> for Verdicts<'a> {
+    fn from(s: crate::score::live::Scored<'a>) -> Self {
+        Verdicts {
+            verdicts: s.verdicts,
+            rows: s.rows,
+        }
+    }
+}
+
 pub struct Decider {
     rules: RuleSet,
     models: Vec<ModelFacts>,

@@ -131,6 +131,12 @@ impl ModelSet {
         self.hold
     }
 
+    /// How long a record is held at most in wall time (live), if at all.
+    fn wall_hold(&self, o: &ScorerOptions) -> Option<Duration> {
+        o.hold_by_wall_time
+            .then(|| Duration::from_secs_f64(self.hold))
+    }
+
     pub fn models(&self) -> &[Model] {
         &self.models
     }
@@ -233,18 +239,13 @@ pub fn run_scorer<S: RecordSink>(
     let tick_every = Duration::from_millis(500);
     metrics.models_loaded.set(set.models.len() as i64);
     loop {
-        let hold_wall = Duration::from_secs_f64(set.hold);
+        let wall = set.wall_hold(&o);
         let mut deadline = (Instant::now() + tick_every).min(last_tick + tick_every);
         if let Some(p) = pending.front() {
-            let wait = if o.hold_by_wall_time {
-                hold_wall
-            } else {
-                Duration::ZERO
-            };
             if ready > 0 {
-                deadline = deadline.min(p.emitted + wait + o.max_wait);
-            } else if o.hold_by_wall_time {
-                deadline = deadline.min(p.emitted + wait);
+                deadline = deadline.min(p.emitted + wall.unwrap_or_default() + o.max_wait);
+            } else if let Some(w) = wall {
+                deadline = deadline.min(p.emitted + w);
             }
         }
         let timeout = deadline.saturating_duration_since(Instant::now());
@@ -298,9 +299,9 @@ pub fn run_scorer<S: RecordSink>(
             return sink.finish();
         }
         let now = Instant::now();
-        let hold_wall = Duration::from_secs_f64(set.hold);
+        let wall = set.wall_hold(&o);
         while let Some(p) = pending.get(ready) {
-            let by_wall = o.hold_by_wall_time && now >= p.emitted + hold_wall;
+            let by_wall = wall.is_some_and(|w| now >= p.emitted + w);
             if p.due <= clock || by_wall {
                 ready += 1;
             } else if pending.len() > o.max_held {
@@ -314,12 +315,7 @@ pub fn run_scorer<S: RecordSink>(
             score_front(&mut set, &mut pending, batch_rows, sink, metrics);
             ready -= batch_rows;
         }
-        let waited = o.max_wait
-            + if o.hold_by_wall_time {
-                hold_wall
-            } else {
-                Duration::ZERO
-            };
+        let waited = o.max_wait + wall.unwrap_or_default();
         if ready > 0 && pending.front().is_some_and(|p| now >= p.emitted + waited) {
             score_front(&mut set, &mut pending, ready, sink, metrics);
             ready = 0;

@@ -9,11 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::netns::{self, wait_for, Osprey};
+use common::netns::{self, wait_for, Osprey, Server};
 
 /// A node namespace with bridge `br0` (198.18.77.1/24) and two pod
 /// namespaces on veths (198.18.77.10 and .20); IPv6 off everywhere so the
@@ -88,15 +88,6 @@ impl Drop for Node {
     }
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// TCP rows of a conn.log, without ts, uid and duration: what must match.
 fn tcp_rows(text: &str) -> BTreeMap<Vec<String>, usize> {
     let mut fields: Vec<String> = Vec::new();
@@ -161,38 +152,12 @@ fn pod_connections_on_a_bridge_node_are_logged_once_as_the_pod_sees_them() {
         &cfg,
         "[pipeline]\nconn_workers = 2\n\n[output]\nrotate_interval_secs = 0\n",
     );
-    let _server = Killed(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &node.pods[1],
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-            ])
-            .args(["--bind", "198.18.77.20"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("http.server"),
-    );
+    let _server = netns::web_server(&node.pods[1]);
     let pcap = tmp.path().join("pod.pcap");
-    let dump = Killed(
+    let dump = Server(
         Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &node.pods[0],
-                "tcpdump",
-                "-Z",
-                "root",
-                "-U",
-                "-i",
-                "eth0",
-            ])
-            .arg("-w")
+            .args(["netns", "exec", &node.pods[0]])
+            .args(["tcpdump", "-Z", "root", "-U", "-i", "eth0", "-w"])
             .arg(&pcap)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

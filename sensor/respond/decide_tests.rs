@@ -43,6 +43,21 @@ fn rec(n: u64, src: &str, port: u16, state: ConnState, t: f64) -> ConnRecord {
     crate::evidence::fixtures::tcp(n, (src, sport), (SERVER, port), state, t)
 }
 
+/// A connect scan of ports 1..=`ports` from SCANNER, all refused, 1 ms apart.
+fn scan(ports: u16) -> Vec<ConnRecord> {
+    (1..=ports)
+        .map(|p| {
+            rec(
+                u64::from(p),
+                SCANNER,
+                p,
+                ConnState::REJ,
+                50.0 + f64::from(p) * 0.001,
+            )
+        })
+        .collect()
+}
+
 fn classify(label: &str) -> Vec<Verdict> {
     vec![Verdict {
         label: Some(label.into()),
@@ -143,20 +158,7 @@ fn everyday_failures_of_a_benign_client_are_not_acted_on() {
 #[test]
 fn a_never_seen_scanner_is_blocked_on_distinct_failed_targets() {
     let mut d = decider();
-    let rs: Vec<_> = (1..=1024u16)
-        .map(|p| {
-            (
-                rec(
-                    u64::from(p),
-                    SCANNER,
-                    p,
-                    ConnState::REJ,
-                    50.0 + f64::from(p) * 0.001,
-                ),
-                "scan_syn",
-            )
-        })
-        .collect();
+    let rs: Vec<_> = scan(1024).into_iter().map(|r| (r, "scan_syn")).collect();
     let ps = feed(&mut d, &rs);
     let blocks = enforcing(&ps);
     let first = blocks.first().expect("no block");
@@ -351,17 +353,7 @@ fn a_flood_gets_a_rate_limit_and_blocks_escalate_on_repeat() {
 /// refresh its TTL) seconds after the scan.
 #[test]
 fn evidence_rules_decide_on_arrival_and_verdicts_do_not_repeat_them() {
-    let rs: Vec<_> = (1..=200u16)
-        .map(|p| {
-            rec(
-                u64::from(p),
-                SCANNER,
-                p,
-                ConnState::REJ,
-                50.0 + f64::from(p) * 0.001,
-            )
-        })
-        .collect();
+    let rs = scan(200);
     let mut at_once = decider();
     let want = feed(
         &mut at_once,

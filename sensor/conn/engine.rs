@@ -47,7 +47,7 @@ use crate::decode::ip::{
     PROTO_IPV6, PROTO_NONE, PROTO_TCP, PROTO_UDP,
 };
 use crate::decode::link::{decode_link_into, Frames, L2Info, LinkStop};
-use crate::decode::prepare::Prepared;
+use crate::decode::prepare::{prepare, Prepared};
 use crate::decode::tunnel::{self, Decap, Payload, TunnelKind};
 use crate::decode::weird::{Weird, WeirdCounts};
 
@@ -413,12 +413,12 @@ impl Engine {
         &self.stats
     }
 
-    /// Connections currently tracked.
     /// Packet time: the newest timestamp seen (0 before the first packet).
     pub fn network_time(&self) -> f64 {
         self.network_time
     }
 
+    /// Connections currently tracked.
     pub fn active_connections(&self) -> usize {
         self.live
     }
@@ -862,12 +862,16 @@ impl Engine {
         let Some(ifindex) = dedup::sll2_ifindex(pkt.data) else {
             return false;
         };
-        // The IP packet: where the capture thread found it, else right
-        // after the SLL2 header when its protocol is IP.
-        let ip = prep.l3(pkt.data).or_else(|| match pkt.data.get(0..2) {
-            Some([0x08, 0x00]) | Some([0x86, 0xdd]) => pkt.data.get(20..),
-            _ => None,
-        });
+        // The IP packet: where the capture thread found it, else where the
+        // link decoder finds it.
+        let own;
+        let ip = match prep.l3(pkt.data) {
+            Some(ip) => Some(ip),
+            None => {
+                own = prepare(pkt.link, pkt.data, 0, false);
+                own.l3(pkt.data)
+            }
+        };
         ip.is_some_and(|ip| dedup.is_copy(pkt.ts, ifindex, ip))
     }
 

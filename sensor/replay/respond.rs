@@ -20,8 +20,7 @@ use crate::conn::ConnRecord;
 use crate::evidence::EvidenceConfig;
 use crate::model::Model;
 use crate::report::ConnLogWriter;
-use crate::respond::admit::Proposal;
-use crate::respond::admit::{Admission, AdmitConfig, Outcome};
+use crate::respond::admit::{Admission, AdmitConfig, Outcome, Proposal};
 use crate::respond::decide::{Decider, Verdicts};
 use crate::respond::rules::{ModelFacts, RuleSet};
 use crate::respond::safety::Allowlist;
@@ -270,7 +269,7 @@ impl RecordSink for ReplaySink {
     }
 
     fn record(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>) {
-        self.scored(r, scored, false);
+        self.scored(r, scored, Decider::record);
     }
 
     fn arrived(&mut self, r: &ConnRecord) {
@@ -283,7 +282,7 @@ impl RecordSink for ReplaySink {
     }
 
     fn held(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>) {
-        self.scored(r, scored, true);
+        self.scored(r, scored, Decider::scored);
     }
 
     fn reload(&mut self, _models: &[Model], _extra: Option<()>) {}
@@ -307,9 +306,15 @@ impl RecordSink for ReplaySink {
 }
 
 impl ReplaySink {
-    /// A record after scoring; `held`: its evidence was counted when it
-    /// arrived ([`RecordSink::arrived`]).
-    fn scored(&mut self, r: &ConnRecord, scored: Option<Scored<'_>>, held: bool) {
+    /// A record after scoring; `decide` is the decider's path for it
+    /// ([`Decider::scored`] for one held for the look-ahead, whose evidence
+    /// was counted when it arrived).
+    fn scored(
+        &mut self,
+        r: &ConnRecord,
+        scored: Option<Scored<'_>>,
+        decide: fn(&mut Decider, &ConnRecord, Option<Verdicts<'_>>) -> Option<Proposal>,
+    ) {
         if self.error.is_some() {
             return;
         }
@@ -328,11 +333,7 @@ impl ReplaySink {
             return;
         };
         let v = scored.map(Verdicts::from);
-        let proposal = if held {
-            decider.scored(r, v)
-        } else {
-            decider.record(r, v)
-        };
+        let proposal = decide(decider, r, v);
         if let Some(p) = proposal {
             self.admit(p);
         }

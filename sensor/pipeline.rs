@@ -15,6 +15,7 @@
 //! must stay complete), which only pushes the backlog back to the packet
 //! queues, where it is counted.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::capture::{CaptureError, LiveSource, PacketBatch, Read};
+use crate::conn::node_view::{Flow, NodeView, NodeViewConfig, NodeViewStats, Verdict};
 use crate::conn::{Engine, EngineConfig};
 use crate::decode::prepare::{prepare, Prepared};
 use crate::metrics::Metrics;
@@ -49,6 +51,10 @@ pub enum ToWorker {
     Packets(PacketBatch),
     /// Packet time advanced without packets for this shard.
     Time(f64),
+    /// Discard this connection unlogged: the node's view of a packet
+    /// whose pod view came later (conn/node_view.rs). Sent after the
+    /// batch holding the packet that may have opened it.
+    Fold(Flow),
 }
 
 /// Records leaving a conn worker, stamped for the latency histogram.
@@ -92,6 +98,22 @@ pub fn shard_of(prep: &Prepared, frame: &[u8], shards: usize) -> usize {
         Some(6) if ip.len() >= 40 => (fold(&ip[8..24]), fold(&ip[24..40])),
         _ => return 0,
     };
+    shard_of_folded(a, b, shards)
+}
+
+/// [`shard_of`] for an IP pair already parsed (a fold's connection).
+pub fn shard_of_pair(pair: (IpAddr, IpAddr), shards: usize) -> usize {
+    if shards <= 1 {
+        return 0;
+    }
+    let bytes = |a: IpAddr| match a {
+        IpAddr::V4(v) => fold(&v.octets()),
+        IpAddr::V6(v) => fold(&v.octets()),
+    };
+    shard_of_folded(bytes(pair.0), bytes(pair.1), shards)
+}
+
+fn shard_of_folded(a: u64, b: u64, shards: usize) -> usize {
     // Addition commutes, so (a, b) and (b, a) hash alike.
     let h = mix(a).wrapping_add(mix(b));
     ((u128::from(mix(h)) * shards as u128) >> 64) as usize
@@ -160,6 +182,7 @@ impl Stages {
                 read_timeout: o.read_timeout,
                 quiet_margin: QUIET_MARGIN_SECS + o.block_timeout.as_secs_f64(),
                 verify,
+                node_view: o.engine.node_view,
                 metrics: metrics.clone(),
                 stop: stop.clone(),
             };
@@ -209,6 +232,7 @@ struct CaptureLoop {
     read_timeout: Duration,
     quiet_margin: f64,
     verify: bool,
+    node_view: NodeViewConfig,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 }
@@ -219,6 +243,9 @@ struct CaptureCounts {
     packets: u64,
     bytes: u64,
     dropped: u64,
+    /// Folds that found their shard's queue full (the node-address twin
+    /// of a connection then stays in conn.log).
+    folds_dropped: u64,
 }
 
 impl CaptureLoop {
@@ -267,6 +294,13 @@ impl CaptureLoop {
         let mut last_check = Instant::now();
         let mut last_publish = Instant::now();
         let mut since_check = 0u32;
+        // Copies and NAT twins on a node, before the packets are sharded
+        // (the two views of a NAT'd connection hash to different shards).
+        let mut view = match src.link_type() {
+            crate::capture::LinkType::LINUX_SLL2 => NodeView::new(self.node_view),
+            _ => None,
+        };
+        let mut view_published = NodeViewStats::default();
         let result = loop {
             if self.stop.load(Ordering::Relaxed) {
                 break Ok(());
@@ -286,19 +320,37 @@ impl CaptureLoop {
                         last_ts = p.ts;
                     }
                     let prep = prepare(p.link, p.data, p.wire_len as usize, self.verify);
-                    let shard = shard_of(&prep, p.data, n);
-                    if !batches[shard].fits(&p) {
-                        self.send(shard, &mut batches[shard], &mut counts);
-                        oldest[shard] = None;
-                    }
-                    batches[shard].push_prepared(&p, prep);
-                    shard_ts[shard] = last_ts;
-                    if oldest[shard].is_none() {
-                        oldest[shard] = Some(Instant::now());
-                    }
-                    if batches[shard].len() >= self.batch_packets {
-                        self.send(shard, &mut batches[shard], &mut counts);
-                        oldest[shard] = None;
+                    let counts_here = match view.as_mut() {
+                        Some(v) => {
+                            let verdict = v.observe_frame(&p, &prep);
+                            for f in v.folds() {
+                                // After the packet that may have opened it.
+                                let s = shard_of_pair(f.shard_pair(), n);
+                                self.send(s, &mut batches[s], &mut counts);
+                                oldest[s] = None;
+                                if self.shards[s].try_send(ToWorker::Fold(f.flow)).is_err() {
+                                    counts.folds_dropped += 1;
+                                }
+                            }
+                            verdict == Verdict::Count
+                        }
+                        None => true,
+                    };
+                    if counts_here {
+                        let shard = shard_of(&prep, p.data, n);
+                        if !batches[shard].fits(&p) {
+                            self.send(shard, &mut batches[shard], &mut counts);
+                            oldest[shard] = None;
+                        }
+                        batches[shard].push_prepared(&p, prep);
+                        shard_ts[shard] = last_ts;
+                        if oldest[shard].is_none() {
+                            oldest[shard] = Some(Instant::now());
+                        }
+                        if batches[shard].len() >= self.batch_packets {
+                            self.send(shard, &mut batches[shard], &mut counts);
+                            oldest[shard] = None;
+                        }
                     }
                     since_check += 1;
                     // The clock is read every few packets, not per packet.
@@ -351,6 +403,10 @@ impl CaptureLoop {
             if now.duration_since(last_publish) >= PUBLISH_EVERY {
                 last_publish = now;
                 self.publish(&iface, &counts, &mut published);
+                if let Some(v) = view.as_ref() {
+                    self.metrics.add_node_view_delta(&view_published, v.stats());
+                    view_published = *v.stats();
+                }
                 let k = src.kernel_stats();
                 self.publish_kernel(&iface, &k, &mut kernel_published);
             }
@@ -375,10 +431,14 @@ impl CaptureLoop {
         m.pipeline_dropped_packets
             .with_label_values(&["conn"])
             .inc_by(c.dropped - done.dropped);
+        m.pipeline_dropped_packets
+            .with_label_values(&["fold"])
+            .inc_by(c.folds_dropped - done.folds_dropped);
         *done = CaptureCounts {
             packets: c.packets,
             bytes: c.bytes,
             dropped: c.dropped,
+            folds_dropped: c.folds_dropped,
         };
     }
 
@@ -425,6 +485,7 @@ fn conn_worker(
                 let _ = empties.try_send(batch);
             }
             Ok(ToWorker::Time(t)) => engine.advance_time(t),
+            Ok(ToWorker::Fold(f)) => engine.fold(&f),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 // Capture stopped: end every connection as Zeek does at the

@@ -295,8 +295,8 @@ pub struct EngineConfig {
     /// as Zeek logs them; `osprey replay` keeps it so).
     pub interim: Option<InterimConfig>,
     /// Copies of one packet captured on several interfaces (`any` on a
-    /// node) count once (see `conn/dedup.rs`).
-    pub dedup: super::dedup::DedupConfig,
+    /// node) count once, NAT twins folded (see `conn/node_view.rs`).
+    pub node_view: super::node_view::NodeViewConfig,
 }
 
 /// When the engine snapshots open connections. Not a Zeek setting: a live
@@ -399,7 +399,7 @@ impl Default for EngineConfig {
             long_inactivity_ports: vec![21, 22, 23, 513],
             long_inactivity_timeout: 3600.0,
             interim: None,
-            dedup: super::dedup::DedupConfig::default(),
+            node_view: super::node_view::NodeViewConfig::default(),
         }
     }
 }

@@ -33,8 +33,9 @@ use super::core::{
     same_stack, AnalyzerState, ConnCore, Counters, Effects, EncapConn, EncapStack, TunnelState,
     HIST_ANALYZER_LIMIT_REACHED,
 };
-use super::dedup::{self, Dedup};
+use super::icmp;
 use super::interim::{InterimTrigger, Snapshots};
+use super::node_view::Flow;
 use super::record::{ConnRecord, ConnState, History, Proto, Uid};
 use super::service::{Analyzer, AnalyzerSet, ConnInfo, ServiceDetector, ServiceEvent, L4};
 use super::tcp::{self, EpState, Segment, Tcp};
@@ -47,7 +48,7 @@ use crate::decode::ip::{
     PROTO_IPV6, PROTO_NONE, PROTO_TCP, PROTO_UDP,
 };
 use crate::decode::link::{decode_link_into, Frames, L2Info, LinkStop};
-use crate::decode::prepare::{prepare, Prepared};
+use crate::decode::prepare::Prepared;
 use crate::decode::tunnel::{self, Decap, Payload, TunnelKind};
 use crate::decode::weird::{Weird, WeirdCounts};
 
@@ -70,9 +71,9 @@ pub struct EngineStats {
     pub bytes: u64,
     /// Frames with no IP packet in them (ARP, LLC, 802.11 management...).
     pub non_ip: u64,
-    /// Copies of a packet already counted, captured on another interface
-    /// (`any` on a node: a pod's veth, then the bridge); not in `packets`.
-    pub duplicates: u64,
+    /// Connections discarded unlogged: the node's view of a NAT'd
+    /// connection whose pod view counts (conn/node_view.rs).
+    pub conns_folded: u64,
     pub weirds: WeirdCounts,
     pub conns_created: u64,
     pub conns_evicted: u64,
@@ -232,40 +233,6 @@ fn is_broadcast(a: &IpAddr) -> bool {
     matches!(a, IpAddr::V4(v) if *v == Ipv4Addr::BROADCAST)
 }
 
-fn icmp4_counterpart(t: u8, code: u8) -> (u16, bool) {
-    match t {
-        8 => (0, false),
-        0 => (8, false),
-        13 => (14, false),
-        14 => (13, false),
-        15 => (16, false),
-        16 => (15, false),
-        10 => (9, false),
-        9 => (10, false),
-        17 => (18, false),
-        18 => (17, false),
-        _ => (u16::from(code), true),
-    }
-}
-
-fn icmp6_counterpart(t: u8, code: u8) -> (u16, bool) {
-    match t {
-        128 => (129, false),
-        129 => (128, false),
-        133 => (134, false),
-        134 => (133, false),
-        135 => (136, false),
-        136 => (135, false),
-        130 => (131, false),
-        131 => (130, false),
-        139 => (140, false),
-        140 => (139, false),
-        144 => (145, false),
-        145 => (144, false),
-        _ => (u16::from(code), true),
-    }
-}
-
 /// `conn_state()` of conn/main.zeek for TCP.
 fn tcp_conn_state(os: EpState, rs: EpState, osize: u64, rsize: u64, history: &[u8]) -> ConnState {
     let o_inactive = matches!(os, EpState::Inactive | EpState::Partial);
@@ -348,8 +315,6 @@ pub struct Engine {
     expected: Vec<Expected>,
     rng: StdRng,
     network_time: f64,
-    /// Drops copies of a packet captured on several interfaces.
-    dedup: Option<Dedup>,
     serial: u64,
     stats: EngineStats,
     /// Records of ended connections, oldest first, until drained. A
@@ -365,7 +330,6 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(mut cfg: EngineConfig) -> Self {
-        let dedup = Dedup::new(cfg.dedup);
         let (rng, hasher) = match cfg.seed {
             Some(s) => (
                 StdRng::seed_from_u64(s),
@@ -396,7 +360,6 @@ impl Engine {
             expected: Vec::new(),
             rng,
             network_time: 0.0,
-            dedup,
             serial: 0,
             stats: EngineStats::default(),
             out: VecDeque::new(),
@@ -575,6 +538,44 @@ impl Engine {
         self.stats.records += 1;
         self.stats.records_by_state[rec.conn_state as usize] += 1;
         self.out.push_back(rec);
+    }
+
+    /// Discards the connection `flow` belongs to without a record: the
+    /// node's view of a packet whose pod view came later
+    /// (conn/node_view.rs). Its packets were never the pod's.
+    pub fn fold(&mut self, flow: &Flow) {
+        let (sport, dport, one_way) = match flow.proto {
+            PROTO_ICMP | PROTO_ICMPV6 => {
+                let ty = u8::try_from(flow.sport).unwrap_or(u8::MAX);
+                let code = u8::try_from(flow.dport).unwrap_or(0);
+                let (counter, one_way) = icmp::counterpart(flow.proto == PROTO_ICMPV6, ty, code);
+                (
+                    flow.sport,
+                    if one_way { flow.dport } else { counter },
+                    one_way,
+                )
+            }
+            _ => (flow.sport, flow.dport, false),
+        };
+        let key = ConnKey::new(&flow.src, sport, &flow.dst, dport, flow.proto, one_way);
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        let Ok(entry) = self.index.find_entry(hash, |s| {
+            slots[*s as usize]
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.key == key)
+        }) else {
+            return;
+        };
+        let slot = *entry.get();
+        entry.remove();
+        let s = &mut self.slots[slot as usize];
+        s.conn = None;
+        s.gen = s.gen.wrapping_add(1);
+        self.free.push(slot);
+        self.live -= 1;
+        self.stats.conns_folded += 1;
     }
 
     /// Evicts the least recently active of a random sample of connections.
@@ -827,11 +828,6 @@ impl Engine {
     /// [`Engine::process_packet`] for a packet whose link layers (and
     /// perhaps checksum) the capture thread has already decoded.
     pub fn process_packet_prepared(&mut self, pkt: &Packet<'_>, prep: &Prepared) {
-        if pkt.link == LinkType::LINUX_SLL2 && self.is_copy(pkt, prep) {
-            self.stats.duplicates += 1;
-            self.advance_time(pkt.ts);
-            return;
-        }
         self.stats.packets += 1;
         self.stats.bytes += u64::from(pkt.wire_len);
         self.advance_time(pkt.ts);
@@ -851,28 +847,6 @@ impl Engine {
             }
             None => self.process_frame(ctx, pkt.link, pkt.data),
         }
-    }
-
-    /// Whether an `any` capture's frame is a copy of a packet counted on
-    /// another interface.
-    fn is_copy(&mut self, pkt: &Packet<'_>, prep: &Prepared) -> bool {
-        let Some(dedup) = self.dedup.as_mut() else {
-            return false;
-        };
-        let Some(ifindex) = dedup::sll2_ifindex(pkt.data) else {
-            return false;
-        };
-        // The IP packet: where the capture thread found it, else where the
-        // link decoder finds it.
-        let own;
-        let ip = match prep.l3(pkt.data) {
-            Some(ip) => Some(ip),
-            None => {
-                own = prepare(pkt.link, pkt.data, 0, false);
-                own.l3(pkt.data)
-            }
-        };
-        ip.is_some_and(|ip| dedup.is_copy(pkt.ts, ifindex, ip))
     }
 
     fn process_frame(&mut self, ctx: PktCtx<'_>, link: LinkType, frame: &[u8]) {
@@ -1750,11 +1724,7 @@ impl Engine {
         }
         let h = ip.payload;
         let (ty, code) = (h[0], h[1]);
-        let (counter, one_way) = if ip.proto == PROTO_ICMP {
-            icmp4_counterpart(ty, code)
-        } else {
-            icmp6_counterpart(ty, code)
-        };
+        let (counter, one_way) = icmp::counterpart(ip.proto != PROTO_ICMP, ty, code);
         let (slot, is_orig) = self.lookup_or_create(
             &ctx,
             ip,
@@ -1827,10 +1797,10 @@ mod tests {
 
     #[test]
     fn icmp_counterparts() {
-        assert_eq!(icmp4_counterpart(8, 0), (0, false));
-        assert_eq!(icmp4_counterpart(3, 1), (1, true));
-        assert_eq!(icmp6_counterpart(135, 0), (136, false));
-        assert_eq!(icmp6_counterpart(1, 4), (4, true));
+        assert_eq!(icmp::counterpart(false, 8, 0), (0, false));
+        assert_eq!(icmp::counterpart(false, 3, 1), (1, true));
+        assert_eq!(icmp::counterpart(true, 135, 0), (136, false));
+        assert_eq!(icmp::counterpart(true, 1, 4), (4, true));
     }
 
     #[test]

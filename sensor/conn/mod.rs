@@ -5,9 +5,10 @@
 
 pub mod config;
 pub mod core;
-pub mod dedup;
 pub mod engine;
+pub mod icmp;
 pub mod interim;
+pub mod node_view;
 pub mod record;
 pub mod service;
 pub mod tcp;

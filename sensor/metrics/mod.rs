@@ -17,6 +17,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::conn::node_view::NodeViewStats;
 use crate::conn::ConnState;
 use crate::conn::EngineStats;
 
@@ -32,6 +33,9 @@ pub struct Metrics {
     pub conn_packets: IntCounter,
     pub conn_non_ip_packets: IntCounter,
     pub conn_duplicate_packets: IntCounter,
+    pub conn_nat_twin_packets: IntCounter,
+    pub conn_nat_twins_folded: IntCounter,
+    pub conn_overlay_flows_folded: IntCounter,
     pub decode_errors: IntCounterVec,
     pub conns_active: IntGaugeVec,
     pub conns_created: IntCounter,
@@ -186,7 +190,25 @@ impl Metrics {
                 &r,
                 "osprey_conn_duplicate_packets_total",
                 "Copies of a packet already counted, captured on another interface (the \
-                 `any` device on a node: a pod's veth, then the bridge); not analysed.",
+                 `any` device on a node: a pod's veth, then the bridge, or an overlay's \
+                 encapsulated copy); not analysed.",
+            ),
+            conn_nat_twin_packets: counter(
+                &r,
+                "osprey_conn_nat_twin_packets_total",
+                "Packets of the node's view of a NAT'd connection (after SNAT, before DNAT), \
+                 not analysed: the connection counts under the pod's view.",
+            ),
+            conn_nat_twins_folded: counter(
+                &r,
+                "osprey_conn_nat_twins_folded_total",
+                "NAT'd connections whose node-address twin was folded into the pod's view.",
+            ),
+            conn_overlay_flows_folded: counter(
+                &r,
+                "osprey_conn_overlay_flows_folded_total",
+                "Overlay underlay flows (VXLAN, Geneve) found to carry packets the overlay \
+                 device shows decapsulated; their packets count as duplicates.",
             ),
             decode_errors: counter_vec(
                 &r,
@@ -289,12 +311,22 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
+    /// Adds what a capture thread's node view suppressed since `before`.
+    pub fn add_node_view_delta(&self, before: &NodeViewStats, now: &NodeViewStats) {
+        self.conn_duplicate_packets
+            .inc_by(now.duplicates - before.duplicates);
+        self.conn_nat_twin_packets
+            .inc_by(now.nat_twin_packets - before.nat_twin_packets);
+        self.conn_nat_twins_folded
+            .inc_by(now.nat_twins_folded - before.nat_twins_folded);
+        self.conn_overlay_flows_folded
+            .inc_by(now.overlay_flows_folded - before.overlay_flows_folded);
+    }
+
     /// Adds what a conn worker's engine counted since `before`.
     pub fn add_engine_delta(&self, before: &EngineStats, now: &EngineStats) {
         self.conn_packets.inc_by(now.packets - before.packets);
         self.conn_non_ip_packets.inc_by(now.non_ip - before.non_ip);
-        self.conn_duplicate_packets
-            .inc_by(now.duplicates - before.duplicates);
         self.conns_created
             .inc_by(now.conns_created - before.conns_created);
         self.conns_evicted

@@ -18,9 +18,11 @@ mod respond;
 
 pub use respond::{ActionSummary, ReplayOutcome, ReplayScoring};
 
-use crate::capture::{self, CaptureError, PacketBatch, PacketSource};
+use crate::capture::{self, CaptureError, Packet, PacketBatch, PacketSource};
+use crate::conn::node_view::{NodeView, NodeViewStats, Verdict};
 use crate::conn::record::{ConnRecord, ConnState};
 use crate::conn::{Engine, EngineConfig};
+use crate::decode::prepare::Prepared;
 use crate::decode::WeirdCounts;
 use crate::metrics::Metrics;
 use crate::report::{ConnLogWriter, ExtraColumns, LogFormat};
@@ -112,8 +114,9 @@ pub struct Summary {
     pub packets: u64,
     pub bytes: u64,
     pub non_ip: u64,
-    /// Copies of a packet captured on another interface (`any`), not counted.
-    pub duplicates: u64,
+    /// What the node view suppressed (copies seen on another interface,
+    /// NAT twins) in an `any` capture.
+    pub node_view: NodeViewStats,
     pub records: u64,
     pub records_by_state: [u64; 13],
     pub weirds: WeirdCounts,
@@ -299,6 +302,7 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
         .spawn(move || read_batches(sources, pkt_tx, empty_rx, verify))
         .map_err(io_err(&tmp_path))?;
 
+    let mut view = NodeView::new(engine_cfg.node_view);
     let mut engine = Engine::new(engine_cfg);
     let mut failure = None;
     let mut last_progress = Instant::now();
@@ -314,7 +318,7 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
             }
         };
         for (pkt, prep) in packets.packets() {
-            engine.process_packet_prepared(&pkt, prep);
+            through_node_view(view.as_mut(), &mut engine, &pkt, prep);
             while engine.has_records() || engine.has_interim() {
                 engine.take_records_up_to(&mut batch, BATCH_RECORDS);
                 engine.take_interim_up_to(&mut batch, BATCH_RECORDS);
@@ -394,7 +398,7 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
         packets: st.packets,
         bytes: st.bytes,
         non_ip: st.non_ip,
-        duplicates: st.duplicates,
+        node_view: view.as_ref().map(|v| *v.stats()).unwrap_or_default(),
         records: st.records,
         records_by_state: st.records_by_state,
         weirds: st.weirds,
@@ -473,11 +477,26 @@ impl Summary {
         if self.non_ip > 0 {
             let _ = writeln!(s, "  non-IP frames (ARP, LLC, ...): {}", self.non_ip);
         }
-        if self.duplicates > 0 {
+        let nv = &self.node_view;
+        if nv.duplicates > 0 {
             let _ = writeln!(
                 s,
                 "  duplicate packets (copies seen on another interface, not counted): {}",
-                self.duplicates
+                nv.duplicates
+            );
+        }
+        if nv.nat_twins_folded > 0 || nv.nat_twin_packets > 0 {
+            let _ = writeln!(
+                s,
+                "  NAT twins folded (connections counted under the pod's view): {} ({} packets not counted)",
+                nv.nat_twins_folded, nv.nat_twin_packets
+            );
+        }
+        if nv.overlay_flows_folded > 0 {
+            let _ = writeln!(
+                s,
+                "  overlay underlay flows folded (their packets are duplicates): {}",
+                nv.overlay_flows_folded
             );
         }
         if self.fragments_reassembled > 0 {
@@ -524,6 +543,27 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// Hands a packet to the engine unless the node view suppresses it
+/// (folding first what it says to fold).
+fn through_node_view(
+    view: Option<&mut NodeView>,
+    engine: &mut Engine,
+    pkt: &Packet<'_>,
+    prep: &Prepared,
+) {
+    if let Some(v) = view {
+        let verdict = v.observe_frame(pkt, prep);
+        for f in v.folds() {
+            engine.fold(&f.flow);
+        }
+        if verdict != Verdict::Count {
+            engine.advance_time(pkt.ts);
+            return;
+        }
+    }
+    engine.process_packet_prepared(pkt, prep);
+}
+
 /// The connection records of the inputs (read in order as one trace),
 /// in the order the engine ends them, without writing a log: for
 /// `osprey featurize`, `osprey calibrate` and tests. When `engine.interim`
@@ -536,11 +576,12 @@ pub fn collect_records(
     engine: EngineConfig,
 ) -> Result<Vec<ConnRecord>, ReplayError> {
     let mut sources = capture::open_all(inputs, filter)?;
+    let mut view = NodeView::new(engine.node_view);
     let mut engine = Engine::new(engine);
     let mut out = Vec::new();
     for src in sources.iter_mut() {
         while let Some(p) = src.next_packet()? {
-            engine.process_packet(&p);
+            through_node_view(view.as_mut(), &mut engine, &p, &Prepared::default());
             engine.take_records(&mut out);
             engine.take_interim(&mut out);
         }

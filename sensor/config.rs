@@ -53,6 +53,8 @@ pub struct Config {
     pub respond: RespondConfig,
     /// The management platform's API: alerts, actions and a heartbeat.
     pub platform: crate::report::platform::PlatformConfig,
+    /// Pod identity on events (`sensor/identity`).
+    pub identity: crate::identity::IdentityConfig,
 }
 
 /// Live capture (libpcap).
@@ -225,6 +227,12 @@ pub struct OutputConfig {
     pub rotate_size_bytes: u64,
     /// Rotated files kept per log (0: all).
     pub keep_files: usize,
+    /// Append the pod identity of both endpoints to conn.log, after
+    /// Zeek's columns (`orig_k8s.kind`, `orig_k8s.namespace`,
+    /// `orig_k8s.pod`, `orig_k8s.workload`, `orig_k8s.node`, then the same
+    /// for `resp_k8s`). Off by default: conn.log stays exactly Zeek's, and
+    /// tools that read it by position keep working.
+    pub conn_pod_columns: bool,
 }
 
 impl Default for OutputConfig {
@@ -236,6 +244,7 @@ impl Default for OutputConfig {
             rotate_interval_secs: 3600,
             rotate_size_bytes: 0,
             keep_files: 48,
+            conn_pod_columns: false,
         }
     }
 }

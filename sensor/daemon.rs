@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 use osprey::capture::{LiveOptions, LiveSource};
 use osprey::config::Config;
 use osprey::conn::ConnRecord;
+use osprey::identity::{Attribution, Directory, Fallbacks};
 use osprey::metrics::{Health, Metrics};
 use osprey::model::bundled::load_models;
 use osprey::model::Model;
@@ -28,7 +29,7 @@ use osprey::respond::admit::{Admission, AdmitConfig, BreakerLimits, Proposal};
 use osprey::respond::decide::{DecideMetrics, Decider, Verdicts};
 use osprey::respond::dispatch::Dispatch;
 use osprey::respond::hook::Hooks;
-use osprey::respond::kube::KubeEnforcer;
+use osprey::respond::kube::{KubeEnforcer, KubeError};
 use osprey::respond::nft::NftEnforcer;
 use osprey::respond::responder::{RespondMetrics, Responder};
 use osprey::respond::rules::{LoadContext, ModelFacts, RuleSet};
@@ -295,7 +296,6 @@ pub fn run(a: RunArgs) -> Result<()> {
     let (reporter, reporter_task) = Reporter::open(&cfg.platform, &node, &metrics.registry)
         .context("starting the platform reporter")?;
     reporter.set_models(model_refs(&models));
-    let outputs = osprey::report::live::open_outputs(&cfg.output, reporter.clone(), &node)?;
     let hooks = Hooks::new(&cfg.respond.hooks, &metrics.registry)?;
 
     let health = Arc::new(Health::default());
@@ -305,7 +305,20 @@ pub fn run(a: RunArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the I/O runtime")?;
-    let (nft, kube) = start_enforcers(&cfg, &rt, &metrics, &health);
+    let identity = rt.block_on(osprey::identity::start(
+        &cfg.identity,
+        &identity_fallbacks(&cfg),
+        &metrics.registry,
+        Some(health.clone()),
+    ));
+    let attribution = Attribution::from(&identity);
+    let outputs = osprey::report::live::open_outputs(
+        &cfg.output,
+        reporter.clone(),
+        &node,
+        attribution.clone(),
+    )?;
+    let (nft, kube) = start_enforcers(&cfg, &rt, &metrics, &health, identity.directory);
     let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(cfg.respond.queue_actions);
     let respond_metrics = RespondMetrics::register(&metrics.registry);
     let responder = Responder {
@@ -318,6 +331,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             .with_kube(kube)
             .with_hooks(hooks)
             .with_reporter(reporter.clone(), &node)
+            .with_identity(attribution)
             .with_results(respond_metrics.actions.clone()),
         metrics: respond_metrics,
         rediscover: Duration::from_secs(60),
@@ -415,11 +429,34 @@ pub fn run(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// What the identity section falls back to: `respond.kube`'s node and
+/// kubeconfig (one `NODE_NAME` serves both), and whether the Kubernetes
+/// enforcer, which finds pods through the same watch, will run.
+fn identity_fallbacks(cfg: &Config) -> Fallbacks {
+    let k = &cfg.respond.kube;
+    let node_name = [&k.node_name, &cfg.identity.node_name]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .cloned()
+        .or_else(|| std::env::var("NODE_NAME").ok())
+        .unwrap_or_default();
+    Fallbacks {
+        node_name,
+        kubeconfig: k.kubeconfig.clone(),
+        cluster_wide_pods: k.cluster_wide_pods,
+        enforcer: cfg.respond.enforce && k.enabled,
+    }
+}
+
 /// The node this sensor reports as: `respond.kube.node_name` (from
-/// `NODE_NAME`, set by the chart), else the host name.
+/// `NODE_NAME`, set by the chart), else `identity.node_name`, else the
+/// host name.
 fn node_name(cfg: &Config) -> String {
     if !cfg.respond.kube.node_name.is_empty() {
         return cfg.respond.kube.node_name.clone();
+    }
+    if !cfg.identity.node_name.is_empty() {
+        return cfg.identity.node_name.clone();
     }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -447,6 +484,7 @@ fn start_enforcers(
     rt: &tokio::runtime::Runtime,
     metrics: &Metrics,
     health: &Health,
+    pods: Option<Directory>,
 ) -> (Option<NftEnforcer>, Option<KubeEnforcer>) {
     if !cfg.respond.enforce {
         return (None, None);
@@ -462,10 +500,14 @@ fn start_enforcers(
         }
     };
     let kube = if cfg.respond.kube.enabled {
-        let started = rt.block_on(KubeEnforcer::start(
-            cfg.respond.kube.clone(),
-            &metrics.registry,
-        ));
+        let started = match pods {
+            Some(pods) => rt.block_on(KubeEnforcer::start(
+                cfg.respond.kube.clone(),
+                pods,
+                &metrics.registry,
+            )),
+            None => Err(KubeError::NoPodWatch),
+        };
         match started {
             Ok(k) => Some(k),
             Err(e) => {

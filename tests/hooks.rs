@@ -40,6 +40,7 @@ fn action() -> Action {
             conn_state: "REJ".into(),
             history: Some("Sr".into()),
             facts: None,
+            identity: None,
         },
     }
 }

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, PodIP, PodSpec, PodStatus};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
+use osprey::identity::{client_config, Directory, IdentityMetrics, WatchOptions};
 use osprey::respond::kube::{KubeConfig, KubeEnforcer, KubeError, Outcome};
 use osprey::respond::{Action, ActionKind, Evidence};
 use prometheus::Registry;
@@ -106,6 +107,7 @@ fn action(kind: ActionKind, target: &str, ttl_secs: u64) -> Action {
             conn_state: "S0".into(),
             history: None,
             facts: None,
+            identity: None,
         },
     }
 }
@@ -146,7 +148,20 @@ async fn setup(w: World) -> Setup {
         ..Default::default()
     };
     let registry = Registry::new();
-    let enforcer = KubeEnforcer::start(cfg, &registry).await.unwrap();
+    // The enforcer finds pods through the identity stage's watch, as in
+    // the daemon.
+    let pods = Directory::start_with(
+        client_config(cfg.kubeconfig.as_ref()).await.unwrap(),
+        WatchOptions {
+            node_name: NODE.into(),
+            cluster_wide_pods: false,
+            watch_nodes: false,
+        },
+        IdentityMetrics::new(&registry),
+        None,
+    )
+    .unwrap();
+    let enforcer = KubeEnforcer::start(cfg, pods, &registry).await.unwrap();
     enforcer.wait_synced(BOUND).await.unwrap();
     Setup {
         fake,
@@ -210,7 +225,7 @@ async fn the_watch_indexes_this_nodes_pods_only() {
             s.fake.world().pod_list_selectors,
             vec![format!("spec.nodeName={NODE}")]
         );
-        assert_eq!(metric(&s.registry, "osprey_kube_pods_known", &[]), 2.0);
+        assert_eq!(metric(&s.registry, "osprey_identity_pods_known", &[]), 2.0);
 
         // Pods arriving later come through the watch stream.
         s.fake.wait_for_watcher().await;
@@ -228,7 +243,7 @@ async fn the_watch_indexes_this_nodes_pods_only() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(s.enforcer.pod_for(ip("10.2.0.7")).is_none());
-        assert_eq!(metric(&s.registry, "osprey_kube_pods_known", &[]), 2.0);
+        assert_eq!(metric(&s.registry, "osprey_identity_pods_known", &[]), 2.0);
     })
     .await;
 }

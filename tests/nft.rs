@@ -223,6 +223,7 @@ fn action(kind: ActionKind, target: &str, ttl_secs: u64) -> Action {
             conn_state: "OTH".into(),
             history: None,
             facts: None,
+            identity: None,
         },
     }
 }

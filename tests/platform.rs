@@ -142,6 +142,7 @@ fn event(i: usize) -> Event {
             interim: false,
             conn: json!({"uid": format!("C{i}"), "proto": "tcp"}),
             verdicts: vec![],
+            identity: None,
         }),
     }
 }

@@ -27,6 +27,9 @@ pub struct Health {
     /// server), if it cannot. Detection goes on, so the sensor stays
     /// ready, but the probe's body says so.
     enforcement_degraded: std::sync::Mutex<Option<String>>,
+    /// Other parts that run degraded without making the sensor unready
+    /// (the pod identity watch), by what `/readyz` calls them.
+    notes: std::sync::Mutex<std::collections::BTreeMap<&'static str, String>>,
 }
 
 impl Health {
@@ -46,6 +49,28 @@ impl Health {
             .lock()
             .ok()
             .and_then(|g| g.clone())
+    }
+    /// Sets (or clears, with `None`) the note `/readyz` shows as
+    /// `<key>: <why>`; the sensor stays ready.
+    pub fn set_note(&self, key: &'static str, why: Option<String>) {
+        if let Ok(mut g) = self.notes.lock() {
+            match why {
+                Some(w) => g.insert(key, w),
+                None => g.remove(key),
+            };
+        }
+    }
+    /// Every note `/readyz` shows, enforcement's first, `; `-separated.
+    pub fn notes(&self) -> Option<String> {
+        let mut all: Vec<String> = self
+            .enforcement_degraded()
+            .map(|w| format!("enforcement degraded: {w}"))
+            .into_iter()
+            .collect();
+        if let Ok(g) = self.notes.lock() {
+            all.extend(g.iter().map(|(k, w)| format!("{k}: {w}")));
+        }
+        (!all.is_empty()).then(|| all.join("; "))
     }
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Release);
@@ -83,12 +108,9 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
-    match (s.health.ready(), s.health.enforcement_degraded()) {
+    match (s.health.ready(), s.health.notes()) {
         (true, None) => (StatusCode::OK, "ready\n".to_string()),
-        (true, Some(why)) => (
-            StatusCode::OK,
-            format!("ready; enforcement degraded: {why}\n"),
-        ),
+        (true, Some(notes)) => (StatusCode::OK, format!("ready; {notes}\n")),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string()),
     }
 }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::conn::record::ConnRecord;
+use crate::identity::{ConnIdentity, Endpoint};
 
 /// Output format of conn.log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -28,6 +29,53 @@ pub struct ExtraColumns {
     /// `policy/frameworks/conn_key/vlan_fivetuple`: id.ctx.vlan and
     /// id.ctx.inner_vlan (the VLAN ids that are part of the key).
     pub ctx_vlans: bool,
+    /// osprey's pod identity of both endpoints (`output.conn_pod_columns`),
+    /// after every Zeek column: [`POD_COLUMNS`] for `orig_k8s`, then for
+    /// `resp_k8s`. Unset (`-`) where a record comes without identity.
+    pub pods: bool,
+}
+
+/// The pod identity columns of one endpoint, after its `orig_k8s.` or
+/// `resp_k8s.` prefix (a Zeek record field's columns are dotted, as
+/// `id.orig_h` is); `workload` is `Kind/name`.
+pub const POD_COLUMNS: [&str; 5] = ["kind", "namespace", "pod", "workload", "node"];
+
+/// An endpoint's values for [`POD_COLUMNS`], `None` where unset.
+fn pod_values(e: &Endpoint) -> [Option<String>; 5] {
+    let kind = Some(e.kind().to_owned());
+    match e {
+        Endpoint::Pod {
+            namespace,
+            pod,
+            workload,
+            node,
+        } => [
+            kind,
+            Some(namespace.clone()),
+            Some(pod.clone()),
+            workload.as_ref().map(|w| format!("{}/{}", w.kind, w.name)),
+            Some(node.clone()),
+        ],
+        Endpoint::Host { node } | Endpoint::Node { node } | Endpoint::PodCidr { node } => {
+            [kind, None, None, None, Some(node.clone())]
+        }
+        Endpoint::External => [kind, None, None, None, None],
+    }
+}
+
+/// Both endpoints' values, in column order.
+fn pod_row(id: Option<&ConnIdentity>) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::with_capacity(10);
+    for (side, e) in [
+        ("orig_k8s", id.map(|i| &i.orig)),
+        ("resp_k8s", id.map(|i| &i.resp)),
+    ] {
+        let values = e.map(pod_values).unwrap_or_default();
+        for (name, v) in POD_COLUMNS.iter().zip(values) {
+            out.push((format!("{side}.{name}"), v));
+        }
+    }
+    out
 }
 
 impl ExtraColumns {
@@ -276,6 +324,11 @@ impl<W: Write> ConnLogWriter<W> {
                 names.push("community_id");
                 types.push("string");
             }
+            let pod_names: Vec<String> = pod_row(None).into_iter().map(|(n, _)| n).collect();
+            if extra.pods {
+                names.extend(pod_names.iter().map(String::as_str));
+                types.extend(pod_names.iter().map(|_| "string"));
+            }
             let _ = writeln!(h, "#fields\t{}", names.join("\t"));
             let _ = writeln!(h, "#types\t{}", types.join("\t"));
             out.write_all(h.as_bytes())?;
@@ -306,15 +359,21 @@ impl<W: Write> ConnLogWriter<W> {
     }
 
     pub fn write(&mut self, r: &ConnRecord) -> io::Result<()> {
+        self.write_with(r, None)
+    }
+
+    /// Writes `r` with its endpoints' identity in the pod columns (when
+    /// `ExtraColumns::pods` asks for them).
+    pub fn write_with(&mut self, r: &ConnRecord, id: Option<&ConnIdentity>) -> io::Result<()> {
         match self.format {
             LogFormat::Zeek => {
                 self.row.clear();
-                self.format_tsv(r);
+                self.format_tsv(r, id);
                 self.out.write_all(&self.row)?;
             }
             LogFormat::Json => {
                 self.line.clear();
-                self.format_json(r);
+                self.format_json(r, id);
                 self.out.write_all(self.line.as_bytes())?;
             }
         }
@@ -322,7 +381,7 @@ impl<W: Write> ConnLogWriter<W> {
         Ok(())
     }
 
-    fn format_tsv(&mut self, r: &ConnRecord) {
+    fn format_tsv(&mut self, r: &ConnRecord, id: Option<&ConnIdentity>) {
         let l = &mut self.row;
         fn opt_u64(l: &mut Vec<u8>, v: Option<u64>) {
             match v {
@@ -429,10 +488,18 @@ impl<W: Write> ConnLogWriter<W> {
             l.push(b'\t');
             l.extend_from_slice(super::community_id::community_id(r, 0).as_bytes());
         }
+        if self.extra.pods {
+            for (_, v) in pod_row(id) {
+                l.push(b'\t');
+                // Kubernetes names are DNS labels and subdomains: no tab,
+                // newline or backslash to escape.
+                l.extend_from_slice(v.as_deref().unwrap_or("-").as_bytes());
+            }
+        }
         l.push(b'\n');
     }
 
-    fn format_json(&mut self, r: &ConnRecord) {
+    fn format_json(&mut self, r: &ConnRecord, id: Option<&ConnIdentity>) {
         let l = &mut self.line;
         l.push_str("{\"ts\":");
         json_double(l, r.ts);
@@ -517,6 +584,14 @@ impl<W: Write> ConnLogWriter<W> {
                 super::community_id::community_id(r, 0)
             );
         }
+        if self.extra.pods {
+            for (name, v) in pod_row(id) {
+                if let Some(v) = v {
+                    let _ = write!(l, ",\"{name}\":");
+                    json_str(l, &v);
+                }
+            }
+        }
         l.push_str("}\n");
     }
 
@@ -524,8 +599,13 @@ impl<W: Write> ConnLogWriter<W> {
     /// brace, so that another writer (alerts.log) can add members to the
     /// same object and stay readable by every tool that reads conn.log.
     pub fn json_members(&mut self, r: &ConnRecord) -> &str {
+        self.json_members_with(r, None)
+    }
+
+    /// As `json_members`, with the endpoints' identity for the pod columns.
+    pub fn json_members_with(&mut self, r: &ConnRecord, id: Option<&ConnIdentity>) -> &str {
         self.line.clear();
-        self.format_json(r);
+        self.format_json(r, id);
         let l = self.line.as_str();
         l.strip_suffix("}\n").unwrap_or(l)
     }

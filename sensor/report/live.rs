@@ -8,19 +8,27 @@ use super::platform::{AlertBody, Event, ReporterHandle};
 use super::{ExtraColumns, JsonStream, LiveLogs, LogError, LogFormat, RotateConfig, RotatingLogs};
 use crate::config::OutputConfig;
 use crate::conn::ConnRecord;
+use crate::identity::{Attribution, ConnIdentity};
 use crate::model::{Model, Verdict};
 use crate::score::live::LiveOutputs;
 
 /// Opens the configured outputs (creating the log directory), so that an
 /// unwritable directory fails the start, not the first record. Alerts
 /// also go to the platform through `platform` (as `node`) when it is on.
+/// With `identity` on, alerts (in alerts.log and to the platform) name
+/// both endpoints, and so does conn.log with `conn_pod_columns`.
 pub fn open_outputs(
     o: &OutputConfig,
     platform: ReporterHandle,
     node: &str,
+    identity: Attribution,
 ) -> Result<Box<dyn LiveOutputs>, LogError> {
+    let extra = ExtraColumns {
+        pods: o.conn_pod_columns,
+        ..ExtraColumns::default()
+    };
     let logs = if o.stdout {
-        LiveLogs::Stdout(JsonStream::new(io::stdout(), ExtraColumns::default())?)
+        LiveLogs::Stdout(JsonStream::new(io::stdout(), extra)?)
     } else {
         std::fs::create_dir_all(&o.log_dir).map_err(|source| LogError {
             path: o.log_dir.clone(),
@@ -35,7 +43,7 @@ pub fn open_outputs(
                 } else {
                     LogFormat::Zeek
                 },
-                extra: ExtraColumns::default(),
+                extra,
                 rotate_size_bytes: o.rotate_size_bytes,
                 rotate_interval_secs: o.rotate_interval_secs,
                 keep_files: o.keep_files,
@@ -47,6 +55,8 @@ pub fn open_outputs(
         logs: Some(logs),
         platform,
         node: node.to_owned(),
+        identity,
+        pod_columns: o.conn_pod_columns,
     }))
 }
 
@@ -54,14 +64,18 @@ struct Logs {
     logs: Option<LiveLogs>,
     platform: ReporterHandle,
     node: String,
+    identity: Attribution,
+    /// conn.log has the pod columns, so every record needs its identity.
+    pod_columns: bool,
 }
 
 impl Logs {
     /// The alert as the platform receives it. Costs a second JSON
     /// rendering of the record, paid only for flagged records.
-    fn report(&self, r: &ConnRecord, models: &[Model], v: &[Verdict]) {
+    fn report(&self, r: &ConnRecord, models: &[Model], v: &[Verdict], id: Option<ConnIdentity>) {
         match AlertBody::from_record(r, models, v, r.interim) {
-            Ok(body) => {
+            Ok(mut body) => {
+                body.identity = id.map(Box::new);
                 let ts = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0.0, |d| d.as_secs_f64());
@@ -81,17 +95,30 @@ fn closed() -> io::Error {
 impl LiveOutputs for Logs {
     fn conn(&mut self, r: &ConnRecord) -> io::Result<()> {
         let logs = self.logs.as_mut().ok_or_else(closed)?;
-        logs.write_conn(r, SystemTime::now())
+        let id = if self.pod_columns {
+            self.identity.conn(r.orig_h, r.resp_h)
+        } else {
+            None
+        };
+        logs.write_conn(r, id.as_ref(), SystemTime::now())
             .map_err(io::Error::other)
     }
 
     fn alert(&mut self, r: &ConnRecord, models: &[Model], v: &[Verdict]) -> io::Result<bool> {
+        let flagged = v.iter().any(|x| x.flagged);
+        // Looked up once, for flagged records only: the same identity in
+        // alerts.log and in the platform's event.
+        let id = if flagged {
+            self.identity.conn(r.orig_h, r.resp_h)
+        } else {
+            None
+        };
         let logs = self.logs.as_mut().ok_or_else(closed)?;
         let written = logs
-            .write_alert(r, models, v, r.interim, SystemTime::now())
+            .write_alert(r, models, v, r.interim, id.as_ref(), SystemTime::now())
             .map_err(io::Error::other);
-        if self.platform.enabled() && v.iter().any(|x| x.flagged) && self.platform.alert_allowed() {
-            self.report(r, models, v);
+        if self.platform.enabled() && flagged && self.platform.alert_allowed() {
+            self.report(r, models, v, id);
         }
         written
     }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::conn::ConnRecord;
+use crate::identity::ConnIdentity;
 use crate::model::{Model, Verdict};
 use crate::report::conn_log::{civil_utc, unix_secs, zeek_log_time};
 use crate::report::{ConnLogWriter, ExtraColumns, LogFormat};
@@ -482,7 +483,18 @@ impl RotatingLogs {
     }
 
     pub fn write_conn(&mut self, record: &ConnRecord, now: SystemTime) -> Result<(), LogError> {
-        self.conn.write(&self.config, now, |w| w.write(record))
+        self.write_conn_with(record, None, now)
+    }
+
+    /// As `write_conn`, with the endpoints' identity for the pod columns.
+    pub fn write_conn_with(
+        &mut self,
+        record: &ConnRecord,
+        id: Option<&ConnIdentity>,
+        now: SystemTime,
+    ) -> Result<(), LogError> {
+        self.conn
+            .write(&self.config, now, |w| w.write_with(record, id))
     }
 
     /// Writes an alert when any verdict is flagged; true when it did.
@@ -494,8 +506,21 @@ impl RotatingLogs {
         interim: bool,
         now: SystemTime,
     ) -> Result<bool, LogError> {
+        self.write_alert_with(record, models, verdicts, interim, None, now)
+    }
+
+    /// As `write_alert`, with the endpoints' identity.
+    pub fn write_alert_with(
+        &mut self,
+        record: &ConnRecord,
+        models: &[Model],
+        verdicts: &[Verdict],
+        interim: bool,
+        id: Option<&ConnIdentity>,
+        now: SystemTime,
+    ) -> Result<bool, LogError> {
         self.alerts.write(&self.config, now, |w| {
-            w.write(record, models, verdicts, interim)
+            w.write_with(record, models, verdicts, interim, id)
         })
     }
 
@@ -544,7 +569,17 @@ impl<W: Write> JsonStream<W> {
     }
 
     pub fn write_conn(&mut self, record: &ConnRecord, now: SystemTime) -> Result<(), LogError> {
-        let body = self.conn.json_members(record);
+        self.write_conn_with(record, None, now)
+    }
+
+    /// As `write_conn`, with the endpoints' identity for the pod columns.
+    pub fn write_conn_with(
+        &mut self,
+        record: &ConnRecord,
+        id: Option<&ConnIdentity>,
+        now: SystemTime,
+    ) -> Result<(), LogError> {
+        let body = self.conn.json_members_with(record, id);
         tagged_line(&mut self.line, "conn", now, body.as_bytes());
         self.line.extend_from_slice(b"}\n");
         self.out
@@ -561,11 +596,24 @@ impl<W: Write> JsonStream<W> {
         interim: bool,
         now: SystemTime,
     ) -> Result<bool, LogError> {
+        self.write_alert_with(record, models, verdicts, interim, None, now)
+    }
+
+    /// As `write_alert`, with the endpoints' identity.
+    pub fn write_alert_with(
+        &mut self,
+        record: &ConnRecord,
+        models: &[Model],
+        verdicts: &[Verdict],
+        interim: bool,
+        id: Option<&ConnIdentity>,
+        now: SystemTime,
+    ) -> Result<bool, LogError> {
         let err = |e| LogError::new(Path::new(STDOUT), "write", e);
         self.alerts.get_mut().clear();
         if !self
             .alerts
-            .write(record, models, verdicts, interim)
+            .write_with(record, models, verdicts, interim, id)
             .map_err(err)?
         {
             return Ok(false);
@@ -619,24 +667,33 @@ pub enum LiveLogs {
 }
 
 impl LiveLogs {
-    pub fn write_conn(&mut self, record: &ConnRecord, now: SystemTime) -> Result<(), LogError> {
+    /// Writes a conn record (`id` fills the pod columns, if configured).
+    pub fn write_conn(
+        &mut self,
+        record: &ConnRecord,
+        id: Option<&ConnIdentity>,
+        now: SystemTime,
+    ) -> Result<(), LogError> {
         match self {
-            LiveLogs::Files(f) => f.write_conn(record, now),
-            LiveLogs::Stdout(s) => s.write_conn(record, now),
+            LiveLogs::Files(f) => f.write_conn_with(record, id, now),
+            LiveLogs::Stdout(s) => s.write_conn_with(record, id, now),
         }
     }
 
+    /// Writes an alert when any verdict is flagged, with the endpoints'
+    /// identity when known; true when it did.
     pub fn write_alert(
         &mut self,
         record: &ConnRecord,
         models: &[Model],
         verdicts: &[Verdict],
         interim: bool,
+        id: Option<&ConnIdentity>,
         now: SystemTime,
     ) -> Result<bool, LogError> {
         match self {
-            LiveLogs::Files(f) => f.write_alert(record, models, verdicts, interim, now),
-            LiveLogs::Stdout(s) => s.write_alert(record, models, verdicts, interim, now),
+            LiveLogs::Files(f) => f.write_alert_with(record, models, verdicts, interim, id, now),
+            LiveLogs::Stdout(s) => s.write_alert_with(record, models, verdicts, interim, id, now),
         }
     }
 

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::Facts;
+use crate::identity::ConnIdentity;
 
 /// One decision about one target.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,6 +107,10 @@ pub struct Evidence {
     /// What the source did over the rule's window, in numbers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<Facts>,
+    /// Who the endpoints are (pod, host, node, pod_cidr, external), added
+    /// by the responder when pod identity is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<ConnIdentity>,
 }
 
 /// Seconds since the epoch now: the daemon's clock for admission (a
@@ -182,6 +187,7 @@ mod tests {
                     forgeable: true,
                     ..Facts::default()
                 }),
+                identity: None,
             },
         };
         let j = serde_json::to_value(&a).unwrap();

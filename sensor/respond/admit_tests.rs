@@ -19,6 +19,7 @@ fn evidence(orig: &str) -> Evidence {
         conn_state: "RSTO".into(),
         history: Some("ShR".into()),
         facts: None,
+        identity: None,
     }
 }
 

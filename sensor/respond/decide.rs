@@ -283,6 +283,8 @@ impl Decider {
             conn_state: r.conn_state.as_str().to_string(),
             history: (!r.history.as_str().is_empty()).then(|| r.history.as_str().to_string()),
             facts,
+            // The responder names the endpoints, on the I/O runtime.
+            identity: None,
         };
         Some(Proposal {
             known_good: self.stage.last_verified(decision.target, now),

@@ -15,6 +15,7 @@ use super::action::{Action, ActionKind};
 use super::hook::Hooks;
 use super::kube::KubeEnforcer;
 use super::nft::{NftEnforcer, NftError};
+use crate::identity::Attribution;
 use crate::report::platform::{Event, ReporterHandle};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,8 @@ pub struct Dispatch {
     hooks: Arc<Hooks>,
     reporter: ReporterHandle,
     node: String,
+    /// Names the endpoints of every action's evidence, when on.
+    identity: Attribution,
     /// `osprey_respond_actions_total`, for results of background calls.
     results: Option<IntCounterVec>,
     reconcile_every: Duration,
@@ -66,6 +69,7 @@ impl Dispatch {
             hooks: Arc::new(Hooks::none()),
             reporter: ReporterHandle::disabled(),
             node: String::new(),
+            identity: Attribution::off(),
             results: None,
             reconcile_every,
             last_reconcile: None,
@@ -89,6 +93,22 @@ impl Dispatch {
         self.reporter = reporter;
         self.node = node.to_owned();
         self
+    }
+
+    /// Names both endpoints of every action (its platform event, hook
+    /// payload and log line carry them).
+    pub fn with_identity(mut self, identity: Attribution) -> Dispatch {
+        self.identity = identity;
+        self
+    }
+
+    /// Adds the endpoints' identity to `a`'s evidence, when on. Done once
+    /// per action, before it is logged, enforced, hooked or reported, so
+    /// every copy says the same.
+    pub fn attribute(&self, a: &mut Action) {
+        if a.evidence.identity.is_none() {
+            a.evidence.identity = self.identity.conn(a.evidence.orig_h, a.evidence.resp_h);
+        }
     }
 
     /// Where background calls count their result (kind, result).

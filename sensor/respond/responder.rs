@@ -121,7 +121,7 @@ impl Responder {
     async fn handle(&mut self, p: Proposal) {
         let before = self.admission.counts;
         let was_open = self.admission.breaker_open();
-        let (outcome, action) = self.admission.admit(p, wall_secs());
+        let (outcome, mut action) = self.admission.admit(p, wall_secs());
         self.metrics.add_counts(&before, &self.admission.counts);
         if self.admission.breaker_open() && !was_open {
             tracing::warn!(
@@ -137,6 +137,7 @@ impl Responder {
                 .inc();
             return;
         }
+        self.dispatch.attribute(&mut action);
         log_action(&action);
         let result = if action.enforce {
             match self.dispatch.enforce(&action).await {
@@ -185,6 +186,19 @@ fn log_action(a: &Action) {
         uid = %a.evidence.uid,
         interim = a.evidence.interim,
         softened = a.softened.as_deref().unwrap_or(""),
+        orig_pod = pod_of(a, |i| &i.orig).unwrap_or_default(),
+        resp_pod = pod_of(a, |i| &i.resp).unwrap_or_default(),
         "action"
     );
+}
+
+/// `namespace/pod` of one endpoint of the action's connection, if a pod.
+fn pod_of(
+    a: &Action,
+    side: impl Fn(&crate::identity::ConnIdentity) -> &crate::identity::Endpoint,
+) -> Option<String> {
+    a.evidence
+        .identity
+        .as_ref()
+        .and_then(|i| side(i).pod_name())
 }

@@ -17,6 +17,7 @@ use hashbrown::HashMap;
 use serde::Serialize;
 
 use crate::conn::{ConnRecord, Uid};
+use crate::identity::ConnIdentity;
 use crate::model::{Model, Verdict};
 use crate::report::{ConnLogWriter, ExtraColumns, LogFormat};
 
@@ -34,6 +35,9 @@ struct OspreyMember<'a> {
     /// connections (interim records).
     interim: bool,
     verdicts: Vec<VerdictOut<'a>>,
+    /// Who the endpoints are, when the sensor runs in a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity: Option<&'a ConnIdentity>,
 }
 
 /// Open connections whose last alert is remembered at most: beyond, the
@@ -87,6 +91,19 @@ impl<W: Write> AlertWriter<W> {
         verdicts: &[Verdict],
         interim: bool,
     ) -> io::Result<bool> {
+        self.write_with(record, models, verdicts, interim, None)
+    }
+
+    /// As [`AlertWriter::write`], with the endpoints' pod identity in the
+    /// `osprey` member (`"identity":{"orig":{..},"resp":{..}}`).
+    pub fn write_with(
+        &mut self,
+        record: &ConnRecord,
+        models: &[Model],
+        verdicts: &[Verdict],
+        interim: bool,
+        identity: Option<&ConnIdentity>,
+    ) -> io::Result<bool> {
         let flagged = verdicts.iter().any(|v| v.flagged);
         if !interim {
             self.last.remove(&record.uid);
@@ -116,6 +133,7 @@ impl<W: Write> AlertWriter<W> {
                     verdict: v,
                 })
                 .collect(),
+            identity,
         };
         let tail = serde_json::to_string(&member).map_err(io::Error::other)?;
         let head = self.json.json_members(record);

@@ -1,6 +1,7 @@
 //! A small stand-in for the Kubernetes API server: the endpoints the
-//! enforcer uses, with request bodies decoded into k8s-openapi types so
-//! the tests check the objects the enforcer sends.
+//! enforcer and the pod identity watch use (pods, nodes, the ReplicaSets
+//! and Jobs that own pods), with request bodies decoded into k8s-openapi
+//! types so the tests check the objects the enforcer sends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -13,7 +14,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use k8s_openapi::List;
@@ -42,6 +45,14 @@ pub struct World {
     pub pod_list_selectors: Vec<String>,
     /// The resource version lists report.
     pub rv: u64,
+    pub nodes: Vec<Node>,
+    pub replicasets: Vec<ReplicaSet>,
+    pub jobs: Vec<Job>,
+    /// Resources (`pods`, `nodes`, `replicasets`, `jobs`) answered 403, as
+    /// for a service account whose role lacks them.
+    pub forbidden: Vec<&'static str>,
+    /// ReplicaSet and Job reads, as `kind/namespace/name`.
+    pub owner_gets: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -85,6 +96,12 @@ pub async fn start(world: World) -> (Fake, SocketAddr) {
     };
     let app = Router::new()
         .route("/api/v1/pods", get(pods))
+        .route("/api/v1/nodes", get(nodes))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/replicasets/{name}",
+            get(get_replicaset),
+        )
+        .route("/apis/batch/v1/namespaces/{ns}/jobs/{name}", get(get_job))
         .route("/api/v1/namespaces/{ns}", get(namespace))
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}",
@@ -142,7 +159,78 @@ fn labels_match(selector: Option<&String>, labels: Option<&BTreeMap<String, Stri
     })
 }
 
+fn forbidden(f: &Fake, resource: &str) -> Option<Response> {
+    f.world()
+        .forbidden
+        .contains(&resource)
+        .then(|| status(403, "Forbidden"))
+}
+
+/// Nodes: a list, and a watch that stays open without events (the tests
+/// change nodes through the unit tests of the index, not here).
+async fn nodes(State(f): State<Fake>, Query(q): Q) -> Response {
+    if let Some(r) = forbidden(&f, "nodes") {
+        return r;
+    }
+    if q.get("watch").map(String::as_str) == Some("true") {
+        let stream = futures::stream::pending::<Result<Bytes, Infallible>>();
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from_stream(stream),
+        )
+            .into_response();
+    }
+    let mut w = f.world();
+    w.rv += 1;
+    let list = List::<Node> {
+        items: w.nodes.clone(),
+        metadata: ListMeta {
+            resource_version: Some(w.rv.to_string()),
+            ..Default::default()
+        },
+    };
+    json(StatusCode::OK, &list)
+}
+
+fn named<'a, T: k8s_openapi::Metadata<Ty = kube::api::ObjectMeta>>(
+    items: &'a [T],
+    ns: &str,
+    name: &str,
+) -> Option<&'a T> {
+    items.iter().find(|o| {
+        o.metadata().namespace.as_deref() == Some(ns) && o.metadata().name.as_deref() == Some(name)
+    })
+}
+
+async fn get_replicaset(
+    State(f): State<Fake>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    f.world().owner_gets.push(format!("ReplicaSet/{ns}/{name}"));
+    if let Some(r) = forbidden(&f, "replicasets") {
+        return r;
+    }
+    match named(&f.world().replicasets, &ns, &name) {
+        Some(o) => json(StatusCode::OK, o),
+        None => status(404, "NotFound"),
+    }
+}
+
+async fn get_job(State(f): State<Fake>, Path((ns, name)): Path<(String, String)>) -> Response {
+    f.world().owner_gets.push(format!("Job/{ns}/{name}"));
+    if let Some(r) = forbidden(&f, "jobs") {
+        return r;
+    }
+    match named(&f.world().jobs, &ns, &name) {
+        Some(o) => json(StatusCode::OK, o),
+        None => status(404, "NotFound"),
+    }
+}
+
 async fn pods(State(f): State<Fake>, Query(q): Q) -> Response {
+    if let Some(r) = forbidden(&f, "pods") {
+        return r;
+    }
     let selector = q.get("fieldSelector").cloned();
     if q.get("watch").map(String::as_str) == Some("true") {
         let rx = f.watch.subscribe();

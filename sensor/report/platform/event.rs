@@ -6,6 +6,7 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use crate::conn::ConnRecord;
+use crate::identity::ConnIdentity;
 use crate::model::{Model, Verdict};
 use crate::report::{ConnLogWriter, ExtraColumns, LogFormat};
 use crate::respond::Action;
@@ -59,6 +60,11 @@ pub struct AlertBody {
     /// parses it with whatever already reads Zeek JSON.
     pub conn: serde_json::Value,
     pub verdicts: Vec<VerdictSummary>,
+    /// Who the endpoints are (`{"orig":{"kind":"pod",..},"resp":{..}}`),
+    /// when the sensor runs in a cluster with pod identity on. Boxed: it
+    /// is several times the size of the other fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Box<ConnIdentity>>,
 }
 
 /// One model's opinion on a record.
@@ -104,6 +110,7 @@ impl AlertBody {
                     probability: v.probability,
                 })
                 .collect(),
+            identity: None,
         })
     }
 }
@@ -190,6 +197,7 @@ mod tests {
             interim: false,
             conn: serde_json::json!({"uid": "C1"}),
             verdicts: vec![],
+            identity: None,
         };
         let e = Event::alert("n1", 2.0, body);
         let j = serde_json::to_value(&e).unwrap();

@@ -9,10 +9,10 @@ use ipnet::IpNet;
 pub enum KubeError {
     #[error("kube.node_name is empty (set NODE_NAME or kube.cluster_wide_pods)")]
     NoNodeName,
-    #[error("no Kubernetes configuration found: {0}")]
-    Infer(#[from] kube::config::InferConfigError),
-    #[error("kubeconfig: {0}")]
-    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error(transparent)]
+    Config(#[from] crate::identity::IdentityError),
+    #[error("the pod watch could not start (see the pod identity warning)")]
+    NoPodWatch,
     #[error("kubernetes client: {0}")]
     Client(#[source] kube::Error),
     #[error("kubernetes API: {op}: {source}")]

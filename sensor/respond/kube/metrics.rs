@@ -15,8 +15,6 @@ pub struct KubeMetrics {
     pub errors: IntCounterVec,
     /// osprey's NetworkPolicies of this node, as of the last change or GC.
     pub policies_active: IntGauge,
-    /// Pods in the address index.
-    pub pods_known: IntGauge,
 }
 
 impl KubeMetrics {
@@ -39,11 +37,6 @@ impl KubeMetrics {
                 r,
                 "osprey_kube_policies_active",
                 "NetworkPolicies osprey maintains for this node.",
-            ),
-            pods_known: gauge(
-                r,
-                "osprey_kube_pods_known",
-                "Pods whose addresses the enforcer can resolve.",
             ),
         }
     }

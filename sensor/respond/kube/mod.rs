@@ -12,32 +12,30 @@ mod enforce;
 mod error;
 mod gc;
 mod metrics;
-mod pods;
 mod policy;
 mod retry;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::watcher;
+use kube::api::ListParams;
 use kube::Client;
 use prometheus::Registry;
 use tokio::task::JoinHandle;
 
+/// The pod owning an address, found through the identity stage's index
+/// (one pod watch serves events and the enforcer).
+pub use crate::identity::PodRef;
 pub use config::KubeConfig;
 pub use error::KubeError;
 pub use metrics::KubeMetrics;
-pub use pods::PodRef;
 pub use policy::{
     ANN_ACTION_ID, ANN_BLOCKED, ANN_EXPIRES_AT, ANN_POD, ANN_RULE, LABEL_KIND, LABEL_MANAGED_BY,
     LABEL_NODE,
 };
 
-use pods::PodIndex;
+use crate::identity::Directory;
 use retry::Retry;
 
 /// What an enforcement call did.
@@ -49,8 +47,9 @@ pub enum Outcome {
     DryRun,
 }
 
-/// The running enforcer: an API client, the pod index its watch keeps,
-/// and the GC loop. Dropping it stops the watch and the loop.
+/// The running enforcer: an API client, the identity stage's pod
+/// directory, and the GC loop. Dropping it stops the loop (the directory's
+/// watches stop with its last holder).
 pub struct KubeEnforcer {
     inner: Arc<Inner>,
     tasks: Vec<JoinHandle<()>>,
@@ -61,7 +60,7 @@ pub(crate) struct Inner {
     cfg: KubeConfig,
     metrics: KubeMetrics,
     retry: Retry,
-    pods: Arc<RwLock<PodIndex>>,
+    pods: Directory,
     /// Policies of this node known to exist, for the gauge.
     active: Mutex<BTreeSet<(String, String)>>,
     /// Serialises read-modify-write of block policies (an action and the
@@ -71,27 +70,28 @@ pub(crate) struct Inner {
 
 impl KubeEnforcer {
     /// Connects (kubeconfig file, else in-cluster, else the default
-    /// kubeconfig), starts the pod watch and the GC loop, and registers
-    /// the enforcer's metrics on `registry`. Does not wait for the first
-    /// pod list: see [`KubeEnforcer::wait_synced`].
-    pub async fn start(cfg: KubeConfig, registry: &Registry) -> Result<Self, KubeError> {
+    /// kubeconfig), starts the GC loop, and registers the enforcer's
+    /// metrics on `registry`. Pods are found through `pods`, the identity
+    /// stage's directory (its watch selects this node's pods, or all with
+    /// `cluster_wide_pods`). Does not wait for the first pod list: see
+    /// [`KubeEnforcer::wait_synced`].
+    pub async fn start(
+        cfg: KubeConfig,
+        pods: Directory,
+        registry: &Registry,
+    ) -> Result<Self, KubeError> {
         if cfg.node_name.is_empty() && !cfg.cluster_wide_pods {
             return Err(KubeError::NoNodeName);
         }
-        let kc = match &cfg.kubeconfig {
-            Some(path) => {
-                let file = Kubeconfig::read_from(path)?;
-                kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?
-            }
-            None => kube::Config::infer().await?,
-        };
-        Self::start_with(cfg, kc, registry)
+        let kc = crate::identity::client_config(cfg.kubeconfig.as_ref()).await?;
+        Self::start_with(cfg, kc, pods, registry)
     }
 
     /// As [`KubeEnforcer::start`], with the client configuration given.
     pub fn start_with(
         cfg: KubeConfig,
         client_cfg: kube::Config,
+        pods: Directory,
         registry: &Registry,
     ) -> Result<Self, KubeError> {
         let client = Client::try_from(client_cfg).map_err(KubeError::Client)?;
@@ -100,16 +100,11 @@ impl KubeEnforcer {
             retry: Retry::from_config(&cfg),
             client: client.clone(),
             metrics: metrics.clone(),
-            pods: Arc::new(RwLock::new(PodIndex::default())),
+            pods,
             active: Mutex::new(BTreeSet::new()),
             block_lock: tokio::sync::Mutex::new(()),
             cfg,
         });
-        let mut wc = watcher::Config::default();
-        if !inner.cfg.cluster_wide_pods {
-            wc = wc.fields(&format!("spec.nodeName={}", inner.cfg.node_name));
-        }
-        let watch = pods::spawn_watch(Api::<Pod>::all(client), wc, inner.pods.clone(), metrics);
         let gc = gc::spawn_loop(inner.clone());
         tracing::info!(
             node = %inner.cfg.node_name,
@@ -118,7 +113,7 @@ impl KubeEnforcer {
         );
         Ok(KubeEnforcer {
             inner,
-            tasks: vec![watch, gc],
+            tasks: vec![gc],
         })
     }
 
@@ -129,16 +124,11 @@ impl KubeEnforcer {
 
     /// Waits until the pod watch has listed pods once, or `timeout`.
     pub async fn wait_synced(&self, timeout: std::time::Duration) -> Result<(), KubeError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if self.inner.pods_read().synced() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(KubeError::NotSynced);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        self.inner
+            .pods
+            .wait_synced(timeout)
+            .await
+            .map_err(|_| KubeError::NotSynced)
     }
 
     /// The enforcer's metrics (also on the registry given to `start`).
@@ -178,13 +168,8 @@ impl Drop for KubeEnforcer {
 }
 
 impl Inner {
-    fn pods_read(&self) -> std::sync::RwLockReadGuard<'_, PodIndex> {
-        // Updates are whole steps, so a poisoned index is still consistent.
-        self.pods.read().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn pod_for(&self, ip: IpAddr) -> Option<PodRef> {
-        self.pods_read().get(&ip)
+        self.pods.pod(ip)
     }
 
     fn set_active(&self, f: impl FnOnce(&mut BTreeSet<(String, String)>)) {

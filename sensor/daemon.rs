@@ -277,18 +277,18 @@ pub fn run(a: RunArgs) -> Result<()> {
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("metrics.listen_addr {addr}: cannot listen"))?;
 
-    let mut sources = Vec::new();
-    for iface in &cfg.capture.interfaces {
-        sources.push(LiveSource::open(&LiveOptions {
-            interface: iface.clone(),
+    let sources = LiveSource::open_set(
+        &cfg.capture.interfaces,
+        &LiveOptions {
+            interface: String::new(),
             snaplen: cfg.capture.snaplen_bytes,
             buffer_size: cfg.capture.buffer_size_bytes,
             promiscuous: cfg.capture.promiscuous,
             filter: Some(cfg.capture.bpf_filter.clone()),
             read_timeout_ms: cfg.capture.read_timeout_ms,
             block_timeout_ms: cfg.capture.block_timeout_ms,
-        })?);
-    }
+        },
+    )?;
 
     let models = load_models(&cfg.models.specs)?;
     let metrics = Arc::new(Metrics::new());

@@ -264,6 +264,17 @@ struct NodeRun {
 /// Runs osprey on `node` with `-i any` while `traffic` runs, then returns
 /// its TCP rows and counters.
 fn run_node(name: &str, node: &str, dir: &Path, traffic: impl FnOnce()) -> NodeRun {
+    run_node_on(name, node, &["any"], dir, traffic)
+}
+
+/// [`run_node`] capturing on `interfaces`.
+fn run_node_on(
+    name: &str,
+    node: &str,
+    interfaces: &[&str],
+    dir: &Path,
+    traffic: impl FnOnce(),
+) -> NodeRun {
     let live_dir = dir.join("live");
     std::fs::create_dir_all(&live_dir).expect("dir");
     let cfg = dir.join("osprey.toml");
@@ -271,12 +282,11 @@ fn run_node(name: &str, node: &str, dir: &Path, traffic: impl FnOnce()) -> NodeR
         &cfg,
         "[pipeline]\nconn_workers = 2\n\n[output]\nrotate_interval_secs = 0\n",
     );
-    let mut osprey = Osprey::start(
-        node,
-        netns::port_for(name),
-        &live_dir,
-        &["--config", cfg.to_str().expect("utf-8"), "-i", "any"],
-    );
+    let mut args = vec!["--config", cfg.to_str().expect("utf-8")];
+    for i in interfaces {
+        args.extend(["-i", i]);
+    }
+    let mut osprey = Osprey::start(node, netns::port_for(name), &live_dir, &args);
     osprey.wait_ready(Duration::from_secs(30));
     traffic();
     std::thread::sleep(Duration::from_millis(500));
@@ -549,4 +559,28 @@ fn host_network_traffic_is_logged_once_as_the_host_sends_it() {
     compare("host network", &want, &run, 6);
     assert!(run.duplicates > 0.0, "the bridge's copies were not dropped");
     assert_eq!(run.twins_folded, 0.0, "no NAT here");
+}
+
+#[test]
+fn an_interface_list_counts_a_packet_crossing_two_of_them_once() {
+    let name = "an_interface_list_counts_a_packet_crossing_two_of_them_once";
+    if !netns::enabled_with(name, TOOLS) {
+        return;
+    }
+    // Both pods' veths named: one capture (`any` filtered to them in the
+    // kernel), so a packet crossing both counts once.
+    let mut t = Topo::new();
+    let node = t.bridge_node("node", "198.18.76.1/24");
+    let a = t.bridge_pod(&node, "a", "vha", "198.18.76.10/24", "198.18.76.1");
+    let b = t.bridge_pod(&node, "b", "vhb", "198.18.76.20/24", "198.18.76.1");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let _web_b = netns::web_server(&b);
+    let cap_a = capture(&a, "eth0", tmp.path().join("a.pcap"));
+    let run = run_node_on(name, &node, &["vha", "vhb"], tmp.path(), || {
+        fetch(&a, "http://198.18.76.20:8080/", 3);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let want = pod_view(&[&cap_a], tmp.path());
+    compare("interface list", &want, &run, 3);
+    assert!(run.duplicates > 0.0, "no copy was counted as a duplicate");
 }

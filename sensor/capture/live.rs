@@ -60,6 +60,19 @@ pub struct LiveSource {
     last_raw: (u32, u32),
 }
 
+/// The kernel's index of interface `name` (from sysfs, as `ip link`
+/// shows it).
+fn ifindex(name: &str) -> Option<u32> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return None;
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// What one read found.
 pub enum Read<'a> {
     Packet(Packet<'a>),
@@ -120,6 +133,53 @@ impl LiveSource {
             kernel: KernelStats::default(),
             last_raw: (0, 0),
         })
+    }
+
+    /// Opens the captures for a list of interfaces. One interface (or
+    /// `any` among them) is opened as named. Several are one `any` capture
+    /// whose kernel filter keeps only their packets (`ifindex N or ...`):
+    /// its `LINUX_SLL2` header names each packet's interface, so a packet
+    /// crossing two of them is counted once (conn/node_view.rs), which
+    /// separate captures could not tell; and an interface that goes away
+    /// just stops matching instead of ending a capture.
+    pub fn open_set(interfaces: &[String], o: &LiveOptions) -> Result<Vec<Self>, CaptureError> {
+        if interfaces.len() < 2 || interfaces.iter().any(|i| i == "any") {
+            let any = interfaces.iter().find(|i| *i == "any");
+            let names: Vec<&String> = match any {
+                Some(a) => vec![a],
+                None => interfaces.iter().collect(),
+            };
+            return names
+                .into_iter()
+                .map(|i| {
+                    Self::open(&LiveOptions {
+                        interface: i.clone(),
+                        ..o.clone()
+                    })
+                })
+                .collect();
+        }
+        let joined = interfaces.join(",");
+        let mut wanted = Vec::with_capacity(interfaces.len());
+        for name in interfaces {
+            let index = ifindex(name).ok_or_else(|| CaptureError::Live {
+                interface: name.clone(),
+                reason: "no such interface".into(),
+            })?;
+            wanted.push(format!("ifindex {index}"));
+        }
+        let only_these = format!("({})", wanted.join(" or "));
+        let filter = match o.filter.as_deref().map(str::trim) {
+            Some(f) if !f.is_empty() => format!("{only_these} and ({f})"),
+            _ => only_these,
+        };
+        let mut src = Self::open(&LiveOptions {
+            interface: "any".into(),
+            filter: Some(filter),
+            ..o.clone()
+        })?;
+        src.interface = joined;
+        Ok(vec![src])
     }
 
     pub fn interface(&self) -> &str {

@@ -14,6 +14,15 @@
 //!   detection for the `service` field; the difference to `default` is what
 //!   service identification costs.
 //!
+//! - `node_view/once`: the node view (conn/node_view.rs) judging every lab
+//!   packet as if captured on one interface of a node (`any`): one content
+//!   hash and one table probe each, every packet new.
+//! - `node_view/copies`: every packet seen twice, on two interfaces, as a
+//!   pod's packet crosses its veth and the bridge; half are copies. The
+//!   throughput counts every observed packet; `conn/ignore_checksums` in the
+//!   same run is the per-packet cost it adds to (the summary line prints the
+//!   ratio). Goal: <= 100 ns per packet.
+//!
 //! No log is written here; `benches/replay.rs` measures the whole path.
 
 use std::hint::black_box;
@@ -22,8 +31,10 @@ use std::path::PathBuf;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 
 use osprey::capture::{LinkType, OfflineSource, Packet, PacketSource, Time};
+use osprey::conn::node_view::{NodeView, NodeViewConfig};
 use osprey::conn::service::AnalyzerSet;
 use osprey::conn::{ConnRecord, Engine, EngineConfig};
+use osprey::decode::prepare::prepare;
 
 /// One captured packet, copied out of libpcap's buffer.
 struct OwnedPacket {
@@ -186,5 +197,56 @@ fn bench_conn(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_conn);
+/// Every lab packet's IP bytes (what the node view reads), with its time.
+fn ip_packets(pkts: &[OwnedPacket]) -> Vec<(f64, &[u8])> {
+    pkts.iter()
+        .filter_map(|p| {
+            let prep = prepare(p.link, &p.data, p.wire_len as usize, false);
+            prep.l3(&p.data).map(|ip| (p.ts, ip))
+        })
+        .collect()
+}
+
+/// Judges every packet on each of `ifaces` interfaces in turn (a
+/// microsecond apart); returns how many counted.
+fn run_node_view(ips: &[(f64, &[u8])], ifaces: u32) -> usize {
+    let Some(mut v) = NodeView::new(NodeViewConfig::default()) else {
+        return 0;
+    };
+    let mut counted = 0;
+    for (ts, ip) in ips {
+        for i in 0..ifaces {
+            let t = ts + f64::from(i) * 1e-6;
+            if v.observe(t, 2 + i, ip) == osprey::conn::node_view::Verdict::Count {
+                counted += 1;
+            }
+        }
+    }
+    counted
+}
+
+fn bench_node_view(c: &mut Criterion) {
+    let Some(pkts) = load_packets("node_view") else {
+        return;
+    };
+    let ips = ip_packets(&pkts);
+    let once = run_node_view(&ips, 1);
+    let twice = run_node_view(&ips, 2);
+    println!(
+        "node_view: {} IP packets; counted once: {once}; seen twice: {twice} of {} counted",
+        ips.len(),
+        2 * ips.len()
+    );
+    let mut g = c.benchmark_group("node_view");
+    g.sample_size(30).sampling_mode(SamplingMode::Flat);
+    for (name, ifaces) in [("once", 1u32), ("copies", 2)] {
+        g.throughput(Throughput::Elements(ips.len() as u64 * u64::from(ifaces)));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(run_node_view(black_box(&ips), ifaces)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_conn, bench_node_view);
 criterion_main!(benches);

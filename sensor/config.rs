@@ -194,6 +194,35 @@ pub struct ConnConfig {
     pub analyzers: String,
     /// Zeek settings as `NAME=VALUE`, as `osprey replay --set` takes them.
     pub settings: Vec<String>,
+    /// Counting each packet once on a node (`conn/node_view.rs`).
+    pub node_view: NodeViewSettings,
+}
+
+/// `[conn.node_view]`: copies and NAT twins of packets captured on several
+/// interfaces (`any`). Memory is about 100 bytes per slot and 64 per twin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeViewSettings {
+    /// Views of one packet further apart than this are different packets.
+    pub window_ms: f64,
+    /// Recent packets remembered (0 turns the node view off).
+    pub slots: usize,
+    /// NAT twins and underlay flows remembered at most.
+    pub max_twins: usize,
+    /// A twin without packets for this long is forgotten.
+    pub twin_idle_secs: f64,
+}
+
+impl Default for NodeViewSettings {
+    fn default() -> Self {
+        let d = crate::conn::node_view::NodeViewConfig::default();
+        NodeViewSettings {
+            window_ms: d.window_secs * 1000.0,
+            slots: d.slots,
+            max_twins: d.max_twins,
+            twin_idle_secs: d.twin_idle_secs,
+        }
+    }
 }
 
 impl Default for ConnConfig {
@@ -206,6 +235,7 @@ impl Default for ConnConfig {
             likely_server_ports: None,
             analyzers: "all".into(),
             settings: Vec::new(),
+            node_view: NodeViewSettings::default(),
         }
     }
 }
@@ -572,6 +602,26 @@ impl Config {
             cfg.set(s)
                 .map_err(|e| ("conn.settings".to_string(), e.to_string()))?;
         }
+        let nv = &c.node_view;
+        let bad = |k: &str, why: &str| (format!("conn.node_view.{k}"), why.to_string());
+        if !(nv.window_ms > 0.0 && nv.window_ms <= 1000.0) {
+            return Err(bad("window_ms", "must be above 0 and at most 1000"));
+        }
+        if nv.slots > 1 << 24 {
+            return Err(bad("slots", "at most 16777216"));
+        }
+        if nv.max_twins == 0 || nv.max_twins > 1 << 24 {
+            return Err(bad("max_twins", "must be 1 to 16777216"));
+        }
+        if !(nv.twin_idle_secs > 0.0) {
+            return Err(bad("twin_idle_secs", "must be above 0"));
+        }
+        cfg.node_view = crate::conn::node_view::NodeViewConfig {
+            window_secs: nv.window_ms / 1000.0,
+            slots: nv.slots,
+            max_twins: nv.max_twins,
+            twin_idle_secs: nv.twin_idle_secs,
+        };
         Ok(cfg)
     }
 }
@@ -665,6 +715,15 @@ mod tests {
                 "evidence.max_targets_per_source",
             ),
             ("evidence:\n  max_source: 5\n", "evidence"),
+            (
+                "conn:\n  node_view:\n    window_ms: 0\n",
+                "conn.node_view.window_ms",
+            ),
+            (
+                "conn:\n  node_view:\n    max_twins: 0\n",
+                "conn.node_view.max_twins",
+            ),
+            ("conn:\n  node_view:\n    slotz: 1\n", "conn.node_view"),
             (
                 "respond:\n  breakers:\n    block_per_minute: many\n",
                 "respond.breakers.block_per_minute",

@@ -71,6 +71,37 @@ fn object<'a>(objs: &'a [Value], kind: &str) -> Option<&'a Value> {
     objs.iter().find(|o| o["kind"] == kind)
 }
 
+/// The object of `kind` whose name ends with `suffix` (`-identity`), or
+/// that of the enforcer (no such suffix) with `None`.
+fn role<'a>(objs: &'a [Value], kind: &str, identity: bool) -> Option<&'a Value> {
+    objs.iter().find(|o| {
+        o["kind"] == kind
+            && o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-identity") == identity)
+    })
+}
+
+/// Every (group/resource:verb) a ClusterRole grants.
+fn grants(role: &Value) -> BTreeSet<String> {
+    let mut grants = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for res in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    grants.insert(format!(
+                        "{}/{}:{}",
+                        group.as_str().unwrap(),
+                        res.as_str().unwrap(),
+                        verb.as_str().unwrap()
+                    ));
+                }
+            }
+        }
+    }
+    grants
+}
+
 /// The values cases CI renders (.ci/deploy-check renders the same).
 const CASES: [Option<&str>; 3] = [
     None,
@@ -216,8 +247,9 @@ fn the_rendered_configmap_passes_osprey_check() {
             None => assert!(mount_path(c, "platform-token").is_none()),
         }
 
-        // NODE_NAME from the downward API (respond.kube.node_name's
-        // default), and the service account token only for the enforcer.
+        // NODE_NAME from the downward API (identity.node_name's and
+        // respond.kube.node_name's default), and the service account
+        // token only for pod identity and the enforcer.
         let env = c["env"].as_array().expect("env");
         let node = env
             .iter()
@@ -225,11 +257,21 @@ fn the_rendered_configmap_passes_osprey_check() {
             .expect("NODE_NAME");
         assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
         let kube = cfg["respond"]["kube"]["enabled"] == true;
-        assert_eq!(pod["automountServiceAccountToken"], kube, "{name}");
+        let identity = cfg["identity"]["enabled"] == true;
         assert_eq!(
-            object(&objs, "ClusterRole").is_some(),
+            pod["automountServiceAccountToken"],
+            kube || identity,
+            "{name}"
+        );
+        assert_eq!(
+            role(&objs, "ClusterRole", false).is_some(),
             kube,
-            "{name}: a ClusterRole exactly when the Kubernetes enforcer runs"
+            "{name}: the enforcer's ClusterRole exactly when the Kubernetes enforcer runs"
+        );
+        assert_eq!(
+            role(&objs, "ClusterRole", true).is_some(),
+            identity,
+            "{name}: the read-only identity ClusterRole exactly when pod identity is on"
         );
         assert_eq!(
             object(&objs, "ServiceMonitor").is_some(),
@@ -252,24 +294,10 @@ fn the_enforcement_values_turn_on_enforcement_with_exact_rbac() {
     assert_eq!(cfg["respond"]["kube"]["enabled"], true);
     assert!(cfg["platform"]["url"].is_string());
 
-    let role = object(&objs, "ClusterRole").expect("ClusterRole");
-    let mut grants = BTreeSet::new();
-    for rule in role["rules"].as_array().unwrap() {
-        for group in rule["apiGroups"].as_array().unwrap() {
-            for res in rule["resources"].as_array().unwrap() {
-                for verb in rule["verbs"].as_array().unwrap() {
-                    grants.insert(format!(
-                        "{}/{}:{}",
-                        group.as_str().unwrap(),
-                        res.as_str().unwrap(),
-                        verb.as_str().unwrap()
-                    ));
-                }
-            }
-        }
-    }
-    // sensor/respond/kube: pods.rs watches (list + watch) this node's
-    // pods; enforce.rs applies the quarantine label (patch), reads the
+    let role = role(&objs, "ClusterRole", false).expect("ClusterRole");
+    let grants = grants(role);
+    // sensor/identity watches (list + watch) this node's pods for the
+    // enforcer too; sensor/respond/kube/enforce.rs applies the quarantine label (patch), reads the
     // namespace's opt-in (get), reads and applies block policies (get,
     // patch, and create: server-side apply of a new object is authorised
     // as create); gc.rs lists policies and deletes expired ones.
@@ -289,7 +317,7 @@ fn the_enforcement_values_turn_on_enforcement_with_exact_rbac() {
     .collect();
     assert_eq!(grants, want);
 
-    let binding = object(&objs, "ClusterRoleBinding").expect("binding");
+    let binding = self::role(&objs, "ClusterRoleBinding", false).expect("binding");
     let sa = object(&objs, "ServiceAccount").expect("service account");
     assert_eq!(binding["subjects"][0]["name"], sa["metadata"]["name"]);
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
@@ -301,6 +329,50 @@ fn the_enforcement_values_turn_on_enforcement_with_exact_rbac() {
     assert_eq!(
         ds["spec"]["template"]["spec"]["priorityClassName"],
         "system-node-critical"
+    );
+}
+
+/// Pod identity is on by default with its own read-only ClusterRole,
+/// bound to the sensor's service account, granting exactly what its
+/// watches call; off, neither role nor token.
+#[test]
+fn pod_identity_is_on_by_default_with_a_read_only_role_of_its_own() {
+    let Some(helm) = helm("pod_identity_is_on_by_default_with_a_read_only_role_of_its_own") else {
+        return;
+    };
+    let objs = render(&helm, None);
+    let cm = object(&objs, "ConfigMap").unwrap();
+    let cfg: Value = serde_yaml_ng::from_str(cm["data"]["osprey.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(cfg["identity"]["enabled"], true);
+    assert_eq!(cfg["identity"]["watch_nodes"], true);
+    assert_eq!(cfg["respond"]["kube"]["enabled"], false);
+    assert!(
+        role(&objs, "ClusterRole", false).is_none(),
+        "no enforcer role"
+    );
+    let r = role(&objs, "ClusterRole", true).expect("identity ClusterRole");
+    // sensor/identity: watch.rs lists and watches this node's pods and the
+    // nodes; owner.rs reads a pod's ReplicaSet or Job. Nothing writes.
+    let want: BTreeSet<String> = [
+        "/pods:list",
+        "/pods:watch",
+        "/nodes:list",
+        "/nodes:watch",
+        "apps/replicasets:get",
+        "batch/jobs:get",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(grants(r), want);
+    let binding = role(&objs, "ClusterRoleBinding", true).expect("identity binding");
+    let sa = object(&objs, "ServiceAccount").expect("service account");
+    assert_eq!(binding["roleRef"]["name"], r["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], sa["metadata"]["name"]);
+    let ds = object(&objs, "DaemonSet").unwrap();
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["automountServiceAccountToken"],
+        true
     );
 }
 

@@ -156,6 +156,7 @@ async fn setup(w: World) -> Setup {
             node_name: NODE.into(),
             cluster_wide_pods: false,
             watch_nodes: false,
+            resolve_owners: false,
         },
         IdentityMetrics::new(&registry),
         None,

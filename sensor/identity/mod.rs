@@ -131,6 +131,9 @@ pub struct WatchOptions {
     /// Also watch Node objects (`node`, `pod_cidr`, this node's own
     /// addresses).
     pub watch_nodes: bool,
+    /// Read ReplicaSets and Jobs to name Deployments and CronJobs (off
+    /// when only the enforcer needs the index: its role grants neither).
+    pub resolve_owners: bool,
 }
 
 /// Settings of `respond.kube` the identity section falls back to, so one
@@ -222,7 +225,9 @@ pub async fn start(
             cfg.node_name.clone()
         },
         cluster_wide_pods: fb.cluster_wide_pods,
-        watch_nodes: cfg.watch_nodes,
+        // Only the enforcer needs the index: no more than its pods.
+        watch_nodes: cfg.watch_nodes && attribute,
+        resolve_owners: attribute,
     };
     let kubeconfig = cfg.kubeconfig.as_ref().or(fb.kubeconfig.as_ref());
     let started = match client_config(kubeconfig).await {
@@ -281,7 +286,7 @@ impl Directory {
                 Api::<Pod>::all(client.clone()),
                 wc,
                 pods.clone(),
-                Owners::new(Some(client.clone()), metrics.clone()),
+                Owners::new(opts.resolve_owners.then(|| client.clone()), metrics.clone()),
                 Status::new("pods", "watch_pods", metrics.clone(), health.clone()),
                 metrics.clone(),
             ),

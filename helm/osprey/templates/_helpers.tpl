@@ -108,7 +108,9 @@ fail the render with a message that says what to change.
   (list "respond" "rules_file" "rules")
   (list "platform" "url" "platform.url")
   (list "platform" "token_file" "platform.tokenSecret")
-  (list "platform" "spool_dir" "platform.spool") }}
+  (list "platform" "spool_dir" "platform.spool")
+  (list "identity" "enabled" "identity.enabled")
+  (list "identity" "watch_nodes" "identity.watchNodes") }}
 {{- range $managed }}
 {{- $section := index . 0 }}
 {{- $key := index . 1 }}
@@ -124,6 +126,9 @@ fail the render with a message that says what to change.
 {{- fail "config.respond.kube.node_name is set by the chart (NODE_NAME from spec.nodeName); leave it out" }}
 {{- end }}
 {{- end }}
+{{- if and (hasKey $c "identity") (kindIs "map" $c.identity) (hasKey $c.identity "node_name") }}
+{{- fail "config.identity.node_name is set by the chart (NODE_NAME from spec.nodeName); leave it out" }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -137,7 +142,8 @@ osprey's configuration file: .Values.config with the keys the chart owns
   "respond" (dict
     "enforce" .Values.enforcement.enabled
     "kube" (dict "enabled" (eq (include "osprey.kubeEnforcement" .) "true")))
-  "output" (dict "stdout" (eq .Values.logs.mode "stdout")) }}
+  "output" (dict "stdout" (eq .Values.logs.mode "stdout"))
+  "identity" (dict "enabled" .Values.identity.enabled "watch_nodes" .Values.identity.watchNodes) }}
 {{- if ne .Values.logs.mode "stdout" }}
 {{- $_ := set $managed.output "log_dir" (include "osprey.logDir" .) }}
 {{- end }}

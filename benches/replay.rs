@@ -21,7 +21,14 @@
 //!      thread, then renamed) into a temporary directory (under
 //!      `OSPREY_BENCH_LOG_DIR` if set),
 //!    - the same with `-C` (checksums ignored);
-//! 4. runs the same three under criterion (`sample_size(10)`, flat
+//!    - and, for the node view (conn/node_view.rs), `osprey replay -C` of
+//!      a *node capture* of the same packets: each lab packet's IP packet
+//!      written twice as LINUX_SLL2 frames, on interface 2 and then 3 (as
+//!      `tcpdump -i any` records a pod's packet on its veth and the bridge),
+//!      and the bare loop over that file; the node view's cost per captured
+//!      packet is printed as (node replay - replay -C - (node bare - bare))
+//!      / node packets, against the goal of 100 ns;
+//! 4. runs the first three under criterion (`sample_size(10)`, flat
 //!    sampling, `Throughput::Elements(packets)`);
 //! 5. prints a summary table (min and median wall time, packets/s,
 //!    ns/packet, and the ratio replay/bare in packets/s) and
@@ -205,6 +212,99 @@ fn build_capture(path: &Path, link: i32, pkts: &[LabPacket], copies: u64) -> std
     Ok(())
 }
 
+/// A node's `any` capture of the same trace: each packet's IP packet as a
+/// LINUX_SLL2 frame on interface 2, then again on interface 3. Packets
+/// without one (ARP) are written once, on interface 2.
+fn build_node_capture(
+    path: &Path,
+    link: i32,
+    pkts: &[LabPacket],
+    copies: u64,
+) -> std::io::Result<u64> {
+    let frames: Vec<(u64, Vec<u8>, bool)> = pkts
+        .iter()
+        .map(|p| {
+            let prep = osprey::decode::prepare::prepare(
+                osprey::capture::LinkType(link),
+                &p.data,
+                p.wire_len as usize,
+                false,
+            );
+            match prep.l3(&p.data) {
+                Some(ip) => {
+                    let proto: u16 = if ip.first().is_some_and(|v| v >> 4 == 6) {
+                        0x86dd
+                    } else {
+                        0x0800
+                    };
+                    (p.ts_us, sll2(proto, ip), true)
+                }
+                None => (p.ts_us, sll2(0x0806, &p.data), false),
+            }
+        })
+        .collect();
+    let per_copy: u64 = frames
+        .iter()
+        .map(|(_, f, twice)| (16 + f.len() as u64) * if *twice { 2 } else { 1 })
+        .sum();
+    let count: u64 = frames
+        .iter()
+        .map(|(_, _, t)| if *t { 2 } else { 1 })
+        .sum::<u64>()
+        * copies;
+    let size = 24 + copies * per_copy;
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == size) {
+        return Ok(count);
+    }
+    let first = pkts.first().map_or(0, |p| p.ts_us);
+    let last = pkts.last().map_or(0, |p| p.ts_us);
+    let stride = (last - first) + GAP_SECS * 1_000_000;
+    let tmp = path.with_extension("pcap.tmp");
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+    for v in [
+        0xa1b2_c3d4u32.to_le_bytes().to_vec(),
+        2u16.to_le_bytes().to_vec(),
+        4u16.to_le_bytes().to_vec(),
+        0i32.to_le_bytes().to_vec(),
+        0u32.to_le_bytes().to_vec(),
+        262_144u32.to_le_bytes().to_vec(),
+        276u32.to_le_bytes().to_vec(),
+    ] {
+        w.write_all(&v)?;
+    }
+    for c in 0..copies {
+        for (ts, f, twice) in &frames {
+            let t = ts + c * stride;
+            for ifindex in [2u32, 3].iter().take(if *twice { 2 } else { 1 }) {
+                w.write_all(&((t / 1_000_000) as u32).to_le_bytes())?;
+                w.write_all(&((t % 1_000_000) as u32).to_le_bytes())?;
+                w.write_all(&(f.len() as u32).to_le_bytes())?;
+                w.write_all(&(f.len() as u32).to_le_bytes())?;
+                let mut frame = f.clone();
+                frame[4..8].copy_from_slice(&ifindex.to_be_bytes());
+                w.write_all(&frame)?;
+            }
+        }
+    }
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(count)
+}
+
+/// A LINUX_SLL2 frame (20-byte header) around `payload`.
+fn sll2(proto: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(20 + payload.len());
+    f.extend_from_slice(&proto.to_be_bytes());
+    f.extend_from_slice(&[0, 0]); // reserved
+    f.extend_from_slice(&2u32.to_be_bytes()); // interface index
+    f.extend_from_slice(&1u16.to_be_bytes()); // ARPHRD_ETHER
+    f.push(0); // to us
+    f.push(6); // address length
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
 /// Reads the whole file so that every run finds it in the page cache.
 fn warm_page_cache(path: &Path) -> std::io::Result<u64> {
     let mut f = File::open(path)?;
@@ -346,8 +446,14 @@ fn main() {
     if let Err(e) = build_capture(&path, link, &lab, copies) {
         panic!("writing {}: {e}", path.display());
     }
+    let node_path = dir.join(format!("lab-mix-node-{copies}x.pcap"));
+    let node_packets = match build_node_capture(&node_path, link, &lab, copies) {
+        Ok(n) => n,
+        Err(e) => panic!("writing {}: {e}", node_path.display()),
+    };
     drop(lab);
     let file_bytes = warm_page_cache(&path).expect("read the bench capture");
+    warm_page_cache(&node_path).expect("read the node capture");
 
     // conn.log goes to a fresh temporary directory (in the system's
     // temporary folder, or in `OSPREY_BENCH_LOG_DIR`, e.g. /dev/shm to take
@@ -359,6 +465,7 @@ fn main() {
     .expect("temporary log directory");
     let opts = replay_options(&path, log_dir.path(), false);
     let opts_c = replay_options(&path, log_dir.path(), true);
+    let opts_node = replay_options(&node_path, log_dir.path(), true);
 
     // Plain timings, interleaved so that load changes hit all contenders.
     let load_before = loadavg();
@@ -374,8 +481,17 @@ fn main() {
         name: "osprey replay -C",
         secs: Vec::new(),
     };
+    let mut node_bare = Timings {
+        name: "bare loop, node capture",
+        secs: Vec::new(),
+    };
+    let mut node_c = Timings {
+        name: "replay -C, node capture",
+        secs: Vec::new(),
+    };
     let mut packets = 0;
     let mut records = 0;
+    let mut node_records = 0;
     for _ in 0..runs {
         let t = Instant::now();
         packets = black_box(bare_loop(&path));
@@ -391,6 +507,20 @@ fn main() {
         let (p, _) = replay_once(&opts_c);
         full_c.secs.push(t.elapsed().as_secs_f64());
         assert_eq!(p, packets, "replay -C read a different number of packets");
+
+        let t = Instant::now();
+        let n = black_box(bare_loop(&node_path));
+        node_bare.secs.push(t.elapsed().as_secs_f64());
+        assert_eq!(n, node_packets, "the node capture's packet count");
+
+        let t = Instant::now();
+        let (_, r) = replay_once(&opts_node);
+        node_c.secs.push(t.elapsed().as_secs_f64());
+        node_records = r;
+        assert_eq!(
+            node_records, records,
+            "the node capture must give the single view's connections"
+        );
     }
     let log_bytes = std::fs::metadata(log_dir.path().join("conn.log")).map_or(0, |m| m.len());
     let load_after_plain = loadavg();
@@ -455,6 +585,26 @@ fn main() {
         let runs: Vec<String> = t.secs.iter().map(|s| format!("{s:.3}")).collect();
         println!("  {:<26} runs (s): {}", t.name, runs.join(" "));
     }
+    for t in [&node_bare, &node_c] {
+        let m = node_packets as f64;
+        println!(
+            "  {:<26} {:>9.3} {:>9.3} {:>12.0} {:>12.0} {:>10.1} {:>8.3}x",
+            t.name,
+            t.min(),
+            t.median(),
+            m / t.min(),
+            m / t.median(),
+            t.median() * 1e9 / m,
+            node_bare.median() / t.median()
+        );
+    }
+    let view_ns = ((node_c.median() - full_c.median()) - (node_bare.median() - bare.median()))
+        * 1e9
+        / node_packets as f64;
+    println!(
+        "  node view: {node_packets} captured packets, half copies; {node_records} records (single view: {records}); \
+         cost {view_ns:.1} ns per captured packet on medians (goal <= 100)"
+    );
     let ratio = bare.median() / full.median();
     let ratio_best = bare.min() / full.min();
     println!(

@@ -179,7 +179,6 @@ fn bench_conn(c: &mut Criterion) {
         let records = run_engine(Engine::new(cfg.clone()), &pkts);
         println!("conn/{name}: {records} connection records per pass");
     }
-    // The same packets as the node view's bench, for its per-packet ratio.
 
     let mut g = c.benchmark_group("conn");
     // One pass takes a good fraction of a second: few, flat samples.

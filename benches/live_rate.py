@@ -13,9 +13,13 @@ the release osprey on one end and tcpreplay on the other, and reports:
      and from a record leaving its conn worker to its verdict.
 
 Usage: sudo python3 benches/live_rate.py [--pcap FILE] [--loops N] [--runs N]
-[--pin] [--preload] [--fraction F] (default: ../shared/lab-pcaps/flood_syn.pcap, small
-packets, 60 loops, 3 runs; --pin puts tcpreplay on CPU 1 and osprey on CPU
-0, --preload is tcpreplay -K). OSPREY_BIN overrides the binary.
+[--pin] [--preload] [--fraction F] [--node] (default: ../shared/lab-pcaps/flood_syn.pcap,
+small packets, 60 loops, 3 runs; --pin puts tcpreplay on CPU 1 and osprey on
+CPU 0, --preload is tcpreplay -K). --node shapes osprey's end like a node: its
+veth is a port of a bridge that holds the address, osprey captures on `any`,
+and every packet is seen twice (the veth, then the bridge), so the node view
+(conn/node_view.rs) judges each and drops the copies; compare its rates with a
+run without --node for the node view's cost. OSPREY_BIN overrides the binary.
 Build first: cargo build --release.
 """
 
@@ -40,6 +44,9 @@ def sh(*cmd, check=True, capture=True):
     return r.stdout if capture else ""
 
 
+NODE = False
+
+
 def setup():
     teardown()
     for ns in (NS_A, NS_B):
@@ -51,7 +58,18 @@ def setup():
        "netns", NS_B)
     for ns, ifc, addr in ((NS_A, IF_A, "198.18.0.1/30"), (NS_B, IF_B, "198.18.0.2/30")):
         sh("ip", "-n", ns, "link", "set", ifc, "mtu", "65535")
-        sh("ip", "-n", ns, "addr", "add", addr, "dev", ifc)
+        if NODE and ns == NS_A:
+            sh("ip", "-n", ns, "link", "add", "br0", "type", "bridge")
+            sh("ip", "-n", ns, "link", "set", "br0", "mtu", "65535")
+            sh("ip", "-n", ns, "link", "set", ifc, "master", "br0")
+            sh("ip", "-n", ns, "addr", "add", addr, "dev", "br0")
+            # Promiscuous, so that the bridge hands every frame up to br0
+            # too (the replayed frames are not addressed to it): a second
+            # copy of each packet, as a node's bridge shows a pod's packet.
+            sh("ip", "-n", ns, "link", "set", "br0", "promisc", "on")
+            sh("ip", "-n", ns, "link", "set", "br0", "up")
+        else:
+            sh("ip", "-n", ns, "addr", "add", addr, "dev", ifc)
         sh("ip", "-n", ns, "link", "set", ifc, "up")
 
 
@@ -105,7 +123,8 @@ def start_osprey(logdir):
     cfg = os.path.join(logdir, "osprey.toml")
     with open(cfg, "w") as f:
         f.write("[output]\nrotate_interval_secs = 0\n")
-    p = subprocess.Popen([*OSPREY_CPU, "ip", "netns", "exec", NS_A, OSPREY, "run", "-i", IF_A,
+    p = subprocess.Popen([*OSPREY_CPU, "ip", "netns", "exec", NS_A, OSPREY, "run",
+                          "-i", "any" if NODE else IF_A,
                           "--config", cfg, "--log-dir", logdir,
                           "--metrics-addr", f"127.0.0.1:{PORT}"],
                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(logdir, "err"), "w"))
@@ -134,7 +153,9 @@ def drop_kinds(text):
     return (f"kernel {total(text, 'osprey_capture_kernel_drops_total'):.0f}, "
             f"interface {total(text, 'osprey_capture_interface_drops_total'):.0f}, "
             f"conn queue {total(text, 'osprey_pipeline_dropped_packets_total'):.0f}; "
-            f"records not scored {total(text, 'osprey_pipeline_dropped_records_total'):.0f}")
+            f"records not scored {total(text, 'osprey_pipeline_dropped_records_total'):.0f}"
+            + (f"; node view: duplicates {total(text, 'osprey_conn_duplicate_packets_total'):.0f}"
+               if NODE else ""))
 
 
 def bare_capture(pcap, loops):
@@ -207,10 +228,14 @@ def main():
     ap.add_argument("--pin", action="store_true",
                     help="tcpreplay on CPU 1, osprey (or tcpdump) on CPU 0")
     ap.add_argument("--preload", action="store_true", help="tcpreplay -K")
+    ap.add_argument("--node", action="store_true",
+                    help="a bridge node: osprey on `any`, every packet seen twice")
     ap.add_argument("--fraction", type=float, default=0.8,
                     help="after top-speed runs without drops, also run paced at this "
                          "fraction of tcpreplay's top speed alone (0: skip)")
     a = ap.parse_args()
+    global NODE
+    NODE = a.node
     if a.pin:
         SENDER_CPU[:] = ["taskset", "-c", "1"]
         OSPREY_CPU[:] = ["taskset", "-c", "0"]

@@ -289,7 +289,8 @@ impl NodeView {
         };
         // An underlay flow known to carry copies: whatever it carries now
         // (ARP included) is seen on the overlay device too.
-        if self.known_role(&outer.flow, ts) == Some(Role::Underlay) {
+        if is_overlay_port(&outer.flow) && self.known_role(&outer.flow, ts) == Some(Role::Underlay)
+        {
             self.stats.duplicates += 1;
             return Verdict::Duplicate;
         }
@@ -364,6 +365,16 @@ impl NodeView {
             };
         }
         // The same packet under another flow: a NAT.
+        if p.flow.proto == 0 {
+            // A later fragment names no ports, so its "flow" is every
+            // fragment between two hosts: judged alone, never remembered.
+            if pod_view_is_earlier(&prev.flow, &p.flow, 0) {
+                self.stats.nat_twin_packets += 1;
+                return Verdict::NatTwin;
+            }
+            self.table[i] = Some(here);
+            return Verdict::Count;
+        }
         let prev_role = self.known_role(&prev.flow, ts);
         let keep_earlier = match (prev_role, role) {
             (Some(Role::Canonical), Some(Role::Canonical)) => {
@@ -530,9 +541,13 @@ impl NodeView {
     }
 }
 
+fn is_overlay_port(flow: &Flow) -> bool {
+    flow.proto == 17 && (VXLAN_PORTS.contains(&flow.dport) || flow.dport == GENEVE_PORT)
+}
+
 /// The IP packet a VXLAN or Geneve datagram carries, if `ip` is one.
 fn overlay_payload<'a>(flow: &Flow, ip: &'a [u8]) -> Option<&'a [u8]> {
-    if flow.proto != 17 {
+    if !is_overlay_port(flow) {
         return None;
     }
     let ihl = match ip.first()? >> 4 {

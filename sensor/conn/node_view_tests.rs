@@ -371,3 +371,37 @@ fn icmp_echo_through_snat_counts_once() {
         Verdict::Count
     );
 }
+
+#[test]
+fn nat_twins_of_later_fragments_are_judged_alone_and_not_remembered() {
+    /// A later fragment (offset 185 * 8) of a UDP datagram.
+    fn frag(src: [u8; 4], dst: [u8; 4], id: u16) -> Vec<u8> {
+        let mut p = vec![
+            0x45,
+            0,
+            0,
+            28,
+            (id >> 8) as u8,
+            id as u8,
+            0,
+            185,
+            64,
+            17,
+            0,
+            0,
+        ];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        p
+    }
+    let mut v = view();
+    assert_eq!(v.observe(1.0, 5, &frag(POD, EXT, 40)), Verdict::Count);
+    assert_eq!(
+        v.observe(1.000_001, 2, &frag(NODE, EXT, 40)),
+        Verdict::NatTwin
+    );
+    // The node's own fragments to the same host are not twins.
+    assert_eq!(v.observe(1.1, 2, &frag(NODE, EXT, 41)), Verdict::Count);
+    assert_eq!(v.stats().nat_twins_folded, 0);
+}

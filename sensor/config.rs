@@ -604,7 +604,7 @@ impl Config {
         }
         let nv = &c.node_view;
         let bad = |k: &str, why: &str| (format!("conn.node_view.{k}"), why.to_string());
-        if !(nv.window_ms > 0.0 && nv.window_ms <= 1000.0) {
+        if nv.window_ms.is_nan() || nv.window_ms <= 0.0 || nv.window_ms > 1000.0 {
             return Err(bad("window_ms", "must be above 0 and at most 1000"));
         }
         if nv.slots > 1 << 24 {
@@ -613,7 +613,7 @@ impl Config {
         if nv.max_twins == 0 || nv.max_twins > 1 << 24 {
             return Err(bad("max_twins", "must be 1 to 16777216"));
         }
-        if !(nv.twin_idle_secs > 0.0) {
+        if nv.twin_idle_secs.is_nan() || nv.twin_idle_secs <= 0.0 {
             return Err(bad("twin_idle_secs", "must be above 0"));
         }
         cfg.node_view = crate::conn::node_view::NodeViewConfig {

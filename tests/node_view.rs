@@ -6,7 +6,8 @@
 //! second time under the node's address after NAT.
 //!
 //! Shapes: a bridge CNI with masquerade to an external host and a NodePort
-//! (DNAT) into a pod, plus a pod started while osprey runs; routed veths
+//! (DNAT) into a pod, a pod whose veth vanishes and a pod started while
+//! osprey runs; routed veths
 //! with /32 routes (Calico's shape); two nodes joined by a VXLAN overlay
 //! (flannel's shape); host-network traffic. Each compares the node's
 //! conn.log with `osprey replay` of captures taken inside the pods (or, for
@@ -49,14 +50,15 @@ fn sysctl(ns: &str, kv: &str) {
 
 /// Network namespaces of one test, deleted on drop.
 struct Topo {
-    id: u32,
+    /// The test's tag and the process id: tests run in parallel.
+    id: String,
     names: Vec<String>,
 }
 
 impl Topo {
-    fn new() -> Topo {
+    fn new(tag: &str) -> Topo {
         Topo {
-            id: std::process::id() % 100_000,
+            id: format!("{tag}{}", std::process::id() % 100_000),
             names: Vec::new(),
         }
     }
@@ -64,7 +66,7 @@ impl Topo {
     /// A namespace with loopback up and IPv6 off (so that neighbour
     /// discovery adds nothing).
     fn ns(&mut self, role: &str) -> String {
-        let ns = format!("onv-{role}{}", self.id);
+        let ns = format!("onv-{role}-{}", self.id);
         ip(&["netns", "add", &ns]);
         self.names.push(ns.clone());
         sysctl(&ns, "net.ipv6.conf.all.disable_ipv6=1");
@@ -339,9 +341,19 @@ fn compare(what: &str, want: &Rows, got: &NodeRun, min_conns: usize) {
         want.values().sum::<usize>() >= min_conns,
         "{what}: the pods saw too little"
     );
-    assert_eq!(
-        got.rows, *want,
-        "{what}: the node's conn.log differs from the pods' (node log:\n{})",
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|(k, n)| got.rows.get(*k) != Some(n))
+        .collect();
+    let extra: Vec<_> = got
+        .rows
+        .iter()
+        .filter(|(k, n)| want.get(*k) != Some(n))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: the node's conn.log differs from the pods'\nnot as the pods saw them: {missing:#?}\n\
+         not in the pods' view: {extra:#?}\n(node log:\n{})",
         got.log
     );
 }
@@ -352,10 +364,11 @@ fn bridge_node_with_masquerade_and_a_node_port_logs_each_pod_connection_once() {
     if !netns::enabled_with(name, TOOLS) {
         return;
     }
-    let mut t = Topo::new();
+    let mut t = Topo::new("br");
     let node = t.bridge_node("node", "198.18.77.1/24");
     let a = t.bridge_pod(&node, "a", "vha", "198.18.77.10/24", "198.18.77.1");
     let b = t.bridge_pod(&node, "b", "vhb", "198.18.77.20/24", "198.18.77.1");
+    let d = t.bridge_pod(&node, "d", "vhd", "198.18.77.40/24", "198.18.77.1");
     // The uplink to an external host; the pod subnet is masqueraded out of
     // it and port 30080 of the node is a NodePort for pod b's 8080.
     let ext = t.ns("ext");
@@ -387,6 +400,11 @@ fn bridge_node_with_masquerade_and_a_node_port_logs_each_pod_connection_once() {
         fetch(&a, "http://198.18.77.20:8080/", 2);
         fetch(&a, "http://198.19.77.2:8080/", 2);
         fetch(&ext, "http://198.19.77.1:30080/", 2);
+        // Pod d talks to b, then goes away (its veth with it) while osprey
+        // runs: capture goes on (b's capture holds d's connection).
+        fetch(&d, "http://198.18.77.20:8080/", 1);
+        std::thread::sleep(Duration::from_millis(300));
+        in_ns(&node, &["ip", "link", "del", "vhd"]);
         // A pod that starts while osprey runs.
         let c = t.bridge_pod(&node, "c", "vhc", "198.18.77.30/24", "198.18.77.1");
         cap_c = Some(capture(&c, "eth0", tmp.path().join("c.pcap")));
@@ -397,7 +415,7 @@ fn bridge_node_with_masquerade_and_a_node_port_logs_each_pod_connection_once() {
     let cap_c = cap_c.expect("pod c");
     std::thread::sleep(Duration::from_millis(300));
     let want = pod_view(&[&cap_a, &cap_b, &cap_c], tmp.path());
-    compare("bridge + masquerade + NodePort", &want, &run, 8);
+    compare("bridge + masquerade + NodePort", &want, &run, 9);
     assert!(run.duplicates > 0.0, "no copy was counted as a duplicate");
     // a→ext twice, c→ext once (SNAT), ext→NodePort twice (DNAT).
     assert_eq!(run.twins_folded, 5.0, "NAT twins folded");
@@ -412,7 +430,7 @@ fn routed_veths_with_host_routes_log_each_pod_connection_once() {
     // Calico's shape: no bridge; each pod has a /32 and a default route on
     // its veth, whose host side answers every ARP by proxy, and the node
     // routes each pod address to its veth.
-    let mut t = Topo::new();
+    let mut t = Topo::new("rt");
     let node = t.ns("node");
     sysctl(&node, "net.ipv4.ip_forward=1");
     let mut pods = Vec::new();
@@ -457,7 +475,7 @@ fn a_vxlan_overlay_between_two_nodes_logs_each_pod_connection_once() {
     // flannel's shape: per node a bridge for its pod subnet, a VXLAN device
     // (port 8472, the kernel's and flannel's default) over the underlay,
     // and a route to the other node's pod subnet through it.
-    let mut t = Topo::new();
+    let mut t = Topo::new("vx");
     let n1 = t.bridge_node("n1-", "198.18.80.1/24");
     let n2 = t.bridge_node("n2-", "198.18.81.1/24");
     t.veth(&n1, "under", &n2, "under");
@@ -530,7 +548,7 @@ fn host_network_traffic_is_logged_once_as_the_host_sends_it() {
     // A host-network process (here: the node namespace itself) talks to a
     // pod on the bridge and to an external host; an external host talks to
     // it. Its view is the node's; the far sides' captures give it.
-    let mut t = Topo::new();
+    let mut t = Topo::new("hn");
     let node = t.bridge_node("node", "198.18.79.1/24");
     let b = t.bridge_pod(&node, "b", "vhb", "198.18.79.20/24", "198.18.79.1");
     let ext = t.ns("ext");
@@ -569,7 +587,7 @@ fn an_interface_list_counts_a_packet_crossing_two_of_them_once() {
     }
     // Both pods' veths named: one capture (`any` filtered to them in the
     // kernel), so a packet crossing both counts once.
-    let mut t = Topo::new();
+    let mut t = Topo::new("il");
     let node = t.bridge_node("node", "198.18.76.1/24");
     let a = t.bridge_pod(&node, "a", "vha", "198.18.76.10/24", "198.18.76.1");
     let b = t.bridge_pod(&node, "b", "vhb", "198.18.76.20/24", "198.18.76.1");

@@ -48,13 +48,13 @@ const FLUSH_SLACK: Duration = Duration::from_micros(500);
 
 /// What a capture thread sends a conn worker.
 pub enum ToWorker {
-    Packets(PacketBatch),
+    /// Packets, and the connections to fold before the packet at each
+    /// position (after the packets before it, one of which may have opened
+    /// the connection): the node's view of a packet whose pod view came
+    /// later (conn/node_view.rs).
+    Packets(PacketBatch, Vec<(usize, Flow)>),
     /// Packet time advanced without packets for this shard.
     Time(f64),
-    /// Discard this connection unlogged: the node's view of a packet
-    /// whose pod view came later (conn/node_view.rs). Sent after the
-    /// batch holding the packet that may have opened it.
-    Fold(Flow),
 }
 
 /// Records leaving a conn worker, stamped for the latency histogram.
@@ -262,19 +262,29 @@ impl CaptureLoop {
         }
     }
 
-    /// Hands a shard its batch; a full queue drops it (counted).
-    fn send(&self, shard: usize, batch: &mut PacketBatch, counts: &mut CaptureCounts) {
-        if batch.is_empty() {
+    /// Hands a shard its batch (and folds); a full queue drops it
+    /// (counted).
+    fn send(
+        &self,
+        shard: usize,
+        batch: &mut PacketBatch,
+        folds: &mut Vec<(usize, Flow)>,
+        counts: &mut CaptureCounts,
+    ) {
+        if batch.is_empty() && folds.is_empty() {
             return;
         }
         let full = std::mem::replace(batch, self.new_batch());
-        match self.shards[shard].try_send(ToWorker::Packets(full)) {
+        match self.shards[shard].try_send(ToWorker::Packets(full, std::mem::take(folds))) {
             Ok(()) => {}
-            Err(TrySendError::Full(ToWorker::Packets(mut b)))
-            | Err(TrySendError::Disconnected(ToWorker::Packets(mut b))) => {
+            Err(TrySendError::Full(ToWorker::Packets(mut b, mut f)))
+            | Err(TrySendError::Disconnected(ToWorker::Packets(mut b, mut f))) => {
                 counts.dropped += b.len() as u64;
+                counts.folds_dropped += f.len() as u64;
                 b.clear();
+                f.clear();
                 *batch = b;
+                *folds = f;
             }
             Err(_) => {}
         }
@@ -284,6 +294,7 @@ impl CaptureLoop {
         let iface = src.interface().to_owned();
         let n = self.shards.len();
         let mut batches: Vec<PacketBatch> = (0..n).map(|_| self.new_batch()).collect();
+        let mut folds: Vec<Vec<(usize, Flow)>> = vec![Vec::new(); n];
         let mut oldest: Vec<Option<Instant>> = vec![None; n];
         let mut shard_ts = vec![0f64; n];
         let mut counts = CaptureCounts::default();
@@ -324,12 +335,12 @@ impl CaptureLoop {
                         Some(v) => {
                             let verdict = v.observe_frame(&p, &prep);
                             for f in v.folds() {
-                                // After the packet that may have opened it.
+                                // After the packets already batched, one of
+                                // which may have opened it.
                                 let s = shard_of_pair(f.shard_pair(), n);
-                                self.send(s, &mut batches[s], &mut counts);
-                                oldest[s] = None;
-                                if self.shards[s].try_send(ToWorker::Fold(f.flow)).is_err() {
-                                    counts.folds_dropped += 1;
+                                folds[s].push((batches[s].len(), f.flow));
+                                if oldest[s].is_none() {
+                                    oldest[s] = Some(Instant::now());
                                 }
                             }
                             verdict == Verdict::Count
@@ -339,7 +350,7 @@ impl CaptureLoop {
                     if counts_here {
                         let shard = shard_of(&prep, p.data, n);
                         if !batches[shard].fits(&p) {
-                            self.send(shard, &mut batches[shard], &mut counts);
+                            self.send(shard, &mut batches[shard], &mut folds[shard], &mut counts);
                             oldest[shard] = None;
                         }
                         batches[shard].push_prepared(&p, prep);
@@ -348,7 +359,7 @@ impl CaptureLoop {
                             oldest[shard] = Some(Instant::now());
                         }
                         if batches[shard].len() >= self.batch_packets {
-                            self.send(shard, &mut batches[shard], &mut counts);
+                            self.send(shard, &mut batches[shard], &mut folds[shard], &mut counts);
                             oldest[shard] = None;
                         }
                     }
@@ -376,7 +387,7 @@ impl CaptureLoop {
                     // the deadline it was given.
                     let due = |t: Instant| now + FLUSH_SLACK >= t + self.flush_interval;
                     if oldest[s].is_some_and(due) {
-                        self.send(s, &mut batches[s], &mut counts);
+                        self.send(s, &mut batches[s], &mut folds[s], &mut counts);
                         oldest[s] = None;
                     }
                 }
@@ -412,7 +423,7 @@ impl CaptureLoop {
             }
         };
         for (s, batch) in batches.iter_mut().enumerate() {
-            self.send(s, batch, &mut counts);
+            self.send(s, batch, &mut folds[s], &mut counts);
         }
         self.publish(&iface, &counts, &mut published);
         let k = src.kernel_stats();
@@ -478,14 +489,20 @@ fn conn_worker(
     let mut done = false;
     while !done {
         match rx.recv_timeout(PUBLISH_EVERY) {
-            Ok(ToWorker::Packets(batch)) => {
-                for (p, prep) in batch.packets() {
+            Ok(ToWorker::Packets(batch, folds)) => {
+                let mut folds = folds.iter().peekable();
+                for (i, (p, prep)) in batch.packets().enumerate() {
+                    while let Some((_, f)) = folds.next_if(|(at, _)| *at <= i) {
+                        engine.fold(f);
+                    }
                     engine.process_packet_prepared(&p, prep);
+                }
+                for (_, f) in folds {
+                    engine.fold(f);
                 }
                 let _ = empties.try_send(batch);
             }
             Ok(ToWorker::Time(t)) => engine.advance_time(t),
-            Ok(ToWorker::Fold(f)) => engine.fold(&f),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 // Capture stopped: end every connection as Zeek does at the

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::capture::{CaptureError, LiveSource, PacketBatch, Read};
-use crate::conn::node_view::{Flow, NodeView, NodeViewConfig, NodeViewStats, Verdict};
+use crate::conn::node_view::{Fold, NodeView, NodeViewConfig, NodeViewStats, Verdict};
 use crate::conn::{Engine, EngineConfig};
 use crate::decode::prepare::{prepare, Prepared};
 use crate::metrics::Metrics;
@@ -52,7 +52,7 @@ pub enum ToWorker {
     /// position (after the packets before it, one of which may have opened
     /// the connection): the node's view of a packet whose pod view came
     /// later (conn/node_view.rs).
-    Packets(PacketBatch, Vec<(usize, Flow)>),
+    Packets(PacketBatch, Vec<(usize, Fold)>),
     /// Packet time advanced without packets for this shard.
     Time(f64),
 }
@@ -268,7 +268,7 @@ impl CaptureLoop {
         &self,
         shard: usize,
         batch: &mut PacketBatch,
-        folds: &mut Vec<(usize, Flow)>,
+        folds: &mut Vec<(usize, Fold)>,
         counts: &mut CaptureCounts,
     ) {
         if batch.is_empty() && folds.is_empty() {
@@ -294,7 +294,7 @@ impl CaptureLoop {
         let iface = src.interface().to_owned();
         let n = self.shards.len();
         let mut batches: Vec<PacketBatch> = (0..n).map(|_| self.new_batch()).collect();
-        let mut folds: Vec<Vec<(usize, Flow)>> = vec![Vec::new(); n];
+        let mut folds: Vec<Vec<(usize, Fold)>> = vec![Vec::new(); n];
         let mut oldest: Vec<Option<Instant>> = vec![None; n];
         let mut shard_ts = vec![0f64; n];
         let mut counts = CaptureCounts::default();
@@ -338,7 +338,7 @@ impl CaptureLoop {
                                 // After the packets already batched, one of
                                 // which may have opened it.
                                 let s = shard_of_pair(f.shard_pair(), n);
-                                folds[s].push((batches[s].len(), f.flow));
+                                folds[s].push((batches[s].len(), *f));
                                 if oldest[s].is_none() {
                                     oldest[s] = Some(Instant::now());
                                 }
@@ -493,12 +493,12 @@ fn conn_worker(
                 let mut folds = folds.iter().peekable();
                 for (i, (p, prep)) in batch.packets().enumerate() {
                     while let Some((_, f)) = folds.next_if(|(at, _)| *at <= i) {
-                        engine.fold(f);
+                        engine.fold(&f.flow, f.outer.is_some());
                     }
                     engine.process_packet_prepared(&p, prep);
                 }
                 for (_, f) in folds {
-                    engine.fold(f);
+                    engine.fold(&f.flow, f.outer.is_some());
                 }
                 let _ = empties.try_send(batch);
             }

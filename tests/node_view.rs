@@ -155,7 +155,14 @@ fn capture(ns: &str, iface: &str, path: PathBuf) -> Capture {
     let dump = Server(
         Command::new("ip")
             .args(["netns", "exec", ns])
-            .args(["tcpdump", "-Z", "root", "-U", "-i", iface, "-w"])
+            .args(["tcpdump", "-Z", "root", "-U", "-i", iface])
+            // `any` as osprey captures it: each packet with its interface.
+            .args(if iface == "any" {
+                &["-y", "LINUX_SLL2"][..]
+            } else {
+                &[]
+            })
+            .arg("-w")
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -395,6 +402,7 @@ fn bridge_node_with_masquerade_and_a_node_port_logs_each_pod_connection_once() {
     let _web_ext = netns::web_server(&ext);
     let cap_a = capture(&a, "eth0", tmp.path().join("a.pcap"));
     let cap_b = capture(&b, "eth0", tmp.path().join("b.pcap"));
+    let cap_node = capture(&node, "any", tmp.path().join("node.pcap"));
     let mut cap_c = None;
     let run = run_node(name, &node, tmp.path(), || {
         fetch(&a, "http://198.18.77.20:8080/", 2);
@@ -416,6 +424,13 @@ fn bridge_node_with_masquerade_and_a_node_port_logs_each_pod_connection_once() {
     std::thread::sleep(Duration::from_millis(300));
     let want = pod_view(&[&cap_a, &cap_b, &cap_c], tmp.path());
     compare("bridge + masquerade + NodePort", &want, &run, 9);
+    // The node's own capture, replayed, says the same.
+    drop(cap_node._dump);
+    let node_replay = replay_rows(&cap_node.path, &tmp.path().join("node-replay"));
+    assert_eq!(
+        node_replay, run.rows,
+        "osprey replay of the node's any capture"
+    );
     assert!(run.duplicates > 0.0, "no copy was counted as a duplicate");
     // a→ext twice, c→ext once (SNAT), ext→NodePort twice (DNAT).
     assert_eq!(run.twins_folded, 5.0, "NAT twins folded");
@@ -527,6 +542,7 @@ fn a_vxlan_overlay_between_two_nodes_logs_each_pod_connection_once() {
     let _web_c = netns::web_server(&c);
     let cap_a = capture(&a, "eth0", tmp.path().join("a.pcap"));
     let cap_b = capture(&b, "eth0", tmp.path().join("b.pcap"));
+    let cap_node = capture(&n1, "any", tmp.path().join("node.pcap"));
     let run = run_node(name, &n1, tmp.path(), || {
         fetch(&a, "http://198.18.81.10:8080/", 3);
         fetch(&a, "http://198.18.80.20:8080/", 2);
@@ -534,6 +550,12 @@ fn a_vxlan_overlay_between_two_nodes_logs_each_pod_connection_once() {
     std::thread::sleep(Duration::from_millis(300));
     let want = pod_view(&[&cap_a, &cap_b], tmp.path());
     compare("VXLAN overlay", &want, &run, 5);
+    drop(cap_node._dump);
+    let node_replay = replay_rows(&cap_node.path, &tmp.path().join("node-replay"));
+    assert_eq!(
+        node_replay, run.rows,
+        "osprey replay of the node's any capture"
+    );
     assert!(run.duplicates > 0.0, "no copy was counted as a duplicate");
     assert!(run.overlay_folded >= 1.0, "no underlay flow was folded");
     assert_eq!(run.twins_folded, 0.0, "no NAT here");

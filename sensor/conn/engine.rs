@@ -542,8 +542,11 @@ impl Engine {
 
     /// Discards the connection `flow` belongs to without a record: the
     /// node's view of a packet whose pod view came later
-    /// (conn/node_view.rs). Its packets were never the pod's.
-    pub fn fold(&mut self, flow: &Flow) {
+    /// (conn/node_view.rs). Its packets were never the pod's. With
+    /// `tunnelled`, only a connection seen inside a tunnel is discarded:
+    /// the pod's own (decapsulated) view of the same flow has the same key
+    /// and may be what the table holds.
+    pub fn fold(&mut self, flow: &Flow, tunnelled: bool) {
         let (sport, dport, one_way) = match flow.proto {
             PROTO_ICMP | PROTO_ICMPV6 => {
                 let ty = u8::try_from(flow.sport).unwrap_or(u8::MAX);
@@ -564,7 +567,7 @@ impl Engine {
             slots[*s as usize]
                 .conn
                 .as_ref()
-                .is_some_and(|c| c.key == key)
+                .is_some_and(|c| c.key == key && (!tunnelled || c.core.encap.is_some()))
         }) else {
             return;
         };

@@ -554,7 +554,7 @@ fn through_node_view(
     if let Some(v) = view {
         let verdict = v.observe_frame(pkt, prep);
         for f in v.folds() {
-            engine.fold(&f.flow);
+            engine.fold(&f.flow, f.outer.is_some());
         }
         if verdict != Verdict::Count {
             engine.advance_time(pkt.ts);

@@ -151,11 +151,30 @@ struct Capture {
     path: PathBuf,
 }
 
+impl Capture {
+    /// Stops the capture once what it saw is in its file, and returns the
+    /// file. `any` captures keep tcpdump's ring blocks (its immediate mode
+    /// reorders an `any` capture's copies), which the kernel hands over at
+    /// most a second after they open.
+    fn stop(self) -> PathBuf {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(self._dump);
+        self.path
+    }
+}
+
 fn capture(ns: &str, iface: &str, path: PathBuf) -> Capture {
     let dump = Server(
         Command::new("ip")
             .args(["netns", "exec", ns])
             .args(["tcpdump", "-Z", "root", "-U", "-i", iface])
+            // A pod's capture in immediate mode: by default tcpdump holds
+            // quiet traffic in a ring block for up to a second.
+            .args(if iface == "any" {
+                &[][..]
+            } else {
+                &["--immediate-mode"][..]
+            })
             // `any` as osprey captures it: each packet with its interface.
             .args(if iface == "any" {
                 &["-y", "LINUX_SLL2"][..]
@@ -425,8 +444,8 @@ fn bridge_node_with_masquerade_and_a_node_port_logs_each_pod_connection_once() {
     let want = pod_view(&[&cap_a, &cap_b, &cap_c], tmp.path());
     compare("bridge + masquerade + NodePort", &want, &run, 9);
     // The node's own capture, replayed, says the same.
-    drop(cap_node._dump);
-    let node_replay = replay_rows(&cap_node.path, &tmp.path().join("node-replay"));
+    let node_pcap = cap_node.stop();
+    let node_replay = replay_rows(&node_pcap, &tmp.path().join("node-replay"));
     assert_eq!(
         node_replay, run.rows,
         "osprey replay of the node's any capture"
@@ -484,13 +503,27 @@ fn routed_veths_with_host_routes_log_each_pod_connection_once() {
 #[test]
 fn a_vxlan_overlay_between_two_nodes_logs_each_pod_connection_once() {
     let name = "a_vxlan_overlay_between_two_nodes_logs_each_pod_connection_once";
+    // Port 8472, the kernel's and flannel's default.
+    overlay(name, "vx", "8472");
+}
+
+#[test]
+fn a_vxlan_overlay_on_the_iana_port_logs_each_pod_connection_once() {
+    // Port 4789 (Calico, Cilium, Antrea): the engine decapsulates these
+    // datagrams itself (Zeek's VXLAN analyzer), so an arriving datagram
+    // opens the inner connection first, which is folded.
+    let name = "a_vxlan_overlay_on_the_iana_port_logs_each_pod_connection_once";
+    overlay(name, "vi", "4789");
+}
+
+/// Two nodes joined by a VXLAN overlay on `port`: per node a bridge for its
+/// pod subnet, a VXLAN device over the underlay and a route to the other
+/// node's pod subnet through it (flannel's shape).
+fn overlay(name: &str, tag: &str, port: &str) {
     if !netns::enabled_with(name, TOOLS) {
         return;
     }
-    // flannel's shape: per node a bridge for its pod subnet, a VXLAN device
-    // (port 8472, the kernel's and flannel's default) over the underlay,
-    // and a route to the other node's pod subnet through it.
-    let mut t = Topo::new("vx");
+    let mut t = Topo::new(tag);
     let n1 = t.bridge_node("n1-", "198.18.80.1/24");
     let n2 = t.bridge_node("n2-", "198.18.81.1/24");
     t.veth(&n1, "under", &n2, "under");
@@ -522,7 +555,7 @@ fn a_vxlan_overlay_between_two_nodes_logs_each_pod_connection_once() {
             n,
             &[
                 "ip", "link", "add", "vxlan0", "type", "vxlan", "id", "42", "local", local,
-                "remote", remote, "dstport", "8472", "dev", "under",
+                "remote", remote, "dstport", port, "dev", "under",
             ],
         );
         in_ns(n, &["ip", "addr", "add", overlay, "dev", "vxlan0"]);
@@ -549,9 +582,9 @@ fn a_vxlan_overlay_between_two_nodes_logs_each_pod_connection_once() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let want = pod_view(&[&cap_a, &cap_b], tmp.path());
-    compare("VXLAN overlay", &want, &run, 5);
-    drop(cap_node._dump);
-    let node_replay = replay_rows(&cap_node.path, &tmp.path().join("node-replay"));
+    compare(&format!("VXLAN overlay on {port}"), &want, &run, 5);
+    let node_pcap = cap_node.stop();
+    let node_replay = replay_rows(&node_pcap, &tmp.path().join("node-replay"));
     assert_eq!(
         node_replay, run.rows,
         "osprey replay of the node's any capture"

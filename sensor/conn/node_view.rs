@@ -194,6 +194,9 @@ enum Role {
 
 struct Known {
     role: Role,
+    /// The flow crosses an overlay here: its datagrams on the underlay are
+    /// copies of what the overlay device shows, whichever comes first.
+    overlaid: bool,
     last: f64,
 }
 
@@ -306,6 +309,16 @@ impl NodeView {
             self.stats.nat_twin_packets += 1;
             return Verdict::NatTwin;
         }
+        if let Some(u) = under {
+            if self.is_overlaid(&p.flow) {
+                // A datagram of a flow already seen decapsulated (a reply
+                // arriving encapsulated before the overlay device shows
+                // it): a copy before the engine counts it.
+                self.underlay(u, ts);
+                self.stats.duplicates += 1;
+                return Verdict::Duplicate;
+            }
+        }
         let i = (p.hash & self.mask) as usize;
         let here = Slot {
             hash: p.hash,
@@ -331,14 +344,11 @@ impl NodeView {
             }
             return match (prev.outer, under) {
                 (Some(u), None) => {
-                    // The encapsulated view came first: the decapsulated one
-                    // counts, and what the first opened is undone.
-                    self.remember(u, Role::Underlay, ts);
-                    self.stats.overlay_flows_folded += 1;
-                    self.folds.push(Fold {
-                        flow: u,
-                        outer: None,
-                    });
+                    // The encapsulated view came first (a connection from
+                    // another node): the decapsulated one counts, and what
+                    // the first opened inside the tunnel is undone.
+                    self.underlay(u, ts);
+                    self.overlaid(p.flow, ts);
                     self.folds.push(Fold {
                         flow: p.flow,
                         outer: Some(u),
@@ -347,14 +357,8 @@ impl NodeView {
                     Verdict::Count
                 }
                 (None, Some(u)) => {
-                    // What the underlay flow opened before (its ARP, say)
-                    // goes too.
-                    self.remember(u, Role::Underlay, ts);
-                    self.stats.overlay_flows_folded += 1;
-                    self.folds.push(Fold {
-                        flow: u,
-                        outer: None,
-                    });
+                    self.underlay(u, ts);
+                    self.overlaid(p.flow, ts);
                     self.stats.duplicates += 1;
                     Verdict::Duplicate
                 }
@@ -400,11 +404,8 @@ impl NodeView {
             outer: prev.outer,
         });
         if let Some(u) = prev.outer {
-            self.remember(u, Role::Underlay, ts);
-            self.folds.push(Fold {
-                flow: u,
-                outer: None,
-            });
+            self.underlay(u, ts);
+            self.overlaid(p.flow, ts);
         }
         self.table[i] = Some(here);
         Verdict::Count
@@ -420,11 +421,52 @@ impl NodeView {
         Some(k.role)
     }
 
+    fn is_overlaid(&self, f: &Flow) -> bool {
+        self.known.get(&f.key()).is_some_and(|k| k.overlaid)
+    }
+
     fn remember(&mut self, f: Flow, role: Role, ts: f64) {
+        self.make_room(&f, ts);
+        let k = self.known.entry(f.key()).or_insert(Known {
+            role,
+            overlaid: false,
+            last: ts,
+        });
+        k.role = role;
+        k.last = ts;
+    }
+
+    /// Marks a flow as crossing an overlay (a counted view unless known
+    /// otherwise).
+    fn overlaid(&mut self, f: Flow, ts: f64) {
+        self.make_room(&f, ts);
+        let k = self.known.entry(f.key()).or_insert(Known {
+            role: Role::Canonical,
+            overlaid: true,
+            last: ts,
+        });
+        k.overlaid = true;
+        k.last = ts;
+    }
+
+    /// An underlay flow carries copies from now on; what it opened before
+    /// (its first datagram, an ARP inside it) is folded.
+    fn underlay(&mut self, u: Flow, ts: f64) {
+        if self.known_role(&u, ts) == Some(Role::Underlay) {
+            return;
+        }
+        self.remember(u, Role::Underlay, ts);
+        self.stats.overlay_flows_folded += 1;
+        self.folds.push(Fold {
+            flow: u,
+            outer: None,
+        });
+    }
+
+    fn make_room(&mut self, f: &Flow, ts: f64) {
         if self.known.len() >= self.cfg.max_twins.max(1) && !self.known.contains_key(&f.key()) {
             self.expire(ts);
         }
-        self.known.insert(f.key(), Known { role, last: ts });
     }
 
     /// Makes room: idle entries go; if none are idle, the older half.

@@ -310,6 +310,32 @@ fn an_overlays_encapsulated_copy_is_dropped_in_either_order() {
     );
     assert_eq!(v.folds()[1].shard_pair(), (u.src, u.dst));
     assert_eq!(v.observe(1.000_002, 5, &p), Verdict::Duplicate);
+
+    // A connection from this node: its SYN leaves plain first; the answer
+    // then arrives encapsulated first, in another underlay flow (the
+    // source port follows the inner flow), and is a copy before the engine
+    // counts it (the connection is the pod's, not the tunnel's).
+    let mut v = view();
+    let remote = [198, 18, 1, 7];
+    assert_eq!(
+        v.observe(1.0, 5, &seg(POD, 40000, remote, 80, 1, 0x02)),
+        Verdict::Count
+    );
+    assert_eq!(
+        v.observe(
+            1.000_001,
+            2,
+            &vxlan(&seg(POD, 40000, remote, 80, 1, 0x02), 4789)
+        ),
+        Verdict::Duplicate
+    );
+    let answer = seg(remote, 80, POD, 40000, 2, 0x12);
+    let mut back = vxlan(&answer, 4789);
+    back[20] = 0x99; // another underlay source port
+    assert_eq!(v.observe(1.01, 2, &back), Verdict::Duplicate);
+    assert_eq!(v.observe(1.010_001, 7, &answer), Verdict::Count);
+    assert!(v.folds().is_empty(), "the pod's connection is not folded");
+    assert_eq!(v.stats().overlay_flows_folded, 2);
 }
 
 #[test]

@@ -17,7 +17,9 @@
 //!   and NAT leave alone: the IP header but the TTL / hop limit, its
 //!   checksum and the addresses; the transport header but the ports (the
 //!   ICMP echo identifier) and the checksum (offloads leave it unfinished
-//!   on one side of a veth); the payload. The same content with the same
+//!   on one side of a veth); the payload (its length, first 64 and last
+//!   16 bytes: with the headers that tells packets apart at a fixed cost).
+//!   The same content with the same
 //!   flow (addresses and ports) seen on a *different* interface within a
 //!   short window is a copy and is dropped, in the spirit of Arkime's
 //!   packet dedup. A retransmission on the wire is on the same interface
@@ -542,13 +544,14 @@ impl NodeView {
                 flow.dport = port(2)?;
                 tcp_flags = l4[13];
                 h.write(&l4[4..16]);
-                h.write(&l4[18..]);
+                h.write(&l4[18..20]);
+                sample(&mut h, l4.get(20..).unwrap_or_default());
             }
             17 if l4.len() >= 8 => {
                 flow.sport = port(0)?;
                 flow.dport = port(2)?;
                 h.write(&l4[4..6]);
-                h.write(&l4[8..]);
+                sample(&mut h, &l4[8..]);
             }
             1 | 58 if l4.len() >= 8 => {
                 let (ty, code) = (l4[0], l4[1]);
@@ -564,7 +567,7 @@ impl NodeView {
                 if echo {
                     // NAT rewrites the identifier as it does a port.
                     echo_id = port(4)?;
-                    h.write(&l4[6..]);
+                    sample(&mut h, &l4[6..]);
                 } else {
                     // An error quotes the packet it answers, addresses and
                     // ports as translated on this side: its type, code and
@@ -572,7 +575,7 @@ impl NodeView {
                     h.write_usize(l4.len());
                 }
             }
-            _ => h.write(l4),
+            _ => sample(&mut h, l4),
         }
         Some(Parsed {
             hash: h.finish(),
@@ -585,6 +588,25 @@ impl NodeView {
 
 fn is_overlay_port(flow: &Flow) -> bool {
     flow.proto == 17 && (VXLAN_PORTS.contains(&flow.dport) || flow.dport == GENEVE_PORT)
+}
+
+/// Bytes of a payload hashed from its start and from its end.
+const SAMPLE_HEAD: usize = 64;
+const SAMPLE_TAIL: usize = 16;
+
+/// Hashes a payload's length, its first 64 and its last 16 bytes. With the
+/// headers (IP id, sequence and acknowledgement numbers, lengths) that tells
+/// one packet from another as well as the whole payload would, at a fixed
+/// cost: hashing every byte cost more than all the rest of the node view on
+/// full-size packets.
+fn sample(h: &mut impl Hasher, payload: &[u8]) {
+    h.write_usize(payload.len());
+    if payload.len() <= SAMPLE_HEAD + SAMPLE_TAIL {
+        h.write(payload);
+    } else {
+        h.write(&payload[..SAMPLE_HEAD]);
+        h.write(&payload[payload.len() - SAMPLE_TAIL..]);
+    }
 }
 
 /// The IP packet a VXLAN or Geneve datagram carries, if `ip` is one.

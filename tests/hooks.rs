@@ -172,6 +172,39 @@ async fn a_failing_webhook_is_retried_until_it_accepts() {
 }
 
 #[tokio::test]
+async fn a_redirect_to_a_login_page_is_not_an_acceptance() {
+    // Followed, the 302 would end in the login page's 200.
+    let logins = Arc::new(Mutex::new(0usize));
+    let seen = logins.clone();
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(|| async { (StatusCode::FOUND, [("location", "/login")]) }),
+        )
+        .route(
+            "/login",
+            axum::routing::any(move || {
+                let seen = seen.clone();
+                async move {
+                    *seen.lock().unwrap() += 1;
+                    StatusCode::OK
+                }
+            }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirecting = format!("http://{}/hook", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(l, app).await.unwrap();
+    });
+    let reg = Registry::new();
+    let hooks = Hooks::new(&[webhook("sso", &redirecting, None)], &reg).unwrap();
+    let e = hooks.send("sso", &action()).await.unwrap_err();
+    assert!(matches!(e, HookError::Status { status: 302, .. }), "{e}");
+    assert_eq!(*logins.lock().unwrap(), 0, "the redirect was followed");
+    assert_eq!(calls(&reg, "sso", "error"), 1);
+}
+
+#[tokio::test]
 async fn exec_gets_the_action_on_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("action.json");

@@ -1,5 +1,6 @@
 //! The platform reporter against a local test platform: delivery across a
-//! restart while the platform is down, a refused token, and the spool cap.
+//! restart while the platform is down, a refused token, a redirect to a
+//! login page, and the spool cap.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -10,7 +11,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
 use osprey::report::platform::{
     AlertBody, Event, EventBody, PlatformConfig, Reporter, ReporterHandle,
@@ -27,6 +29,11 @@ struct Received {
     heartbeats: usize,
     /// The bearer token accepted (None: any).
     token: Option<String>,
+    /// Events are answered with a redirect to a login page (a proxy in
+    /// front of a platform whose session expired).
+    redirect: bool,
+    /// Requests the login page answered 200 to.
+    logins: usize,
 }
 
 type Shared = Arc<Mutex<Received>>;
@@ -41,10 +48,13 @@ fn authorised(s: &Received, headers: &HeaderMap) -> bool {
         .is_some_and(|v| v == format!("Bearer {want}"))
 }
 
-async fn events(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn events(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let mut s = s.lock().unwrap();
+    if s.redirect {
+        return (StatusCode::FOUND, [("location", "/login")]).into_response();
+    }
     if !authorised(&s, &headers) {
-        return StatusCode::UNAUTHORIZED;
+        return StatusCode::UNAUTHORIZED.into_response();
     }
     assert!(headers.get("idempotency-key").is_some());
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -53,7 +63,12 @@ async fn events(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Sta
         assert_eq!(e["kind"], "alert");
         s.keys.push(e["key"].as_str().unwrap().to_owned());
     }
-    StatusCode::ACCEPTED
+    StatusCode::ACCEPTED.into_response()
+}
+
+async fn login(State(s): State<Shared>) -> StatusCode {
+    s.lock().unwrap().logins += 1;
+    StatusCode::OK
 }
 
 async fn heartbeat(State(s): State<Shared>, body: Bytes) -> StatusCode {
@@ -86,6 +101,7 @@ impl Platform {
         let app = Router::new()
             .route("/api/v1/anomaly-detection/events", post(events))
             .route("/api/v1/anomaly-detection/heartbeat", post(heartbeat))
+            .route("/login", get(login).post(login))
             .with_state(self.state.clone());
         let l = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         self.server = Some(tokio::spawn(async move {
@@ -264,6 +280,35 @@ impl Write for Logs {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_an_acknowledgement() {
+    // A 302 to a login page, followed, ends in a 200 that acknowledged
+    // events nobody received.
+    let dir = tempfile::tempdir().unwrap();
+    let mut platform = Platform::down();
+    platform.state.lock().unwrap().redirect = true;
+    platform.up().await;
+    let r = start(&config(&platform, &dir.path().join("spool")));
+    for i in 0..20 {
+        r.handle.submit(&event(i));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        r.handle.pending(),
+        20,
+        "redirected events must stay spooled"
+    );
+    assert_eq!(
+        platform.state.lock().unwrap().logins,
+        0,
+        "the redirect was followed"
+    );
+    // The platform is fixed: everything arrives.
+    platform.state.lock().unwrap().redirect = false;
+    assert_eq!(platform.wait_for(20).await, keys(0..20));
+    r.stop().await;
 }
 
 #[tokio::test]

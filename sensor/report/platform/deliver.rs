@@ -88,6 +88,9 @@ impl ReporterTask {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(cfg.timeout_secs))
             .user_agent(concat!("osprey/", env!("CARGO_PKG_VERSION")))
+            // A redirect is not an acknowledgement: followed, a 302 to a
+            // login page ends in a 200 for events nobody received.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let base = url.trim_end_matches('/');
         let sensor = SensorInfo {
@@ -334,6 +337,17 @@ impl Deliverer {
                 let mut answer = resp.text().await.unwrap_or_default();
                 truncate(&mut answer, 512);
                 Outcome::Rejected(status.as_u16(), answer)
+            }
+            300..=399 => {
+                let to = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                Outcome::Retry(format!(
+                    "HTTP {status}: a redirect to {to} is not followed (not an \
+                     acknowledgement; check platform.url)"
+                ))
             }
             _ => Outcome::Retry(format!("HTTP {status}")),
         }

@@ -36,6 +36,9 @@ impl Webhook {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(cfg.timeout_secs))
             .user_agent(concat!("osprey/", env!("CARGO_PKG_VERSION")))
+            // A redirect is not an acceptance: followed, a 302 to a login
+            // page ends in a 200 for an action nobody received.
+            .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
             .build()
             .map_err(|source| HookError::Http {

@@ -43,6 +43,8 @@ use super::PlatformError;
 const CURSOR: &str = "cursor.json";
 const CURSOR_TMP: &str = "cursor.json.tmp";
 const SUFFIX: &str = ".seg";
+/// Held (flock) by the one process writing the spool.
+const LOCK: &str = "lock";
 
 #[derive(Serialize, Deserialize)]
 struct Cursor {
@@ -95,6 +97,9 @@ pub(crate) struct ReadPos {
 }
 
 pub(crate) struct Spool {
+    /// Holds the directory's lock (see [`Spool::open`]) while the spool
+    /// lives.
+    _lock: File,
     dir: PathBuf,
     segment_bytes: u64,
     max_bytes: u64,
@@ -123,6 +128,26 @@ impl Spool {
         metrics: PlatformMetrics,
     ) -> Result<Spool, PlatformError> {
         fs::create_dir_all(dir).map_err(io_err(dir, "create spool directory"))?;
+        // One writer per directory: two sensors appending to the same
+        // segments and cursor would interleave lines and skip each other's
+        // events. The lock goes with the process (flock), so a crash
+        // leaves nothing to clean up.
+        let lock_path = dir.join(LOCK);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path, "open"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io_err(&lock_path, "lock")(io::Error::other(
+                    "another osprey process is using this spool directory",
+                )))
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path, "lock")(e)),
+        }
         let cursor_path = dir.join(CURSOR);
         let cursor = match fs::read(&cursor_path) {
             Ok(bytes) => match serde_json::from_slice::<Cursor>(&bytes) {
@@ -201,6 +226,7 @@ impl Spool {
         let bytes = segments.iter().map(|s| s.bytes).sum();
         metrics.spool_skipped.inc_by(skipped);
         let spool = Spool {
+            _lock: lock,
             dir: dir.to_path_buf(),
             segment_bytes,
             max_bytes,
@@ -541,6 +567,19 @@ fn recover_tail(path: &Path) -> Result<(u64, u64, bool), PlatformError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_writer_is_refused_until_the_first_is_gone() {
+        let d = tempfile::tempdir().unwrap();
+        let first = spool(d.path(), 64, 1 << 20);
+        let m = PlatformMetrics::new(&prometheus::Registry::new());
+        let Err(e) = Spool::open(d.path(), 64, 1 << 20, m) else {
+            panic!("a second spool on the same directory was opened");
+        };
+        assert!(e.to_string().contains("another osprey process"), "{e}");
+        drop(first);
+        let _again = spool(d.path(), 64, 1 << 20);
+    }
 
     fn spool(dir: &Path, seg: u64, max: u64) -> Spool {
         let m = PlatformMetrics::new(&prometheus::Registry::new());

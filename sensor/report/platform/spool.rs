@@ -216,10 +216,19 @@ impl Spool {
                 remove_segment(dir, s.first);
             }
         }
+        // A cursor ahead of the data (lines lost with a power loss before
+        // the ack's fsync reached them, on a file system that reorders)
+        // must not number new events below it: they start a segment of
+        // their own at the cursor.
         let active = match segments.back() {
-            Some(s) => {
+            Some(s) if s.end() >= acked => {
                 let path = segment_path(dir, s.first);
                 Some(open_append(&path).map_err(io_err(&path, "open"))?)
+            }
+            Some(s) => {
+                warn!(dir = %dir.display(), cursor = acked, data_end = s.end(),
+                    "platform spool: the cursor is ahead of the data; new events start after it");
+                None
             }
             None => None,
         };
@@ -490,6 +499,10 @@ impl Spool {
             self.publish(&st);
             st.acked
         };
+        // The data the cursor passes is on disk before the cursor is:
+        // a cursor ahead of the data would, after a power loss, number the
+        // next events below it and hide them.
+        self.sync();
         self.write_cursor(acked)
     }
 
@@ -584,6 +597,37 @@ mod tests {
     fn spool(dir: &Path, seg: u64, max: u64) -> Spool {
         let m = PlatformMetrics::new(&prometheus::Registry::new());
         Spool::open(dir, seg, max, m).unwrap()
+    }
+
+    #[test]
+    fn events_after_a_cursor_ahead_of_the_data_are_neither_hidden_nor_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let s = spool(d.path(), 1 << 20, 1 << 20);
+        for i in 0..10 {
+            s.append(&line(i));
+        }
+        s.ack(10).unwrap();
+        drop(s);
+        // A power loss kept the cursor (10) but only 5 of the lines.
+        let seg = segment_path(d.path(), 0);
+        let text = fs::read_to_string(&seg).unwrap();
+        let kept: String = text.lines().take(5).map(|l| format!("{l}\n")).collect();
+        fs::write(&seg, kept).unwrap();
+        let s = spool(d.path(), 1 << 20, 1 << 20);
+        for i in 10..13 {
+            s.append(&line(i));
+        }
+        let mut pos = None;
+        let b = s.read_batch(10, &mut pos).unwrap();
+        assert_eq!((b.first, b.end), (10, 13));
+        assert_eq!(
+            b.lines,
+            [
+                "{\"key\":\"k10\"}",
+                "{\"key\":\"k11\"}",
+                "{\"key\":\"k12\"}"
+            ]
+        );
     }
 
     fn line(i: u64) -> Vec<u8> {

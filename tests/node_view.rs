@@ -338,6 +338,8 @@ fn run_node_on(
 /// The rows the pods' own captures give: each connection once (a
 /// connection between two captured pods is in both captures).
 fn pod_view(captures: &[&Capture], dir: &Path) -> Rows {
+    // The pods' captures (immediate mode) write their last packets.
+    std::thread::sleep(Duration::from_millis(300));
     let mut want = Rows::new();
     for (i, c) in captures.iter().enumerate() {
         for (k, n) in replay_rows(&c.path, &dir.join(format!("replay{i}"))) {
@@ -440,7 +442,6 @@ fn bridge_node_with_masquerade_and_a_node_port_logs_each_pod_connection_once() {
         fetch(&c, "http://198.19.77.2:8080/", 1);
     });
     let cap_c = cap_c.expect("pod c");
-    std::thread::sleep(Duration::from_millis(300));
     let want = pod_view(&[&cap_a, &cap_b, &cap_c], tmp.path());
     compare("bridge + masquerade + NodePort", &want, &run, 9);
     // The node's own capture, replayed, says the same.
@@ -493,7 +494,6 @@ fn routed_veths_with_host_routes_log_each_pod_connection_once() {
     let run = run_node(name, &node, tmp.path(), || {
         fetch(&pods[0], "http://198.18.78.20:8080/", 4);
     });
-    std::thread::sleep(Duration::from_millis(300));
     let want = pod_view(&[&cap_a, &cap_b], tmp.path());
     compare("routed veths", &want, &run, 4);
     assert!(run.duplicates > 0.0, "no copy was counted as a duplicate");
@@ -580,7 +580,6 @@ fn overlay(name: &str, tag: &str, port: &str) {
         fetch(&a, "http://198.18.81.10:8080/", 3);
         fetch(&a, "http://198.18.80.20:8080/", 2);
     });
-    std::thread::sleep(Duration::from_millis(300));
     let want = pod_view(&[&cap_a, &cap_b], tmp.path());
     compare(&format!("VXLAN overlay on {port}"), &want, &run, 5);
     let node_pcap = cap_node.stop();
@@ -627,7 +626,6 @@ fn host_network_traffic_is_logged_once_as_the_host_sends_it() {
         fetch(&node, "http://198.19.79.2:8080/", 2);
         fetch(&ext, "http://198.19.79.1:8080/", 2);
     });
-    std::thread::sleep(Duration::from_millis(300));
     let want = pod_view(&[&cap_b, &cap_ext], tmp.path());
     compare("host network", &want, &run, 6);
     assert!(run.duplicates > 0.0, "the bridge's copies were not dropped");
@@ -652,7 +650,6 @@ fn an_interface_list_counts_a_packet_crossing_two_of_them_once() {
     let run = run_node_on(name, &node, &["vha", "vhb"], tmp.path(), || {
         fetch(&a, "http://198.18.76.20:8080/", 3);
     });
-    std::thread::sleep(Duration::from_millis(300));
     let want = pod_view(&[&cap_a], tmp.path());
     compare("interface list", &want, &run, 3);
     assert!(run.duplicates > 0.0, "no copy was counted as a duplicate");

@@ -527,14 +527,7 @@ impl Engine {
         // Build the record in place; the slot is then dropped in place.
         let rec = self.record(conn, false);
         let hash = conn.hash;
-        let s = &mut self.slots[slot as usize];
-        s.conn = None;
-        s.gen = s.gen.wrapping_add(1);
-        self.free.push(slot);
-        self.live -= 1;
-        if let Ok(entry) = self.index.find_entry(hash, |s| *s == slot) {
-            entry.remove();
-        }
+        self.release(slot, hash);
         self.stats.records += 1;
         self.stats.records_by_state[rec.conn_state as usize] += 1;
         self.out.push_back(rec);
@@ -572,13 +565,21 @@ impl Engine {
             return;
         };
         let slot = *entry.get();
-        entry.remove();
+        self.release(slot, hash);
+        self.stats.conns_folded += 1;
+    }
+
+    /// Empties a slot (its timers go stale with the generation) and takes
+    /// it out of the index.
+    fn release(&mut self, slot: u32, hash: u64) {
         let s = &mut self.slots[slot as usize];
         s.conn = None;
         s.gen = s.gen.wrapping_add(1);
         self.free.push(slot);
         self.live -= 1;
-        self.stats.conns_folded += 1;
+        if let Ok(entry) = self.index.find_entry(hash, |s| *s == slot) {
+            entry.remove();
+        }
     }
 
     /// Evicts the least recently active of a random sample of connections.

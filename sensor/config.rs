@@ -341,6 +341,20 @@ pub struct RespondConfig {
     /// Policy-enforcement hooks that `hook` rules name: a webhook or a
     /// local program each.
     pub hooks: Vec<crate::respond::hook::HookConfig>,
+    /// A failed enforcement (nft, the Kubernetes API, a hook) is tried
+    /// again after this pause, doubled each time up to
+    /// `enforce_retry_max_ms`, until the action's TTL ends.
+    pub enforce_retry_initial_ms: u64,
+    pub enforce_retry_max_ms: u64,
+    /// IPv6 sources rotate addresses within their prefix: once this many
+    /// addresses of one `/ipv6_aggregate_prefix` have been blocked or
+    /// rate limited (within `repeat_memory_secs`), the next decision
+    /// covers the whole prefix. 0 turns aggregation off.
+    pub ipv6_aggregate_after: u32,
+    pub ipv6_aggregate_prefix: u8,
+    /// The local socket `osprey decisions` talks to (file permissions
+    /// guard it; nothing listens on the network). Empty: no socket.
+    pub control_socket: String,
 }
 
 impl Default for RespondConfig {
@@ -356,6 +370,11 @@ impl Default for RespondConfig {
             nft: Default::default(),
             kube: Default::default(),
             hooks: Vec::new(),
+            enforce_retry_initial_ms: 1_000,
+            enforce_retry_max_ms: 60_000,
+            ipv6_aggregate_after: 3,
+            ipv6_aggregate_prefix: 64,
+            control_socket: crate::respond::control::DEFAULT_SOCKET.into(),
         }
     }
 }
@@ -385,6 +404,14 @@ impl RespondConfig {
     /// The configured allowlist as ranges (each checked by `validate`).
     pub fn allowlist_nets(&self) -> Vec<ipnet::IpNet> {
         self.allowlist.iter().filter_map(|s| parse_net(s)).collect()
+    }
+
+    /// How failed enforcement is retried.
+    pub fn retry_policy(&self) -> crate::respond::enforce::RetryPolicy {
+        crate::respond::enforce::RetryPolicy {
+            initial: std::time::Duration::from_millis(self.enforce_retry_initial_ms),
+            max: std::time::Duration::from_millis(self.enforce_retry_max_ms),
+        }
     }
 }
 
@@ -483,8 +510,55 @@ impl Config {
                 ));
             }
         }
-        if self.respond.queue_actions == 0 {
+        let r = &self.respond;
+        if r.queue_actions == 0 {
             return Err(bad("respond.queue_actions", "must be positive".into()));
+        }
+        if r.enforce_retry_initial_ms == 0 {
+            return Err(bad(
+                "respond.enforce_retry_initial_ms",
+                "must be positive".into(),
+            ));
+        }
+        if r.enforce_retry_max_ms < r.enforce_retry_initial_ms {
+            return Err(bad(
+                "respond.enforce_retry_max_ms",
+                format!(
+                    "must be at least respond.enforce_retry_initial_ms ({})",
+                    r.enforce_retry_initial_ms
+                ),
+            ));
+        }
+        if !(48..=127).contains(&r.ipv6_aggregate_prefix) {
+            return Err(bad(
+                "respond.ipv6_aggregate_prefix",
+                format!(
+                    "must be between 48 and 127, not {}",
+                    r.ipv6_aggregate_prefix
+                ),
+            ));
+        }
+        if r.ipv6_aggregate_after == 1 {
+            return Err(bad(
+                "respond.ipv6_aggregate_after",
+                "1 would block a whole prefix for one address; use 0 (off) or 2 or more".into(),
+            ));
+        }
+        let sock = Path::new(&r.control_socket);
+        if !r.control_socket.is_empty() && (!sock.is_absolute() || r.control_socket.len() > 107) {
+            return Err(bad(
+                "respond.control_socket",
+                format!(
+                    "{:?}: an absolute path of at most 107 bytes (a Unix socket's limit), or \"\" for none",
+                    r.control_socket
+                ),
+            ));
+        }
+        if r.nft.call_timeout_ms == 0 {
+            return Err(bad(
+                "respond.nft.call_timeout_ms",
+                "must be positive".into(),
+            ));
         }
         self.evidence
             .validate()

@@ -25,7 +25,7 @@ use osprey::model::bundled::load_models;
 use osprey::model::Model;
 use osprey::pipeline::{StageOptions, Stages};
 use osprey::report::platform::{ModelRef, Reporter, ReporterHandle, ReporterTask};
-use osprey::respond::admit::{Admission, AdmitConfig, BreakerLimits, Proposal};
+use osprey::respond::admit::{Admission, AdmitConfig, Aggregate, BreakerLimits, Proposal};
 use osprey::respond::decide::{DecideMetrics, Decider, Verdicts};
 use osprey::respond::dispatch::Dispatch;
 use osprey::respond::hook::Hooks;
@@ -86,6 +86,10 @@ pub fn admit_config(cfg: &Config) -> AdmitConfig {
             hook: b.hook_per_minute,
         },
         repeat_memory: Duration::from_secs(cfg.respond.repeat_memory_secs),
+        ipv6_aggregate: (cfg.respond.ipv6_aggregate_after > 0).then_some(Aggregate {
+            prefix: cfg.respond.ipv6_aggregate_prefix,
+            after: cfg.respond.ipv6_aggregate_after,
+        }),
     }
 }
 
@@ -332,11 +336,15 @@ pub fn run(a: RunArgs) -> Result<()> {
             .with_hooks(hooks)
             .with_reporter(reporter.clone(), &node)
             .with_identity(attribution)
-            .with_results(respond_metrics.actions.clone()),
+            .with_metrics(respond_metrics.enforce.clone())
+            .with_retry(cfg.respond.retry_policy()),
         metrics: respond_metrics,
         rediscover: Duration::from_secs(60),
         api_servers: Vec::new(),
+        control: None,
     };
+    let mut responder = responder;
+    let control_socket = start_control_socket(&cfg, &rt, &mut responder);
     let mut sink = DaemonSink {
         outputs,
         decider: Decider::new(
@@ -425,8 +433,41 @@ pub fn run(a: RunArgs) -> Result<()> {
     io.shutdown();
     scored.context("closing the logs")?;
     joined?;
+    if let Some(path) = control_socket {
+        let _ = std::fs::remove_file(path);
+    }
     eprintln!("osprey: stopped");
     Ok(())
+}
+
+/// Listens for `osprey decisions` on `respond.control_socket`. A socket
+/// that cannot be bound (a second daemon on the same path, an unwritable
+/// directory) costs the operator the command, not the node its sensor:
+/// logged as an error, and the daemon runs on. Returns the path to remove
+/// at exit.
+fn start_control_socket(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+    responder: &mut Responder,
+) -> Option<PathBuf> {
+    let path = PathBuf::from(&cfg.respond.control_socket);
+    if path.as_os_str().is_empty() {
+        return None;
+    }
+    let _enter = rt.enter();
+    match osprey::respond::control::bind(&path) {
+        Ok(listener) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            responder.control = Some(rx);
+            rt.spawn(osprey::respond::control::serve(listener, tx));
+            tracing::info!(socket = %path.display(), "osprey decisions: control socket listening");
+            Some(path)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "respond.control_socket: `osprey decisions` will not reach this daemon");
+            None
+        }
+    }
 }
 
 /// What the identity section falls back to: `respond.kube`'s node and

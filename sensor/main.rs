@@ -57,6 +57,9 @@ enum Command {
     Run(daemon::RunArgs),
     /// Delete osprey's nftables table (every block and rate limit).
     Cleanup(CleanupArgs),
+    /// List or lift the running daemon's decisions (blocks, rate limits,
+    /// quarantines), through its local control socket.
+    Decisions(DecisionsArgs),
 }
 
 #[derive(clap::Args)]
@@ -220,6 +223,82 @@ struct CleanupArgs {
     /// The daemon's configuration (for respond.nft: table name, nft path).
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct DecisionsArgs {
+    #[command(subcommand)]
+    op: DecisionsOp,
+    /// The daemon's control socket (default: the configuration's
+    /// respond.control_socket, else /run/osprey/control.sock).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// The daemon's configuration, to find its control socket.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum DecisionsOp {
+    /// Every decision in force or waiting to be applied.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift every decision on an address or range (and on ranges around
+    /// or inside it). It stays lifted: a new decision needs evidence
+    /// gathered after the lift. The platform is told.
+    Delete {
+        /// ADDR or CIDR.
+        target: String,
+        /// Why, for the platform and the log.
+        #[arg(long)]
+        reason: Option<String>,
+        /// JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn decisions(a: DecisionsArgs) -> Result<()> {
+    use osprey::respond::control::{self, Answer, Request};
+    let socket = match (&a.socket, &a.config) {
+        (Some(s), _) => s.clone(),
+        (None, Some(c)) => PathBuf::from(osprey::config::Config::load(c)?.respond.control_socket),
+        (None, None) => PathBuf::from(control::DEFAULT_SOCKET),
+    };
+    let (request, json) = match &a.op {
+        DecisionsOp::List { json } => (Request::List, *json),
+        DecisionsOp::Delete {
+            target,
+            reason,
+            json,
+        } => (
+            Request::Delete {
+                target: control::parse_target(target)?,
+                reason: reason.clone(),
+            },
+            *json,
+        ),
+    };
+    let answer = control::call(&socket, &request)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    match answer {
+        Answer::Decisions { decisions } if decisions.is_empty() => println!("no decisions"),
+        Answer::Decisions { decisions } => print!("{}", control::table(&decisions)),
+        Answer::Deleted { deleted } => {
+            println!("{} decision(s) deleted", deleted.len());
+            if !deleted.is_empty() {
+                print!("{}", control::table(&deleted));
+            }
+        }
+        Answer::Error { error } => anyhow::bail!("{error}"),
+    }
+    Ok(())
 }
 
 fn cleanup(a: CleanupArgs) -> Result<()> {
@@ -539,6 +618,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Calibrate(a) => calibrate(a),
         Command::Run(a) => daemon::run(a),
         Command::Cleanup(a) => cleanup(a),
+        Command::Decisions(a) => decisions(a),
         Command::Featurize(a) => featurize(a),
         Command::Replay(mut a) => {
             let quiet = a.quiet;

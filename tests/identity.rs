@@ -463,6 +463,7 @@ async fn alerts_and_platform_events_and_actions_name_both_endpoints() {
                         hook: 10,
                     },
                     repeat_memory: Duration::from_secs(60),
+                    ipv6_aggregate: None,
                 },
                 Allowlist::new(&[]),
             ),
@@ -473,6 +474,7 @@ async fn alerts_and_platform_events_and_actions_name_both_endpoints() {
             metrics: RespondMetrics::register(&registry),
             rediscover: Duration::from_secs(3600),
             api_servers: Vec::new(),
+            control: None,
         };
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let responding = tokio::spawn(responder.run(rx));

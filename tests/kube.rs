@@ -521,3 +521,73 @@ async fn the_quarantine_of_a_deleted_pod_still_expires() {
     })
     .await;
 }
+
+/// `osprey decisions delete` on the Kubernetes side: lifting a pod's
+/// address deletes its quarantine and label; lifting a source range takes
+/// it out of the block policy, which keeps its other ranges, and lifting
+/// the last one deletes the policy.
+#[tokio::test]
+async fn a_lift_ends_the_quarantine_and_removes_the_range_from_blocks() {
+    bounded(async {
+        let s = setup(world()).await;
+        s.enforcer
+            .quarantine(&action(ActionKind::QuarantinePod, "10.1.0.5/32", 600))
+            .await
+            .unwrap();
+        let api: IpAddr = "10.1.0.6".parse().unwrap();
+        for t in ["198.51.100.7/32", "2001:db8::/64"] {
+            s.enforcer
+                .block(&action(ActionKind::Block, t, 600), api)
+                .await
+                .unwrap();
+        }
+        assert_eq!(s.fake.world().policies.len(), 2);
+        // Another address: nothing changes.
+        let none = s
+            .enforcer
+            .lift("10.1.0.99/32".parse().unwrap())
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "{none:?}");
+        let lifted = s
+            .enforcer
+            .lift("10.1.0.5/32".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(lifted, vec!["quarantine shop/web-1".to_string()]);
+        {
+            let w = s.fake.world();
+            assert_eq!(w.policies.len(), 1);
+            let web = w
+                .pods
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some("web-1"));
+            let labels = web
+                .and_then(|p| p.metadata.labels.clone())
+                .unwrap_or_default();
+            assert!(!labels.contains_key("osprey.io/quarantine"), "{labels:?}");
+        }
+        // One address inside the blocked /64 lifts the /64; the v4 range stays.
+        let lifted = s
+            .enforcer
+            .lift("2001:db8::7/128".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(lifted.len(), 1, "{lifted:?}");
+        let text = {
+            let w = s.fake.world();
+            let np = w.policies.values().next().expect("the block policy stays");
+            serde_json::to_string(&np.spec).unwrap()
+        };
+        assert!(
+            text.contains("198.51.100.7/32") && !text.contains("2001:db8::/64"),
+            "{text}"
+        );
+        s.enforcer
+            .lift("198.51.100.0/24".parse().unwrap())
+            .await
+            .unwrap();
+        assert!(s.fake.world().policies.is_empty());
+    })
+    .await;
+}

@@ -418,3 +418,164 @@ fn a_missing_nft_degrades_enforcement_but_detection_runs() {
     );
     osprey.stop(Duration::from_secs(10));
 }
+
+/// `osprey decisions` against the running daemon: the scanner's block is
+/// listed, `delete` lifts it at once, it stays lifted through several
+/// reconcile periods (and a second scan on the same evidence window only
+/// alerts), the platform hears of the lift, and the listing is empty.
+#[test]
+fn a_deleted_decision_stays_deleted() {
+    if !enabled_with("a_deleted_decision_stays_deleted", &TOOLS) {
+        return;
+    }
+    let lan = Lan::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let platform_port = port_for("respond-lift-platform");
+    let cfg = write_config(dir.path(), platform_port);
+    // Long enough that expiry cannot pass for a lift.
+    let rules = std::fs::read_to_string(dir.path().join("rules.yaml"))
+        .expect("rules")
+        .replace(&format!("ttl_secs: {TTL_SECS}"), "ttl_secs: 600");
+    std::fs::write(dir.path().join("rules.yaml"), rules).expect("rules");
+    let socket = dir.path().join("control.sock");
+    let text = std::fs::read_to_string(&cfg).expect("config").replace(
+        "enforce = true\n",
+        &format!("enforce = true\ncontrol_socket = {socket:?}\n"),
+    );
+    std::fs::write(&cfg, text).expect("config");
+    let (_platform, received) = platform_standin(&lan.victim, platform_port, dir.path());
+    let _web = web_server(&lan.victim);
+    let mut osprey = Osprey::start(
+        &lan.victim,
+        port_for("respond-lift"),
+        dir.path(),
+        &[
+            "-i",
+            &lan.victim_if,
+            "--config",
+            cfg.to_str().expect("utf-8 path"),
+        ],
+    );
+    osprey.wait_ready(Duration::from_secs(20));
+    let decisions = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_osprey"))
+            .arg("decisions")
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .expect("osprey decisions");
+        assert!(
+            out.status.success(),
+            "osprey decisions {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(decisions(&["list"]).contains("no decisions"));
+
+    let scan = || {
+        let _ = Command::new("ip")
+            .args(["netns", "exec", &lan.attacker])
+            .args(syn_scan(&lan.victim_ip))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    scan();
+    let blocked = wait_for(Duration::from_secs(5), || {
+        nft_set_elements(&lan.victim, "block_v4").contains(&lan.attacker_ip)
+    });
+    assert!(
+        blocked.is_some(),
+        "the scanner was not blocked; osprey said:\n{}",
+        osprey.stderr_text()
+    );
+    let attacker_net = format!("{}/32", lan.attacker_ip);
+    let listed: serde_json::Value =
+        serde_json::from_str(&decisions(&["list", "--json"])).expect("json");
+    let entry = listed["decisions"]
+        .as_array()
+        .and_then(|ds| {
+            ds.iter()
+                .find(|d| d["target"] == attacker_net.as_str() && d["kind"] == "block")
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("the block is not listed: {listed}"));
+    assert_eq!(entry["state"], "enforced", "{entry}");
+    assert!(
+        entry["expires_in_secs"].as_u64().unwrap_or(0) > 500,
+        "{entry}"
+    );
+
+    let log_before_lift = osprey.stderr_text().len();
+    let out = decisions(&["delete", &lan.attacker_ip, "--reason", "test lift"]);
+    assert!(out.contains("decision(s) deleted"), "{out}");
+    assert!(
+        !nft_set_elements(&lan.victim, "block_v4").contains(&lan.attacker_ip),
+        "still in block_v4 after delete"
+    );
+    // Three reconcile periods (1 s each), and the same scanner scanning
+    // again on the evidence window that holds the lifted scan: it stays
+    // out of the set.
+    scan();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !nft_set_elements(&lan.victim, "block_v4").contains(&lan.attacker_ip),
+        "the lifted block came back; osprey said:\n{}",
+        osprey.stderr_text()
+    );
+    assert!(curl_ok(
+        &lan.attacker,
+        &format!("http://{}:8080/", lan.victim_ip),
+        "2"
+    ));
+    let listed: serde_json::Value =
+        serde_json::from_str(&decisions(&["list", "--json"])).expect("json");
+    assert!(
+        !listed.to_string().contains(&attacker_net),
+        "still listed after delete: {listed}"
+    );
+    let m = osprey.metrics();
+    assert!(m.sum("osprey_respond_lifted_total", &["kind=\"block\""]) >= 1.0);
+    // Whatever the second scan made the rules propose about the attacker
+    // was no enforcement: at most an alert saying the lift holds.
+    let log = osprey.stderr_text();
+    let after: Vec<&str> = log[log_before_lift.min(log.len())..]
+        .lines()
+        .filter(|l| l.contains("osprey::action") && l.contains(&lan.attacker_ip))
+        .collect();
+    for l in &after {
+        assert!(
+            !l.contains("mode=\"enforce\"") && !l.contains("mode=enforce"),
+            "enforced again after the lift: {l}"
+        );
+    }
+    eprintln!(
+        "after the lift: {} action line(s) about the attacker, softened by the lift: {}",
+        after.len(),
+        m.sum("osprey_respond_softened_total", &["guard=\"lifted\""])
+    );
+    let told = wait_for(Duration::from_secs(5), || {
+        platform_requests(&received).iter().any(|r| {
+            r["body"]["events"].as_array().is_some_and(|evs| {
+                evs.iter().any(|e| {
+                    e["kind"] == "lift"
+                        && e["body"]["target"] == attacker_net.as_str()
+                        && e["body"]["reason"] == "test lift"
+                        && e["body"]["lifted"][0]["kind"] == "block"
+                })
+            })
+        })
+    });
+    assert!(told.is_some(), "the platform was not told of the lift");
+    // A bad target is refused by the CLI with a clear error.
+    let bad = Command::new(env!("CARGO_BIN_EXE_osprey"))
+        .args(["decisions", "delete", "not-an-address", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("osprey decisions");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an address or CIDR"));
+    osprey.stop(Duration::from_secs(10));
+}

@@ -133,6 +133,15 @@ impl<K: Hash + Eq, V> Bounded<K, V> {
         self.map.retain(|_, s| keep(&s.v));
     }
 
+    /// Drops every entry `keep` says no to, by key and value.
+    pub fn retain_entries(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        self.map.retain(|k, s| keep(k, &s.v));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter().map(|(k, s)| (k, &s.v))
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.map.values().map(|s| &s.v)
     }

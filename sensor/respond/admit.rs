@@ -84,6 +84,21 @@ pub struct AdmitConfig {
     pub breakers: BreakerLimits,
     /// Earlier enforcements on a target count for escalation this long.
     pub repeat_memory: Duration,
+    /// IPv6 prefix aggregation, when on.
+    pub ipv6_aggregate: Option<Aggregate>,
+}
+
+/// When decisions about IPv6 hosts become one about their prefix: a
+/// source that rotates through the addresses of its /64 (privacy
+/// addresses, a hosting provider's allocation) would otherwise cost one
+/// block per address, each only after it offended anew.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Aggregate {
+    /// Prefix length the decision widens to.
+    pub prefix: u8,
+    /// Distinct addresses of one prefix enforced against (within
+    /// `repeat_memory`) before the next decision covers the prefix.
+    pub after: u32,
 }
 
 /// Counters the responder turns into metrics.
@@ -95,6 +110,13 @@ pub struct AdmitCounts {
     pub breaker_trips: u64,
     pub duplicates: u64,
     pub escalated: u64,
+    /// Decisions widened to an IPv6 prefix.
+    pub aggregated: u64,
+    /// Lifts an operator asked for.
+    pub lifts: u64,
+    /// Proposals softened because an operator lifted their target and
+    /// their evidence began before that.
+    pub lifted_refused: u64,
 }
 
 /// Enforcements on one target and kind, for escalation.
@@ -108,13 +130,30 @@ struct Offences {
 /// addresses cannot grow it).
 const MAX_OFFENDERS: usize = 100_000;
 
+/// Lifted ranges remembered (an operator lifts a handful; the bound only
+/// keeps a script gone wrong from growing the table).
+const MAX_LIFTED: usize = 10_000;
+
+/// IPv6 addresses of one prefix enforced against, for aggregation.
+#[derive(Clone, Debug)]
+struct Spread {
+    addrs: Vec<IpAddr>,
+    last: f64,
+}
+
 pub struct Admission {
     cfg: AdmitConfig,
     pub allowlist: Allowlist,
     breakers: HashMap<&'static str, Breaker>,
-    /// (target, kind name or alert's rule) -> (until when it holds, its TTL).
-    active: HashMap<(IpNet, String), (f64, Duration)>,
+    /// (target, kind name or alert's rule) -> (until when it holds, its
+    /// TTL, the rule that made it).
+    active: HashMap<(IpNet, String), (f64, Duration, String)>,
+    /// Ranges an operator lifted decisions on, and when: a decision about
+    /// them needs evidence newer than the lift.
+    lifted: Bounded<IpNet, f64>,
     offences: Bounded<(IpNet, &'static str), Offences>,
+    /// (IPv6 prefix, kind) -> its addresses enforced against.
+    spreads: Bounded<(IpNet, &'static str), Spread>,
     pub counts: AdmitCounts,
 }
 
@@ -125,9 +164,16 @@ impl Admission {
             allowlist,
             breakers: HashMap::new(),
             active: HashMap::new(),
+            lifted: Bounded::new(MAX_LIFTED),
             offences: Bounded::new(MAX_OFFENDERS),
+            spreads: Bounded::new(MAX_OFFENDERS),
             counts: AdmitCounts::default(),
         }
+    }
+
+    /// Whether actions are enforced (false in dry-run).
+    pub fn enforcing(&self) -> bool {
+        self.cfg.enforce
     }
 
     /// Whether any kind's breaker holds enforcement off now.
@@ -153,7 +199,7 @@ impl Admission {
         let d = p.decision;
         // An IPv4-mapped IPv6 address is the IPv4 host: the allowlist and
         // the v4 sets must see it as such.
-        let target = IpNet::from(d.target.to_canonical());
+        let mut target = IpNet::from(d.target.to_canonical());
         let mut kind = d.kind;
         let mut ttl = d.ttl;
         let mut softened = None;
@@ -186,6 +232,50 @@ impl Admission {
                 );
             }
         }
+        if kind != ActionKind::Alert {
+            // The evidence began `window` before the record that completed
+            // it; a lift after that start means the operator has not seen
+            // this evidence judged anew.
+            let window = p
+                .evidence
+                .facts
+                .as_ref()
+                .map_or(0.0, |f| f.window_secs.max(0.0));
+            if let Some(at) = self.lifted_after(&target, p.at - window) {
+                self.counts.lifted_refused += 1;
+                softened = to_alert(
+                    format!(
+                        "decisions on {target} were lifted by an operator {:.0} s before; acting again needs evidence newer than that",
+                        (p.at - at).max(0.0)
+                    ),
+                    &mut kind,
+                    &mut ttl,
+                );
+            }
+        }
+        if let (Some(prefix), ActionKind::Block | ActionKind::RateLimit(_)) =
+            (self.prefix_of(target), &kind)
+        {
+            let name = kind.name();
+            // A prefix decision in force covers its addresses.
+            if let Some(&(until, held_ttl, _)) = self.active.get(&(prefix, name.to_string())) {
+                if until > now {
+                    self.counts.duplicates += 1;
+                    return (
+                        Outcome::Duplicate,
+                        self.action(&d.rule, kind, prefix, held_ttl, softened, p.evidence, now),
+                    );
+                }
+            }
+            if self.spread(prefix, name, target.addr(), now) {
+                // Never widen over an allowlisted address: the host alone
+                // is blocked then.
+                if self.allowlist.covering(&prefix).is_none() {
+                    self.counts.aggregated += 1;
+                    target = prefix;
+                }
+            }
+        }
         let key_name = match &kind {
             ActionKind::Alert => format!("alert:{}", d.rule),
             k => k.name().to_string(),
@@ -197,7 +287,7 @@ impl Admission {
             ttl
         };
         let mut refresh = false;
-        if let Some(&(until, held_ttl)) = self.active.get(&key) {
+        if let Some(&(until, held_ttl, _)) = self.active.get(&key) {
             // Still in force for more than half its time: nothing to do.
             // Past half, re-applying refreshes the enforcement's timeout
             // with the TTL it got (a refresh is not a repeat offence).
@@ -244,14 +334,52 @@ impl Admission {
             }
         }
         let hold = if kind == ActionKind::Alert { hold } else { ttl };
-        self.active.insert(key, (now + hold.as_secs_f64(), hold));
+        self.active
+            .insert(key, (now + hold.as_secs_f64(), hold, d.rule.clone()));
         if self.active.len() > 100_000 {
-            self.active.retain(|_, &mut (until, _)| until > now);
+            self.active.retain(|_, &mut (until, _, _)| until > now);
         }
         (
             Outcome::Act,
             self.action(&d.rule, kind, target, ttl, softened, p.evidence, now),
         )
+    }
+
+    /// The aggregation prefix of an IPv6 host target, when aggregation is
+    /// on.
+    fn prefix_of(&self, target: IpNet) -> Option<IpNet> {
+        let agg = self.cfg.ipv6_aggregate?;
+        match target {
+            IpNet::V6(n) if n.prefix_len() == 128 => ipnet::Ipv6Net::new(n.addr(), agg.prefix)
+                .ok()
+                .map(|p| IpNet::V6(p.trunc())),
+            _ => None,
+        }
+    }
+
+    /// Notes `addr` as enforced against within `prefix`; true when enough
+    /// other addresses of the prefix were before it.
+    fn spread(&mut self, prefix: IpNet, kind: &'static str, addr: IpAddr, now: f64) -> bool {
+        let Some(after) = self.cfg.ipv6_aggregate.map(|a| a.after as usize) else {
+            return false;
+        };
+        let memory = self.cfg.repeat_memory.as_secs_f64();
+        let i = self.spreads.index_or_insert((prefix, kind), || Spread {
+            addrs: Vec::new(),
+            last: now,
+        });
+        let Some(s) = self.spreads.at_mut(i) else {
+            return false;
+        };
+        if now - s.last > memory {
+            s.addrs.clear();
+        }
+        s.last = now;
+        let others = s.addrs.iter().filter(|a| **a != addr).count();
+        if !s.addrs.contains(&addr) && s.addrs.len() < after {
+            s.addrs.push(addr);
+        }
+        others >= after
     }
 
     /// The TTL of a new enforcement on `target`: the rule's, times the
@@ -291,7 +419,62 @@ impl Admission {
     /// Forgets enforcement that has run out (its TTL passed): the
     /// responder calls it before counting active actions.
     pub fn expire(&mut self, now: f64) {
-        self.active.retain(|_, &mut (until, _)| until > now);
+        self.active.retain(|_, &mut (until, _, _)| until > now);
+    }
+
+    /// Lifts every decision whose target overlaps `net` at `now`
+    /// (seconds since the epoch): they stop counting as in force, their
+    /// escalation history is forgotten (the operator said they were
+    /// wrong), and a new decision on any address of `net` needs evidence
+    /// gathered after now. Returns the lifted (target, kind, rule, time
+    /// left) — alerts' repeat suppression is lifted too but not returned.
+    pub fn lift(&mut self, net: IpNet, now: f64) -> Vec<(IpNet, String, String, f64)> {
+        let overlaps = |n: &IpNet| n.contains(&net) || net.contains(n);
+        let mut out = Vec::new();
+        self.active.retain(|(target, kind), (until, _, rule)| {
+            if !overlaps(target) {
+                return true;
+            }
+            if *until > now && !kind.starts_with("alert:") {
+                out.push((*target, kind.clone(), rule.clone(), *until - now));
+            }
+            false
+        });
+        self.offences
+            .retain_entries(|(target, _), _| !overlaps(target));
+        self.spreads
+            .retain_entries(|(target, _), _| !overlaps(target));
+        let i = self.lifted.index_or_insert(net, || now);
+        if let Some(at) = self.lifted.at_mut(i) {
+            *at = now;
+        }
+        self.counts.lifts += 1;
+        out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        out
+    }
+
+    /// The enforcement decisions in force (alerts' repeat suppression
+    /// left out): (target, kind, rule, seconds left).
+    pub fn decisions(&self, now: f64) -> Vec<(IpNet, String, String, f64)> {
+        let mut v: Vec<_> = self
+            .active
+            .iter()
+            .filter(|((_, kind), (until, _, _))| *until > now && !kind.starts_with("alert:"))
+            .map(|((t, k), (until, _, rule))| (*t, k.clone(), rule.clone(), until - now))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        v
+    }
+
+    /// When an operator last lifted decisions covering `target`, if that
+    /// was after the evidence behind a proposal began (`since`).
+    fn lifted_after(&self, target: &IpNet, since: f64) -> Option<f64> {
+        self.lifted
+            .iter()
+            .filter(|(n, _)| n.contains(target) || target.contains(*n))
+            .map(|(_, at)| *at)
+            .filter(|at| *at > since)
+            .fold(None, |m: Option<f64>, at| Some(m.map_or(at, |m| m.max(at))))
     }
 
     /// Active enforcement by kind name (alerts excluded).

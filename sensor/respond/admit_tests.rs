@@ -68,6 +68,7 @@ fn admission(enforce: bool, max: u32) -> Admission {
                 hook: max,
             },
             repeat_memory: Duration::from_secs(86_400),
+            ipv6_aggregate: None,
         },
         allow,
     )
@@ -259,4 +260,94 @@ fn repeated_enforcement_escalates_and_refreshes_do_not() {
     // A day later the slate is clean.
     let (_, later) = a.admit(p(), T0 + 3000.0 + 86_401.0);
     assert_eq!(later.ttl.as_secs(), 60);
+}
+
+fn aggregating(after: u32) -> Admission {
+    let mut a = admission(true, 1000);
+    a.cfg.ipv6_aggregate = Some(Aggregate { prefix: 64, after });
+    a
+}
+
+/// A source rotating through its /64: the first `after` addresses get
+/// their own blocks, the next decision covers the prefix, and later
+/// addresses in it are already covered. Another prefix, IPv4 and a prefix
+/// holding an allowlisted address stay per address.
+#[test]
+fn rotating_ipv6_sources_are_blocked_by_prefix() {
+    let mut a = aggregating(3);
+    for (i, t) in ["fd00:1::1", "fd00:1::2", "fd00:1::3"].iter().enumerate() {
+        let (o, act) = a.admit(proposal(ActionKind::Block, t), T0 + i as f64);
+        assert_eq!(o, Outcome::Act);
+        assert_eq!(act.target, format!("{t}/128").parse::<IpNet>().unwrap());
+    }
+    // The same address again is a duplicate, not a new address.
+    let (o, _) = a.admit(proposal(ActionKind::Block, "fd00:1::3"), T0 + 4.0);
+    assert_eq!(o, Outcome::Duplicate);
+    let (o, act) = a.admit(proposal(ActionKind::Block, "fd00:1::4"), T0 + 5.0);
+    assert_eq!(o, Outcome::Act);
+    assert_eq!(act.target, "fd00:1::/64".parse::<IpNet>().unwrap());
+    assert_eq!(a.counts.aggregated, 1);
+    let (o, act) = a.admit(proposal(ActionKind::Block, "fd00:1::99"), T0 + 6.0);
+    assert_eq!(o, Outcome::Duplicate);
+    assert_eq!(act.target, "fd00:1::/64".parse::<IpNet>().unwrap());
+    // Another prefix starts its own count.
+    let (_, act) = a.admit(proposal(ActionKind::Block, "fd00:2::1"), T0 + 7.0);
+    assert_eq!(act.target, "fd00:2::1/128".parse::<IpNet>().unwrap());
+    // IPv4 never aggregates.
+    for i in 1..6 {
+        let (_, act) = a.admit(proposal(ActionKind::Block, &format!("198.18.7.{i}")), T0);
+        assert_eq!(act.target.prefix_len(), 32);
+    }
+    // A prefix with an allowlisted address in it is never blocked whole.
+    let mut b = aggregating(2);
+    b.allowlist = Allowlist::new(&["fd00:3::53/128".parse().unwrap()]);
+    for i in 1..5 {
+        let (_, act) = b.admit(proposal(ActionKind::Block, &format!("fd00:3::{i}")), T0);
+        assert_eq!(act.target.prefix_len(), 128, "fd00:3::{i}");
+    }
+    // Off: never.
+    let mut c = admission(true, 1000);
+    for i in 1..6 {
+        let (_, act) = c.admit(proposal(ActionKind::Block, &format!("fd00:4::{i}")), T0);
+        assert_eq!(act.target.prefix_len(), 128);
+    }
+}
+
+/// An operator's lift: the decision stops being in force, the same
+/// evidence (a window that began before the lift) only alerts, and
+/// evidence gathered wholly after the lift acts again, with the
+/// escalation history forgotten.
+#[test]
+fn a_lifted_decision_needs_new_evidence() {
+    let mut a = admission(true, 1000);
+    let with_window = |t: &str, at: f64, window: f64| {
+        let mut p = proposal(ActionKind::Block, t);
+        p.at = at;
+        p.evidence.facts = Some(crate::evidence::Facts {
+            window_secs: window,
+            ..Default::default()
+        });
+        p
+    };
+    let (_, act) = a.admit(with_window("198.18.0.9", T0, 60.0), T0);
+    assert!(act.enforce);
+    assert_eq!(a.decisions(T0 + 1.0).len(), 1);
+    let lifted = a.lift("198.18.0.0/24".parse().unwrap(), T0 + 10.0);
+    assert_eq!(lifted.len(), 1);
+    assert_eq!(lifted[0].0, "198.18.0.9/32".parse::<IpNet>().unwrap());
+    assert!(a.decisions(T0 + 11.0).is_empty());
+    // The scanner's next connection, judged on a window that still holds
+    // what came before the lift: an alert that says why.
+    let (o, act) = a.admit(with_window("198.18.0.9", T0 + 20.0, 60.0), T0 + 20.0);
+    assert_eq!(o, Outcome::Act);
+    assert_eq!(act.kind, ActionKind::Alert);
+    assert!(act.softened.as_deref().unwrap_or("").contains("lifted"));
+    assert_eq!(a.counts.lifted_refused, 1);
+    // An address outside the lifted range is unaffected.
+    let (_, act) = a.admit(with_window("198.18.1.9", T0 + 20.0, 60.0), T0 + 20.0);
+    assert!(act.enforce);
+    // A window that began after the lift is new evidence.
+    let (o, act) = a.admit(with_window("198.18.0.9", T0 + 80.0, 60.0), T0 + 80.0);
+    assert_eq!(o, Outcome::Act);
+    assert_eq!((act.kind, act.enforce), (ActionKind::Block, true));
 }

@@ -33,6 +33,7 @@ fn admission() -> Admission {
                 hook: 60,
             },
             repeat_memory: Duration::from_secs(86_400),
+            ipv6_aggregate: None,
         },
         Allowlist::new(&[]),
     )

@@ -1,20 +1,19 @@
 //! Which enforcer carries out which action, and who hears about it.
 //!
-//! nft blocks and rate limits are awaited: they take milliseconds and are
-//! what acceptance of a block means. Kubernetes calls and hooks go over
-//! the network with retries that can last seconds during an outage, so
-//! they run as their own tasks and count their result when they finish;
-//! a slow API server must not delay the next nft block.
+//! No enforcer is awaited here: nft blocks and rate limits go to the nft
+//! thread's queue, Kubernetes calls and hooks run as tasks of their own,
+//! and each counts its result when it ends. A hung nft, an API server in
+//! an outage or a slow webhook therefore never delays another enforcer,
+//! an alert or the platform report. Each retries a failed enforcement
+//! with backoff until the action's TTL ends (`enforce`).
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use prometheus::IntCounterVec;
+use std::sync::Arc;
 
 use super::action::{Action, ActionKind};
-use super::hook::Hooks;
-use super::kube::KubeEnforcer;
-use super::nft::{NftEnforcer, NftError};
+use super::enforce::{deadline, retry_until, EnforceMetrics, RetryPolicy, Transient};
+use super::hook::{HookError, Hooks};
+use super::kube::{KubeEnforcer, KubeError};
+use super::nft::{NftEnforcer, NftWorker};
 use crate::identity::Attribution;
 use crate::report::platform::{Event, ReporterHandle};
 
@@ -22,9 +21,9 @@ use crate::report::platform::{Event, ReporterHandle};
 pub enum DispatchError {
     #[error("no enforcer for {0} actions is configured")]
     NoEnforcer(&'static str),
-    #[error("nftables: {0}")]
-    Nft(#[from] NftError),
-    #[error("the nftables worker stopped: {0}")]
+    #[error("the nftables queue is full: the decision is dropped")]
+    QueueFull,
+    #[error("the nftables thread could not start: {0}")]
     Worker(String),
 }
 
@@ -39,17 +38,19 @@ pub enum Enforced {
 
 /// The enforcers and the reporter the daemon was configured with.
 pub struct Dispatch {
-    nft: Option<Arc<Mutex<NftEnforcer>>>,
+    /// The enforcer until its thread starts (at the first use, once the
+    /// metrics are known).
+    nft_idle: Option<NftEnforcer>,
+    nft: Option<NftWorker>,
     kube: Option<Arc<KubeEnforcer>>,
     hooks: Arc<Hooks>,
     reporter: ReporterHandle,
     node: String,
     /// Names the endpoints of every action's evidence, when on.
     identity: Attribution,
-    /// `osprey_respond_actions_total`, for results of background calls.
-    results: Option<IntCounterVec>,
-    reconcile_every: Duration,
-    last_reconcile: Option<Instant>,
+    /// Where enforcers count their results, retries and what is active.
+    metrics: Option<EnforceMetrics>,
+    retry: RetryPolicy,
 }
 
 impl Default for Dispatch {
@@ -60,19 +61,16 @@ impl Default for Dispatch {
 
 impl Dispatch {
     pub fn new(nft: Option<NftEnforcer>) -> Dispatch {
-        let reconcile_every = nft.as_ref().map_or(Duration::from_secs(5), |n| {
-            Duration::from_secs(n.config().reconcile_interval_secs.max(1))
-        });
         Dispatch {
-            nft: nft.map(|n| Arc::new(Mutex::new(n))),
+            nft_idle: nft,
+            nft: None,
             kube: None,
             hooks: Arc::new(Hooks::none()),
             reporter: ReporterHandle::disabled(),
             node: String::new(),
             identity: Attribution::off(),
-            results: None,
-            reconcile_every,
-            last_reconcile: None,
+            metrics: None,
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -111,10 +109,32 @@ impl Dispatch {
         }
     }
 
-    /// Where background calls count their result (kind, result).
-    pub fn with_results(mut self, actions: IntCounterVec) -> Dispatch {
-        self.results = Some(actions);
+    /// Where enforcers count their results (kind, result), retries and
+    /// active and pending actions.
+    pub fn with_metrics(mut self, metrics: EnforceMetrics) -> Dispatch {
+        self.metrics = Some(metrics);
         self
+    }
+
+    /// How failed enforcement is retried until its TTL ends.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Dispatch {
+        self.retry = retry;
+        self
+    }
+
+    /// Whether nftables enforcement is configured.
+    pub fn has_nft(&self) -> bool {
+        self.nft.is_some() || self.nft_idle.is_some()
+    }
+
+    /// The nft thread, started on first use.
+    pub fn nft(&mut self) -> Result<Option<&NftWorker>, DispatchError> {
+        if let Some(n) = self.nft_idle.take() {
+            let w = NftWorker::spawn(n, self.retry, self.metrics.clone())
+                .map_err(|e| DispatchError::Worker(e.to_string()))?;
+            self.nft = Some(w);
+        }
+        Ok(self.nft.as_ref())
     }
 
     pub async fn enforce(&mut self, a: &Action) -> Result<Enforced, DispatchError> {
@@ -123,19 +143,13 @@ impl Dispatch {
             ActionKind::Block | ActionKind::RateLimit(_) => {
                 self.block_pod_side(a);
                 let nft = self
-                    .nft
-                    .clone()
+                    .nft()?
                     .ok_or(DispatchError::NoEnforcer(a.kind.name()))?;
-                let a = a.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut n = nft
-                        .lock()
-                        .map_err(|e| DispatchError::Worker(e.to_string()))?;
-                    n.apply(&a).map_err(DispatchError::from)
-                })
-                .await
-                .map_err(|e| DispatchError::Worker(e.to_string()))??;
-                Ok(Enforced::Done)
+                if nft.submit(a) {
+                    Ok(Enforced::Started)
+                } else {
+                    Err(DispatchError::QueueFull)
+                }
             }
             ActionKind::QuarantinePod => {
                 let kube = self
@@ -143,10 +157,14 @@ impl Dispatch {
                     .clone()
                     .ok_or(DispatchError::NoEnforcer(a.kind.name()))?;
                 let a = a.clone();
-                let results = self.results.clone();
+                let (metrics, retry) = (self.metrics.clone(), self.retry);
                 tokio::spawn(async move {
-                    let r = kube.quarantine(&a).await;
-                    finish(&results, &a, r.map(|_| ()).map_err(|e| e.to_string()));
+                    let until = deadline(&a);
+                    let r = retry_until(retry, until, metrics.as_ref(), "quarantine_pod", || {
+                        kube.quarantine(&a)
+                    })
+                    .await;
+                    finish(&metrics, &a, r.map(|_| ()).map_err(|e| e.to_string()));
                 });
                 Ok(Enforced::Started)
             }
@@ -157,10 +175,14 @@ impl Dispatch {
                 let hooks = self.hooks.clone();
                 let hook = hook.clone();
                 let a = a.clone();
-                let results = self.results.clone();
+                let (metrics, retry) = (self.metrics.clone(), self.retry);
                 tokio::spawn(async move {
-                    let r = hooks.send(&hook, &a).await;
-                    finish(&results, &a, r.map_err(|e| e.to_string()));
+                    let until = deadline(&a);
+                    let r = retry_until(retry, until, metrics.as_ref(), "hook", || {
+                        hooks.send(&hook, &a)
+                    })
+                    .await;
+                    finish(&metrics, &a, r.map_err(|e| e.to_string()));
                 });
                 Ok(Enforced::Started)
             }
@@ -194,34 +216,45 @@ impl Dispatch {
         }
     }
 
-    /// Once a second: re-creates osprey's nft state if someone removed it.
-    pub async fn housekeeping(&mut self) {
-        let Some(nft) = self.nft.clone() else { return };
-        let now = Instant::now();
-        if self
-            .last_reconcile
-            .is_some_and(|t| now.duration_since(t) < self.reconcile_every)
-        {
-            return;
-        }
-        self.last_reconcile = Some(now);
-        let r = tokio::task::spawn_blocking(move || match nft.lock() {
-            Ok(mut n) => n.reconcile().map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        })
-        .await;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "nftables reconcile failed"),
-            Err(e) => tracing::error!(error = %e, "nftables reconcile worker failed"),
+    /// Lifts `net` from the Kubernetes enforcer's policies (a pod's
+    /// quarantine, pod-side blocks); `None` without that enforcer. Bounded
+    /// in time: the API server may be down, and the responder waits.
+    pub async fn lift_kube(&self, net: ipnet::IpNet) -> Option<Result<Vec<String>, String>> {
+        let kube = self.kube.as_ref()?;
+        Some(
+            match tokio::time::timeout(std::time::Duration::from_secs(15), kube.lift(net)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("the API server did not answer within 15 s".into()),
+            },
+        )
+    }
+
+    /// Tells the platform an operator lifted decisions.
+    pub fn report_lift(&mut self, ts: f64, body: crate::report::platform::LiftBody) {
+        if self.reporter.enabled() {
+            self.reporter.submit(&Event::lift(&self.node, ts, body));
         }
     }
 
-    pub async fn shutdown(&mut self) {}
+    /// Once a second. The nft thread reconciles on its own clock; this
+    /// only makes sure it has started, so a table adopted from an earlier
+    /// run is checked even before the first decision.
+    pub async fn housekeeping(&mut self) {
+        if let Err(e) = self.nft() {
+            tracing::error!(error = %e, "nftables enforcement is not running");
+        }
+    }
+
+    /// Stops the nft thread (the queue's decisions are applied first).
+    pub async fn shutdown(&mut self) {
+        if let Some(w) = self.nft.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(w)).await;
+        }
+    }
 }
 
 /// Counts and logs the end of a background enforcement call.
-fn finish(results: &Option<IntCounterVec>, a: &Action, r: Result<(), String>) {
+fn finish(metrics: &Option<EnforceMetrics>, a: &Action, r: Result<(), String>) {
     let result = match &r {
         Ok(()) => "enforced",
         Err(e) => {
@@ -229,7 +262,38 @@ fn finish(results: &Option<IntCounterVec>, a: &Action, r: Result<(), String>) {
             "failed"
         }
     };
-    if let Some(c) = results {
-        c.with_label_values(&[a.kind.name(), result]).inc();
+    if let Some(m) = metrics {
+        m.result(a.kind.name(), result);
+    }
+}
+
+impl Transient for HookError {
+    /// A webhook that answered 4xx refuses the same payload again, and a
+    /// hook osprey cannot encode for stays so; a network failure, a 5xx, a
+    /// timeout or a program that failed may pass later.
+    fn transient(&self) -> bool {
+        match self {
+            HookError::Status { status, .. } => *status >= 500 || *status == 429,
+            HookError::Http { .. }
+            | HookError::Io { .. }
+            | HookError::Timeout { .. }
+            | HookError::Exit { .. } => true,
+            HookError::Config { .. } | HookError::Unknown(_) | HookError::Encode { .. } => false,
+        }
+    }
+}
+
+impl Transient for KubeError {
+    /// The API server's trouble and a pod watch still listing pass; a
+    /// refused object, a namespace that has not opted in or an unknown
+    /// pod stay so.
+    fn transient(&self) -> bool {
+        match self {
+            KubeError::Api { source, .. } | KubeError::Client(source) => {
+                super::kube::retryable(source)
+            }
+            KubeError::NotSynced | KubeError::NoPodWatch => true,
+            _ => false,
+        }
     }
 }

@@ -12,8 +12,10 @@
 
 pub mod action;
 pub mod admit;
+pub mod control;
 pub mod decide;
 pub mod dispatch;
+pub mod enforce;
 pub mod hook;
 pub mod kube;
 pub mod nft;

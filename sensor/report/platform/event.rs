@@ -36,6 +36,20 @@ pub enum EventBody {
     /// A decision of the responder (which may itself be an `alert` action);
     /// boxed because it is several times the size of an alert's fields.
     Action(Box<Action>),
+    /// An operator lifted decisions (`osprey decisions delete`).
+    Lift(Box<LiftBody>),
+}
+
+/// What an operator lifted, and why if they said.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiftBody {
+    /// The address or range asked for.
+    pub target: ipnet::IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The decisions that were in force and are lifted (may be empty: a
+    /// lift also stops new decisions on old evidence).
+    pub lifted: Vec<crate::respond::control::Decision>,
 }
 
 impl EventBody {
@@ -44,6 +58,7 @@ impl EventBody {
         match self {
             EventBody::Alert(_) => "alert",
             EventBody::Action(_) => "action",
+            EventBody::Lift(_) => "lift",
         }
     }
 }
@@ -143,6 +158,17 @@ impl Event {
 
     pub fn kind(&self) -> &'static str {
         self.body.kind()
+    }
+
+    /// A lift at `ts`; one per request (the time tells two apart).
+    pub fn lift(node: &str, ts: f64, body: LiftBody) -> Event {
+        let micros = (ts * 1e6).round() as i64;
+        Event {
+            key: format!("lift:{node}:{}:{micros}", body.target),
+            ts,
+            node: node.to_owned(),
+            body: EventBody::Lift(Box::new(body)),
+        }
     }
 }
 

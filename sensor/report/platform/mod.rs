@@ -21,7 +21,8 @@ use prometheus::Registry;
 pub use config::PlatformConfig;
 pub use deliver::ReporterTask;
 pub use event::{
-    AlertBody, Event, EventBody, Heartbeat, HeartbeatHealth, ModelRef, SensorInfo, VerdictSummary,
+    AlertBody, Event, EventBody, Heartbeat, HeartbeatHealth, LiftBody, ModelRef, SensorInfo,
+    VerdictSummary,
 };
 
 use metrics::PlatformMetrics;

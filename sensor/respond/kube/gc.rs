@@ -79,6 +79,70 @@ impl Inner {
         }
     }
 
+    /// Lifts what this node's policies enforce on `net`: the quarantine
+    /// of the pod that has the address, and `net`'s ranges (and ranges
+    /// overlapping it) in block policies. Returns one line per policy
+    /// changed (`quarantine ns/pod`, `block ns/policy`).
+    pub(crate) async fn lift(&self, net: ipnet::IpNet) -> Result<Vec<String>, KubeError> {
+        let api: Api<NetworkPolicy> = Api::all(self.client.clone());
+        let lp = self.own_policies();
+        let _guard = self.block_lock.lock().await;
+        let list = self
+            .retry
+            .run(&self.metrics, "list_policies", "list", || api.list(&lp))
+            .await
+            .map_err(KubeError::api("list_policies"))?;
+        let pod = (net.prefix_len() == net.max_prefix_len())
+            .then(|| self.pod_for(net.addr()))
+            .flatten();
+        let mut lifted = Vec::new();
+        let mut removed = Vec::new();
+        for np in list.items {
+            let (Some(ns), Some(name)) = (np.metadata.namespace.clone(), np.metadata.name.clone())
+            else {
+                continue;
+            };
+            match policy::label(&np, policy::LABEL_KIND) {
+                Some(policy::KIND_QUARANTINE) => {
+                    let of_pod = pod.as_ref().is_some_and(|p| {
+                        p.namespace == ns
+                            && policy::annotation(&np, policy::ANN_POD) == Some(p.name.as_str())
+                    });
+                    if of_pod {
+                        self.remove(&np, &ns, &name).await?;
+                        removed.push((ns.clone(), name.clone()));
+                        let pod_name = policy::annotation(&np, policy::ANN_POD).unwrap_or("");
+                        lifted.push(format!("quarantine {ns}/{pod_name}"));
+                    }
+                }
+                Some(policy::KIND_BLOCK) => {
+                    let mut blocked = policy::blocked_of(&np);
+                    let before = blocked.len();
+                    blocked.retain(|n, _| !(n.contains(&net) || net.contains(n)));
+                    if blocked.len() == before {
+                        continue;
+                    }
+                    if blocked.is_empty() {
+                        self.remove(&np, &ns, &name).await?;
+                        removed.push((ns.clone(), name.clone()));
+                    } else {
+                        self.shrink(&np, &ns, blocked).await?;
+                    }
+                    lifted.push(format!("block {ns}/{name}"));
+                }
+                _ => {}
+            }
+        }
+        if !removed.is_empty() {
+            self.set_active(|a| {
+                for r in &removed {
+                    a.remove(r);
+                }
+            });
+        }
+        Ok(lifted)
+    }
+
     async fn remove(&self, np: &NetworkPolicy, ns: &str, name: &str) -> Result<(), KubeError> {
         if policy::label(np, policy::LABEL_KIND) == Some(policy::KIND_QUARANTINE) {
             if let Some(pod) = policy::annotation(np, policy::ANN_POD) {
@@ -98,7 +162,7 @@ impl Inner {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(KubeError::api("delete_policy")(e)),
         }
-        tracing::info!(namespace = %ns, policy = %name, "expired network policy deleted");
+        tracing::info!(namespace = %ns, policy = %name, "network policy deleted");
         Ok(())
     }
 

@@ -15,8 +15,12 @@ mod metrics;
 mod policy;
 mod retry;
 
+pub(crate) use retry::retryable;
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 use std::sync::{Arc, Mutex};
 
 use kube::api::ListParams;
@@ -150,6 +154,12 @@ impl KubeEnforcer {
         dst_pod_ip: IpAddr,
     ) -> Result<Outcome, KubeError> {
         self.inner.block(action, dst_pod_ip).await
+    }
+
+    /// Lifts the quarantine of the pod at `net` (a single address) and
+    /// `net` from this node's block policies (`osprey decisions delete`).
+    pub async fn lift(&self, net: IpNet) -> Result<Vec<String>, KubeError> {
+        self.inner.lift(net).await
     }
 
     /// Removes this node's policies whose time is up (and quarantine

@@ -76,7 +76,7 @@ fn classify<T>(res: &Result<T, kube::Error>) -> &'static str {
 
 /// Server-side trouble, throttling and broken connections pass; a request
 /// the server refused (bad object, forbidden) fails the same way again.
-fn retryable(e: &kube::Error) -> bool {
+pub(crate) fn retryable(e: &kube::Error) -> bool {
     match e {
         kube::Error::Api(s) => s.code >= 500 || s.code == 429 || s.code == 409,
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,

@@ -45,6 +45,9 @@ pub struct NftConfig {
     /// Pause before the first retry, doubled for each further one: short,
     /// because the caller waits for enforcement.
     pub retry_backoff_ms: u64,
+    /// The longest one nft call may take before it is killed and counted
+    /// as failed (the enforcer then retries the decision with backoff).
+    pub call_timeout_ms: u64,
 }
 
 impl Default for NftConfig {
@@ -63,6 +66,7 @@ impl Default for NftConfig {
             meter_timeout_secs: 60,
             retries: 2,
             retry_backoff_ms: 50,
+            call_timeout_ms: 5_000,
         }
     }
 }

@@ -22,6 +22,12 @@ pub enum NftError {
     /// nft ran and failed for another reason.
     #[error("nft {op} failed: {stderr}")]
     Failed { op: &'static str, stderr: String },
+    /// nft did not finish in time and was killed.
+    #[error("nft {op} did not finish within {after:?} and was killed")]
+    Timeout {
+        op: &'static str,
+        after: std::time::Duration,
+    },
     /// nft's output could not be read.
     #[error("nft {op}: unreadable output: {detail}")]
     Output { op: &'static str, detail: String },

@@ -7,10 +7,10 @@
 //! (success for a removal) from a refused one. The JSON itself is the
 //! `nftables` crate's schema.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nftables::schema::Nftables;
 use tracing::{debug, warn};
@@ -25,6 +25,10 @@ pub(crate) struct Exec {
     argv: Vec<String>,
     retries: u32,
     backoff: Duration,
+    /// The longest one nft process may run before it is killed: a hung
+    /// nft (a netlink lock held elsewhere, a stuck kernel) must not hold
+    /// the enforcer, and with it every later decision, forever.
+    timeout: Duration,
     metrics: Option<NftMetrics>,
 }
 
@@ -44,6 +48,7 @@ impl Exec {
             argv,
             retries: cfg.retries,
             backoff: Duration::from_millis(cfg.retry_backoff_ms),
+            timeout: Duration::from_millis(cfg.call_timeout_ms.max(1)),
             metrics,
         }
     }
@@ -72,10 +77,10 @@ impl Exec {
                 Err(e) => {
                     // A missing object is an answer, not a fault: callers
                     // decide whether it is one.
-                    let result = if matches!(e, NftError::NotFound { .. }) {
-                        "not_found"
-                    } else {
-                        "error"
+                    let result = match e {
+                        NftError::NotFound { .. } => "not_found",
+                        NftError::Timeout { .. } => "timeout",
+                        _ => "error",
                     };
                     self.count(op, result);
                     return Err(e);
@@ -116,18 +121,36 @@ impl Exec {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(missing)?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(payload.as_bytes())
-                .map_err(|e| NftError::Failed {
-                    op,
-                    stderr: format!("writing the batch: {e}"),
-                })?;
-        }
-        let out = child.wait_with_output().map_err(|e| NftError::Failed {
+        // Both pipes are drained while nft runs (a listing of a large set
+        // fills a pipe buffer long before nft exits), and the wait is
+        // bounded: past the timeout the process is killed.
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        // Written from a thread too: a hung nft that stops reading must
+        // not block the writer past the timeout.
+        let writer = child.stdin.take().map(|mut stdin| {
+            let payload = payload.to_owned();
+            thread::spawn(move || stdin.write_all(payload.as_bytes()))
+        });
+        let status = wait_bounded(&mut child, self.timeout).map_err(|e| NftError::Failed {
             op,
             stderr: format!("waiting for nft: {e}"),
         })?;
+        let Some(status) = status else {
+            return Err(NftError::Timeout {
+                op,
+                after: self.timeout,
+            });
+        };
+        if let Some(Ok(Err(e))) = writer.map(thread::JoinHandle::join) {
+            // nft exited before reading all of the batch: its message says why.
+            debug!(op, error = %e, "nft closed its input early");
+        }
+        let out = Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        };
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         if out.status.success() {
             debug!(op, bytes = payload.len(), "nft ok");
@@ -147,5 +170,45 @@ impl Exec {
             });
         }
         Err(NftError::from_stderr(op, &program, stderr))
+    }
+}
+
+/// What a finished nft left.
+struct Output {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Reads a child's pipe to its end on a thread of its own.
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+/// Waits for `child` at most `limit`; past it, kills and reaps it and
+/// returns `None`. Polls (nft usually ends within milliseconds, so the
+/// first checks come quickly) instead of a signal handler or a helper
+/// crate: std alone cannot wait with a timeout.
+fn wait_bounded(child: &mut Child, limit: Duration) -> std::io::Result<Option<ExitStatus>> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let spent = start.elapsed();
+        if spent >= limit {
+            let _ = child.kill();
+            child.wait()?;
+            return Ok(None);
+        }
+        thread::sleep(pause.min(limit - spent));
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }

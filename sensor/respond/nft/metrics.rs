@@ -29,7 +29,7 @@ impl NftMetrics {
             operations: counter_vec(
                 r,
                 "osprey_nft_operations_total",
-                "nft invocations by operation and result (ok, retried, error).",
+                "nft invocations by operation and result (ok, retried, not_found, timeout, error).",
                 &["op", "result"],
             ),
             errors: counter_vec(

@@ -8,9 +8,11 @@
 //! `nft flush ruleset` or a firewalld reload removed. A table left by an
 //! earlier run is adopted with its elements, never recreated empty.
 //!
-//! Known limit: the sets are interval sets, which refuse an element that
-//! overlaps one already there (a host inside a blocked /24, or the /24
-//! over a blocked host): `apply` returns `NftError::Overlap` for it.
+//! The sets are interval sets, which refuse an element that overlaps one
+//! already there: a host inside a range osprey holds is already enforced
+//! (`apply` succeeds without a call), and a range over hosts osprey holds
+//! replaces them (an aggregated IPv6 prefix). An overlap with an element
+//! osprey does not know of is `NftError::Overlap`.
 
 mod config;
 mod error;
@@ -18,6 +20,7 @@ mod exec;
 mod layout;
 mod listing;
 mod metrics;
+mod worker;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -30,6 +33,7 @@ use tracing::{debug, info, warn};
 pub use config::NftConfig;
 pub use error::NftError;
 pub use metrics::NftMetrics;
+pub use worker::{NftWorker, Retrying, Snapshot};
 
 use exec::Exec;
 use layout::{check_rate, class_of, set_name, Class, Fam, Layout};
@@ -47,6 +51,16 @@ pub struct ReconcileOutcome {
     pub restored: usize,
     /// Decisions whose time was up, dropped from memory.
     pub forgotten: usize,
+}
+
+/// One decision osprey's sets hold, as `osprey decisions list` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Held {
+    pub target: IpNet,
+    /// `Block` or `RateLimit`.
+    pub kind: ActionKind,
+    /// Time left before the kernel drops the element.
+    pub left: Duration,
 }
 
 /// Live decisions osprey holds, by kind.
@@ -113,8 +127,52 @@ impl NftEnforcer {
             return Ok(());
         }
         let class = class_for(&action.kind)?;
-        let ttl = ttl_secs(action.ttl)?;
+        let mut ttl = ttl_secs(action.ttl)?;
         let net = action.target.trunc();
+        let now = Instant::now();
+        // An element of the same class that already covers the target
+        // (an aggregated IPv6 prefix, a blocked range) enforces it: adding
+        // the host would be refused as an overlap.
+        if self
+            .live
+            .iter()
+            .any(|((n, c), until)| *c == class && *n != net && *until > now && n.contains(&net))
+        {
+            debug!(target = %net, "already covered by a wider element");
+            return Ok(());
+        }
+        // Elements the new one covers go in the same transaction, and the
+        // wider element lasts as long as the longest of them.
+        let inside: Vec<IpNet> = self
+            .live
+            .iter()
+            .filter(|((n, c), until)| *c == class && *n != net && **until > now && net.contains(n))
+            .map(|((n, _), until)| {
+                let left = until.saturating_duration_since(now).as_secs();
+                ttl = ttl.max(u32::try_from(left).unwrap_or(u32::MAX));
+                *n
+            })
+            .collect();
+        // The kernel's interval sets refuse the wider element while the
+        // narrower ones are in, even when the same transaction deletes
+        // them first: they go in a transaction of their own just before
+        // (the hosts are unblocked for the milliseconds between).
+        if !inside.is_empty() {
+            let layout = Layout { cfg: &self.cfg };
+            let del = batch(
+                inside
+                    .iter()
+                    .map(|n| NfCmd::Delete(layout.element(&class, n, None)))
+                    .collect(),
+            );
+            match self.exec.run("apply", &del) {
+                Ok(_) | Err(NftError::NotFound { .. }) => {}
+                Err(e) => return Err(self.fail("apply", e)),
+            }
+            for n in &inside {
+                self.live.remove(&(*n, class));
+            }
+        }
         let result = match self
             .exec
             .run("apply", &self.element_batch(&class, &net, ttl))
@@ -154,6 +212,50 @@ impl NftEnforcer {
             Ok(_) | Err(NftError::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.fail("remove", e)),
         }
+    }
+
+    /// Lifts every decision whose range overlaps `net` (the address or
+    /// range itself, ranges inside it, and a wider range around it): what
+    /// an operator asks for when lifting an address is that it gets
+    /// through again. Returns what was lifted; an element that fails to go
+    /// is the error, and the ones before it stay lifted.
+    pub fn remove_overlapping(&mut self, net: &IpNet) -> Result<Vec<Held>, NftError> {
+        let net = net.trunc();
+        let now = Instant::now();
+        let hit: Vec<(IpNet, Class, Instant)> = self
+            .live
+            .iter()
+            .filter(|((n, _), _)| n.contains(&net) || net.contains(n))
+            .map(|((n, c), until)| (*n, *c, *until))
+            .collect();
+        let mut lifted = Vec::new();
+        for (n, class, until) in hit {
+            let kind = kind_of(&class);
+            self.remove(&n, &kind)?;
+            lifted.push(Held {
+                target: n,
+                kind,
+                left: until.saturating_duration_since(now),
+            });
+        }
+        Ok(lifted)
+    }
+
+    /// The decisions in force, longest-lasting first.
+    pub fn held(&self) -> Vec<Held> {
+        let now = Instant::now();
+        let mut v: Vec<Held> = self
+            .live
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|((n, c), until)| Held {
+                target: *n,
+                kind: kind_of(c),
+                left: until.saturating_duration_since(now),
+            })
+            .collect();
+        v.sort_by(|a, b| b.left.cmp(&a.left).then(a.target.cmp(&b.target)));
+        v
     }
 
     /// Puts back whatever of osprey's table is gone: the table, sets,
@@ -391,6 +493,13 @@ impl NftEnforcer {
 fn batch(cmds: Vec<NfCmd<'_>>) -> Nftables<'_> {
     Nftables {
         objects: cmds.into_iter().map(NfObject::CmdObject).collect(),
+    }
+}
+
+fn kind_of(class: &Class) -> ActionKind {
+    match class {
+        Class::Block => ActionKind::Block,
+        Class::Rate(rl) => ActionKind::RateLimit(*rl),
     }
 }
 

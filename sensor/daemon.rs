@@ -430,6 +430,9 @@ pub fn run(a: RunArgs) -> Result<()> {
     health.set_capture_running(false);
     reporter.set_ready(false);
     let joined = stages.join();
+    // Closes the responder's queue: it handles what is in it (each action
+    // into the spool) and ends; then the reporter's last delivery attempt.
+    drop(sink);
     io.shutdown();
     scored.context("closing the logs")?;
     joined?;
@@ -623,11 +626,18 @@ impl Reloader {
     }
 }
 
-/// The tokio runtime: the HTTP endpoints and the signal handlers.
+/// The tokio runtime: the HTTP endpoints, the signal handlers, the
+/// responder and the platform reporter.
 struct IoThread {
     handle: std::thread::JoinHandle<()>,
-    done: tokio::sync::oneshot::Sender<()>,
+    /// Set once the pipeline has ended: stops the metrics server, and the
+    /// signal loop when the pipeline ended on its own (a capture error).
+    done: tokio::sync::watch::Sender<bool>,
 }
+
+/// Longest the responder may take at shutdown to handle the proposals
+/// still queued, so a stuck enforcer cannot hold the exit.
+const RESPONDER_DRAIN: Duration = Duration::from_secs(10);
 
 impl IoThread {
     #[allow(clippy::too_many_arguments)]
@@ -651,17 +661,18 @@ impl IoThread {
                 signal(SignalKind::hangup())?,
             ))
         })?;
-        let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done, done_rx) = tokio::sync::watch::channel(false);
         let handle = std::thread::Builder::new()
             .name("osprey-io".into())
             .spawn(move || {
                 rt.block_on(async move {
+                    let mut server_done = done_rx.clone();
                     let server = tokio::spawn(osprey::metrics::serve(
                         listener,
                         metrics,
                         health.clone(),
                         async move {
-                            let _ = done_rx.await;
+                            let _ = server_done.wait_for(|&d| d).await;
                         },
                     ));
                     let (responder, proposals) = responder;
@@ -671,10 +682,12 @@ impl IoThread {
                         let _ = report_stop_rx.await;
                     }));
                     let reloader = Arc::new(reloader);
+                    let mut ended = done_rx;
                     loop {
                         tokio::select! {
                             _ = term.recv() => break,
                             _ = int.recv() => break,
+                            _ = ended.wait_for(|&d| d) => break,
                             _ = hup.recv() => {
                                 let r = reloader.clone();
                                 let _ = tokio::task::spawn_blocking(move || r.reload()).await;
@@ -689,31 +702,37 @@ impl IoThread {
                     if let Ok(Err(e)) = server.await {
                         tracing::warn!(error = %e, "metrics server failed");
                     }
-                    // Ends once the scorer has finished (its sender dropped).
-                    let _ = responding.await;
-                    // The last actions are in the spool; one last delivery
-                    // try, bounded so that exit stays within its 5 s.
-                    let _ = report_stop.send(());
-                    if tokio::time::timeout(Duration::from_secs(2), reporting)
+                    // Ends once the scorer has finished and its sender is
+                    // dropped: every proposal queued by then is handled, and
+                    // its action is in the spool.
+                    if tokio::time::timeout(RESPONDER_DRAIN, responding)
                         .await
                         .is_err()
                     {
-                        tracing::info!(
-                            "platform delivery stopped; the rest stays spooled for the next start"
+                        tracing::warn!(
+                            limit = ?RESPONDER_DRAIN,
+                            "the responder did not drain its queue in time; its last proposals are not reported"
                         );
                     }
+                    // One last delivery attempt, bounded by
+                    // platform.shutdown_delivery_ms; what it does not
+                    // deliver stays spooled for the next start.
+                    let _ = report_stop.send(());
+                    let _ = reporting.await;
                 });
             })
             .context("starting the I/O thread")?;
         Ok(IoThread { handle, done })
     }
 
+    /// Waits for the thread: the responder's drain and the reporter's last
+    /// attempt run after the pipeline ends (each bounded), and exiting
+    /// before them would lose the proposals still queued and leave the
+    /// final flush's events spooled.
     fn shutdown(self) {
-        let _ = self.done.send(());
-        // The thread returns once a stop signal came; when the pipeline
-        // ended on its own (a capture error), nothing is left to wait for.
-        if self.handle.is_finished() {
-            let _ = self.handle.join();
+        let _ = self.done.send(true);
+        if self.handle.join().is_err() {
+            tracing::error!("the I/O thread panicked");
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The platform reporter against a local test platform: delivery across a
 //! restart while the platform is down, a refused token, a redirect to a
-//! login page, and the spool cap.
+//! login page, the spool cap, a batch refused for one bad event, the cap
+//! on alert actions, and the last delivery attempt at shutdown.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,6 +19,8 @@ use axum::Router;
 use osprey::report::platform::{
     AlertBody, Event, EventBody, PlatformConfig, Reporter, ReporterHandle,
 };
+use osprey::respond::dispatch::Dispatch;
+use osprey::respond::{Action, ActionKind, Evidence};
 use prometheus::{Encoder, Registry, TextEncoder};
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -34,6 +38,13 @@ struct Received {
     redirect: bool,
     /// Requests the login page answered 200 to.
     logins: usize,
+    /// Events the platform refuses as malformed, with the status it
+    /// answers: a batch holding one is refused whole, nothing of it kept.
+    bad: HashMap<String, u16>,
+    /// Event batches answered 400 or 422.
+    refused: usize,
+    /// The kind of every event kept, in arrival order.
+    kinds: Vec<String>,
 }
 
 type Shared = Arc<Mutex<Received>>;
@@ -59,9 +70,21 @@ async fn events(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     assert!(headers.get("idempotency-key").is_some());
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["sensor"]["node"], "node-a");
-    for e in v["events"].as_array().unwrap() {
-        assert_eq!(e["kind"], "alert");
+    let events = v["events"].as_array().unwrap();
+    let refusal = events
+        .iter()
+        .find_map(|e| s.bad.get(e["key"].as_str().unwrap()).copied());
+    if let Some(status) = refusal {
+        s.refused += 1;
+        return (
+            StatusCode::from_u16(status).unwrap(),
+            "event does not match the schema",
+        )
+            .into_response();
+    }
+    for e in events {
         s.keys.push(e["key"].as_str().unwrap().to_owned());
+        s.kinds.push(e["kind"].as_str().unwrap().to_owned());
     }
     StatusCode::ACCEPTED.into_response()
 }
@@ -377,5 +400,235 @@ async fn a_full_spool_drops_the_oldest_events_and_counts_them() {
     platform.up().await;
     let got = platform.wait_for(n - dropped).await;
     assert_eq!(got, keys(dropped..n));
+    r.stop().await;
+}
+
+/// Captures the log lines of one test (the current thread's subscriber).
+fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+    let logs = Logs::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+async fn wait_pending(r: &Running, n: u64) {
+    for _ in 0..300 {
+        if r.handle.pending() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(r.handle.pending(), n);
+}
+
+#[tokio::test]
+async fn a_refused_batch_is_split_until_the_bad_events_are_isolated() {
+    // Before: a 400 or 422 dropped the whole batch, 98 good events with
+    // the 2 bad ones.
+    let (logs, _guard) = capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut platform = Platform::down();
+    {
+        let mut s = platform.state.lock().unwrap();
+        s.bad.insert(event(13).key, 400);
+        s.bad.insert(event(77).key, 422);
+    }
+    platform.up().await;
+    let cfg = PlatformConfig {
+        batch_max_wait_ms: 200,
+        ..config(&platform, dir.path())
+    };
+    let r = start(&cfg);
+    for i in 0..100 {
+        r.handle.submit(&event(i));
+    }
+    let want: Vec<String> = keys(0..100)
+        .into_iter()
+        .filter(|k| *k != event(13).key && *k != event(77).key)
+        .collect();
+    let got = platform.wait_for(98).await;
+    wait_pending(&r, 0).await;
+    // Every good event once, in order, under its own key.
+    assert_eq!(got, want);
+    let refused = platform.state.lock().unwrap().refused;
+    assert!(
+        refused <= 2 * 2 * 7,
+        "{refused} refusals to isolate two bad events in 100"
+    );
+    assert_eq!(
+        r.metric(
+            "osprey_platform_events_rejected_total",
+            Some(("reason", "malformed"))
+        ),
+        1.0
+    );
+    assert_eq!(
+        r.metric(
+            "osprey_platform_events_rejected_total",
+            Some(("reason", "unprocessable"))
+        ),
+        1.0
+    );
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    for bad in [event(13).key, event(77).key] {
+        assert!(
+            text.lines().any(|l| l.contains("WARN")
+                && l.contains("platform refused an event")
+                && l.contains(&bad)),
+            "no warning names {bad}:\n{text}"
+        );
+    }
+    // The queue is not blocked: later events go through.
+    for i in 100..110 {
+        r.handle.submit(&event(i));
+    }
+    let got = platform.wait_for(108).await;
+    assert_eq!(&got[98..], &keys(100..110)[..]);
+    r.stop().await;
+}
+
+fn action(i: usize, kind: ActionKind) -> Action {
+    Action {
+        id: format!("act-{}-{i}", kind.name()),
+        ts: 1_700_000_000.0 + i as f64,
+        rule: "flood".into(),
+        kind,
+        target: format!("198.18.{}.{}/32", i / 250, i % 250 + 1)
+            .parse()
+            .unwrap(),
+        ttl: Duration::from_secs(60),
+        enforce: false,
+        softened: Some("circuit breaker for rate_limit open".into()),
+        evidence: Evidence {
+            uid: format!("C{i}"),
+            interim: true,
+            model: None,
+            label: None,
+            score: None,
+            probability: None,
+            orig_h: "198.18.0.9".parse().unwrap(),
+            orig_p: 40000,
+            resp_h: "198.18.0.1".parse().unwrap(),
+            resp_p: 80,
+            proto: "tcp".into(),
+            service: None,
+            conn_state: "S0".into(),
+            history: Some("S".into()),
+            facts: None,
+            identity: None,
+        },
+    }
+}
+
+#[tokio::test]
+async fn alert_actions_are_capped_like_alerts_and_enforcing_ones_are_not() {
+    // Before: every action event went to the spool, so a flood's sources
+    // (one alert action each once a breaker opened) flushed it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut platform = Platform::down();
+    platform.up().await;
+    let cfg = PlatformConfig {
+        max_actions_per_sec: 10,
+        ..config(&platform, dir.path())
+    };
+    let r = start(&cfg);
+    let mut dispatch = Dispatch::default().with_reporter(r.handle.clone(), "node-a");
+    for i in 0..200 {
+        dispatch.report(&action(i, ActionKind::Alert));
+    }
+    for i in 0..20 {
+        dispatch.report(&action(i, ActionKind::Block));
+    }
+    let suppressed = r.metric("osprey_platform_actions_suppressed_total", None) as usize;
+    let sent = 200 - suppressed;
+    // The burst (10), and what refilled while the loop ran.
+    assert!((10..=12).contains(&sent), "{sent} alert actions sent");
+    assert_eq!(
+        r.metric("osprey_platform_events_total", Some(("kind", "action"))) as usize,
+        sent + 20
+    );
+    platform.wait_for(sent + 20).await;
+    wait_pending(&r, 0).await;
+    let (keys, kinds) = {
+        let s = platform.state.lock().unwrap();
+        (s.keys.clone(), s.kinds.clone())
+    };
+    let blocks = keys.iter().filter(|k| k.starts_with("act-block-")).count();
+    assert_eq!(blocks, 20, "every block is reported");
+    assert!(kinds.iter().all(|k| k == "action"));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_delivers_what_is_spooled_before_it_returns() {
+    // Before: the task broke out of its loop at once, and events waiting
+    // for their batch to fill stayed spooled until the next start.
+    let dir = tempfile::tempdir().unwrap();
+    let mut platform = Platform::down();
+    platform.up().await;
+    let cfg = PlatformConfig {
+        // Batches wait a minute to fill: only the last attempt sends them.
+        batch_events: 500,
+        batch_max_wait_ms: 60_000,
+        ..config(&platform, dir.path())
+    };
+    let r = start(&cfg);
+    for i in 0..1200 {
+        r.handle.submit(&event(i));
+    }
+    // Two full batches go at once; the rest waits for its batch to fill.
+    platform.wait_for(1000).await;
+    assert_eq!(platform.keys().len(), 1000);
+    let handle = r.handle.clone();
+    let t0 = std::time::Instant::now();
+    r.stop().await;
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(platform.keys(), keys(0..1200));
+    assert_eq!(handle.pending(), 0);
+}
+
+#[tokio::test]
+async fn a_platform_that_never_answers_cannot_hold_the_stop() {
+    // Accepts connections, never answers: the last attempt is bounded by
+    // shutdown_delivery_ms, not the request timeout, and nothing is lost.
+    let dir = tempfile::tempdir().unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            held.push(c);
+        }
+    });
+    let cfg = PlatformConfig {
+        url: Some(format!("http://{addr}")),
+        timeout_secs: 30,
+        batch_max_wait_ms: 60_000,
+        shutdown_delivery_ms: 300,
+        ..config(&Platform::down(), dir.path())
+    };
+    let r = start(&cfg);
+    for i in 0..10 {
+        r.handle.submit(&event(i));
+    }
+    let handle = r.handle.clone();
+    let t0 = std::time::Instant::now();
+    r.stop().await;
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(handle.pending(), 10, "undelivered events stay spooled");
+    drop(handle);
+    hold.abort();
+    // They are delivered by the next start.
+    let mut platform = Platform::down();
+    platform.up().await;
+    let r = start(&config(&platform, dir.path()));
+    assert_eq!(platform.wait_for(10).await, keys(0..10));
     r.stop().await;
 }

@@ -209,9 +209,10 @@ impl Dispatch {
         });
     }
 
-    /// Tells the platform (never blocks: the reporter spools).
+    /// Tells the platform (never blocks: the reporter spools), within the
+    /// reporter's cap on alert actions.
     pub fn report(&mut self, a: &Action) {
-        if self.reporter.enabled() {
+        if self.reporter.action_allowed(a) {
             self.reporter.submit(&Event::action(&self.node, a));
         }
     }

@@ -53,8 +53,22 @@ pub struct PlatformConfig {
     /// beyond it alerts are counted, not sent. A flood flags every one of
     /// its connections: alerts.log keeps them all, the platform gets a
     /// sample and the flood's actions, and the spool is not flushed out
-    /// by one attack. Actions are never limited here.
+    /// by one attack. Actions have their own cap, `max_actions_per_sec`.
     pub max_alerts_per_sec: u32,
+    /// Alert actions per second sent to the platform (burst: as many);
+    /// beyond it they are counted, not sent (the action log keeps them).
+    /// A flood from many forged sources turns, once a circuit breaker
+    /// opens, into one alert action per source: without a cap they would
+    /// flush the spool as alerts would. Actions that enforce (block, rate
+    /// limit, quarantine, hook; in dry run too) are always sent: the
+    /// breakers already bound them per minute, and the platform must know
+    /// every enforcement in force.
+    pub max_actions_per_sec: u32,
+    /// At shutdown, the longest the last delivery attempt may take: the
+    /// events of the final flush are sent before exit when the platform is
+    /// up, and a platform that is down or slow cannot hold the exit (what
+    /// is not delivered stays spooled). 0: no last attempt.
+    pub shutdown_delivery_ms: u64,
     /// How often appended events are fsynced: a power loss loses at most
     /// this much; a process crash loses nothing either way.
     pub sync_interval_ms: u64,
@@ -77,6 +91,8 @@ impl Default for PlatformConfig {
             backoff_max_secs: 60,
             heartbeat_interval_secs: 60,
             max_alerts_per_sec: 100,
+            max_actions_per_sec: 100,
+            shutdown_delivery_ms: 2000,
             sync_interval_ms: 1000,
         }
     }
@@ -123,6 +139,7 @@ impl PlatformConfig {
             ("heartbeat_interval_secs", self.heartbeat_interval_secs),
             ("sync_interval_ms", self.sync_interval_ms),
             ("max_alerts_per_sec", u64::from(self.max_alerts_per_sec)),
+            ("max_actions_per_sec", u64::from(self.max_actions_per_sec)),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be positive"));

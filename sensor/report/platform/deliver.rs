@@ -8,18 +8,25 @@
 //!   again, and the batch is retried every `backoff_max_secs`: events stay
 //!   spooled until someone fixes the Secret.
 //! - 429: retried after `Retry-After` (seconds) or the backoff.
-//! - 413: the batch is halved and retried; a single event too large for the
-//!   platform is dropped as for 400.
 //! - 400/422: the platform says the payload is malformed. Retrying the
-//!   same bytes can only fail again and would block every later event, so
-//!   the batch is dropped, logged at error level with the platform's
-//!   answer, and counted as `rejected`.
+//!   same bytes can only fail again and would block every later event,
+//!   while dropping the batch would lose every good event in it with the
+//!   bad one. So the batch is split in halves, sent in order, and a
+//!   refused half is split again: the good events are delivered (each
+//!   once: a delivered part is acknowledged and never sent again, under
+//!   its unchanged event keys) and an event refused on its own is
+//!   dropped, counted in `osprey_platform_events_rejected_total{reason}`
+//!   and logged with its key. One bad event costs about 2·log2(batch)
+//!   requests and never blocks the queue.
+//! - 413: the same split (and later batches are read at half the size);
+//!   a single event still too large is dropped as for 400.
 //! - anything else (404 included: a misrouted gateway heals), connection
 //!   errors and timeouts: retried with exponential backoff and full jitter.
 //!
 //! Spool reads happen on the runtime thread: a batch is at most
 //! `batch_events` lines from a file the page cache just saw written.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, PoisonError};
@@ -28,7 +35,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::backoff::Backoff;
 use super::event::{Heartbeat, HeartbeatHealth, SensorInfo};
@@ -60,7 +67,12 @@ struct Deliverer {
     batch_max_wait: Duration,
     heartbeat_interval: Duration,
     sync_interval: Duration,
-    inflight: Option<Batch>,
+    shutdown_delivery: Duration,
+    /// What is being delivered, oldest first: the batch read from the
+    /// spool, or the parts a rejection split it into. The front is sent
+    /// and removed only once answered, so a delivery abandoned at
+    /// shutdown leaves it in place (and in the spool).
+    inflight: VecDeque<Batch>,
     pos: Option<ReadPos>,
     reachable: bool,
 }
@@ -116,15 +128,23 @@ impl ReporterTask {
                 batch_max_wait: Duration::from_millis(cfg.batch_max_wait_ms),
                 heartbeat_interval: Duration::from_secs(cfg.heartbeat_interval_secs),
                 sync_interval: Duration::from_millis(cfg.sync_interval_ms),
-                inflight: None,
+                shutdown_delivery: Duration::from_millis(cfg.shutdown_delivery_ms),
+                inflight: VecDeque::new(),
                 pos: None,
                 reachable: true,
             }),
         })
     }
 
-    /// Delivers until `shutdown` resolves (a request in flight is
-    /// abandoned: its events stay spooled), then fsyncs the spool.
+    /// Delivers until `shutdown` resolves, then makes one last attempt:
+    /// everything spooled by then is sent at once (no batch wait, no
+    /// backoff) until the spool is empty, a batch is not acknowledged, or
+    /// `platform.shutdown_delivery_ms` has passed; whatever is not
+    /// delivered stays spooled for the next start. Then fsyncs the spool.
+    ///
+    /// The daemon resolves `shutdown` once the responder has drained its
+    /// queue into the spool, so the last attempt covers the actions and
+    /// alerts of the final flush.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Some(mut d) = self.inner else {
             return;
@@ -164,6 +184,7 @@ impl ReporterTask {
                 () = d.shared.spool.notified() => {}
             }
         }
+        d.last_attempt().await;
         d.shared.spool.sync();
         debug!("platform reporter stopped");
     }
@@ -177,7 +198,7 @@ impl Deliverer {
         waiting_since: &mut Option<Instant>,
     ) -> Option<Instant> {
         let pending = self.shared.spool.pending();
-        if self.inflight.is_none() && pending == 0 {
+        if self.inflight.is_empty() && pending == 0 {
             *waiting_since = None;
             return None;
         }
@@ -185,17 +206,52 @@ impl Deliverer {
             return Some(at);
         }
         let now = Instant::now();
-        if self.inflight.is_some() || pending >= self.batch_limit as u64 {
+        if !self.inflight.is_empty() || pending >= self.batch_limit as u64 {
             return Some(now);
         }
         Some(*waiting_since.get_or_insert(now) + self.batch_max_wait)
     }
 
-    /// One POST of one batch; returns when to try again, if it must.
+    /// The shutdown's delivery: batches back to back while each is
+    /// acknowledged (or split), bounded by `shutdown_delivery`. A request
+    /// still in flight at the bound is abandoned; its events stay spooled.
+    async fn last_attempt(&mut self) {
+        let pending = self.shared.spool.pending();
+        if pending == 0 && self.inflight.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + self.shutdown_delivery;
+        let drained = tokio::time::timeout_at(deadline, async {
+            while !self.inflight.is_empty() || self.shared.spool.pending() > 0 {
+                if self.deliver_once().await.is_some() {
+                    // Not acknowledged: no retry at shutdown.
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+        .unwrap_or(false);
+        let left = self.shared.spool.pending();
+        if drained {
+            info!(
+                events = pending,
+                "platform: spooled events delivered before exit"
+            );
+        } else {
+            info!(
+                delivered = pending.saturating_sub(left),
+                left,
+                "platform: last delivery attempt at shutdown ended; the rest stays spooled for the next start"
+            );
+        }
+    }
+
+    /// One POST of one batch (or of a part of a split one); returns when
+    /// to try again, if it must (`None`: go on at once with what is next).
     async fn deliver_once(&mut self) -> Option<Instant> {
-        let batch = match self.inflight.take() {
-            Some(b) => b,
-            None => match self
+        if self.inflight.is_empty() {
+            let batch = match self
                 .shared
                 .spool
                 .read_batch(self.batch_limit, &mut self.pos)
@@ -206,17 +262,24 @@ impl Deliverer {
                     self.pos = None;
                     return Some(Instant::now() + self.backoff.next_delay());
                 }
-            },
+            };
+            if batch.end == batch.first {
+                // Nothing readable although events are pending: do not spin.
+                return Some(Instant::now() + self.backoff.next_delay());
+            }
+            if batch.lines.is_empty() {
+                self.ack(batch.end);
+                return None;
+            }
+            self.inflight.push_back(batch);
+        }
+        let request = match self.inflight.front().map(|b| self.request(b)) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return Some(Instant::now() + self.retry(e)),
+            None => return None,
         };
-        if batch.end == batch.first {
-            // Nothing readable although events are pending: do not spin.
-            return Some(Instant::now() + self.backoff.next_delay());
-        }
-        if batch.lines.is_empty() {
-            self.ack(batch.end);
-            return None;
-        }
-        let outcome = self.post(&batch).await;
+        let outcome = self.post(request).await;
+        let batch = self.inflight.pop_front()?;
         let m = &self.shared.metrics;
         match outcome {
             Outcome::Ok => {
@@ -228,62 +291,98 @@ impl Deliverer {
                     self.reachable = true;
                     info!("platform reachable again; delivering spooled events");
                 }
-                self.batch_limit = self.batch_events.min(self.batch_limit.saturating_mul(2));
+                if self.inflight.is_empty() {
+                    self.batch_limit = self.batch_events.min(self.batch_limit.saturating_mul(2));
+                }
                 self.ack(batch.end);
                 None
             }
-            Outcome::TooLarge if batch.lines.len() > 1 => {
-                m.deliveries.with_label_values(&["retry"]).inc();
-                self.batch_limit = (batch.lines.len() / 2).max(1);
-                self.pos = None;
-                warn!(
-                    events = batch.lines.len(),
-                    "platform: batch too large (413); halving it"
-                );
-                Some(Instant::now())
-            }
             Outcome::TooLarge | Outcome::Rejected(..) => {
+                m.deliveries.with_label_values(&["rejected"]).inc();
+                self.backoff.reset();
                 let (status, answer) = match outcome {
                     Outcome::Rejected(s, a) => (s, a),
                     _ => (413, String::new()),
                 };
-                m.deliveries.with_label_values(&["rejected"]).inc();
-                error!(
-                    status,
-                    first = batch.first,
-                    events = batch.lines.len(),
-                    answer = %answer,
-                    "platform rejected an events batch as malformed; dropped it so later events are not held up"
-                );
-                self.backoff.reset();
-                self.ack(batch.end);
+                if status == 413 {
+                    self.batch_limit = (batch.lines.len() / 2).max(1);
+                }
+                self.refused(batch, status, &answer);
                 None
             }
             Outcome::Auth(status) => {
                 m.deliveries.with_label_values(&["retry"]).inc();
                 self.token.rejected(status);
                 m.token_rejected.set(1);
-                self.inflight = Some(batch);
+                self.inflight.push_front(batch);
                 Some(Instant::now() + self.auth_retry)
             }
             Outcome::RetryAfter(after) => {
                 m.deliveries.with_label_values(&["retry"]).inc();
-                self.inflight = Some(batch);
+                self.inflight.push_front(batch);
                 let wait = after.unwrap_or_else(|| self.backoff.next_delay());
                 debug!(?wait, "platform asks to slow down (429)");
                 Some(Instant::now() + wait)
             }
             Outcome::Retry(reason) => {
                 m.deliveries.with_label_values(&["retry"]).inc();
-                self.inflight = Some(batch);
-                if self.reachable {
-                    self.reachable = false;
-                    warn!(reason = %reason, url = %self.events_url,
-                        "platform unreachable; events stay spooled and are retried");
+                self.inflight.push_front(batch);
+                Some(Instant::now() + self.retry(reason))
+            }
+        }
+    }
+
+    /// The wait before a batch that failed to go through is sent again.
+    fn retry(&mut self, reason: String) -> Duration {
+        if self.reachable {
+            self.reachable = false;
+            warn!(reason = %reason, url = %self.events_url,
+                "platform unreachable; events stay spooled and are retried");
+        } else {
+            debug!(reason = %reason, "platform still unreachable");
+        }
+        self.backoff.next_delay()
+    }
+
+    /// A batch the platform refused as malformed (400/422) or too large
+    /// (413): its halves go first in line, in order; a single event is
+    /// dropped, counted and logged by its key, and the cursor passes it.
+    fn refused(&mut self, batch: Batch, status: u16, answer: &str) {
+        let events = batch.lines.len();
+        let first = batch.first;
+        let whole = !batch.part;
+        match batch.split() {
+            Ok((left, right)) => {
+                if whole {
+                    warn!(status, first, events, answer = %answer,
+                        "platform refused an events batch; splitting it to isolate the bad events");
                 } else {
-                    debug!(reason = %reason, "platform still unreachable");
+                    debug!(
+                        status,
+                        first, events, "platform refused a part of a batch; splitting it"
+                    );
                 }
-                Some(Instant::now() + self.backoff.next_delay())
+                self.inflight.push_front(right);
+                self.inflight.push_front(left);
+            }
+            Err(batch) => {
+                let reason = match status {
+                    413 => "too_large",
+                    422 => "unprocessable",
+                    _ => "malformed",
+                };
+                self.shared
+                    .metrics
+                    .events_rejected
+                    .with_label_values(&[reason])
+                    .inc();
+                let key = batch
+                    .lines
+                    .first()
+                    .map_or_else(String::new, |l| event_key(l));
+                warn!(key = %key, status, reason, seq = first, answer = %answer,
+                    "platform refused an event; dropped it so later events are not held up");
+                self.ack(batch.end);
             }
         }
     }
@@ -295,11 +394,10 @@ impl Deliverer {
         }
     }
 
-    async fn post(&mut self, batch: &Batch) -> Outcome {
-        let sensor = match serde_json::to_string(&self.sensor) {
-            Ok(s) => s,
-            Err(e) => return Outcome::Retry(e.to_string()),
-        };
+    /// The body and the batch's idempotency key (`spool_id:first-end`:
+    /// a part of a split batch has a range, so a key, of its own).
+    fn request(&self, batch: &Batch) -> Result<(String, String), String> {
+        let sensor = serde_json::to_string(&self.sensor).map_err(|e| e.to_string())?;
         let size = batch.lines.iter().map(|l| l.len() + 1).sum::<usize>();
         let mut body = String::with_capacity(size + sensor.len() + 32);
         body.push_str("{\"sensor\":");
@@ -313,6 +411,10 @@ impl Deliverer {
         }
         body.push_str("]}");
         let key = format!("{}:{}-{}", self.sensor.spool_id, batch.first, batch.end);
+        Ok((body, key))
+    }
+
+    async fn post(&mut self, (body, key): (String, String)) -> Outcome {
         let mut req = self
             .client
             .post(&self.events_url)
@@ -421,6 +523,18 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+/// The `key` of a spooled event line, for logs ("-" if it has none).
+fn event_key(line: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Keyed {
+        key: Option<String>,
+    }
+    serde_json::from_str::<Keyed>(line)
+        .ok()
+        .and_then(|k| k.key)
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 fn truncate(s: &mut String, max: usize) {

@@ -15,6 +15,8 @@ pub(crate) struct PlatformMetrics {
     pub(crate) spool_skipped: IntCounter,
     pub(crate) token_rejected: IntGauge,
     pub(crate) alerts_suppressed: IntCounter,
+    pub(crate) actions_suppressed: IntCounter,
+    pub(crate) events_rejected: IntCounterVec,
 }
 
 impl PlatformMetrics {
@@ -24,7 +26,8 @@ impl PlatformMetrics {
                 r,
                 "osprey_platform_deliveries_total",
                 "Event batches posted to the platform, by outcome (ok; retry: kept \
-                 spooled and sent again; rejected: refused as malformed and dropped).",
+                 spooled and sent again; rejected: refused as malformed or too large, \
+                 and split to isolate the events at fault).",
                 &["result"],
             ),
             heartbeats: counter_vec(
@@ -65,6 +68,20 @@ impl PlatformMetrics {
                 "osprey_platform_alerts_suppressed_total",
                 "Alerts not sent to the platform because platform.max_alerts_per_sec \
                  was reached (they are in alerts.log).",
+            ),
+            actions_suppressed: counter(
+                r,
+                "osprey_platform_actions_suppressed_total",
+                "Alert actions not sent to the platform because \
+                 platform.max_actions_per_sec was reached (they are in the action log); \
+                 actions that enforce are always sent.",
+            ),
+            events_rejected: counter_vec(
+                r,
+                "osprey_platform_events_rejected_total",
+                "Events dropped because the platform refused them on their own, by \
+                 reason (malformed: 400; unprocessable: 422; too_large: 413).",
+                &["reason"],
             ),
             token_rejected: gauge(
                 r,

@@ -25,6 +25,7 @@ pub use event::{
     VerdictSummary,
 };
 
+use crate::respond::{Action, ActionKind};
 use metrics::PlatformMetrics;
 use spool::Spool;
 
@@ -54,19 +55,21 @@ struct Shared {
     spool: Spool,
     metrics: PlatformMetrics,
     daemon: Mutex<DaemonState>,
-    alerts: Mutex<AlertBudget>,
+    alerts: Mutex<Budget>,
+    actions: Mutex<Budget>,
 }
 
-/// A token bucket for alert events: `rate` a second, up to `rate` saved.
-struct AlertBudget {
+/// A token bucket for alert and action events: `rate` a second, up to
+/// `rate` saved.
+struct Budget {
     rate: f64,
     tokens: f64,
     last: std::time::Instant,
 }
 
-impl AlertBudget {
-    fn new(rate: u32) -> AlertBudget {
-        AlertBudget {
+impl Budget {
+    fn new(rate: u32) -> Budget {
+        Budget {
             rate: f64::from(rate),
             tokens: f64::from(rate),
             last: std::time::Instant::now(),
@@ -121,7 +124,8 @@ impl Reporter {
             spool,
             metrics,
             daemon: Mutex::new(DaemonState::default()),
-            alerts: Mutex::new(AlertBudget::new(cfg.max_alerts_per_sec)),
+            alerts: Mutex::new(Budget::new(cfg.max_alerts_per_sec)),
+            actions: Mutex::new(Budget::new(cfg.max_actions_per_sec)),
         });
         let task = ReporterTask::new(cfg, url, node, Arc::clone(&shared))?;
         Ok((
@@ -177,6 +181,29 @@ impl ReporterHandle {
         ok
     }
 
+    /// Whether an action event may be sent now: actions that enforce (in
+    /// dry run too) always, alert actions within
+    /// `platform.max_actions_per_sec` (a refusal is counted). The
+    /// breakers bound enforcing actions per minute already; alert actions
+    /// are what a flood's many sources become once a breaker opens.
+    pub fn action_allowed(&self, action: &Action) -> bool {
+        let Some(s) = &self.shared else {
+            return false;
+        };
+        if action.kind != ActionKind::Alert {
+            return true;
+        }
+        let ok = s
+            .actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(std::time::Instant::now());
+        if !ok {
+            s.metrics.actions_suppressed.inc();
+        }
+        ok
+    }
+
     /// Whether reporting is on (a URL is configured).
     pub fn enabled(&self) -> bool {
         self.shared.is_some()
@@ -210,12 +237,12 @@ impl ReporterHandle {
 
 #[cfg(test)]
 mod tests {
-    use super::AlertBudget;
+    use super::Budget;
     use std::time::{Duration, Instant};
 
     #[test]
     fn the_alert_budget_allows_its_rate_and_refills() {
-        let mut b = AlertBudget::new(10);
+        let mut b = Budget::new(10);
         let t0 = b.last;
         let sent = (0..100).filter(|_| b.take(t0)).count();
         assert_eq!(sent, 10, "the burst is one second's worth");

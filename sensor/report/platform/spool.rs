@@ -80,11 +80,44 @@ struct State {
 }
 
 /// Events read for one delivery: sequence numbers `first..end`, of which
-/// `lines` are the readable ones in order.
+/// `lines` are the readable ones in order, `seqs` their sequence numbers.
+#[derive(Debug)]
 pub(crate) struct Batch {
     pub(crate) first: u64,
     pub(crate) end: u64,
     pub(crate) lines: Vec<String>,
+    pub(crate) seqs: Vec<u64>,
+    /// A part of a batch split after a rejection (not what was read).
+    pub(crate) part: bool,
+}
+
+impl Batch {
+    /// Two batches of half the lines each, covering `first..end` between
+    /// them: acknowledging the first moves the cursor to the second's
+    /// first line, so the second is never skipped, and the first is never
+    /// sent again. A batch of fewer than two lines comes back unsplit.
+    pub(crate) fn split(mut self) -> Result<(Batch, Batch), Batch> {
+        if self.lines.len() < 2 {
+            return Err(self);
+        }
+        let mid = self.lines.len() / 2;
+        let at = self.seqs[mid];
+        let right = Batch {
+            first: at,
+            end: self.end,
+            lines: self.lines.split_off(mid),
+            seqs: self.seqs.split_off(mid),
+            part: true,
+        };
+        let left = Batch {
+            first: self.first,
+            end: at,
+            lines: self.lines,
+            seqs: self.seqs,
+            part: true,
+        };
+        Ok((left, right))
+    }
 }
 
 /// Where the previous read stopped, so the next one seeks instead of
@@ -402,6 +435,7 @@ impl Spool {
             (st.acked, segs)
         };
         let mut lines = Vec::new();
+        let mut seqs = Vec::new();
         let mut seq = start;
         let mut skipped = 0;
         for s in segs {
@@ -455,6 +489,7 @@ impl Spool {
                             && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() =>
                     {
                         lines.push(text.trim_end().to_owned());
+                        seqs.push(seq - 1);
                     }
                     _ => skipped += 1,
                 }
@@ -477,6 +512,8 @@ impl Spool {
             first: start,
             end: seq,
             lines,
+            seqs,
+            part: false,
         })
     }
 
@@ -668,6 +705,28 @@ mod tests {
         let b = s.read_batch(100, &mut None).unwrap();
         let keys: Vec<_> = b.lines.iter().map(|l| &l[8..l.len() - 2]).collect();
         assert_eq!(keys, ["k4", "k5", "k6", "k7", "k8", "k9", "k10"]);
+    }
+
+    #[test]
+    fn a_split_batch_covers_every_sequence_number_once() {
+        let d = tempfile::tempdir().unwrap();
+        let s = spool(d.path(), 1 << 20, 1 << 20);
+        for i in 0..3 {
+            s.append(&line(i));
+        }
+        s.append(b"torn\n");
+        for i in 4..7 {
+            s.append(&line(i));
+        }
+        let b = s.read_batch(100, &mut None).unwrap();
+        assert_eq!(b.seqs, [0, 1, 2, 4, 5, 6]);
+        let (l, r) = b.split().unwrap();
+        assert_eq!((l.first, l.end, l.seqs.as_slice()), (0, 4, &[0, 1, 2][..]));
+        assert_eq!((r.first, r.end, r.seqs.as_slice()), (4, 7, &[4, 5, 6][..]));
+        let (rl, rr) = r.split().unwrap();
+        assert_eq!((rl.first, rl.end, rl.lines.len()), (4, 5, 1));
+        assert_eq!((rr.first, rr.end, rr.lines.len()), (5, 7, 2));
+        assert!(rl.split().is_err());
     }
 
     #[test]

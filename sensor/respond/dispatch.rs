@@ -194,8 +194,10 @@ impl Dispatch {
         }
     }
 
-    /// Once a second: re-creates osprey's nft state if someone removed it.
-    pub async fn housekeeping(&mut self) {
+    /// Once a second: re-creates osprey's nft state if someone removed it,
+    /// then lifts whatever the allowlist now covers (adopted elements on
+    /// the first tick, newly allowlisted addresses within one period).
+    pub async fn housekeeping(&mut self, allowlist: &super::safety::Allowlist) {
         let Some(nft) = self.nft.clone() else { return };
         let now = Instant::now();
         if self
@@ -205,14 +207,21 @@ impl Dispatch {
             return;
         }
         self.last_reconcile = Some(now);
+        let allowlist = allowlist.clone();
         let r = tokio::task::spawn_blocking(move || match nft.lock() {
-            Ok(mut n) => n.reconcile().map(|_| ()).map_err(|e| e.to_string()),
+            Ok(mut n) => n
+                .reconcile()
+                .and_then(|_| n.lift_allowlisted(&allowlist))
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         })
         .await;
         match r {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "nftables reconcile failed"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "nftables reconcile or allowlist lift failed")
+            }
             Err(e) => tracing::error!(error = %e, "nftables reconcile worker failed"),
         }
     }

@@ -13,6 +13,7 @@
 pub mod action;
 pub mod admit;
 pub mod decide;
+pub mod discover;
 pub mod dispatch;
 pub mod hook;
 pub mod kube;

@@ -324,7 +324,7 @@ async fn outside_a_cluster_the_cluster_sources_are_skipped_without_error() {
         .collect();
     assert_eq!(
         found,
-        ["resolver 198.18.53.1/32", "platform host 198.18.0.7/32"]
+        ["platform host 198.18.0.7/32", "resolver 198.18.53.1/32"]
     );
     let errors: f64 = ["api_server", "node", "cluster_dns", "resolver", "platform"]
         .iter()

@@ -16,6 +16,9 @@
 //! namespace the test creates and deletes.
 
 mod common;
+// Shared with tests/kube.rs and tests/identity.rs; this test needs only
+// the lists, not the pod watch.
+#[allow(dead_code)]
 #[path = "kube/server.rs"]
 mod server;
 

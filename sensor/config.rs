@@ -319,6 +319,25 @@ pub struct RespondConfig {
     /// (node addresses, gateways, resolvers, API server) and loopback,
     /// link-local and multicast.
     pub allowlist: Vec<String>,
+    /// How often the allowlist's moving parts are looked up again: the
+    /// API server's endpoints, the nodes, the cluster DNS, the host's
+    /// resolvers and the platform's and webhooks' addresses. A lookup
+    /// that fails keeps what it found last.
+    pub allowlist_refresh_secs: u64,
+    /// The host's resolv.conf files, whose nameservers are allowlisted
+    /// (missing ones are skipped). systemd-resolved's own file is read as
+    /// well as /etc/resolv.conf, whose `127.0.0.53` stub names no
+    /// upstream. In a hostNetwork pod /etc/resolv.conf is the cluster's
+    /// (ClusterFirstWithHostNet): the chart mounts the host's files and
+    /// points this at them.
+    pub allowlist_resolv_conf: Vec<PathBuf>,
+    /// Allowlist the cluster's API server endpoints (EndpointSlices of
+    /// `default/kubernetes`), nodes' InternalIPs and kube-dns/CoreDNS:
+    /// `auto` (default) where a Kubernetes configuration is found and
+    /// quietly not elsewhere, `true`, or `false`. Uses
+    /// `identity.kubeconfig`, else `respond.kube.kubeconfig`, else
+    /// in-cluster or the default kubeconfig.
+    pub allowlist_cluster: crate::identity::Enabled,
     /// Circuit breakers, one per kind of action: enforcements per minute
     /// beyond which osprey only alerts, so a model gone wrong cannot block
     /// half the internet, and a flood's rate limits cannot use up the
@@ -363,6 +382,12 @@ impl Default for RespondConfig {
             enforce: false,
             rules_file: None,
             allowlist: Vec::new(),
+            allowlist_refresh_secs: 30,
+            allowlist_resolv_conf: vec![
+                PathBuf::from("/etc/resolv.conf"),
+                PathBuf::from("/run/systemd/resolve/resolv.conf"),
+            ],
+            allowlist_cluster: crate::identity::Enabled::Auto,
             breakers: BreakerConfig::default(),
             repeat_memory_secs: 86_400,
             alert_repeat_secs: 60,
@@ -509,6 +534,12 @@ impl Config {
                     format!("{a:?} is not an address or CIDR"),
                 ));
             }
+        }
+        if self.respond.allowlist_refresh_secs == 0 {
+            return Err(bad(
+                "respond.allowlist_refresh_secs",
+                "must be positive".into(),
+            ));
         }
         let r = &self.respond;
         if r.queue_actions == 0 {
@@ -798,6 +829,18 @@ mod tests {
                 "conn.node_view.max_twins",
             ),
             ("conn:\n  node_view:\n    slotz: 1\n", "conn.node_view"),
+            (
+                "respond:\n  allowlist_refresh_secs: 0\n",
+                "respond.allowlist_refresh_secs",
+            ),
+            (
+                "respond:\n  allowlist: [\"198.18.0.0/15\", \"nope\"]\n",
+                "respond.allowlist[1]",
+            ),
+            (
+                "respond:\n  allowlist_cluster: maybe\n",
+                "respond.allowlist_cluster",
+            ),
             (
                 "respond:\n  breakers:\n    block_per_minute: many\n",
                 "respond.breakers.block_per_minute",

@@ -6,8 +6,9 @@
 //! a single thread starts, so a bad start is one line and a non-zero exit.
 //! SIGTERM/SIGINT stop capture; every open connection is then flushed as
 //! at the end of a trace, scored and written. SIGHUP reloads the models
-//! (and the configuration's model list): a broken one is refused, logged
-//! and counted, and the running models stay.
+//! (and the configuration's model list), the rules and the configured
+//! allowlist, and looks the discovered allowlist up again: a broken one is
+//! refused, logged and counted, and the running ones stay.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,13 +28,14 @@ use osprey::pipeline::{StageOptions, Stages};
 use osprey::report::platform::{ModelRef, Reporter, ReporterHandle, ReporterTask};
 use osprey::respond::admit::{Admission, AdmitConfig, Aggregate, BreakerLimits, Proposal};
 use osprey::respond::decide::{DecideMetrics, Decider, Verdicts};
+use osprey::respond::discover::{publish, Discovery, DiscoverySettings};
 use osprey::respond::dispatch::Dispatch;
 use osprey::respond::hook::Hooks;
 use osprey::respond::kube::{KubeEnforcer, KubeError};
 use osprey::respond::nft::NftEnforcer;
 use osprey::respond::responder::{RespondMetrics, Responder};
 use osprey::respond::rules::{LoadContext, ModelFacts, RuleSet};
-use osprey::respond::safety::Allowlist;
+use osprey::respond::safety::{Allowlist, Published};
 use osprey::score::live::{
     lower_thread_priority, run_scorer, LiveOutputs, ModelSet, RecordSink, Reload, Scored,
     ScorerOptions, DEFAULT_MAX_HELD,
@@ -323,11 +325,13 @@ pub fn run(a: RunArgs) -> Result<()> {
         attribution.clone(),
     )?;
     let (nft, kube) = start_enforcers(&cfg, &rt, &metrics, &health, identity.directory);
+    let allowlist = start_allowlist(&cfg, &rt, &metrics);
     let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(cfg.respond.queue_actions);
     let respond_metrics = RespondMetrics::register(&metrics.registry);
     let responder = Responder {
         admission: Admission::new(admit_config(&cfg), {
-            let mut a = Allowlist::new(&cfg.respond.allowlist_nets());
+            let mut a =
+                Allowlist::new(&cfg.respond.allowlist_nets()).follow(allowlist.feed.subscribe());
             a.discover(&[]);
             a
         }),
@@ -369,6 +373,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             tx: reload_tx,
             metrics: metrics.clone(),
             reporter: reporter.clone(),
+            allowlist,
         },
         (responder, proposals_rx),
         reporter_task,
@@ -582,6 +587,58 @@ fn start_enforcers(
     (nft, kube)
 }
 
+/// The allowlist's discovery task and what it publishes to.
+struct AllowlistFeed {
+    /// The responder's allowlist follows it; SIGHUP sends the configured
+    /// ranges, the discovery task what it found.
+    feed: Arc<tokio::sync::watch::Sender<Published>>,
+    /// Wakes the discovery task for a round now (SIGHUP).
+    rediscover: Arc<tokio::sync::Notify>,
+}
+
+/// The discovery settings of a configuration.
+fn discovery_settings(cfg: &Config) -> DiscoverySettings {
+    let r = &cfg.respond;
+    DiscoverySettings {
+        refresh: Duration::from_secs(r.allowlist_refresh_secs),
+        resolv_conf: r.allowlist_resolv_conf.clone(),
+        cluster: r.allowlist_cluster,
+        kubeconfig: cfg
+            .identity
+            .kubeconfig
+            .clone()
+            .or_else(|| r.kube.kubeconfig.clone()),
+        platform_url: cfg.platform.url.clone(),
+        webhook_urls: r
+            .hooks
+            .iter()
+            .filter_map(|h| h.webhook.as_ref().map(|w| w.url.clone()))
+            .collect(),
+        ..DiscoverySettings::default()
+    }
+}
+
+/// Runs the first discovery round before the responder starts (so the
+/// nft table adopted from an earlier run is checked against the whole
+/// allowlist on the first housekeeping tick; each lookup is bounded),
+/// then leaves the task refreshing on the runtime.
+fn start_allowlist(cfg: &Config, rt: &tokio::runtime::Runtime, metrics: &Metrics) -> AllowlistFeed {
+    let (feed, _) = tokio::sync::watch::channel(Published {
+        configured: cfg.respond.allowlist_nets(),
+        discovered: Vec::new(),
+    });
+    let feed = Arc::new(feed);
+    let rediscover = Arc::new(tokio::sync::Notify::new());
+    let discovery = rt.block_on(async {
+        let mut d = Discovery::start(discovery_settings(cfg), &metrics.registry).await;
+        publish(&feed, d.round().await);
+        tracing::info!(sources = ?d.counts(), "allowlist discovered");
+        d
+    });
+    rt.spawn(discovery.run(feed.clone(), rediscover.clone()));
+    AllowlistFeed { feed, rediscover }
+}
+
 /// Loads the model set again on SIGHUP.
 struct Reloader {
     /// Re-read on SIGHUP with the same overrides as at start.
@@ -590,25 +647,41 @@ struct Reloader {
     metrics: Arc<Metrics>,
     /// The heartbeat lists the models in use.
     reporter: ReporterHandle,
+    /// The configured allowlist is reloaded too.
+    allowlist: AllowlistFeed,
 }
 
 impl Reloader {
     fn reload(&self) {
-        let result = (|| -> Result<Reload<RuleSet>> {
+        // A bad allowlist entry fails `effective_config` with its key
+        // (respond.allowlist[N]): the whole reload is refused, and the
+        // running allowlist stays with the running models and rules.
+        let result = (|| -> Result<(Reload<RuleSet>, Vec<ipnet::IpNet>)> {
             let cfg = effective_config(&self.args)?;
             let models = load_models(&cfg.models.specs)?;
             let rules = load_rules(&cfg, &models)?;
             self.reporter.set_models(model_refs(&models));
-            Ok(Reload {
-                models,
-                extra: Some(rules),
-            })
+            Ok((
+                Reload {
+                    models,
+                    extra: Some(rules),
+                },
+                cfg.respond.allowlist_nets(),
+            ))
         })();
         match result {
-            Ok(reload) => {
+            Ok((reload, allowlist)) => {
                 if self.tx.try_send(reload).is_ok() {
+                    let n = allowlist.len();
+                    self.allowlist
+                        .feed
+                        .send_modify(|p| p.configured = allowlist);
+                    self.allowlist.rediscover.notify_one();
                     self.metrics.reloads.with_label_values(&["ok"]).inc();
-                    tracing::info!("SIGHUP: new models and rules loaded");
+                    tracing::info!(
+                        configured_allowlist = n,
+                        "SIGHUP: new models, rules and allowlist loaded"
+                    );
                 } else {
                     self.metrics.reloads.with_label_values(&["error"]).inc();
                     tracing::error!("SIGHUP: a reload is already pending; this one is dropped");
@@ -618,9 +691,11 @@ impl Reloader {
                 self.metrics.reloads.with_label_values(&["error"]).inc();
                 tracing::error!(
                     error = format!("{e:#}"),
-                    "SIGHUP: reload refused, the running models and rules stay"
+                    "SIGHUP: reload refused, the running models, rules and allowlist stay"
                 );
-                eprintln!("osprey: reload refused, the running models and rules stay: {e:#}");
+                eprintln!(
+                    "osprey: reload refused, the running models, rules and allowlist stay: {e:#}"
+                );
             }
         }
     }

@@ -9,7 +9,7 @@
 //! in PATH. Without one the chart tests print why and pass, unless
 //! `OSPREY_E2E=1`, which makes a missing helm a failure.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -71,15 +71,27 @@ fn object<'a>(objs: &'a [Value], kind: &str) -> Option<&'a Value> {
     objs.iter().find(|o| o["kind"] == kind)
 }
 
-/// The object of `kind` whose name ends with `suffix` (`-identity`), or
-/// that of the enforcer (no such suffix) with `None`.
+/// The object of `kind` of pod identity (its name ends with `-identity`)
+/// or of the enforcer (neither `-identity` nor `-allowlist`).
 fn role<'a>(objs: &'a [Value], kind: &str, identity: bool) -> Option<&'a Value> {
     objs.iter().find(|o| {
         o["kind"] == kind
             && o["metadata"]["name"]
                 .as_str()
-                .is_some_and(|n| n.ends_with("-identity") == identity)
+                .is_some_and(|n| n.ends_with("-identity") == identity && !n.ends_with("-allowlist"))
     })
+}
+
+/// The allowlist discovery's objects of `kind`.
+fn allowlist_objects<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objs.iter()
+        .filter(|o| {
+            o["kind"] == kind
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-allowlist"))
+        })
+        .collect()
 }
 
 /// Every (group/resource:verb) a ClusterRole grants.
@@ -258,11 +270,36 @@ fn the_rendered_configmap_passes_osprey_check() {
         assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
         let kube = cfg["respond"]["kube"]["enabled"] == true;
         let identity = cfg["identity"]["enabled"] == true;
+        let allowlist = cfg["respond"]["allowlist_cluster"] == true;
         assert_eq!(
             pod["automountServiceAccountToken"],
-            kube || identity,
+            kube || identity || allowlist,
             "{name}"
         );
+        assert_eq!(
+            allowlist_objects(&objs, "ClusterRole").len(),
+            usize::from(allowlist),
+            "{name}: the allowlist's ClusterRole exactly when it discovers the cluster"
+        );
+        // The node's resolv.conf files are mounted where the config reads
+        // them.
+        for path in cfg["respond"]["allowlist_resolv_conf"]
+            .as_array()
+            .expect("allowlist_resolv_conf")
+        {
+            let path = path.as_str().expect("a path");
+            let mounted = c["volumeMounts"]
+                .as_array()
+                .expect("mounts")
+                .iter()
+                .any(|m| {
+                    m["readOnly"] == true
+                        && m["mountPath"]
+                            .as_str()
+                            .is_some_and(|d| path == d || path.starts_with(&format!("{d}/")))
+                });
+            assert!(mounted, "{name}: {path} is not on a read-only mount");
+        }
         assert_eq!(
             role(&objs, "ClusterRole", false).is_some(),
             kube,
@@ -600,4 +637,100 @@ fn the_metrics_reference_and_dashboard_match_the_code() {
         "dashboard: {} metrics queried; not on it: {unused:?}",
         queried.len()
     );
+}
+
+/// The allowlist's cluster discovery is on by default, with read-only
+/// roles of its own granting exactly the calls it makes, each in the
+/// namespace of its objects; the node's resolvers are mounted read-only.
+/// Both can be turned off.
+#[test]
+fn the_allowlist_discovers_the_cluster_with_read_only_roles_of_its_own() {
+    let Some(helm) = helm("the_allowlist_discovers_the_cluster_with_read_only_roles_of_its_own")
+    else {
+        return;
+    };
+    let objs = render(&helm, None);
+    let cm = object(&objs, "ConfigMap").unwrap();
+    let cfg: Value = serde_yaml_ng::from_str(cm["data"]["osprey.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(cfg["respond"]["allowlist_cluster"], true);
+    assert_eq!(
+        cfg["respond"]["allowlist_resolv_conf"],
+        serde_json::json!([
+            "/host/etc/resolv.conf",
+            "/host/run/systemd/resolve/resolv.conf"
+        ])
+    );
+    let cluster = allowlist_objects(&objs, "ClusterRole");
+    assert_eq!(cluster.len(), 1);
+    let want: BTreeSet<String> = ["/nodes:list".to_string()].into_iter().collect();
+    assert_eq!(grants(cluster[0]), want);
+    let mut by_ns = BTreeMap::new();
+    for r in allowlist_objects(&objs, "Role") {
+        let ns = r["metadata"]["namespace"].as_str().expect("namespace");
+        by_ns.insert(ns.to_string(), grants(r));
+    }
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        by_ns,
+        BTreeMap::from([
+            (
+                "default".to_string(),
+                set(&["discovery.k8s.io/endpointslices:list"])
+            ),
+            (
+                "kube-system".to_string(),
+                set(&["/pods:list", "/services:get"])
+            ),
+        ])
+    );
+    let sa = object(&objs, "ServiceAccount").expect("service account");
+    for kind in ["ClusterRoleBinding", "RoleBinding"] {
+        for b in allowlist_objects(&objs, kind) {
+            assert_eq!(b["subjects"][0]["name"], sa["metadata"]["name"], "{kind}");
+            assert!(b["roleRef"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-allowlist")));
+        }
+    }
+    assert_eq!(allowlist_objects(&objs, "RoleBinding").len(), 2);
+    let ds = object(&objs, "DaemonSet").unwrap();
+    let vols = ds["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    let host = |name: &str| {
+        vols.iter()
+            .find(|v| v["name"] == name)
+            .map(|v| v["hostPath"]["path"].clone())
+    };
+    assert_eq!(
+        host("host-resolv-conf"),
+        Some(Value::from("/etc/resolv.conf"))
+    );
+    assert_eq!(
+        host("host-systemd-resolve"),
+        Some(Value::from("/run/systemd/resolve"))
+    );
+
+    // Off: no roles, no mounts; with identity off too, no token at all.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("off.yaml");
+    std::fs::write(
+        &values,
+        "allowlist: {cluster: false, hostResolvers: false}\nidentity: {enabled: false, watchNodes: true}\n",
+    )
+    .expect("values");
+    let objs = render(&helm, Some(values.to_str().expect("utf-8")));
+    assert!(allowlist_objects(&objs, "ClusterRole").is_empty());
+    assert!(allowlist_objects(&objs, "Role").is_empty());
+    let ds = object(&objs, "DaemonSet").unwrap();
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert!(!pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == "host-resolv-conf"));
+    let cm = object(&objs, "ConfigMap").unwrap();
+    let cfg: Value = serde_yaml_ng::from_str(cm["data"]["osprey.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(cfg["respond"]["allowlist_cluster"], false);
 }

@@ -826,3 +826,69 @@ fn a_hung_nft_holds_up_no_other_enforcer() {
         1
     );
 }
+
+#[test]
+fn allowlisted_elements_are_lifted_and_not_restored() {
+    if !may_run("allowlisted_elements_are_lifted_and_not_restored") {
+        return;
+    }
+    let lab = Lab::new("lift");
+    let registry = Registry::new();
+    let mut nft = NftEnforcer::start(lab.cfg(), &registry).expect("start");
+    nft.apply(&action(ActionKind::Block, "198.18.0.3/32", 60))
+        .expect("block");
+    nft.apply(&action(ActionKind::Block, "198.18.0.4/32", 60))
+        .expect("block");
+    nft.apply(&action(ActionKind::Block, "198.18.64.0/24", 60))
+        .expect("cidr");
+    nft.apply(&action(rate(10, 5), "198.18.0.2/32", 60))
+        .expect("rate");
+    nft.apply(&action(ActionKind::Block, "fd00::3/128", 60))
+        .expect("v6");
+    // An element added behind osprey's back (not in its memory) is read
+    // from the kernel's set.
+    assert!(lab
+        .nft(&[
+            "add",
+            "element",
+            "inet",
+            "osprey",
+            "block_v4",
+            "{ 198.18.0.9 timeout 60s }"
+        ])
+        .status
+        .success());
+    assert!(!lab.reaches("198.18.0.3"));
+    let allow = osprey::respond::safety::Allowlist::new(&[
+        "198.18.0.3/32".parse().expect("net"),
+        // Inside the blocked /24: the /24 holds an allowlisted address.
+        "198.18.64.5/32".parse().expect("net"),
+        "198.18.0.2/32".parse().expect("net"),
+        "198.18.0.8/29".parse().expect("net"),
+        "fd00::/64".parse().expect("net"),
+    ]);
+    assert_eq!(nft.lift_allowlisted(&allow).expect("lift"), 5);
+    let v4 = lab.set_text("block_v4");
+    assert!(v4.contains("198.18.0.4"), "{v4}");
+    for gone in ["198.18.0.3", "198.18.64.0", "198.18.0.9"] {
+        assert!(!v4.contains(gone), "{gone} still in {v4}");
+    }
+    assert!(!lab.set_text("ratelimit_v4_p10_b5").contains("198.18.0.2"));
+    assert!(!lab.set_text("block_v6").contains("fd00::3"));
+    assert!(lab.reaches("198.18.0.3") && lab.reaches("198.18.64.5"));
+    // Forgotten: reconcile does not put them back; nothing left to lift.
+    let out = nft.reconcile().expect("reconcile");
+    assert_eq!(out.restored, 0, "{out:?}");
+    assert_eq!(nft.lift_allowlisted(&allow).expect("lift"), 0);
+    assert_eq!(nft.active().blocked, 1);
+    assert_eq!(nft.active().rate_limited, 0);
+    let mut buf = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut buf)
+        .expect("encode");
+    let text = String::from_utf8(buf).expect("utf8");
+    assert!(
+        text.contains("osprey_nft_allowlist_lifted_total 5"),
+        "{text}"
+    );
+}

@@ -111,6 +111,17 @@ fn allowlisted_targets_are_never_enforced() {
         }
     }
     assert!(a.counts.allowlisted >= 21);
+    // The message says why: which entry, and where it came from.
+    let (_, act) = a.admit(proposal(ActionKind::Block, "198.18.200.1"), now + 120.0);
+    assert_eq!(
+        act.softened.as_deref(),
+        Some("198.18.200.1/32 is allowlisted (api server endpoint 198.18.200.1/32)")
+    );
+    let (_, act) = a.admit(proposal(ActionKind::Block, "198.19.3.3"), now + 240.0);
+    assert_eq!(
+        act.softened.as_deref(),
+        Some("198.19.3.3/32 is allowlisted (configured 198.19.0.0/16)")
+    );
     let (_, act) = a.admit(proposal(ActionKind::Block, "198.18.0.9"), now);
     assert_eq!((act.kind, act.enforce), (ActionKind::Block, true));
 }

@@ -51,6 +51,9 @@ pub struct Dispatch {
     /// Where enforcers count their results, retries and what is active.
     metrics: Option<EnforceMetrics>,
     retry: RetryPolicy,
+    /// The responder's allowlist as of its last housekeeping tick: the nft
+    /// thread lifts elements it covers.
+    allowlist: Option<super::safety::Allowlist>,
 }
 
 impl Default for Dispatch {
@@ -71,6 +74,7 @@ impl Dispatch {
             identity: Attribution::off(),
             metrics: None,
             retry: RetryPolicy::default(),
+            allowlist: None,
         }
     }
 
@@ -130,7 +134,7 @@ impl Dispatch {
     /// The nft thread, started on first use.
     pub fn nft(&mut self) -> Result<Option<&NftWorker>, DispatchError> {
         if let Some(n) = self.nft_idle.take() {
-            let w = NftWorker::spawn(n, self.retry, self.metrics.clone())
+            let w = NftWorker::spawn(n, self.retry, self.metrics.clone(), self.allowlist.clone())
                 .map_err(|e| DispatchError::Worker(e.to_string()))?;
             self.nft = Some(w);
         }
@@ -237,12 +241,18 @@ impl Dispatch {
         }
     }
 
-    /// Once a second. The nft thread reconciles on its own clock; this
-    /// only makes sure it has started, so a table adopted from an earlier
-    /// run is checked even before the first decision.
-    pub async fn housekeeping(&mut self) {
-        if let Err(e) = self.nft() {
-            tracing::error!(error = %e, "nftables enforcement is not running");
+    /// Once a second. The nft thread reconciles on its own clock, lifting
+    /// whatever the allowlist covers after each reconcile (adopted
+    /// elements at its first, newly allowlisted addresses within one
+    /// period); this hands it the current allowlist and makes sure it has
+    /// started, so a table adopted from an earlier run is checked before
+    /// the first decision.
+    pub async fn housekeeping(&mut self, allowlist: &super::safety::Allowlist) {
+        self.allowlist = Some(allowlist.clone());
+        match self.nft() {
+            Ok(Some(nft)) => nft.set_allowlist(allowlist.clone()),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "nftables enforcement is not running"),
         }
     }
 

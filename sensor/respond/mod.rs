@@ -14,6 +14,7 @@ pub mod action;
 pub mod admit;
 pub mod control;
 pub mod decide;
+pub mod discover;
 pub mod dispatch;
 pub mod enforce;
 pub mod hook;

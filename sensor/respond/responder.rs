@@ -140,7 +140,9 @@ impl Responder {
                         last_discovery = now;
                         self.admission.allowlist.discover(&self.api_servers);
                     }
-                    self.dispatch.housekeeping().await;
+                    // What discovery and SIGHUP published since the last tick.
+                    self.admission.allowlist.refresh();
+                    self.dispatch.housekeeping(&self.admission.allowlist).await;
                 }
             }
         }

@@ -3,18 +3,127 @@
 //! stage's business: `conn/verify.rs` and `evidence/`.)
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 
 use ipnet::IpNet;
+use tokio::sync::watch;
+
+/// Why a range is on the allowlist: the softened action's message names
+/// it, so an operator can tell "the API server" from "a range I added".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// Loopback, link-local, multicast and friends.
+    Builtin,
+    /// `respond.allowlist`.
+    Configured,
+    /// One of this host's interface addresses.
+    HostAddress,
+    /// A default gateway of this host.
+    Gateway,
+    /// A nameserver of a resolv.conf osprey reads.
+    Resolver,
+    /// `KUBERNETES_SERVICE_HOST` or the kubeconfig's server.
+    ApiService,
+    /// An endpoint of the `default/kubernetes` EndpointSlices.
+    ApiServer,
+    /// A node's InternalIP.
+    Node,
+    /// A kube-dns/CoreDNS pod or the kube-dns Service.
+    ClusterDns,
+    /// An address of the platform URL's host.
+    Platform,
+    /// An address of a webhook's host.
+    Webhook,
+}
+
+impl Source {
+    /// The metric label (`osprey_allowlist_entries{source}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Builtin => "builtin",
+            Source::Configured => "configured",
+            Source::HostAddress => "host_address",
+            Source::Gateway => "gateway",
+            Source::Resolver => "resolver",
+            Source::ApiService => "api_service",
+            Source::ApiServer => "api_server",
+            Source::Node => "node",
+            Source::ClusterDns => "cluster_dns",
+            Source::Platform => "platform",
+            Source::Webhook => "webhook",
+        }
+    }
+
+    /// What a person reads in a softened action.
+    fn describe(self) -> &'static str {
+        match self {
+            Source::Builtin => "always allowed",
+            Source::Configured => "configured",
+            Source::HostAddress => "this host's address",
+            Source::Gateway => "gateway",
+            Source::Resolver => "resolver",
+            Source::ApiService => "api server service",
+            Source::ApiServer => "api server endpoint",
+            Source::Node => "cluster node",
+            Source::ClusterDns => "cluster DNS",
+            Source::Platform => "platform host",
+            Source::Webhook => "webhook host",
+        }
+    }
+}
+
+/// One allowlisted range and why it is there. Displays as
+/// `api server endpoint 198.18.0.5/32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Entry {
+    pub net: IpNet,
+    pub source: Source,
+}
+
+impl Entry {
+    pub fn new(net: IpNet, source: Source) -> Entry {
+        Entry { net, source }
+    }
+
+    pub fn addr(addr: IpAddr, source: Source) -> Entry {
+        Entry::new(IpNet::from(addr.to_canonical()), source)
+    }
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.source.describe(), self.net)
+    }
+}
+
+/// What the allowlist discovery task and a SIGHUP reload publish to the
+/// responder: the configured ranges and every discovered entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Published {
+    pub configured: Vec<IpNet>,
+    pub discovered: Vec<Entry>,
+}
 
 /// Ranges osprey never acts on. Blocking the node's own addresses, its
-/// gateway, its resolvers or the API server would cut the node (and osprey
-/// with it) off; loopback and link-local carry the node's own plumbing
-/// (kubelet probes, cloud metadata).
+/// gateway, its resolvers, the API server, the cluster's nodes and DNS or
+/// the platform would cut the node (and osprey with it) off; loopback and
+/// link-local carry the node's own plumbing (kubelet probes, cloud
+/// metadata).
+///
+/// Three parts: the fixed ranges (built in and configured), what
+/// [`Allowlist::discover`] reads from this host, and what the discovery
+/// task (`respond::discover`) publishes through a watch channel that
+/// [`Allowlist::refresh`] picks up — the cluster's API server endpoints,
+/// nodes and DNS, the host's resolvers, the platform and webhook hosts,
+/// and, after a SIGHUP, the configured ranges again.
 #[derive(Clone, Debug, Default)]
 pub struct Allowlist {
-    fixed: Vec<IpNet>,
-    discovered: Vec<IpNet>,
+    fixed: Vec<Entry>,
+    host: Vec<Entry>,
+    published: Vec<Entry>,
+    feed: Option<watch::Receiver<Published>>,
 }
 
 /// Loopback, link-local, unspecified and multicast: never a real attacker
@@ -36,21 +145,67 @@ pub fn always_allowed() -> Vec<IpNet> {
     .collect()
 }
 
+fn fixed_entries(configured: &[IpNet]) -> Vec<Entry> {
+    let mut fixed: Vec<Entry> = always_allowed()
+        .into_iter()
+        .map(|n| Entry::new(n, Source::Builtin))
+        .collect();
+    fixed.extend(
+        configured
+            .iter()
+            .map(|n| Entry::new(*n, Source::Configured)),
+    );
+    fixed
+}
+
 impl Allowlist {
     /// The fixed part: `always_allowed()` plus the configured ranges.
     pub fn new(configured: &[IpNet]) -> Allowlist {
-        let mut fixed = always_allowed();
-        fixed.extend_from_slice(configured);
         Allowlist {
-            fixed,
-            discovered: Vec::new(),
+            fixed: fixed_entries(configured),
+            ..Allowlist::default()
         }
+    }
+
+    /// Follows what the discovery task and SIGHUP reloads publish; what
+    /// `feed` holds now is taken at once.
+    pub fn follow(mut self, feed: watch::Receiver<Published>) -> Allowlist {
+        self.feed = Some(feed);
+        self.take_published();
+        self
+    }
+
+    /// Picks up a newer publication, if any (cheap when there is none:
+    /// the responder calls it every housekeeping tick). True if the
+    /// allowlist changed.
+    pub fn refresh(&mut self) -> bool {
+        match &self.feed {
+            Some(f) if f.has_changed().unwrap_or(false) => {
+                self.take_published();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn take_published(&mut self) {
+        let Some(feed) = self.feed.as_mut() else {
+            return;
+        };
+        let p = feed.borrow_and_update().clone();
+        self.fixed = fixed_entries(&p.configured);
+        self.published = p.discovered;
     }
 
     /// The ranges known without looking at the host (what rules are
     /// checked against at load).
-    pub fn fixed(&self) -> &[IpNet] {
-        &self.fixed
+    pub fn fixed(&self) -> Vec<IpNet> {
+        self.fixed.iter().map(|e| e.net).collect()
+    }
+
+    /// Every entry, fixed, host and published.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.fixed.iter().chain(&self.host).chain(&self.published)
     }
 
     /// Looks up the node's addresses, default gateways, resolvers and the
@@ -58,33 +213,43 @@ impl Allowlist {
     /// gateways). Unreadable sources are skipped: a missing resolv.conf
     /// must not stop enforcement elsewhere.
     pub fn discover(&mut self, api_servers: &[IpAddr]) {
-        let mut found: Vec<IpAddr> = Vec::new();
+        let mut found: Vec<Entry> = Vec::new();
         if let Ok(ifs) = if_addrs::get_if_addrs() {
-            found.extend(ifs.iter().map(|i| i.ip()));
+            found.extend(ifs.iter().map(|i| Entry::addr(i.ip(), Source::HostAddress)));
         }
-        found.extend(default_gateways());
+        found.extend(
+            default_gateways()
+                .into_iter()
+                .map(|a| Entry::addr(a, Source::Gateway)),
+        );
         if let Ok(text) = std::fs::read_to_string("/etc/resolv.conf") {
-            found.extend(resolvers(&text));
+            found.extend(
+                resolvers(&text)
+                    .into_iter()
+                    .map(|a| Entry::addr(a, Source::Resolver)),
+            );
         }
         if let Some(h) = std::env::var("KUBERNETES_SERVICE_HOST")
             .ok()
             .and_then(|h| h.parse::<IpAddr>().ok())
         {
-            found.push(h);
+            found.push(Entry::addr(h, Source::ApiService));
         }
-        found.extend_from_slice(api_servers);
+        found.extend(
+            api_servers
+                .iter()
+                .map(|a| Entry::addr(*a, Source::ApiServer)),
+        );
         found.sort();
-        found.dedup();
-        self.discovered = found.into_iter().map(IpNet::from).collect();
+        found.dedup_by_key(|e| e.net);
+        self.host = found;
     }
 
-    /// The allowlisted range a target touches, if any: a block of a CIDR
+    /// The allowlisted entry a target touches, if any: a block of a CIDR
     /// that merely contains an allowlisted address is refused too.
-    pub fn covering(&self, target: &IpNet) -> Option<IpNet> {
-        self.fixed
-            .iter()
-            .chain(&self.discovered)
-            .find(|a| a.contains(target) || target.contains(*a))
+    pub fn covering(&self, target: &IpNet) -> Option<Entry> {
+        self.entries()
+            .find(|a| a.net.contains(target) || target.contains(&a.net))
             .copied()
     }
 }
@@ -99,6 +264,27 @@ pub fn resolvers(text: &str) -> Vec<IpAddr> {
             w.next()?.split('%').next()?.parse().ok()
         })
         .collect()
+}
+
+/// The host's upstream resolvers from the resolv.conf files named, in
+/// order; missing files are skipped. Loopback nameservers are left out:
+/// they are allowlisted anyway, and a `127.0.0.53` stub says only that
+/// systemd-resolved forwards elsewhere — to the servers its own
+/// `/run/systemd/resolve/resolv.conf` lists, which is why that file is
+/// read as well, rather than the stub alone. Every upstream of every file
+/// counts: an extra allowlisted resolver costs nothing, a missing one can
+/// cut the node's name resolution.
+pub fn host_resolvers<P: AsRef<Path>>(paths: &[P]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = paths
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| resolvers(&t))
+        .map(|a| a.to_canonical())
+        .filter(|a| !a.is_loopback())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn default_gateways() -> Vec<IpAddr> {
@@ -210,7 +396,86 @@ mod tests {
         a.discover(&["198.18.7.7".parse().unwrap()]);
         assert!(a.covering(&net("198.18.7.7/32")).is_some());
         // This host's own addresses are found (loopback at least).
-        assert!(a.discovered.iter().any(|n| n.addr().is_loopback()));
+        assert!(a.host.iter().any(|e| e.net.addr().is_loopback()));
+    }
+
+    /// Each entry says where it came from, and a softened action's
+    /// message carries that; publications replace the configured ranges
+    /// (SIGHUP) and the discovered entries, and only when they change.
+    #[test]
+    fn entries_are_labelled_and_publications_are_followed() {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let (tx, rx) = watch::channel(Published {
+            configured: vec![net("198.19.0.0/16")],
+            discovered: vec![Entry::new(net("198.18.0.5/32"), Source::ApiServer)],
+        });
+        let mut a = Allowlist::new(&[]).follow(rx);
+        let hit = a.covering(&net("198.18.0.5/32")).expect("api server");
+        assert_eq!(hit.to_string(), "api server endpoint 198.18.0.5/32");
+        assert_eq!(
+            a.covering(&net("198.19.3.3/32")).map(|e| e.source),
+            Some(Source::Configured)
+        );
+        assert_eq!(
+            a.covering(&net("127.0.0.1/32")).map(|e| e.to_string()),
+            Some("always allowed 127.0.0.0/8".into())
+        );
+        assert!(!a.refresh(), "nothing new was published");
+        tx.send_modify(|p| {
+            p.configured = vec![net("fd00:1::/64")];
+            p.discovered
+                .push(Entry::new(net("198.18.9.9/32"), Source::Node));
+        });
+        assert!(a.refresh());
+        assert!(
+            a.covering(&net("198.19.3.3/32")).is_none(),
+            "old range kept"
+        );
+        assert_eq!(
+            a.covering(&net("fd00:1::7/128")).map(|e| e.source),
+            Some(Source::Configured)
+        );
+        assert_eq!(
+            a.covering(&net("198.18.9.9/32")).map(|e| e.to_string()),
+            Some("cluster node 198.18.9.9/32".into())
+        );
+        assert_eq!(a.fixed().len(), always_allowed().len() + 1);
+    }
+
+    /// A host behind systemd-resolved has only the 127.0.0.53 stub in
+    /// /etc/resolv.conf; its upstreams are in resolved's own file. Both
+    /// are read, loopback is left out, a missing file is skipped.
+    #[test]
+    fn host_resolvers_follow_the_stub_to_systemd_resolved() {
+        let dir = std::env::temp_dir().join(format!("osprey-resolv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stub = dir.join("etc-resolv.conf");
+        let upstream = dir.join("systemd-resolv.conf");
+        std::fs::write(
+            &stub,
+            "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &upstream,
+            "# resolved's upstreams\nnameserver 198.18.53.1\nnameserver fd00:53::1\n",
+        )
+        .unwrap();
+        let missing = dir.join("absent.conf");
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            host_resolvers(&[&stub, &missing, &upstream]),
+            [ip("198.18.53.1"), ip("fd00:53::1")]
+        );
+        // The stub alone names no upstream (loopback is allowlisted anyway).
+        assert!(host_resolvers(&[&stub]).is_empty());
+        // A plain host: its resolv.conf names the upstream directly.
+        std::fs::write(&stub, "nameserver 198.18.53.2\nnameserver 198.18.53.1\n").unwrap();
+        assert_eq!(
+            host_resolvers(&[&stub, &upstream]),
+            [ip("198.18.53.1"), ip("198.18.53.2"), ip("fd00:53::1")]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A small stand-in for the Kubernetes API server: the endpoints the
-//! enforcer and the pod identity watch use (pods, nodes, the ReplicaSets
-//! and Jobs that own pods), with request bodies decoded into k8s-openapi
-//! types so the tests check the objects the enforcer sends.
+//! enforcer, the pod identity watch and the allowlist discovery use (pods,
+//! nodes, the ReplicaSets and Jobs that own pods, EndpointSlices, a
+//! namespace's pods by label, Services), with request bodies decoded into
+//! k8s-openapi types so the tests check the objects the enforcer sends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -16,7 +17,8 @@ use axum::routing::get;
 use axum::Router;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use k8s_openapi::List;
@@ -48,9 +50,14 @@ pub struct World {
     pub nodes: Vec<Node>,
     pub replicasets: Vec<ReplicaSet>,
     pub jobs: Vec<Job>,
-    /// Resources (`pods`, `nodes`, `replicasets`, `jobs`) answered 403, as
-    /// for a service account whose role lacks them.
+    /// Resources (`pods`, `nodes`, `replicasets`, `jobs`,
+    /// `endpointslices`, `services`) answered 403, as for a service account
+    /// whose role lacks them.
     pub forbidden: Vec<&'static str>,
+    pub endpointslices: Vec<EndpointSlice>,
+    pub services: Vec<Service>,
+    /// Namespaced list queries' label selectors, as `resource/ns?selector`.
+    pub label_queries: Vec<String>,
     /// ReplicaSet and Job reads, as `kind/namespace/name`.
     pub owner_gets: Vec<String>,
 }
@@ -103,6 +110,12 @@ pub async fn start(world: World) -> (Fake, SocketAddr) {
         )
         .route("/apis/batch/v1/namespaces/{ns}/jobs/{name}", get(get_job))
         .route("/api/v1/namespaces/{ns}", get(namespace))
+        .route(
+            "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+            get(list_endpointslices),
+        )
+        .route("/api/v1/namespaces/{ns}/pods", get(list_namespace_pods))
+        .route("/api/v1/namespaces/{ns}/services/{name}", get(get_service))
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}",
             axum::routing::patch(apply_pod),
@@ -406,4 +419,70 @@ async fn list_policies(State(f): State<Fake>, Query(q): Q) -> Response {
         },
     };
     json(StatusCode::OK, &list)
+}
+
+/// A namespaced list: the items of `ns` whose labels match the query's
+/// selector, or 403 when `resource` is forbidden.
+fn namespaced_list<T>(
+    f: &Fake,
+    resource: &'static str,
+    ns: &str,
+    q: &HashMap<String, String>,
+    items: impl Fn(&World) -> Vec<T>,
+) -> Response
+where
+    T: k8s_openapi::Metadata<Ty = kube::api::ObjectMeta>
+        + k8s_openapi::ListableResource
+        + serde::Serialize
+        + Clone,
+{
+    if let Some(r) = forbidden(f, resource) {
+        return r;
+    }
+    let mut w = f.world();
+    let selector = q.get("labelSelector").cloned();
+    w.label_queries.push(format!(
+        "{resource}/{ns}?{}",
+        selector.clone().unwrap_or_default()
+    ));
+    let items: Vec<T> = items(&w)
+        .into_iter()
+        .filter(|o| o.metadata().namespace.as_deref() == Some(ns))
+        .filter(|o| labels_match(selector.as_ref(), o.metadata().labels.as_ref()))
+        .collect();
+    w.rv += 1;
+    let list = List::<T> {
+        items,
+        metadata: ListMeta {
+            resource_version: Some(w.rv.to_string()),
+            ..Default::default()
+        },
+    };
+    json(StatusCode::OK, &list)
+}
+
+async fn list_endpointslices(
+    State(f): State<Fake>,
+    Path(ns): Path<String>,
+    Query(q): Q,
+) -> Response {
+    namespaced_list(&f, "endpointslices", &ns, &q, |w| w.endpointslices.clone())
+}
+
+async fn list_namespace_pods(
+    State(f): State<Fake>,
+    Path(ns): Path<String>,
+    Query(q): Q,
+) -> Response {
+    namespaced_list(&f, "pods", &ns, &q, |w| w.pods.clone())
+}
+
+async fn get_service(State(f): State<Fake>, Path((ns, name)): Path<(String, String)>) -> Response {
+    if let Some(r) = forbidden(&f, "services") {
+        return r;
+    }
+    match named(&f.world().services, &ns, &name) {
+        Some(o) => json(StatusCode::OK, o),
+        None => status(404, "NotFound"),
+    }
 }

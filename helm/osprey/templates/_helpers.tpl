@@ -106,6 +106,8 @@ fail the render with a message that says what to change.
   (list "output" "log_dir" "logs.mode and logs.hostPath")
   (list "respond" "enforce" "enforcement.enabled")
   (list "respond" "rules_file" "rules")
+  (list "respond" "allowlist_cluster" "allowlist.cluster")
+  (list "respond" "allowlist_resolv_conf" "allowlist.hostResolvers")
   (list "platform" "url" "platform.url")
   (list "platform" "token_file" "platform.tokenSecret")
   (list "platform" "spool_dir" "platform.spool")
@@ -141,11 +143,17 @@ osprey's configuration file: .Values.config with the keys the chart owns
   "metrics" (dict "listen_addr" (printf "%s:%d" .Values.metrics.bindAddress (int .Values.metrics.port)))
   "respond" (dict
     "enforce" .Values.enforcement.enabled
+    "allowlist_cluster" .Values.allowlist.cluster
     "kube" (dict "enabled" (eq (include "osprey.kubeEnforcement" .) "true")))
   "output" (dict "stdout" (eq .Values.logs.mode "stdout"))
   "identity" (dict "enabled" .Values.identity.enabled "watch_nodes" .Values.identity.watchNodes) }}
 {{- if ne .Values.logs.mode "stdout" }}
 {{- $_ := set $managed.output "log_dir" (include "osprey.logDir" .) }}
+{{- end }}
+{{- if .Values.allowlist.hostResolvers }}
+{{- $_ := set $managed.respond "allowlist_resolv_conf" (list "/host/etc/resolv.conf" "/host/run/systemd/resolve/resolv.conf") }}
+{{- else }}
+{{- $_ := set $managed.respond "allowlist_resolv_conf" (list) }}
 {{- end }}
 {{- if .Values.rules }}
 {{- $_ := set $managed.respond "rules_file" (printf "%s/rules.yaml" (include "osprey.configDir" .)) }}

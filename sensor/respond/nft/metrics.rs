@@ -10,6 +10,7 @@ pub struct NftMetrics {
     pub operations: IntCounterVec,
     pub errors: IntCounterVec,
     pub reconcile_repairs: IntCounter,
+    pub allowlist_lifted: IntCounter,
     pub active_elements: IntGaugeVec,
 }
 
@@ -42,6 +43,11 @@ impl NftMetrics {
                 r,
                 "osprey_nft_reconcile_repairs_total",
                 "Reconcile passes that found osprey's table, sets, rules or elements gone and restored them.",
+            ),
+            allowlist_lifted: counter(
+                r,
+                "osprey_nft_allowlist_lifted_total",
+                "Elements removed from osprey's sets because the allowlist covers them (adopted from an earlier run, or allowlisted since).",
             ),
             active_elements,
         }

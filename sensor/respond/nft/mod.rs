@@ -490,6 +490,76 @@ impl NftEnforcer {
     }
 }
 
+impl NftEnforcer {
+    /// Deletes every element of osprey's sets that the allowlist covers
+    /// (it contains an allowlisted address, or lies inside an allowlisted
+    /// range) and forgets it, so that `reconcile` never puts it back.
+    /// Reads the kernel's sets rather than osprey's memory: an element
+    /// left by an earlier run, or added while the allowlist did not yet
+    /// know the address, is caught too. The responder calls it right
+    /// after `reconcile`, so an address allowlisted since it was blocked
+    /// is free within one reconcile period. Returns how many were lifted.
+    pub fn lift_allowlisted(
+        &mut self,
+        allowlist: &crate::respond::safety::Allowlist,
+    ) -> Result<usize, NftError> {
+        let listing = match self.list() {
+            Ok(l) => l,
+            Err(NftError::NotFound { .. }) => return Ok(0),
+            Err(e) => return Err(self.fail("lift", e)),
+        };
+        let d = self.cfg.default_rate_limit;
+        let mut covered: Vec<(IpNet, Class, crate::respond::safety::Entry)> = Vec::new();
+        for (name, elems) in &listing.sets {
+            let Some((class, _)) = class_of(name, &d) else {
+                continue;
+            };
+            for (net, _) in elems {
+                if let Some(why) = allowlist.covering(net) {
+                    covered.push((*net, class, why));
+                }
+            }
+        }
+        if covered.is_empty() {
+            return Ok(0);
+        }
+        let layout = Layout { cfg: &self.cfg };
+        let delete =
+            |(net, class, _): &(IpNet, Class, _)| NfCmd::Delete(layout.element(class, net, None));
+        let all = batch(covered.iter().map(delete).collect());
+        let lifted: Vec<&(IpNet, Class, _)> = if self.exec.run("lift", &all).is_ok() {
+            covered.iter().collect()
+        } else {
+            // One by one, so one refused delete cannot keep the rest in;
+            // an element that expired meanwhile is gone as asked.
+            covered
+                .iter()
+                .filter(|c| match self.exec.run("lift", &batch(vec![delete(c)])) {
+                    Ok(_) | Err(NftError::NotFound { .. }) => true,
+                    Err(e) => {
+                        self.exec.count_error("lift");
+                        warn!(target = %c.0, error = %e, "could not lift an allowlisted element");
+                        false
+                    }
+                })
+                .collect()
+        };
+        for (net, class, why) in &lifted {
+            self.live.remove(&(*net, *class));
+            warn!(
+                target = %net,
+                set = %set_name(class, Fam::of(net), &d),
+                reason = %format!("{} is allowlisted ({why})", net),
+                "lifted an nftables decision on an allowlisted address"
+            );
+        }
+        let n = lifted.len();
+        self.metrics.allowlist_lifted.inc_by(n as u64);
+        self.publish();
+        Ok(n)
+    }
+}
+
 fn batch(cmds: Vec<NfCmd<'_>>) -> Nftables<'_> {
     Nftables {
         objects: cmds.into_iter().map(NfObject::CmdObject).collect(),

@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 
 use super::{Held, NftEnforcer, NftError};
 use crate::respond::enforce::{EnforceMetrics, RetryPolicy};
+use crate::respond::safety::Allowlist;
 use crate::respond::Action;
 
 /// Decisions waiting in the queue before new ones are refused (and
@@ -52,6 +53,8 @@ enum Job {
         reply: oneshot::Sender<Result<Vec<Held>, String>>,
     },
     Snapshot(oneshot::Sender<Snapshot>),
+    /// The allowlist to lift elements by after each reconcile.
+    Allowlist(Box<Allowlist>),
 }
 
 /// The handle the dispatcher keeps; dropping it stops the thread.
@@ -66,6 +69,7 @@ impl NftWorker {
         nft: NftEnforcer,
         policy: RetryPolicy,
         metrics: Option<EnforceMetrics>,
+        allowlist: Option<Allowlist>,
     ) -> std::io::Result<NftWorker> {
         let (tx, rx) = bounded(QUEUE);
         let reconcile_every = Duration::from_secs(nft.config().reconcile_interval_secs.max(1));
@@ -75,6 +79,7 @@ impl NftWorker {
             metrics,
             retrying: HashMap::new(),
             reconcile_every,
+            allowlist,
         };
         let thread = std::thread::Builder::new()
             .name("osprey-nft".into())
@@ -92,6 +97,15 @@ impl NftWorker {
         match tx.try_send(Job::Apply(Box::new(a.clone()))) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// The allowlist changed (or may have): elements it covers go at the
+    /// next reconcile. Never blocks; a full queue defers it to the next
+    /// call.
+    pub fn set_allowlist(&self, allowlist: Allowlist) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(Job::Allowlist(Box::new(allowlist)));
         }
     }
 
@@ -151,6 +165,7 @@ struct Worker {
     /// (target, kind name) -> the failed decision.
     retrying: HashMap<(IpNet, &'static str), Retrying>,
     reconcile_every: Duration,
+    allowlist: Option<Allowlist>,
 }
 
 impl Worker {
@@ -177,6 +192,11 @@ impl Worker {
                 if let Err(e) = self.nft.reconcile() {
                     error!(error = %e, "nftables reconcile failed");
                 }
+                if let Some(a) = &self.allowlist {
+                    if let Err(e) = self.nft.lift_allowlisted(a) {
+                        error!(error = %e, "lifting allowlisted nftables elements failed");
+                    }
+                }
             }
             self.publish();
         }
@@ -202,6 +222,7 @@ impl Worker {
                 let r = self.nft.remove_overlapping(&net).map_err(|e| e.to_string());
                 let _ = reply.send(r);
             }
+            Job::Allowlist(a) => self.allowlist = Some(*a),
             Job::Snapshot(reply) => {
                 let mut retrying: Vec<Retrying> = self.retrying.values().cloned().collect();
                 retrying.sort_by_key(|r| r.action.target);

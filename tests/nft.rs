@@ -574,6 +574,7 @@ fn a_hung_nft_is_killed_and_the_decision_retried_until_applied() {
             max: Duration::from_millis(400),
         },
         Some(m.clone()),
+        None,
     )
     .expect("worker");
     // Let the worker's first reconcile (with nft working) pass.

@@ -36,6 +36,7 @@ fn client(i: u32) -> [u8; 4] {
 }
 
 /// A TCP frame; `flags` in tcpdump letters (S, A, F, P).
+#[allow(clippy::too_many_arguments)]
 fn tcp(
     src: [u8; 4],
     sport: u16,
@@ -185,7 +186,7 @@ fn write_benign(path: &Path, conns: u32) {
             b"",
         ));
     }
-    drop(out);
+
     pcap.finish();
 }
 
@@ -224,17 +225,18 @@ fn write_hostile(path: &Path, h: &Hostile) {
         above_hole(&mut out, i, 20, false);
         i += 1;
     }
-    for _ in 0..h.spoofed_conns {
-        handshake(&mut out, i);
-        above_hole(&mut out, i, 40, true);
-        i += 1;
-    }
+    // The big ones first, while the engine-wide budget still has room.
     for _ in 0..h.big_conns {
         handshake(&mut out, i);
         above_hole(&mut out, i, 250, true);
         i += 1;
     }
-    drop(out);
+    for _ in 0..h.spoofed_conns {
+        handshake(&mut out, i);
+        above_hole(&mut out, i, 40, true);
+        i += 1;
+    }
+
     pcap.finish();
 }
 

@@ -196,6 +196,45 @@ pub struct ConnConfig {
     pub settings: Vec<String>,
     /// Counting each packet once on a node (`conn/node_view.rs`).
     pub node_view: NodeViewSettings,
+    /// Memory that fragment and TCP reassembly may hold.
+    pub reassembly: ReassemblySettings,
+}
+
+/// `[conn.reassembly]`: byte budgets of fragment and TCP reassembly, the
+/// memory hostile traffic (lone high-offset fragments, out-of-order
+/// segments, spoofed ACKs) can make the sensor hold beyond its connection
+/// tables. The `total_` budgets are the sensor's, shared evenly among the
+/// conn workers (each owns its tables); what is dropped at a limit is
+/// counted (`osprey_decode_fragments_evicted_total`,
+/// `osprey_conn_reassembly_evicted_bytes_total`) and named as a weird.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReassemblySettings {
+    /// Fragmented datagrams in flight per conn worker.
+    pub frag_max_datagrams: usize,
+    /// Bytes one fragmented datagram may hold (payload and bookkeeping).
+    pub frag_datagram_bytes: usize,
+    /// Bytes all fragmented datagrams in flight may hold, sensor-wide.
+    pub frag_total_bytes: usize,
+    /// Bytes one TCP connection's reassembly may hold (both directions).
+    pub tcp_flow_bytes: usize,
+    /// Bytes all TCP connections' reassembly may hold, sensor-wide.
+    pub tcp_total_bytes: usize,
+}
+
+impl Default for ReassemblySettings {
+    fn default() -> Self {
+        let d = EngineConfig::default();
+        // Sensor-wide defaults: what one engine gets by default, for the
+        // two conn workers of a small node.
+        ReassemblySettings {
+            frag_max_datagrams: d.frag_max_datagrams,
+            frag_datagram_bytes: d.frag_datagram_bytes,
+            frag_total_bytes: 2 * d.frag_total_bytes,
+            tcp_flow_bytes: d.tcp_reassembly_flow_bytes,
+            tcp_total_bytes: 2 * d.tcp_reassembly_total_bytes,
+        }
+    }
 }
 
 /// `[conn.node_view]`: copies and NAT twins of packets captured on several
@@ -236,6 +275,7 @@ impl Default for ConnConfig {
             analyzers: "all".into(),
             settings: Vec::new(),
             node_view: NodeViewSettings::default(),
+            reassembly: ReassemblySettings::default(),
         }
     }
 }
@@ -727,6 +767,25 @@ impl Config {
             max_twins: nv.max_twins,
             twin_idle_secs: nv.twin_idle_secs,
         };
+        let ra = &c.reassembly;
+        let bad = |k: &str, why: &str| (format!("conn.reassembly.{k}"), why.to_string());
+        let workers = self.pipeline.workers().max(1);
+        for (k, v, min) in [
+            ("frag_max_datagrams", ra.frag_max_datagrams, 1),
+            ("frag_datagram_bytes", ra.frag_datagram_bytes, 1024),
+            ("frag_total_bytes", ra.frag_total_bytes, 1024 * workers),
+            ("tcp_flow_bytes", ra.tcp_flow_bytes, 1024),
+            ("tcp_total_bytes", ra.tcp_total_bytes, 1024 * workers),
+        ] {
+            if v < min {
+                return Err(bad(k, &format!("must be at least {min}")));
+            }
+        }
+        cfg.frag_max_datagrams = ra.frag_max_datagrams;
+        cfg.frag_datagram_bytes = ra.frag_datagram_bytes;
+        cfg.frag_total_bytes = ra.frag_total_bytes / workers;
+        cfg.tcp_reassembly_flow_bytes = ra.tcp_flow_bytes;
+        cfg.tcp_reassembly_total_bytes = ra.tcp_total_bytes / workers;
         Ok(cfg)
     }
 }
@@ -770,6 +829,19 @@ mod tests {
         let c = Config::parse_yaml(text, Path::new("t.yaml"))?;
         c.validate(Path::new("t.yaml"))?;
         Ok(c)
+    }
+
+    #[test]
+    fn reassembly_totals_are_shared_among_conn_workers() {
+        let c = toml(
+            "[pipeline]\nconn_workers = 4\n[conn.reassembly]\ntcp_total_bytes = 4000000\n\
+             frag_total_bytes = 400000\ntcp_flow_bytes = 65536\n",
+        )
+        .unwrap();
+        let e = c.engine_config().unwrap();
+        assert_eq!(e.tcp_reassembly_total_bytes, 1_000_000);
+        assert_eq!(e.frag_total_bytes, 100_000);
+        assert_eq!(e.tcp_reassembly_flow_bytes, 65536);
     }
 
     #[test]
@@ -840,6 +912,18 @@ mod tests {
             (
                 "respond:\n  allowlist_cluster: maybe\n",
                 "respond.allowlist_cluster",
+            ),
+            (
+                "conn:\n  reassembly:\n    tcp_flow_bytes: 0\n",
+                "conn.reassembly.tcp_flow_bytes",
+            ),
+            (
+                "conn:\n  reassembly:\n    frag_total_bytes: 10\n",
+                "conn.reassembly.frag_total_bytes",
+            ),
+            (
+                "conn:\n  reassembly:\n    tcp_bytes: 1\n",
+                "conn.reassembly",
             ),
             (
                 "respond:\n  breakers:\n    block_per_minute: many\n",

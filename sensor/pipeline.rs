@@ -484,6 +484,10 @@ fn conn_worker(
 ) {
     let label = shard.to_string();
     let active = metrics.conns_active.with_label_values(&[label.as_str()]);
+    let frag_bytes = metrics.fragment_bytes.with_label_values(&[label.as_str()]);
+    let reasm_bytes = metrics
+        .reassembly_bytes
+        .with_label_values(&[label.as_str()]);
     let mut before = engine.stats().clone();
     let mut last_publish = Instant::now();
     let mut done = false;
@@ -521,6 +525,8 @@ fn conn_worker(
             metrics.add_engine_delta(&before, &now);
             before = now;
             active.set(engine.active_connections() as i64);
+            frag_bytes.set(i64::try_from(before.fragment_bytes).unwrap_or(i64::MAX));
+            reasm_bytes.set(i64::try_from(before.reassembly_bytes).unwrap_or(i64::MAX));
         }
     }
 }

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use ipnet::IpNet;
 
 use super::service::{Analyzer, AnalyzerSet};
+use crate::decode::frag::FragLimits;
 
 /// Transport part of a port, as in Zeek's `80/tcp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -275,6 +276,21 @@ pub struct EngineConfig {
     pub report_gaps_for_partial: bool,
     pub detect_filtered_trace: bool,
     pub frag_timeout: f64,
+    /// Fragmented datagrams in flight at most (the oldest is dropped).
+    pub frag_max_datagrams: usize,
+    /// Bytes one datagram's reassembly may hold (payload and bookkeeping).
+    pub frag_datagram_bytes: usize,
+    /// Bytes all datagrams in flight may hold together (the oldest are
+    /// dropped). Not Zeek settings: Zeek bounds none of this, and a flood
+    /// of lone fragments is cheap to send.
+    pub frag_total_bytes: usize,
+    /// Bytes one TCP connection's reassembly may hold (ranges and the
+    /// out-of-order payload kept for protocol detection, both directions).
+    pub tcp_reassembly_flow_bytes: usize,
+    /// Bytes all TCP connections' reassembly may hold together. With the
+    /// fragment budget, what hostile traffic can make one engine hold
+    /// beyond its connection table.
+    pub tcp_reassembly_total_bytes: usize,
     pub tunnel_max_depth: usize,
     pub tunnel_max_changes_per_connection: u32,
     pub tunnel_ip_tunnel_timeout: f64,
@@ -387,6 +403,12 @@ impl Default for EngineConfig {
             report_gaps_for_partial: false,
             detect_filtered_trace: false,
             frag_timeout: 300.0,
+            frag_max_datagrams: FragLimits::default().max_datagrams,
+            frag_datagram_bytes: FragLimits::default().datagram_bytes,
+            frag_total_bytes: FragLimits::default().total_bytes,
+            // Today's 64 KiB of payload per direction, plus ranges.
+            tcp_reassembly_flow_bytes: 192 * 1024,
+            tcp_reassembly_total_bytes: 64 * 1024 * 1024,
             tunnel_max_depth: 4,
             tunnel_max_changes_per_connection: 5,
             tunnel_ip_tunnel_timeout: 86400.0,
@@ -458,6 +480,16 @@ fn parse_count(v: &str) -> Result<u64, String> {
 }
 
 impl EngineConfig {
+    /// The fragment table's bounds.
+    pub fn frag_limits(&self) -> FragLimits {
+        FragLimits {
+            timeout: self.frag_timeout,
+            max_datagrams: self.frag_max_datagrams,
+            datagram_bytes: self.frag_datagram_bytes,
+            total_bytes: self.frag_total_bytes,
+        }
+    }
+
     /// Names accepted by [`EngineConfig::set`].
     pub const SETTINGS: &'static [&'static str] = &[
         "ignore_checksums",
@@ -479,6 +511,11 @@ impl EngineConfig {
         "report_gaps_for_partial",
         "detect_filtered_trace",
         "frag_timeout",
+        "frag_max_datagrams",
+        "frag_datagram_bytes",
+        "frag_total_bytes",
+        "tcp_reassembly_flow_bytes",
+        "tcp_reassembly_total_bytes",
         "Tunnel::max_depth",
         "Tunnel::max_changes_per_connection",
         "Tunnel::ip_tunnel_timeout",
@@ -560,6 +597,24 @@ impl EngineConfig {
                 self.detect_filtered_trace = parse_bool(value).map_err(err)?
             }
             "frag_timeout" => self.frag_timeout = f(value)?,
+            "frag_max_datagrams"
+            | "frag_datagram_bytes"
+            | "frag_total_bytes"
+            | "tcp_reassembly_flow_bytes"
+            | "tcp_reassembly_total_bytes" => {
+                let n = parse_count(value).map_err(err)?;
+                if n == 0 {
+                    return Err(err("must be at least 1".into()));
+                }
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                match name {
+                    "frag_max_datagrams" => self.frag_max_datagrams = n,
+                    "frag_datagram_bytes" => self.frag_datagram_bytes = n,
+                    "frag_total_bytes" => self.frag_total_bytes = n,
+                    "tcp_reassembly_flow_bytes" => self.tcp_reassembly_flow_bytes = n,
+                    _ => self.tcp_reassembly_total_bytes = n,
+                }
+            }
             "Tunnel::max_depth" => {
                 self.tunnel_max_depth = parse_count(value).map_err(err)? as usize
             }

@@ -97,6 +97,8 @@ pub struct Counters {
 pub struct Effects {
     pub timers: SmallVec<[TimerReq; 8]>,
     pub svc_events: Vec<ServiceEvent>,
+    /// TCP reassembly memory of all the engine's connections.
+    pub reasm: super::tcp::ReasmLedger,
 }
 
 pub struct ConnCore {

@@ -13,8 +13,8 @@
 //!
 //! Limits: `max_connections` live connections (the least recently active
 //! of a random sample is evicted beyond it, and counted), tunnel nesting
-//! `Tunnel::max_depth`, [`MAX_EXPECTED`] scheduled analyzers, and the
-//! fragment table's own bound.
+//! `Tunnel::max_depth`, [`MAX_EXPECTED`] scheduled analyzers, and the byte
+//! budgets of fragment and TCP reassembly (`decode/frag.rs`, `tcp.rs`).
 //!
 //! With `EngineConfig::interim` set, the engine also snapshots connections
 //! still open (rules in [`super::interim`]) into a queue of their own, so
@@ -42,7 +42,7 @@ use super::tcp::{self, EpState, Segment, Tcp};
 use super::timer::{TimerEntry, TimerKind, TimerQueue, TimerReq};
 use crate::capture::{LinkType, Packet};
 use crate::decode::checksum::{self, ChecksumHint};
-use crate::decode::frag::{FragResult, FragmentManager};
+use crate::decode::frag::{FragDrop, FragResult, FragmentManager};
 use crate::decode::ip::{
     self, parse_ip, IpOutcome, IpPacket, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP,
     PROTO_IPV6, PROTO_NONE, PROTO_TCP, PROTO_UDP,
@@ -56,8 +56,6 @@ use crate::decode::weird::{Weird, WeirdCounts};
 pub const MAX_EXPECTED: usize = 10_000;
 /// IP tunnels (address pairs) remembered at most.
 pub const MAX_IP_TUNNELS: usize = 100_000;
-/// In-flight fragmented datagrams at most.
-pub const MAX_FRAGMENTS: usize = 10_000;
 /// Interim snapshots waiting at most. A later snapshot of a connection
 /// supersedes an earlier one, so a caller that falls behind loses the
 /// oldest, which matter least; memory stays bounded (about 70 MiB of
@@ -80,6 +78,14 @@ pub struct EngineStats {
     pub records: u64,
     pub records_by_state: [u64; 13],
     pub fragments_reassembled: u64,
+    /// Incomplete fragmented datagrams dropped, by [`FragDrop`] index.
+    pub fragments_dropped: [u64; FragDrop::COUNT],
+    /// Bytes the fragment table holds now.
+    pub fragment_bytes: usize,
+    /// Bytes TCP reassembly gave up, by [`tcp::ReasmDrop`] index.
+    pub reassembly_dropped_bytes: [u64; tcp::ReasmDrop::COUNT],
+    /// Bytes TCP reassembly holds now, over all connections.
+    pub reassembly_bytes: usize,
     /// Interim snapshots queued, in all and by [`InterimTrigger`] index.
     pub interim_records: u64,
     pub interim_by_trigger: [u64; InterimTrigger::COUNT],
@@ -340,7 +346,7 @@ impl Engine {
                 ahash::RandomState::new(),
             ),
         };
-        let frag_timeout = cfg.frag_timeout;
+        let frag_limits = cfg.frag_limits();
         if let Some(ic) = cfg.interim {
             if let Err(e) = ic.validate() {
                 tracing::warn!("{e}; using the default instead");
@@ -355,7 +361,7 @@ impl Engine {
             hasher: hasher.clone(),
             live: 0,
             timers: TimerQueue::new(),
-            frags: FragmentManager::new(frag_timeout, MAX_FRAGMENTS),
+            frags: FragmentManager::new(frag_limits),
             ip_tunnels: HashMap::with_hasher(hasher),
             expected: Vec::new(),
             rng,
@@ -374,6 +380,26 @@ impl Engine {
 
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// Copies the fragment table's figures into the stats (after each
+    /// fragment: the table keeps its own counters).
+    fn sync_frag_stats(&mut self) {
+        for d in FragDrop::ALL {
+            self.stats.fragments_dropped[d as usize] = self.frags.dropped(d);
+        }
+        self.stats.fragment_bytes = self.frags.bytes_held();
+    }
+
+    /// Copies the TCP reassembly ledger's figures into the stats and its
+    /// weirds into the counts.
+    fn sync_reasm_stats(&mut self) {
+        let l = &mut self.fx.reasm;
+        for w in l.weirds.drain(..) {
+            self.stats.weirds.add(w);
+        }
+        self.stats.reassembly_dropped_bytes = l.dropped_bytes;
+        self.stats.reassembly_bytes = l.held;
     }
 
     /// Packet time: the newest timestamp seen (0 before the first packet).
@@ -573,6 +599,14 @@ impl Engine {
     /// it out of the index.
     fn release(&mut self, slot: u32, hash: u64) {
         let s = &mut self.slots[slot as usize];
+        if let Some(Conn {
+            transport: Transport::Tcp(t),
+            ..
+        }) = s.conn.as_mut()
+        {
+            t.release(&mut self.fx);
+            self.stats.reassembly_bytes = self.fx.reasm.held;
+        }
         s.conn = None;
         s.gen = s.gen.wrapping_add(1);
         self.free.push(slot);
@@ -904,8 +938,21 @@ impl Engine {
                     }
                     // A first fragment cut short is analysed as it is.
                 } else {
-                    match self.frags.add(ctx.t, &ip) {
-                        FragResult::Pending => return,
+                    let full = self.frags.dropped(FragDrop::TableFull);
+                    let memory = self.frags.dropped(FragDrop::Memory);
+                    let result = self.frags.add(ctx.t, &ip);
+                    self.sync_frag_stats();
+                    for _ in full..self.frags.dropped(FragDrop::TableFull) {
+                        self.weird(Weird::FragmentTableFull);
+                    }
+                    for _ in memory..self.frags.dropped(FragDrop::Memory) {
+                        self.weird(Weird::FragmentMemoryFull);
+                    }
+                    match result {
+                        FragResult::Pending | FragResult::Dropped(FragDrop::Memory) => return,
+                        FragResult::Dropped(_) => {
+                            return self.weird(Weird::FragmentDatagramOverBudget)
+                        }
                         FragResult::Inconsistent => {
                             return self.weird(Weird::FragmentInconsistency)
                         }
@@ -1605,6 +1652,7 @@ impl Engine {
                     .set_inactivity_timeout(self.cfg.long_inactivity_timeout, &mut self.fx);
             }
         }
+        self.sync_reasm_stats();
         self.count(slot, is_orig_after, ip.total_len);
         self.apply_service_events(slot);
         self.interim_closing(slot);

@@ -10,17 +10,27 @@
 //! `src/analyzer/protocol/tcp/TCP_Reassembler.cc` and `src/Reassem.cc`
 //! (DataSent, AckReceived, Undelivered, Gap, DataPending, CheckEOF).
 //!
-//! Limits: at most [`MAX_BLOCKS`] buffered segment ranges and
-//! [`MAX_DPD_BYTES`] bytes of out-of-order payload kept for protocol
-//! detection per endpoint; beyond that the reassembler stops delivering
-//! (as Zeek does past `tcp_excessive_data_without_further_acks`).
+//! Limits: at most [`MAX_BLOCKS`] buffered segment ranges per endpoint,
+//! and a byte budget per connection (`tcp_reassembly_flow_bytes`) and per
+//! engine (`tcp_reassembly_total_bytes`) on what reassembly holds: the
+//! ranges and the out-of-order payload kept for protocol detection. The
+//! budgets hold whatever the peer acknowledges: Zeek's no-ACK rule
+//! (`tcp_max_above_hole_without_any_acks`) is kept as Zeek has it, but one
+//! spoofed ACK turns it off, so it cannot be what bounds memory. A
+//! connection over budget first loses its stored payload (protocol
+//! detection sees a gap), then its ranges (the reassembler stops
+//! delivering, as Zeek does past `tcp_excessive_data_without_further_acks`).
+//! Every such loss is a weird and counted in bytes by [`ReasmDrop`].
 
 use std::collections::VecDeque;
+
+use smallvec::SmallVec;
 
 use super::config::EngineConfig;
 use super::core::{ConnCore, Effects};
 use super::timer::{TimerKind, TimerReq};
 use super::verify::Verifier;
+use crate::decode::weird::Weird;
 
 pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;
@@ -33,8 +43,74 @@ const RESP: u8 = 2;
 
 /// Segment ranges an endpoint's reassembler keeps before it gives up.
 pub const MAX_BLOCKS: usize = 4096;
-/// Out-of-order payload kept per endpoint for protocol detection.
-pub const MAX_DPD_BYTES: usize = 64 * 1024;
+/// Bytes charged per slot of an endpoint's range list.
+const BLOCK_COST: usize = 16;
+/// Bytes charged per slot of the stored-payload list, and per stored piece
+/// (its allocation's header), on top of the payload itself.
+const PIECE_SLOT_COST: usize = 32;
+const PIECE_ALLOC_COST: usize = 16;
+
+/// Why reassembly gave up bytes it held or would have held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReasmDrop {
+    /// The connection reached `tcp_reassembly_flow_bytes`.
+    FlowBudget,
+    /// All connections together reached `tcp_reassembly_total_bytes`.
+    Memory,
+    /// Zeek's `tcp_max_above_hole_without_any_acks`.
+    AboveHoleWithoutAcks,
+    /// Zeek's `tcp_excessive_data_without_further_acks`.
+    ExcessiveData,
+    /// More than [`MAX_BLOCKS`] ranges in one direction.
+    TooManyBlocks,
+}
+
+impl ReasmDrop {
+    pub const ALL: [ReasmDrop; 5] = [
+        ReasmDrop::FlowBudget,
+        ReasmDrop::Memory,
+        ReasmDrop::AboveHoleWithoutAcks,
+        ReasmDrop::ExcessiveData,
+        ReasmDrop::TooManyBlocks,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReasmDrop::FlowBudget => "flow_budget",
+            ReasmDrop::Memory => "memory",
+            ReasmDrop::AboveHoleWithoutAcks => "above_hole_without_acks",
+            ReasmDrop::ExcessiveData => "excessive_data",
+            ReasmDrop::TooManyBlocks => "too_many_blocks",
+        }
+    }
+
+    fn weird(self) -> Weird {
+        match self {
+            ReasmDrop::FlowBudget => Weird::TcpReassemblyFlowBudget,
+            ReasmDrop::Memory => Weird::TcpReassemblyMemory,
+            ReasmDrop::AboveHoleWithoutAcks => Weird::AboveHoleDataWithoutAnyAcks,
+            ReasmDrop::ExcessiveData => Weird::ExcessiveDataWithoutFurtherAcks,
+            ReasmDrop::TooManyBlocks => Weird::TcpReassemblyTooManyBlocks,
+        }
+    }
+}
+
+/// The engine's account of TCP reassembly memory: what all its
+/// connections hold, and what was given up. Lives in [`Effects`] so that
+/// the state machine can check the engine-wide budget without a lock or a
+/// back reference; the engine drains `weirds`.
+#[derive(Debug, Default)]
+pub struct ReasmLedger {
+    /// Bytes charged for all connections (each keeps its own share in
+    /// `Tcp::charged`, returned when the connection goes).
+    pub held: usize,
+    /// Bytes given up (held and freed, or refused), by [`ReasmDrop`] index.
+    pub dropped_bytes: [u64; ReasmDrop::COUNT],
+    /// Weirds raised since the engine last looked.
+    pub weirds: SmallVec<[Weird; 2]>,
+}
 
 // History bits (TCP_Endpoint::HIST_*), shifted by 16 for the responder.
 const HIST_SYN_PKT: u32 = 0x1;
@@ -103,6 +179,9 @@ struct Reassembler {
     /// Bytes of held ranges kept for protocol detection, by start seq.
     dpd_data: Vec<(u64, Vec<u8>)>,
     dpd_bytes: usize,
+    /// A budget weird was raised for this direction already (one per
+    /// connection direction is enough to see it; bytes are all counted).
+    budget_weird: bool,
 }
 
 impl Default for Reassembler {
@@ -115,6 +194,7 @@ impl Default for Reassembler {
             did_eof: false,
             dpd_data: Vec::new(),
             dpd_bytes: 0,
+            budget_weird: false,
         }
     }
 }
@@ -130,10 +210,24 @@ impl Reassembler {
             .map_or(0, |b| b.1.saturating_sub(self.last_reassem_seq))
     }
 
+    /// Forgets every range and stored byte, returning the memory (a
+    /// cleared list would keep its capacity).
     fn clear_blocks(&mut self) {
-        self.blocks.clear();
-        self.dpd_data.clear();
+        self.blocks = VecDeque::new();
+        self.clear_dpd();
+    }
+
+    fn clear_dpd(&mut self) {
+        self.dpd_data = Vec::new();
         self.dpd_bytes = 0;
+    }
+
+    /// Bytes this direction's reassembly holds, as charged to the budgets.
+    fn cost(&self) -> usize {
+        self.blocks.capacity() * BLOCK_COST
+            + self.dpd_data.capacity() * PIECE_SLOT_COST
+            + self.dpd_data.len() * PIECE_ALLOC_COST
+            + self.dpd_bytes
     }
 
     /// Adds the parts of [seq, upper) not held yet; returns the index of the
@@ -283,6 +377,9 @@ pub struct Tcp {
     pub want_stream: bool,
     /// Whether the originator has proven its address (`verify.rs`).
     pub verify: Verifier,
+    /// Bytes of reassembly memory charged to the engine's ledger for this
+    /// connection (see [`Tcp::release`]).
+    charged: usize,
 }
 
 /// Context the state machine needs from outside the connection.
@@ -311,6 +408,7 @@ impl Tcp {
             established_event: false,
             want_stream: !core.svc_enabled.is_empty() || core.svc.is_some(),
             verify: Verifier::default(),
+            charged: 0,
         };
         fx.timers.push(TimerReq {
             at: network_time + cfg.tcp_syn_timeout,
@@ -498,7 +596,71 @@ impl Tcp {
     /// `TCPSessionAdapter::Process` for a segment from the endpoint that is
     /// currently the originator when `is_orig`. Returns whether that sender
     /// is the originator after processing (the roles may flip).
+    /// Handles one segment (`TCPSessionAdapter::DeliverPacket`); returns
+    /// whether its sender is the originator after any flip. Settles the
+    /// connection's share of the reassembly ledger afterwards.
     pub fn process(
+        &mut self,
+        core: &mut ConnCore,
+        fx: &mut Effects,
+        ctx: &Ctx<'_>,
+        is_orig: bool,
+        seg: &Segment<'_>,
+    ) -> bool {
+        let r = self.process_segment(core, fx, ctx, is_orig, seg);
+        self.recharge(fx);
+        r
+    }
+
+    /// Bytes this connection's reassembly holds now.
+    fn cost(&self) -> usize {
+        self.ep[0].reasm.cost() + self.ep[1].reasm.cost()
+    }
+
+    /// Brings the ledger up to date with what the connection holds.
+    fn recharge(&mut self, fx: &mut Effects) {
+        let now = self.cost();
+        let l = &mut fx.reasm;
+        l.held = l.held.saturating_sub(self.charged) + now;
+        self.charged = now;
+    }
+
+    /// Returns the connection's share of the ledger (it is going away).
+    pub fn release(&mut self, fx: &mut Effects) {
+        fx.reasm.held = fx.reasm.held.saturating_sub(self.charged);
+        self.charged = 0;
+    }
+
+    /// Whether `add` more bytes fit both the connection's and the
+    /// engine's budget; the reason they do not, if not.
+    fn over_budget(&self, fx: &Effects, cfg: &EngineConfig, add: usize) -> Option<ReasmDrop> {
+        let now = self.cost();
+        if now + add > cfg.tcp_reassembly_flow_bytes {
+            return Some(ReasmDrop::FlowBudget);
+        }
+        let total = fx.reasm.held.saturating_sub(self.charged) + now + add;
+        (total > cfg.tcp_reassembly_total_bytes).then_some(ReasmDrop::Memory)
+    }
+
+    /// Counts bytes given up by endpoint `e`'s reassembly; raises the
+    /// reason's weird once per direction (Zeek's own rules stop
+    /// reassembly, so theirs come once anyway).
+    fn give_up(&mut self, fx: &mut Effects, e: usize, why: ReasmDrop, bytes: usize) {
+        fx.reasm.dropped_bytes[why as usize] += bytes as u64;
+        let r = &mut self.ep[e].reasm;
+        let zeeks = matches!(
+            why,
+            ReasmDrop::AboveHoleWithoutAcks | ReasmDrop::ExcessiveData
+        );
+        if zeeks || !r.budget_weird {
+            if !zeeks {
+                r.budget_weird = true;
+            }
+            fx.reasm.weirds.push(why.weird());
+        }
+    }
+
+    fn process_segment(
         &mut self,
         core: &mut ConnCore,
         fx: &mut Effects,
@@ -926,21 +1088,59 @@ impl Tcp {
         }
         self.new_block(core, fx, cfg, e, seq, data);
 
-        let ep = &mut self.ep[e];
+        let ep = &self.ep[e];
         if ep.no_data_acked()
             && cfg.tcp_max_above_hole_without_any_acks > 0
             && ep.reasm.num_undelivered() > cfg.tcp_max_above_hole_without_any_acks
         {
-            ep.reasm.clear_blocks();
-            ep.reasm.skip_deliveries = true;
+            self.stop_reassembly(fx, e, ReasmDrop::AboveHoleWithoutAcks);
         }
-        let ep = &mut self.ep[e];
-        if (cfg.tcp_excessive_data_without_further_acks > 0
-            && ep.reasm.data_size() > cfg.tcp_excessive_data_without_further_acks)
-            || ep.reasm.blocks.len() > MAX_BLOCKS
+        let r = &self.ep[e].reasm;
+        if cfg.tcp_excessive_data_without_further_acks > 0
+            && r.data_size() > cfg.tcp_excessive_data_without_further_acks
         {
-            ep.reasm.clear_blocks();
-            ep.reasm.skip_deliveries = true;
+            self.stop_reassembly(fx, e, ReasmDrop::ExcessiveData);
+        } else if r.blocks.len() > MAX_BLOCKS {
+            self.stop_reassembly(fx, e, ReasmDrop::TooManyBlocks);
+        }
+        self.enforce_budget(fx, cfg, e);
+    }
+
+    /// Zeek's way out of reassembly (`ClearBlocks`, `skip_deliveries`),
+    /// counted.
+    fn stop_reassembly(&mut self, fx: &mut Effects, e: usize, why: ReasmDrop) {
+        let r = &mut self.ep[e].reasm;
+        let bytes = r.cost();
+        r.clear_blocks();
+        r.skip_deliveries = true;
+        self.give_up(fx, e, why, bytes);
+    }
+
+    /// Keeps endpoint `e`, which may just have grown, within the budgets:
+    /// its stored payload goes first (only protocol detection misses it),
+    /// its ranges only if that is not enough. Unlike Zeek's no-ACK rule,
+    /// this holds whatever the peer acknowledged.
+    fn enforce_budget(&mut self, fx: &mut Effects, cfg: &EngineConfig, e: usize) {
+        let grew = self.cost() > self.charged;
+        let Some(why) = self.over_budget(fx, cfg, 0) else {
+            return;
+        };
+        if why == ReasmDrop::Memory && !grew {
+            // Someone else's growth; this connection holds no more than
+            // before, and is not the one to pay.
+            return;
+        }
+        let r = &mut self.ep[e].reasm;
+        if r.dpd_bytes > 0 || r.dpd_data.capacity() > 0 {
+            let bytes = r.dpd_bytes;
+            r.clear_dpd();
+            self.give_up(fx, e, why, bytes);
+            if self.over_budget(fx, cfg, 0).is_none() {
+                return;
+            }
+        }
+        if !self.ep[e].reasm.blocks.is_empty() {
+            self.stop_reassembly(fx, e, why);
         }
     }
 
@@ -975,13 +1175,23 @@ impl Tcp {
         // Keep what could not be delivered yet (above a hole) for protocol
         // detection, within its budget.
         if self.want_stream {
-            let r = &mut self.ep[e].reasm;
+            let r = &self.ep[e].reasm;
             let from = r.last_reassem_seq.max(seq);
             if from < upper {
                 let part = &data[(from - seq) as usize..];
-                if r.dpd_bytes + part.len() <= MAX_DPD_BYTES {
-                    r.dpd_bytes += part.len();
-                    r.dpd_data.push((from, part.to_vec()));
+                let slot = if r.dpd_data.len() == r.dpd_data.capacity() {
+                    // The list's growth, charged before it happens.
+                    r.dpd_data.capacity().max(4) * PIECE_SLOT_COST
+                } else {
+                    0
+                };
+                match self.over_budget(fx, cfg, part.len() + PIECE_ALLOC_COST + slot) {
+                    None => {
+                        let r = &mut self.ep[e].reasm;
+                        r.dpd_bytes += part.len();
+                        r.dpd_data.push((from, part.to_vec()));
+                    }
+                    Some(why) => self.give_up(fx, e, why, part.len()),
                 }
             }
         }

@@ -52,6 +52,8 @@ weirds! {
     IncompletelyCapturedFragment => "incompletely_captured_fragment",
     FragmentInconsistency => "fragment_inconsistency",
     FragmentTableFull => "fragment_table_full",
+    FragmentMemoryFull => "fragment_memory_full",
+    FragmentDatagramOverBudget => "fragment_datagram_over_budget",
     Ipv6NoNext => "ipv6_no_next",
     EspPacket => "esp_packet",
     TruncatedTransportHeader => "truncated_header",
@@ -73,6 +75,11 @@ weirds! {
     TunnelEmptyPacket => "tunnel_empty_packet",
     TunnelMaxChangesExceeded => "tunnel_max_changes_per_connection_exceeded",
     ConnectionTableFull => "connection_table_full",
+    AboveHoleDataWithoutAnyAcks => "above_hole_data_without_any_acks",
+    ExcessiveDataWithoutFurtherAcks => "excessive_data_without_further_acks",
+    TcpReassemblyFlowBudget => "tcp_reassembly_flow_over_budget",
+    TcpReassemblyMemory => "tcp_reassembly_memory_full",
+    TcpReassemblyTooManyBlocks => "tcp_reassembly_too_many_segments",
 }
 
 /// Counts of each [`Weird`].

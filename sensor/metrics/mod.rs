@@ -18,8 +18,11 @@ use prometheus::{
 };
 
 use crate::conn::node_view::NodeViewStats;
+use crate::conn::tcp::ReasmDrop;
 use crate::conn::ConnState;
 use crate::conn::EngineStats;
+use crate::decode::frag::FragDrop;
+use crate::decode::weird::Weird;
 
 /// Every metric osprey exports.
 pub struct Metrics {
@@ -37,6 +40,10 @@ pub struct Metrics {
     pub conn_nat_twins_folded: IntCounter,
     pub conn_overlay_flows_folded: IntCounter,
     pub decode_errors: IntCounterVec,
+    pub fragments_evicted: IntCounterVec,
+    pub fragment_bytes: IntGaugeVec,
+    pub reassembly_evicted_bytes: IntCounterVec,
+    pub reassembly_bytes: IntGaugeVec,
     pub conns_active: IntGaugeVec,
     pub conns_created: IntCounter,
     pub conns_evicted: IntCounter,
@@ -216,6 +223,32 @@ impl Metrics {
                 "Malformed or unusual packets, by Zeek weird name.",
                 &["kind"],
             ),
+            fragments_evicted: counter_vec(
+                &r,
+                "osprey_decode_fragments_evicted_total",
+                "Fragmented datagrams dropped before they were complete, by reason (timeout, \
+                 table_full, memory, datagram_budget).",
+                &["reason"],
+            ),
+            fragment_bytes: gauge_vec(
+                &r,
+                "osprey_decode_fragment_bytes",
+                "Bytes the fragment table holds now (payload and bookkeeping), per conn worker.",
+                &["shard"],
+            ),
+            reassembly_evicted_bytes: counter_vec(
+                &r,
+                "osprey_conn_reassembly_evicted_bytes_total",
+                "Bytes TCP reassembly gave up or refused to hold, by reason (flow_budget, \
+                 memory, above_hole_without_acks, excessive_data, too_many_blocks).",
+                &["reason"],
+            ),
+            reassembly_bytes: gauge_vec(
+                &r,
+                "osprey_conn_reassembly_bytes",
+                "Bytes TCP reassembly holds now over all connections, per conn worker.",
+                &["shard"],
+            ),
             conns_active,
             conns_created: counter(&r, "osprey_conns_created_total", "Connections created."),
             conns_evicted: counter(
@@ -333,10 +366,35 @@ impl Metrics {
             .inc_by(now.conns_evicted - before.conns_evicted);
         self.interim_records
             .inc_by(now.interim_records - before.interim_records);
-        for ((w, n), (_, b)) in now.weirds.iter().zip(before.weirds.iter()) {
+        // By name, not by zipping the non-zero counts of both: a weird
+        // first seen in this delta would pair with another name.
+        for &w in Weird::ALL {
+            let (n, b) = (now.weirds.get(w), before.weirds.get(w));
             if n > b {
                 self.decode_errors
                     .with_label_values(&[w.name()])
+                    .inc_by(n - b);
+            }
+        }
+        for d in FragDrop::ALL {
+            let (n, b) = (
+                now.fragments_dropped[d as usize],
+                before.fragments_dropped[d as usize],
+            );
+            if n > b {
+                self.fragments_evicted
+                    .with_label_values(&[d.name()])
+                    .inc_by(n - b);
+            }
+        }
+        for d in ReasmDrop::ALL {
+            let (n, b) = (
+                now.reassembly_dropped_bytes[d as usize],
+                before.reassembly_dropped_bytes[d as usize],
+            );
+            if n > b {
+                self.reassembly_evicted_bytes
+                    .with_label_values(&[d.name()])
                     .inc_by(n - b);
             }
         }

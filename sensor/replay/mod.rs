@@ -21,7 +21,9 @@ pub use respond::{ActionSummary, ReplayOutcome, ReplayScoring};
 use crate::capture::{self, CaptureError, Packet, PacketBatch, PacketSource};
 use crate::conn::node_view::{NodeView, NodeViewStats, Verdict};
 use crate::conn::record::{ConnRecord, ConnState};
+use crate::conn::tcp::ReasmDrop;
 use crate::conn::{Engine, EngineConfig};
+use crate::decode::frag::FragDrop;
 use crate::decode::prepare::Prepared;
 use crate::decode::WeirdCounts;
 use crate::metrics::Metrics;
@@ -122,7 +124,14 @@ pub struct Summary {
     pub weirds: WeirdCounts,
     pub evicted: u64,
     pub fragments_reassembled: u64,
+    /// Incomplete datagrams dropped, by `FragDrop` index.
+    pub fragments_dropped: [u64; FragDrop::COUNT],
+    /// TCP reassembly bytes given up, by `ReasmDrop` index.
+    pub reassembly_dropped_bytes: [u64; ReasmDrop::COUNT],
     pub elapsed: Duration,
+    /// The process's peak resident memory when the replay ended (Linux's
+    /// VmHWM), the figure that says what hostile traffic cost.
+    pub peak_rss_bytes: Option<u64>,
     pub log_path: PathBuf,
     /// What scoring and deciding made of the records, when they ran.
     pub scored: Option<ReplayOutcome>,
@@ -404,7 +413,10 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
         weirds: st.weirds,
         evicted: st.conns_evicted,
         fragments_reassembled: st.fragments_reassembled,
+        fragments_dropped: st.fragments_dropped,
+        reassembly_dropped_bytes: st.reassembly_dropped_bytes,
         elapsed: started.elapsed(),
+        peak_rss_bytes: peak_rss_bytes(),
         log_path: final_path.clone(),
         scored: None,
     };
@@ -458,6 +470,9 @@ impl Summary {
             secs,
             self.packets as f64 / secs
         );
+        if let Some(b) = self.peak_rss_bytes {
+            let _ = writeln!(s, "  peak memory (RSS): {} MiB", b / (1024 * 1024));
+        }
         let _ = writeln!(
             s,
             "  connections logged: {} -> {}",
@@ -506,6 +521,32 @@ impl Summary {
                 self.fragments_reassembled
             );
         }
+        if self.fragments_dropped.iter().any(|n| *n > 0) {
+            let parts: Vec<String> = FragDrop::ALL
+                .iter()
+                .filter(|d| self.fragments_dropped[**d as usize] > 0)
+                .map(|d| format!("{} {}", d.name(), self.fragments_dropped[*d as usize]))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  fragmented datagrams dropped incomplete: {}",
+                parts.join(", ")
+            );
+        }
+        if self.reassembly_dropped_bytes.iter().any(|n| *n > 0) {
+            let parts: Vec<String> = ReasmDrop::ALL
+                .iter()
+                .filter(|d| self.reassembly_dropped_bytes[**d as usize] > 0)
+                .map(|d| {
+                    format!(
+                        "{} {}",
+                        d.name(),
+                        self.reassembly_dropped_bytes[*d as usize]
+                    )
+                })
+                .collect();
+            let _ = writeln!(s, "  TCP reassembly bytes given up: {}", parts.join(", "));
+        }
         if self.evicted > 0 {
             let _ = writeln!(s, "  connections evicted (table full): {}", self.evicted);
         }
@@ -536,6 +577,21 @@ impl Summary {
         }
         s
     }
+}
+
+/// The process's peak resident set size so far (`VmHWM` of
+/// `/proc/self/status`); `None` where there is no such file.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// True when progress lines make sense (stderr is a terminal).

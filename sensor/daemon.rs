@@ -501,7 +501,7 @@ fn server_limits(cfg: &Config) -> ServerLimits {
     let mut nofile = getrlimit(Resource::Nofile);
     if nofile.current < nofile.maximum {
         nofile.current = nofile.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, nofile.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, nofile) {
             tracing::warn!(error = %e, "could not raise the open-file limit");
         }
         nofile = getrlimit(Resource::Nofile);

@@ -144,7 +144,7 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
 fn set_open_files(n: u64) -> rustix::process::Rlimit {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let before = getrlimit(Resource::Nofile);
-    let mut l = before.clone();
+    let mut l = before;
     if let Some(hard) = l.maximum {
         assert!(hard >= n, "the hard open-file limit {hard} is below {n}");
     }

@@ -334,12 +334,35 @@ pub struct ModelsConfig {
 pub struct MetricsConfig {
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     pub listen_addr: String,
+    /// Connections the endpoint serves at once. It faces the network: past
+    /// the cap, the connection that has waited longest for its request is
+    /// closed, so slow clients can neither exhaust the process's file
+    /// descriptors (which enforcement needs to run `nft`) nor keep the
+    /// kubelet's probes out.
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request's whole header
+    /// (from the accept, or from the previous response); slower ones are
+    /// closed and counted.
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
+        let limits = crate::metrics::ServerLimits::default();
         MetricsConfig {
             listen_addr: "0.0.0.0:9750".into(),
+            max_connections: limits.max_connections,
+            header_read_timeout_secs: limits.header_read_timeout.as_secs(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The server's limits as configured.
+    pub fn limits(&self) -> crate::metrics::ServerLimits {
+        crate::metrics::ServerLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
         }
     }
 }
@@ -690,6 +713,18 @@ impl Config {
         }
         self.metrics_addr()
             .map_err(|reason| bad("metrics.listen_addr", reason))?;
+        if self.metrics.max_connections == 0 {
+            return Err(bad(
+                "metrics.max_connections",
+                "must be at least 1 (the probes need a connection)".into(),
+            ));
+        }
+        if !(1..=300).contains(&self.metrics.header_read_timeout_secs) {
+            return Err(bad(
+                "metrics.header_read_timeout_secs",
+                "must be between 1 and 300".into(),
+            ));
+        }
         match crate::respond::hook::validate(&self.respond.hooks) {
             Ok(()) => {}
             Err(crate::respond::hook::HookError::Config { hook, key, reason }) => {

@@ -21,7 +21,7 @@ use osprey::capture::{LiveOptions, LiveSource};
 use osprey::config::Config;
 use osprey::conn::ConnRecord;
 use osprey::identity::{Attribution, Directory, Fallbacks};
-use osprey::metrics::{Health, Metrics};
+use osprey::metrics::{Health, Metrics, ServerLimits};
 use osprey::model::bundled::load_models;
 use osprey::model::Model;
 use osprey::pipeline::{StageOptions, Stages};
@@ -306,6 +306,10 @@ pub fn run(a: RunArgs) -> Result<()> {
 
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
+    // From here on a panic in any thread stops the sensor and exits
+    // non-zero (metrics/fail.rs).
+    osprey::metrics::fail::install(health.clone(), stop.clone(), &metrics.registry);
+    let server_limits = server_limits(&cfg);
     let rules = load_rules(&cfg, &models)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -364,7 +368,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     rt.spawn(osprey::metrics::notify::supervise(health.clone()));
     let io = IoThread::start(
         rt,
-        listener,
+        (listener, server_limits),
         metrics.clone(),
         health.clone(),
         stop.clone(),
@@ -439,11 +443,16 @@ pub fn run(a: RunArgs) -> Result<()> {
     // into the spool) and ends; then the reporter's last delivery attempt.
     drop(sink);
     io.shutdown();
-    scored.context("closing the logs")?;
-    joined?;
     if let Some(path) = control_socket {
         let _ = std::fs::remove_file(path);
     }
+    // A panicked thread (including a tokio task, which no join sees) fails
+    // the run: the exit status tells the orchestrator to restart.
+    if let Some(why) = health.failure() {
+        anyhow::bail!("stopped because {why}");
+    }
+    scored.context("closing the logs")?;
+    joined?;
     eprintln!("osprey: stopped");
     Ok(())
 }
@@ -476,6 +485,40 @@ fn start_control_socket(
             None
         }
     }
+}
+
+/// Descriptors kept free of the metrics server's connections: capture
+/// rings, log files, the spool, sockets to the API server and platform,
+/// and the pipes of every `nft` and hook process.
+const FD_RESERVE: u64 = 512;
+
+/// The metrics server's limits, with the connection cap held below the
+/// descriptor limit (raised to its hard limit first, as servers do), so
+/// that slow clients can never take the descriptors enforcement needs.
+fn server_limits(cfg: &Config) -> ServerLimits {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limits = cfg.metrics.limits();
+    let mut nofile = getrlimit(Resource::Nofile);
+    if nofile.current < nofile.maximum {
+        nofile.current = nofile.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, nofile) {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+        }
+        nofile = getrlimit(Resource::Nofile);
+    }
+    if let Some(soft) = nofile.current {
+        let room = usize::try_from(soft.saturating_sub(FD_RESERVE).max(16)).unwrap_or(usize::MAX);
+        if limits.max_connections > room {
+            tracing::warn!(
+                configured = limits.max_connections,
+                used = room,
+                open_files = soft,
+                "metrics.max_connections lowered to leave descriptors for enforcement"
+            );
+            limits.max_connections = room;
+        }
+    }
+    limits
 }
 
 /// What the identity section falls back to: `respond.kube`'s node and
@@ -718,7 +761,7 @@ impl IoThread {
     #[allow(clippy::too_many_arguments)]
     fn start(
         rt: tokio::runtime::Runtime,
-        listener: std::net::TcpListener,
+        (listener, limits): (std::net::TcpListener, ServerLimits),
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         stop: Arc<AtomicBool>,
@@ -746,6 +789,7 @@ impl IoThread {
                         listener,
                         metrics,
                         health.clone(),
+                        limits,
                         async move {
                             let _ = server_done.wait_for(|&d| d).await;
                         },

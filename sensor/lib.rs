@@ -15,6 +15,7 @@ pub mod config;
 pub mod conn;
 pub mod decode;
 pub mod evidence;
+pub mod fault;
 pub mod features;
 pub mod identity;
 pub mod metrics;

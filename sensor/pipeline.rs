@@ -316,6 +316,7 @@ impl CaptureLoop {
             if self.stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
+            crate::fault::point("capture");
             // Wait no longer than the oldest partial batch may wait (the
             // clock is read only if the source has to wait at all).
             let deadline = oldest
@@ -492,6 +493,7 @@ fn conn_worker(
     let mut last_publish = Instant::now();
     let mut done = false;
     while !done {
+        crate::fault::point("conn");
         match rx.recv_timeout(PUBLISH_EVERY) {
             Ok(ToWorker::Packets(batch, folds)) => {
                 let mut folds = folds.iter().peekable();

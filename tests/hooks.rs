@@ -309,3 +309,90 @@ fn bad_hooks_are_refused_at_load_naming_hook_and_key() {
         .unwrap();
     assert_eq!(cfg[0].exec.as_ref().unwrap().timeout_secs, 10);
 }
+
+/// Processes of process group `pgid` that are still alive (zombies, which
+/// only wait for a reaper, do not count).
+fn live_group_members(pgid: i32) -> Vec<String> {
+    let mut alive = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split
+        // after its closing parenthesis.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
+            alive.push(stat.trim().to_owned());
+        }
+    }
+    alive
+}
+
+/// Issue 16, item 6: a hook that starts children in the background is
+/// killed whole on timeout, and a hook that exits leaves nothing behind.
+/// Before hooks had a process group of their own, only the script was
+/// killed and its `sleep 1000` children ran on.
+#[tokio::test]
+async fn exec_hook_timeout_kills_its_whole_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow_pid = dir.path().join("slow.pid");
+    let quick_pid = dir.path().join("quick.pid");
+    let reg = Registry::new();
+    let hooks = Hooks::new(
+        &[
+            exec(
+                "spawner",
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "echo $$ > \"$0\"; sleep 1000 & sleep 1000 & (sleep 1000 &) ; wait",
+                    slow_pid.to_str().unwrap(),
+                ],
+                1,
+            ),
+            exec(
+                "leaves_one",
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "echo $$ > \"$0\"; sleep 1000 >/dev/null 2>&1 & exit 0",
+                    quick_pid.to_str().unwrap(),
+                ],
+                5,
+            ),
+        ],
+        &reg,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let e = hooks.send("spawner", &action()).await.unwrap_err();
+    assert!(matches!(e, HookError::Timeout { .. }), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let pgid: i32 = std::fs::read_to_string(&slow_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SIGKILL is delivered at once; reaping by init may take a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !live_group_members(pgid).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(live_group_members(pgid), Vec::<String>::new());
+    assert_eq!(calls(&reg, "spawner", "timeout"), 1);
+
+    hooks.send("leaves_one", &action()).await.unwrap();
+    let pgid: i32 = std::fs::read_to_string(&quick_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !live_group_members(pgid).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(live_group_members(pgid), Vec::<String>::new());
+}

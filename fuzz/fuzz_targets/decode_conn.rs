@@ -2,17 +2,17 @@
 //! decoding, IP, fragments, tunnels, TCP/UDP/ICMP state machines, service
 //! detection, timers) on a sequence of packets, then `finish()`.
 //!
-//! Run (needs a nightly toolchain and `cargo install cargo-fuzz`):
+//! Run on the stable toolchain (what CI does, bounded: see .ci/fuzz):
 //!
 //! ```text
-//! cargo +nightly fuzz run decode_conn                 # from the repository root
-//! cargo +nightly fuzz run decode_conn -- -max_total_time=300 -max_len=4096
-//! cargo +nightly fuzz run decode_conn artifacts/decode_conn/crash-...   # replay
+//! .ci/fuzz decode_conn 300                  # from the repository root
+//! .ci/fuzz decode_conn 0 crash-...          # replay a finding
 //! ```
 //!
-//! Without nightly, `cargo check --manifest-path fuzz/Cargo.toml` at least
-//! type-checks it. The stable property tests in `tests/robustness.rs`
-//! cover the same entry points with fewer cases.
+//! or with cargo-fuzz on nightly (`cargo +nightly fuzz run decode_conn`,
+//! with a scratch corpus directory before `fuzz/corpus/decode_conn`, so
+//! that the committed seeds stay as they are). The stable property tests
+//! in `tests/robustness.rs` cover the same entry points with fewer cases.
 //!
 //! Input format (all integers little-endian), chosen so that libFuzzer's
 //! mutations of one packet do not shift the framing of the others much:

@@ -340,10 +340,13 @@ fn parse_iso8601(s: &str) -> Option<f64> {
     let mut t = time.split(':');
     let (h, mi): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
     let sec: f64 = t.next()?.parse().ok()?;
-    if !(1..=12).contains(&m)
+    // Years past 9999 (or before 0) are no log's: bounding them keeps the
+    // day arithmetic below from overflowing i64 on a hostile file.
+    if !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
         || !(1..=31).contains(&day)
-        || h > 23
-        || mi > 59
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&mi)
         || !(0.0..61.0).contains(&sec)
     {
         return None;
@@ -387,6 +390,16 @@ mod tests {
         assert_eq!(f[1].local_orig, Some(true));
         assert_eq!(f[1].resp_ip_bytes, Some(117));
         assert_eq!(f[1].orig_p, 43927);
+    }
+
+    /// Regression: a JSON `ts` with a year near i64::MAX overflowed the
+    /// day arithmetic (a panic in debug builds, a wrapped time in release).
+    #[test]
+    fn iso8601_year_out_of_range_is_an_error_not_a_panic() {
+        let j = r#"{"ts":"9223372036854775807-01-01T00:00:00Z","uid":"C1","id.orig_h":"10.0.0.1","id.orig_p":1,"id.resp_h":"10.0.0.2","id.resp_p":2,"proto":"tcp"}"#;
+        let e = read(j, &[]).unwrap_err().to_string();
+        assert!(e.contains("is not a time"), "{e}");
+        assert_eq!(parse_iso8601("2011-03-18T-1:00:00Z"), None);
     }
 
     #[test]

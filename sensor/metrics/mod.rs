@@ -7,10 +7,11 @@
 //! so the shared atomics are touched thousands of times less often than
 //! packets arrive.
 
+pub mod fail;
 pub mod notify;
 mod server;
 
-pub use server::{serve, Health};
+pub use server::{serve, Health, ServerLimits};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,

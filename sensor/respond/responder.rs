@@ -118,6 +118,7 @@ impl Responder {
                     None => self.control = None,
                 },
                 _ = housekeeping.tick() => {
+                    crate::fault::point("responder");
                     let now = Instant::now();
                     self.admission.expire(wall_secs());
                     let active = self.admission.active_by_kind();

@@ -239,6 +239,7 @@ pub fn run_scorer<S: RecordSink>(
     let tick_every = Duration::from_millis(500);
     metrics.models_loaded.set(set.models.len() as i64);
     loop {
+        crate::fault::point("scorer");
         let wall = set.wall_hold(&o);
         let mut deadline = (Instant::now() + tick_every).min(last_tick + tick_every);
         if let Some(p) = pending.front() {

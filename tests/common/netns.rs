@@ -242,6 +242,17 @@ impl Osprey {
     /// Starts `osprey run` in `ns` with `args`; metrics on 127.0.0.1:`port`
     /// inside the namespace.
     pub fn start(ns: &str, port: u16, log_dir: &Path, args: &[&str]) -> Osprey {
+        Osprey::start_with_env(ns, port, log_dir, args, &[])
+    }
+
+    /// [`Osprey::start`] with extra environment variables.
+    pub fn start_with_env(
+        ns: &str,
+        port: u16,
+        log_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Osprey {
         let stderr = log_dir.join("osprey.stderr");
         let err = std::fs::File::create(&stderr).expect("stderr file");
         let addr = format!("127.0.0.1:{port}");
@@ -251,6 +262,7 @@ impl Osprey {
             .arg(log_dir)
             .args(args)
             .env("OSPREY_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()

@@ -544,6 +544,8 @@ impl NftEnforcer {
                 })
                 .collect()
         };
+        let n = lifted.len();
+        self.metrics.allowlist_lifted.inc_by(n as u64);
         for (net, class, why) in &lifted {
             self.live.remove(&(*net, *class));
             warn!(
@@ -553,8 +555,6 @@ impl NftEnforcer {
                 "lifted an nftables decision on an allowlisted address"
             );
         }
-        let n = lifted.len();
-        self.metrics.allowlist_lifted.inc_by(n as u64);
         self.publish();
         Ok(n)
     }

@@ -109,7 +109,76 @@ def decode_conn_seeds():
                      b"\x20\x01\x0d\xb8" + b"\0" * 11 + b"\x02")
     v6 += struct.pack("!HHIIBBHHH", 40001, 443, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
     seeds["ipv6_syn"] = b"\x01" + record(ETHERNET, eth(v6, 0x86DD))
+    quic = quic_initial()
+    if quic is not None:
+        # A QUIC v1 client Initial (ClientHello in a CRYPTO frame) on 443,
+        # and the same on a port only DPD finds, with a short-header reply.
+        seeds["udp_quic_initial"] = b"\0" + record(ETHERNET, eth(udp(A, B, 50000, 443, quic)))
+        seeds["udp_quic_dpd_port"] = (b"\0" + record(ETHERNET, eth(udp(A, B, 50001, 4433, quic)))
+                                      + record(ETHERNET, eth(udp(B, A, 4433, 50001,
+                                                                 b"\x41" + b"\x07" * 40))))
+    socks = [b"\x05\x01\x00", b"\x05\x00", b"\x05\x01\x00\x01\xc6\x12\x00\x02\x00\x50",
+             b"\x05\x00\x00\x01\xc6\x12\x00\x02\x00\x50", http]
+    seq = [100, 500]
+    pkts = [tcp(A, B, 40002, 10080, 99, 0, 0x02), tcp(B, A, 10080, 40002, 499, 100, 0x12),
+            tcp(A, B, 40002, 10080, 100, 500, 0x10)]
+    for i, m in enumerate(socks):
+        orig = i % 2 == 0 or i == 4
+        s_, d_ = (A, B) if orig else (B, A)
+        sp, dp = (40002, 10080) if orig else (10080, 40002)
+        k = 0 if orig else 1
+        pkts.append(tcp(s_, d_, sp, dp, seq[k], seq[1 - k], 0x18, m))
+        seq[k] += len(m)
+    seeds["tcp_socks5_then_http"] = b"\0" + b"".join(record(ETHERNET, eth(p)) for p in pkts)
     return seeds
+
+
+def quic_initial():
+    """A QUIC v1 client Initial protected as RFC 9001 5 says (needs the
+    `cryptography` package, e.g. from tests/tools/.venv; None without)."""
+    try:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    except ImportError:
+        print("note: no `cryptography`: QUIC seeds skipped", file=sys.stderr)
+        return None
+    import hashlib
+    import hmac
+
+    def expand_label(secret, label, length):
+        full = b"tls13 " + label
+        info = struct.pack("!HB", length, len(full)) + full + b"\0"
+        out, block, i = b"", b"", 1
+        while len(out) < length:
+            block = hmac.new(secret, block + info + bytes([i]), hashlib.sha256).digest()
+            out += block
+            i += 1
+        return out[:length]
+
+    salt = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
+    dcid = bytes(range(1, 9))
+    initial = hmac.new(salt, dcid, hashlib.sha256).digest()
+    secret = expand_label(initial, b"client in", 32)
+    key, iv, hp = (expand_label(secret, b"quic key", 16), expand_label(secret, b"quic iv", 12),
+                   expand_label(secret, b"quic hp", 16))
+    body = b"\x03\x03" + b"\x5a" * 32 + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+    ext = b"\x00\x2b\x00\x03\x02\x03\x04"
+    body += struct.pack("!H", len(ext)) + ext
+    hello = b"\x01" + struct.pack("!I", len(body))[1:] + body
+    frames = b"\x06\x00" + struct.pack("!H", 0x4000 | len(hello)) + hello
+    frames += b"\x00" * (60 - len(frames) % 60)
+    length = 1 + len(frames) + 16
+    header = (b"\xc0" + struct.pack("!I", 1) + b"\x08" + dcid + b"\x04\x09\x09\x09\x09" + b"\x00"
+              + struct.pack("!H", 0x4000 | length))
+    pn_at = len(header)
+    header += b"\x00"
+    sealed = AESGCM(key).encrypt(iv, frames, header)
+    pkt = bytearray(header + sealed)
+    enc = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()
+    mask = enc.update(bytes(pkt[pn_at + 4:pn_at + 20])) + enc.finalize()
+    pkt[0] ^= mask[0] & 0x0F
+    pkt[pn_at] ^= mask[1]
+    return bytes(pkt)
 
 
 CONN_LOG_TSV = "\n".join([

@@ -507,7 +507,10 @@ fn allowlisted_elements_are_lifted_at_start_and_after_sighup() {
     let lifted_total = osprey
         .metrics()
         .sum("osprey_nft_allowlist_lifted_total", &[]);
-    assert!(counted.is_some(), "4 lifts expected, counted {lifted_total}");
+    assert!(
+        counted.is_some(),
+        "4 lifts expected, counted {lifted_total}"
+    );
     osprey.stop(Duration::from_secs(20));
     let _ = std::fs::remove_dir_all(&dir);
 }

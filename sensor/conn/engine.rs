@@ -37,7 +37,9 @@ use super::icmp;
 use super::interim::{InterimTrigger, Snapshots};
 use super::node_view::Flow;
 use super::record::{ConnRecord, ConnState, History, Proto, Uid};
-use super::service::{Analyzer, AnalyzerSet, ConnInfo, ServiceDetector, ServiceEvent, L4};
+use super::service::{
+    Analyzer, AnalyzerSet, ConnInfo, ServiceDetector, ServiceEvent, ViolationCounts, L4,
+};
 use super::tcp::{self, EpState, Segment, Tcp};
 use super::timer::{TimerEntry, TimerKind, TimerQueue, TimerReq};
 use crate::capture::{LinkType, Packet};
@@ -73,6 +75,8 @@ pub struct EngineStats {
     /// connection whose pod view counts (conn/node_view.rs).
     pub conns_folded: u64,
     pub weirds: WeirdCounts,
+    /// Protocol violations the service analyzers reported.
+    pub analyzer_violations: ViolationCounts,
     pub conns_created: u64,
     pub conns_evicted: u64,
     pub records: u64,
@@ -1460,6 +1464,7 @@ impl Engine {
                     }
                 }
                 ServiceEvent::Violation(a) => {
+                    self.stats.analyzer_violations.add(a);
                     let size = match &conn.transport {
                         Transport::Tcp(t) => t.size(0) + t.size(1),
                         Transport::Udp(u) => (u.request_len.max(0) + u.reply_len.max(0)) as u64,

@@ -42,6 +42,7 @@ pub struct Metrics {
     pub conn_overlay_flows_folded: IntCounter,
     pub decode_errors: IntCounterVec,
     pub fragments_evicted: IntCounterVec,
+    pub analyzer_violations: IntCounterVec,
     pub fragment_bytes: IntGaugeVec,
     pub reassembly_evicted_bytes: IntCounterVec,
     pub reassembly_bytes: IntGaugeVec,
@@ -231,6 +232,13 @@ impl Metrics {
                  table_full, memory, datagram_budget).",
                 &["reason"],
             ),
+            analyzer_violations: counter_vec(
+                &r,
+                "osprey_conn_analyzer_violations_total",
+                "Protocol violations the service analyzers reported (payload that is not the \
+                 protocol the port or a DPD signature suggested), by analyzer.",
+                &["analyzer"],
+            ),
             fragment_bytes: gauge_vec(
                 &r,
                 "osprey_decode_fragment_bytes",
@@ -374,6 +382,14 @@ impl Metrics {
             if n > b {
                 self.decode_errors
                     .with_label_values(&[w.name()])
+                    .inc_by(n - b);
+            }
+        }
+        for (a, n) in now.analyzer_violations.iter() {
+            let b = before.analyzer_violations.get(a);
+            if n > b {
+                self.analyzer_violations
+                    .with_label_values(&[a.name()])
                     .inc_by(n - b);
             }
         }

@@ -21,6 +21,7 @@ pub use respond::{ActionSummary, ReplayOutcome, ReplayScoring};
 use crate::capture::{self, CaptureError, Packet, PacketBatch, PacketSource};
 use crate::conn::node_view::{NodeView, NodeViewStats, Verdict};
 use crate::conn::record::{ConnRecord, ConnState};
+use crate::conn::service::ViolationCounts;
 use crate::conn::tcp::ReasmDrop;
 use crate::conn::{Engine, EngineConfig};
 use crate::decode::frag::FragDrop;
@@ -122,6 +123,8 @@ pub struct Summary {
     pub records: u64,
     pub records_by_state: [u64; 13],
     pub weirds: WeirdCounts,
+    /// Protocol violations the service analyzers reported.
+    pub analyzer_violations: ViolationCounts,
     pub evicted: u64,
     pub fragments_reassembled: u64,
     /// Incomplete datagrams dropped, by `FragDrop` index.
@@ -411,6 +414,7 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
         records: st.records,
         records_by_state: st.records_by_state,
         weirds: st.weirds,
+        analyzer_violations: st.analyzer_violations,
         evicted: st.conns_evicted,
         fragments_reassembled: st.fragments_reassembled,
         fragments_dropped: st.fragments_dropped,
@@ -558,6 +562,14 @@ impl Summary {
             }
         } else {
             let _ = writeln!(s, "  decode anomalies: none");
+        }
+        if self.analyzer_violations.total() > 0 {
+            let parts: Vec<String> = self
+                .analyzer_violations
+                .iter()
+                .map(|(a, n)| format!("{} {n}", a.name()))
+                .collect();
+            let _ = writeln!(s, "  analyzer violations: {}", parts.join(", "));
         }
         if let Some(o) = &self.scored {
             if let Some(p) = &o.alerts {

@@ -43,8 +43,10 @@ mod line;
 mod modbus;
 mod ntp;
 mod pop3;
+mod quic;
 mod sig;
 mod smtp;
+mod socks;
 mod ssh;
 mod ssl;
 mod tree;
@@ -92,6 +94,10 @@ pub enum Analyzer {
     LdapUdp,
     /// NTLM, fed by LDAP binds.
     Ntlm,
+    /// QUIC (it feeds SSL with the handshake in its Initial packets).
+    Quic,
+    /// SOCKS v4/v5 (the proxied stream goes to a new PIA).
+    Socks,
 }
 
 impl Analyzer {
@@ -115,6 +121,8 @@ impl Analyzer {
         Analyzer::LdapTcp,
         Analyzer::LdapUdp,
         Analyzer::Ntlm,
+        Analyzer::Quic,
+        Analyzer::Socks,
     ];
 
     /// The name Zeek logs in `service`.
@@ -139,6 +147,8 @@ impl Analyzer {
             Analyzer::LdapTcp => "ldap_tcp",
             Analyzer::LdapUdp => "ldap_udp",
             Analyzer::Ntlm => "ntlm",
+            Analyzer::Quic => "quic",
+            Analyzer::Socks => "socks",
         }
     }
 
@@ -158,13 +168,15 @@ impl Analyzer {
     fn for_port(proto: L4, port: u16) -> &'static [Analyzer] {
         use Analyzer::*;
         match (proto, port) {
-            (L4::Tcp, 80 | 81 | 631 | 1080 | 3128 | 8000 | 8080 | 8888) => &[Http],
+            (L4::Tcp, 1080) => &[Http, Socks],
+            (L4::Tcp, 80 | 81 | 631 | 3128 | 8000 | 8080 | 8888) => &[Http],
             (L4::Tcp, 53) => &[Dns],
             (L4::Udp, 53 | 137 | 5353 | 5355) => &[Dns],
             (L4::Tcp, 443 | 465 | 563 | 585 | 614 | 636 | 989 | 990 | 992 | 993 | 995 | 5223) => {
                 &[Ssl]
             }
-            (L4::Udp, 443) => &[Dtls],
+            (L4::Udp, 443) => &[Dtls, Quic],
+            (L4::Udp, 784 | 853) => &[Quic],
             (L4::Tcp, 22) => &[Ssh],
             (L4::Tcp, 21 | 2811) => &[Ftp],
             (L4::Tcp, 25 | 587) => &[Smtp],
@@ -190,6 +202,8 @@ impl Analyzer {
                 &[443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223]
             }
             (Analyzer::Dtls, L4::Udp) => &[443],
+            (Analyzer::Quic, L4::Udp) => &[443, 784, 853],
+            (Analyzer::Socks, L4::Tcp) => &[1080],
             (Analyzer::Ssh, L4::Tcp) => &[22],
             (Analyzer::Ftp, L4::Tcp) => &[21, 2811],
             (Analyzer::Smtp, L4::Tcp) => &[25, 587],
@@ -203,6 +217,39 @@ impl Analyzer {
             (Analyzer::LdapUdp, L4::Udp) => &[389],
             _ => &[],
         }
+    }
+}
+
+/// Analyzer violations reported, by analyzer: what Zeek writes to
+/// analyzer.log, as counts, so malformed or foreign payloads on a
+/// protocol's port are visible in the summary and in metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViolationCounts([u64; 64]);
+
+impl Default for ViolationCounts {
+    fn default() -> Self {
+        ViolationCounts([0; 64])
+    }
+}
+
+impl ViolationCounts {
+    pub fn add(&mut self, a: Analyzer) {
+        if let Some(n) = self.0.get_mut(a as usize) {
+            *n += 1;
+        }
+    }
+    pub fn get(&self, a: Analyzer) -> u64 {
+        self.0.get(a as usize).copied().unwrap_or(0)
+    }
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+    /// Non-zero counts, in [`Analyzer::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (Analyzer, u64)> + '_ {
+        Analyzer::ALL
+            .iter()
+            .map(|a| (*a, self.get(*a)))
+            .filter(|(_, n)| *n > 0)
     }
 }
 
@@ -435,6 +482,8 @@ pub(crate) fn new_parser(a: Analyzer, info: &ConnInfo) -> Box<dyn Parser> {
         Analyzer::Modbus => Box::new(modbus::Modbus::new()),
         Analyzer::DceRpc => Box::new(dce_rpc::DceRpc::new()),
         Analyzer::LdapTcp | Analyzer::LdapUdp => Box::new(ldap::Ldap::new(info.proto)),
+        Analyzer::Quic => Box::new(quic::Quic::new()),
+        Analyzer::Socks => Box::new(socks::Socks::new()),
         Analyzer::FtpData | Analyzer::IrcDccData | Analyzer::Ntlm => Box::new(Null),
     }
 }

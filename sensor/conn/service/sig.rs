@@ -58,9 +58,17 @@ pub(crate) enum Sig {
     LdapServerTcp,
     LdapClientUdp,
     LdapServerUdp,
+    QuicInitial,
+    QuicV2Initial,
+    Socks4Client,
+    Socks4Server,
+    Socks4ReverseClient,
+    Socks4ReverseServer,
+    Socks5Client,
+    Socks5Server,
 }
 
-pub(crate) const NSIGS: usize = 24;
+pub(crate) const NSIGS: usize = 32;
 /// Line starts remembered per direction.
 const MAX_STARTS: usize = 1024;
 
@@ -331,6 +339,91 @@ static DEFS: [Def; NSIGS] = [
         line_start: false,
         matcher: ldap_server,
     },
+    // scripts/base/protocols/quic/dpd.sig: a long-header Initial of
+    // QUIC v1 (type bits 00) or v2 (type bits 01), whatever the
+    // (protected) low bits.
+    Def {
+        sig: Sig::QuicInitial,
+        proto: UDP,
+        dir: Dir::Any,
+        requires_reverse: None,
+        enable: Some(Analyzer::Quic),
+        owner: Analyzer::Quic,
+        line_start: false,
+        matcher: quic_initial,
+    },
+    Def {
+        sig: Sig::QuicV2Initial,
+        proto: UDP,
+        dir: Dir::Any,
+        requires_reverse: None,
+        enable: Some(Analyzer::Quic),
+        owner: Analyzer::Quic,
+        line_start: false,
+        matcher: quic_v2_initial,
+    },
+    // scripts/base/protocols/socks/dpd.sig: a client greeting answered by
+    // a server reply; v4 in either orientation.
+    Def {
+        sig: Sig::Socks4Client,
+        proto: TCP,
+        dir: Dir::Orig,
+        requires_reverse: None,
+        enable: None,
+        owner: Analyzer::Socks,
+        line_start: false,
+        matcher: socks4_client,
+    },
+    Def {
+        sig: Sig::Socks4Server,
+        proto: TCP,
+        dir: Dir::Resp,
+        requires_reverse: Some(Sig::Socks4Client),
+        enable: Some(Analyzer::Socks),
+        owner: Analyzer::Socks,
+        line_start: false,
+        matcher: socks4_server,
+    },
+    Def {
+        sig: Sig::Socks4ReverseClient,
+        proto: TCP,
+        dir: Dir::Resp,
+        requires_reverse: None,
+        enable: None,
+        owner: Analyzer::Socks,
+        line_start: false,
+        matcher: socks4_client,
+    },
+    Def {
+        sig: Sig::Socks4ReverseServer,
+        proto: TCP,
+        dir: Dir::Orig,
+        requires_reverse: Some(Sig::Socks4ReverseClient),
+        enable: Some(Analyzer::Socks),
+        owner: Analyzer::Socks,
+        line_start: false,
+        matcher: socks4_server,
+    },
+    Def {
+        sig: Sig::Socks5Client,
+        proto: TCP,
+        dir: Dir::Orig,
+        requires_reverse: None,
+        enable: None,
+        owner: Analyzer::Socks,
+        line_start: false,
+        matcher: socks5_client,
+    },
+    Def {
+        sig: Sig::Socks5Server,
+        proto: TCP,
+        dir: Dir::Resp,
+        requires_reverse: Some(Sig::Socks5Client),
+        enable: Some(Analyzer::Socks),
+        owner: Analyzer::Socks,
+        line_start: false,
+        matcher: socks5_server,
+    },
 ];
 
 fn def(s: Sig) -> &'static Def {
@@ -342,13 +435,13 @@ fn def(s: Sig) -> &'static Def {
 #[derive(Debug, Default)]
 pub(crate) struct Sigs {
     /// Signatures in play (loaded and applicable to the transport).
-    active: u32,
+    active: u64,
     /// Pattern matched, per direction (0 = originator).
-    pattern: [u32; 2],
+    pattern: [u64; 2],
     /// Rule fired, per direction.
-    fired: [u32; 2],
+    fired: [u64; 2],
     /// Pattern can no longer match, per direction.
-    dead: [u32; 2],
+    dead: [u64; 2],
     /// Resume points of the matchers (line-start index for line-start
     /// patterns).
     resume: [[u16; NSIGS]; 2],
@@ -358,8 +451,8 @@ pub(crate) struct Sigs {
     scanned: [usize; 2],
 }
 
-fn bit(s: Sig) -> u32 {
-    1 << (s as u32)
+fn bit(s: Sig) -> u64 {
+    1 << (s as u64)
 }
 
 impl Sigs {
@@ -419,7 +512,7 @@ impl Sigs {
             }
             &self.starts[d]
         };
-        let mut matched = 0u32;
+        let mut matched = 0u64;
         for def in DEFS.iter() {
             let b = bit(def.sig);
             if undecided & b == 0 {
@@ -990,6 +1083,65 @@ fn dce_rpc(data: &[u8], _: &[u16], _: &mut u16) -> M {
 /// A SEQUENCE with a one-byte length, message id 1 byte, a BindRequest.
 fn ldap_client(data: &[u8], _: &[u16], _: &mut u16) -> M {
     template(data, 0, &[b(0x30), ANY, b(2), b(1), ANY, b(0x60)])
+}
+
+/// `^[\xC0-\xCF]\x00\x00\x00\x01`: a QUIC v1 Initial.
+fn quic_initial(data: &[u8], _: &[u16], _: &mut u16) -> M {
+    template(data, 0, &[r(0xc0, 0xcf), b(0), b(0), b(0), b(1)])
+}
+
+/// `^[\xD0-\xDF]\x6b\x33\x43\xcf`: a QUIC v2 Initial.
+fn quic_v2_initial(data: &[u8], _: &[u16], _: &mut u16) -> M {
+    template(
+        data,
+        0,
+        &[r(0xd0, 0xdf), b(0x6b), b(0x33), b(0x43), b(0xcf)],
+    )
+}
+
+/// `^\x04[\x01\x02].{0,32}\x00`: a SOCKS4 request with a user name of
+/// at most 32 bytes.
+fn socks4_client(data: &[u8], _: &[u16], _: &mut u16) -> M {
+    match template(data, 0, &[b(4), r(1, 2)]) {
+        M::Match => {}
+        m => return m,
+    }
+    for i in 2..=34 {
+        match data.get(i) {
+            None => return M::More,
+            Some(0) => return M::Match,
+            Some(_) => {}
+        }
+    }
+    M::Dead
+}
+
+/// `^\x00[\x5a\x5b\x5c\x5d]`: a SOCKS4 reply.
+fn socks4_server(data: &[u8], _: &[u16], _: &mut u16) -> M {
+    template(data, 0, &[b(0), r(0x5a, 0x5d)])
+}
+
+/// The SOCKS5 methods the signatures watch for (0x04 is unassigned).
+fn socks5_method(c: u8) -> bool {
+    matches!(c, 0..=3 | 5..=9)
+}
+
+/// `^\x05.[\x00-\x03\x05-\x09]`: a SOCKS5 greeting.
+fn socks5_client(data: &[u8], _: &[u16], _: &mut u16) -> M {
+    match template(data, 0, &[b(5), ANY, ANY]) {
+        M::Match if data.get(2).is_some_and(|&c| socks5_method(c)) => M::Match,
+        M::Match => M::Dead,
+        m => m,
+    }
+}
+
+/// `^\x05[\x00-\x03\x05-\x09\xff]`: a SOCKS5 method selection.
+fn socks5_server(data: &[u8], _: &[u16], _: &mut u16) -> M {
+    match template(data, 0, &[b(5), ANY]) {
+        M::Match if data.get(1).is_some_and(|&c| socks5_method(c) || c == 0xff) => M::Match,
+        M::Match => M::Dead,
+        m => m,
+    }
 }
 
 /// A SEQUENCE.

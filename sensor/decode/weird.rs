@@ -1,7 +1,8 @@
 //! Named anomalies found while decoding ("weirds", as Zeek calls them).
 //! Every dropped or partially analysed packet is counted under one of these
 //! names, so hostile or broken traffic is visible in the summary and in
-//! metrics instead of vanishing.
+//! metrics instead of vanishing. The protocol analyzers' limits
+//! (`conn/service/limits.rs`) are counted here too, under Zeek's names.
 
 macro_rules! weirds {
     ($($variant:ident => $name:literal,)*) => {

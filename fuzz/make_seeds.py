@@ -181,6 +181,74 @@ def quic_initial():
     return bytes(pkt)
 
 
+def tcp_session(port, lines):
+    """A TCP session on `port`: handshake, then each (from_client, data)
+    in its own segment, acknowledged by the peer, then both FINs."""
+    cs, ss = 1000, 5000
+    pkts = [tcp(A, B, 40000, port, cs, 0, 0x02), tcp(B, A, port, 40000, ss, cs + 1, 0x12),
+            tcp(A, B, 40000, port, cs + 1, ss + 1, 0x10)]
+    cs, ss = cs + 1, ss + 1
+    for from_client, data in lines:
+        if from_client:
+            pkts.append(tcp(A, B, 40000, port, cs, ss, 0x18, data))
+            cs += len(data)
+            pkts.append(tcp(B, A, port, 40000, ss, cs, 0x10))
+        else:
+            pkts.append(tcp(B, A, port, 40000, ss, cs, 0x18, data))
+            ss += len(data)
+            pkts.append(tcp(A, B, 40000, port, cs, ss, 0x10))
+    pkts += [tcp(A, B, 40000, port, cs, ss, 0x11), tcp(B, A, port, 40000, ss, cs + 1, 0x11),
+             tcp(A, B, 40000, port, cs + 1, ss + 1, 0x10)]
+    return b"\0" + b"".join(record(ETHERNET, eth(p)) for p in pkts)
+
+
+def ssh_packet(msg_type, payload):
+    pad = 4
+    return struct.pack("!IBB", len(payload) + 2 + pad, pad, msg_type) + payload + b"\0" * pad
+
+
+def ssh_string(b):
+    return struct.pack("!I", len(b)) + b
+
+
+def analyzer_limit_seeds():
+    """One seed per analyzer limit Zeek marks with an `X` in history, each
+    tripping it at Zeek's default (the fuzz target sets nothing)."""
+    dns_hdr = lambda flags, qd, an: struct.pack("!HHHHHH", 0x4242, flags, qd, an, 0, 0)
+    question = b"\x01a\x00\x00\x01\x00\x01"
+    # Answer 1 (NULL) holds 20 pointers, each to the one before; answer 2
+    # is named by the last: a chain 21 deep.
+    chain_at = 12 + len(b"\x01a\x01b\x00") + 4 + 12
+    chain = b"".join(bytes([0xC0, 12 if i == 0 else chain_at + 2 * (i - 1)]) for i in range(20))
+    deep = (dns_hdr(0x8180, 1, 2) + b"\x01a\x01b\x00\x00\x01\x00\x01"
+            + b"\xc0\x0c\x00\x0a\x00\x01\x00\x00\x00\x00" + struct.pack("!H", len(chain)) + chain
+            + bytes([0xC0, chain_at + 38]) + b"\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x0a\x00\x00\x01")
+    kex = b"\x07" * 16 + ssh_string(",".join("alg%d" % i for i in range(101)).encode())
+    kex += ssh_string(b"x") * 9 + b"\0" * 5
+    return {
+        "limit_ftp_max_command_length": tcp_session(21, [
+            (False, b"220 ready\r\n"), (True, b"USER anonymous\r\n"),
+            (True, b"A" * 101 + b" x\r\n")]),
+        "limit_dns_unknown_opcode": b"\0" + record(ETHERNET, eth(udp(A, B, 5353, 53,
+                                                                   dns_hdr(0x1000, 1, 0) + question))),
+        "limit_dns_max_queries": b"\0" + record(ETHERNET, eth(udp(A, B, 5353, 53,
+                                                                dns_hdr(0x0100, 26, 0) + question * 26))),
+        "limit_dns_compression_chain": b"\0" + record(ETHERNET, eth(udp(B, A, 53, 5353, deep))),
+        "limit_ssh_kexinit_algorithms": tcp_session(22, [
+            (True, b"SSH-2.0-osprey\r\n"), (False, b"SSH-2.0-seed\r\n"), (True, ssh_packet(20, kex))]),
+        "limit_ssh_max_packet_length": tcp_session(22, [
+            (True, b"SSH-2.0-osprey\r\n"), (False, b"SSH-2.0-seed\r\n"),
+            (True, struct.pack("!I", 8 * 1024 * 1024 + 1) + b"\x04\x14" + b"\0" * 16)]),
+        "limit_ssh_max_string_length": tcp_session(22, [
+            (True, b"SSH-2.0-osprey\r\n"), (False, b"SSH-2.0-seed\r\n"),
+            (True, ssh_packet(20, b"\x07" * 16 + struct.pack("!I", 2 * 1024 * 1024 + 1) + b"alg"))]),
+        "limit_http_excessive_pipelining": tcp_session(80, [
+            (True, b"GET / HTTP/1.1\r\n\r\n" * 102)]),
+        "limit_smtp_invalid_transactions": tcp_session(25, [
+            (False, b"220 mx\r\n"), (True, b"HELO osprey\r\n" + b"RCPT TO:<a@b>\r\n" * 26)]),
+    }
+
+
 CONN_LOG_TSV = "\n".join([
     "#separator \\x09",
     "#set_separator\t,",
@@ -244,7 +312,7 @@ def write(target, seeds):
 
 
 def main():
-    write("decode_conn", decode_conn_seeds())
+    write("decode_conn", {**decode_conn_seeds(), **analyzer_limit_seeds()})
     write("zeek_log", {
         "tsv_with_features": b"\x01" + CONN_LOG_TSV.encode(),
         "tsv_identity_only": b"\0" + CONN_LOG_TSV.encode(),

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 
-use super::service::{Analyzer, AnalyzerSet};
+use super::service::{Analyzer, AnalyzerLimits, AnalyzerSet};
 use crate::decode::frag::FragLimits;
 
 /// Transport part of a port, as in Zeek's `80/tcp`.
@@ -298,6 +298,9 @@ pub struct EngineConfig {
     pub tunnel_delay_gtp_confirmation: bool,
     pub tunnel_validate_vxlan_checksums: bool,
     pub dpd_ignore_violations_after: u64,
+    /// Zeek's analyzer limits (`FTP::max_command_length`, `dns_max_queries`,
+    /// ...): reaching one puts an `X` in history.
+    pub analyzer_limits: AnalyzerLimits,
     /// `ConnKey::factory = ConnKey::CONNKEY_VLAN_FIVETUPLE`: outer and inner
     /// VLAN ids become part of the connection key (and of the logged id).
     pub conn_key_vlan: bool,
@@ -416,6 +419,7 @@ impl Default for EngineConfig {
             tunnel_delay_gtp_confirmation: false,
             tunnel_validate_vxlan_checksums: true,
             dpd_ignore_violations_after: 10 * 1024,
+            analyzer_limits: AnalyzerLimits::default(),
             conn_key_vlan: false,
             dns_session_timeout: 10.0,
             long_inactivity_ports: vec![21, 22, 23, 513],
@@ -523,6 +527,20 @@ impl EngineConfig {
         "Tunnel::delay_gtp_confirmation",
         "Tunnel::validate_vxlan_checksums",
         "DPD::ignore_violations_after",
+        // AnalyzerLimits::SETTINGS
+        "FTP::max_command_length",
+        "dns_max_queries",
+        "dns_max_compression_chain_depth",
+        "SSH::max_packet_length",
+        "SSH::max_string_length",
+        "SSH::max_kexinit_kex_algorithms",
+        "SSH::max_kexinit_hostkey_algorithms",
+        "SSH::max_kexinit_encryption_algorithms",
+        "SSH::max_kexinit_mac_algorithms",
+        "SSH::max_kexinit_compression_algorithms",
+        "SSH::max_kexinit_languages",
+        "HTTP::max_pending_requests",
+        "SMTP::max_invalid_mail_transactions",
         "max_connections",
         "ConnKey::factory",
         "dns_session_timeout",
@@ -638,6 +656,10 @@ impl EngineConfig {
             "DPD::ignore_violations_after" => {
                 self.dpd_ignore_violations_after = parse_count(value).map_err(err)?
             }
+            _ if AnalyzerLimits::SETTINGS.contains(&name) => {
+                let n = parse_count(value).map_err(err)?;
+                self.analyzer_limits.set(name, n);
+            }
             "ConnKey::factory" => {
                 self.conn_key_vlan = match value.trim_start_matches("ConnKey::") {
                     "vlan_fivetuple" | "CONNKEY_VLAN_FIVETUPLE" => true,
@@ -719,6 +741,23 @@ mod tests {
         assert!(c
             .ignore_checksums_nets
             .contains(&"192.168.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn analyzer_limits_are_settings() {
+        for name in AnalyzerLimits::SETTINGS {
+            assert!(EngineConfig::SETTINGS.contains(name), "{name}");
+        }
+        let mut c = EngineConfig::default();
+        assert_eq!(c.analyzer_limits.ftp_max_command_length, 100);
+        c.set("FTP::max_command_length=12").unwrap();
+        c.set("dns_max_queries=3").unwrap();
+        c.set("SSH::max_kexinit_mac_algorithms=104").unwrap();
+        assert_eq!(c.analyzer_limits.ftp_max_command_length, 12);
+        assert_eq!(c.analyzer_limits.dns_max_queries, 3);
+        assert_eq!(c.analyzer_limits.ssh_max_kexinit[3], 104);
+        let e = c.set("HTTP::max_pending_requests=many").unwrap_err();
+        assert_eq!(e.name, "HTTP::max_pending_requests");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use smallvec::SmallVec;
 
 use super::record::{Proto, Uid};
-use super::service::{AnalyzerSet, ConnInfo, ServiceDetector, ServiceEvent, L4};
+use super::service::{AnalyzerLimits, AnalyzerSet, ConnInfo, ServiceDetector, ServiceEvent, L4};
 
 /// Zeek's default `DPD::ignore_violations_after`.
 pub const DEFAULT_IGNORE_VIOLATIONS_AFTER: u64 = 10 * 1024;
@@ -144,8 +144,10 @@ pub struct ConnCore {
 }
 
 impl ConnCore {
-    /// The connection's protocol detector, created on first use.
-    pub fn detector(&mut self) -> Option<&mut ServiceDetector> {
+    /// The connection's protocol detector, created on first use with the
+    /// engine's analyzer `limits` (passed in rather than kept per
+    /// connection, which would cost every connection their size).
+    pub fn detector(&mut self, limits: &AnalyzerLimits) -> Option<&mut ServiceDetector> {
         if self.svc.is_none() {
             let proto = match self.proto {
                 Proto::Tcp => L4::Tcp,
@@ -177,6 +179,7 @@ impl ConnCore {
             if self.svc_ignore_after != DEFAULT_IGNORE_VIOLATIONS_AFTER {
                 d.set_ignore_violations_after(self.svc_ignore_after);
             }
+            d.set_limits(limits);
             self.svc = Some(Box::new(d));
         }
         self.svc.as_deref_mut()

@@ -1326,6 +1326,7 @@ impl Engine {
                     if self.cfg.dpd_ignore_violations_after != DEFAULT_IGNORE_VIOLATIONS_AFTER {
                         svc.set_ignore_violations_after(self.cfg.dpd_ignore_violations_after);
                     }
+                    svc.set_limits(&self.cfg.analyzer_limits);
                     core.svc = Some(Box::new(svc));
                 }
                 dns_attached = l4 == L4::Udp
@@ -1477,6 +1478,14 @@ impl Engine {
                 }
                 ServiceEvent::AuthFailure => {
                     conn.core.auth_failures = conn.core.auth_failures.saturating_add(1);
+                }
+                ServiceEvent::LimitReached(w) => {
+                    // `Connection::LimitReachedWeird`: the weird every time,
+                    // the letter once; appended now, while the packet that
+                    // carried the data is handled, as Zeek does.
+                    conn.core.check_history(HIST_ANALYZER_LIMIT_REACHED, b'X');
+                    self.stats.weirds.add(w);
+                    tracing::debug!(uid = %conn.core.uid, weird = w.name(), "analyzer limit reached");
                 }
                 ServiceEvent::FlipRoles => {
                     if let Transport::Tcp(t) = &mut conn.transport {
@@ -1766,7 +1775,7 @@ impl Engine {
             return;
         };
         if conn.core.wants_service() && !payload.is_empty() {
-            if let Some(svc) = conn.core.detector() {
+            if let Some(svc) = conn.core.detector(&self.cfg.analyzer_limits) {
                 svc.deliver(is_orig, payload, &mut self.fx.svc_events);
             }
         }

@@ -1054,7 +1054,7 @@ impl Tcp {
             core.missed_bytes += len;
         }
         if self.want_stream {
-            if let Some(svc) = core.detector() {
+            if let Some(svc) = core.detector(&cfg.analyzer_limits) {
                 svc.set_partial(self.is_partial);
                 svc.undelivered(e == 0, len, &mut fx.svc_events);
             }
@@ -1224,7 +1224,7 @@ impl Tcp {
             }
             if bs == r.last_reassem_seq {
                 r.last_reassem_seq = bu;
-                self.deliver(core, fx, e, bs, bu, current);
+                self.deliver(core, fx, cfg, e, bs, bu, current);
             }
             i += 1;
         }
@@ -1241,10 +1241,12 @@ impl Tcp {
     /// Hands [seq, upper) of endpoint `e`'s stream to protocol detection,
     /// from the first copy of each byte held (stored out-of-order data,
     /// then the current segment); bytes held nowhere are a gap to it.
+    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
         core: &mut ConnCore,
         fx: &mut Effects,
+        cfg: &EngineConfig,
         e: usize,
         seq: u64,
         upper: u64,
@@ -1255,7 +1257,7 @@ impl Tcp {
         }
         let is_partial = self.is_partial;
         let r = &mut self.ep[e].reasm;
-        let Some(svc) = core.detector() else {
+        let Some(svc) = core.detector(&cfg.analyzer_limits) else {
             r.dpd_data.clear();
             r.dpd_bytes = 0;
             return;

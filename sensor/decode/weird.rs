@@ -1,7 +1,8 @@
 //! Named anomalies found while decoding ("weirds", as Zeek calls them).
 //! Every dropped or partially analysed packet is counted under one of these
 //! names, so hostile or broken traffic is visible in the summary and in
-//! metrics instead of vanishing.
+//! metrics instead of vanishing. The protocol analyzers' limits
+//! (`conn/service/limits.rs`) are counted here too, under Zeek's names.
 
 macro_rules! weirds {
     ($($variant:ident => $name:literal,)*) => {
@@ -80,6 +81,22 @@ weirds! {
     TcpReassemblyFlowBudget => "tcp_reassembly_flow_over_budget",
     TcpReassemblyMemory => "tcp_reassembly_memory_full",
     TcpReassemblyTooManyBlocks => "tcp_reassembly_too_many_segments",
+    // Analyzer limits (`Connection::LimitReachedWeird`): each also puts
+    // an `X` in the connection's history.
+    FtpMaxCommandLengthExceeded => "FTP_max_command_length_exceeded",
+    DnsConnCountTooLarge => "DNS_Conn_count_too_large",
+    DnsMaxCompressionChainDepthExceeded => "DNS_max_compression_chain_depth_exceeded",
+    DnsUnknownOpcode => "DNS_unknown_opcode",
+    SshMaxPacketLengthExceeded => "SSH_max_packet_length_exceeded",
+    SshMaxStringLengthExceeded => "SSH_max_string_length_exceeded",
+    SshMaxKexinitKexAlgorithmsExceeded => "SSH_max_kexinit_kex_algorithms_exceeded",
+    SshMaxKexinitHostkeyAlgorithmsExceeded => "SSH_max_kexinit_hostkey_algorithms_exceeded",
+    SshMaxKexinitEncryptionAlgorithmsExceeded => "SSH_max_kexinit_encryption_algorithms_exceeded",
+    SshMaxKexinitMacAlgorithmsExceeded => "SSH_max_kexinit_mac_algorithms_exceeded",
+    SshMaxKexinitCompressionAlgorithmsExceeded => "SSH_max_kexinit_compression_algorithms_exceeded",
+    SshMaxKexinitLanguagesExceeded => "SSH_max_kexinit_languages_exceeded",
+    HttpExcessivePipelining => "HTTP_excessive_pipelining",
+    SmtpExcessiveInvalidMailTransactions => "smtp_excessive_invalid_mail_transactions",
 }
 
 /// Counts of each [`Weird`].

@@ -2,11 +2,15 @@
 //! (53/udp+tcp, 137, 5353, 5355/udp; `scripts/base/protocols/dns/main.zeek`).
 //!
 //! `DNS_Interpreter::ParseMessage`, per message: shorter than the 12-byte
-//! header, or an opcode other than QUERY, NOTIFY and UPDATE (any opcode on
-//! NetBIOS port 137) is ignored. The first message that is a response but
+//! header is ignored; an opcode other than QUERY, NOTIFY and UPDATE (any
+//! opcode on NetBIOS port 137) is ignored with a `DNS_unknown_opcode` weird
+//! and an `X` in history. The first message that is a response but
 //! came from the originator flips the roles, unless the responder is a
-//! multicast address. More than `dns_max_queries` (25) questions is a
-//! violation. Otherwise the questions and the answer section are parsed and,
+//! multicast address. More than `dns_max_queries` (25; 0: no limit)
+//! questions is a violation and a limit (`DNS_Conn_count_too_large`, `X`).
+//! A name whose compression pointers nest deeper than
+//! `dns_max_compression_chain_depth` (20) ends there, with
+//! `DNS_max_compression_chain_depth_exceeded` and `X`. Otherwise the questions and the answer section are parsed and,
 //! if that works, the analyzer confirms (authority and additional records
 //! are parsed only afterwards and cannot prevent it). Parse failures are
 //! weirds, not violations. Over TCP each message is preceded by a 2-byte
@@ -17,20 +21,25 @@
 //! CNAME, PTR, SOA, MX, SRV, TXT and SPF (including how far each of them
 //! advances); other types are skipped by their rdlength.
 //!
+//! Since any later message can still bring an `X`, the parser runs for the
+//! whole connection (as Zeek's does) until it has reported one.
+//!
 //! Limits: over TCP at most [`MAX_TCP_MSG`] bytes of a message are kept
 //! (a longer message confirms if its questions parse); names are limited
-//! to 512 bytes and 20 compression pointers as in Zeek.
+//! to 512 bytes as in Zeek. Names inside record types osprey skips by
+//! their rdlength (NAPTR, RRSIG, NSEC, TSIG, SVCB, ...) and in the
+//! authority and additional sections (which Zeek skips by default,
+//! `dns_skip_all_auth`/`dns_skip_all_addl`) are not followed, so their
+//! compression chains are not checked.
 
+use std::cell::Cell;
 use std::net::IpAddr;
 
-use super::{ConnInfo, Cx, Parser, GIVE_UP_AFTER, L4};
+use super::{AnalyzerLimits, ConnInfo, Cx, Parser, GIVE_UP_AFTER, L4};
+use crate::decode::weird::Weird;
 
 /// Bytes of one TCP DNS message kept for parsing.
 const MAX_TCP_MSG: usize = 4096;
-/// `dns_max_queries`.
-const MAX_QUERIES: u16 = 25;
-/// `dns_max_compression_chain_depth`.
-const MAX_COMPRESSION_DEPTH: u32 = 20;
 const NETBIOS_PORT: u16 = 137;
 
 const OP_QUERY: u16 = 0;
@@ -51,6 +60,13 @@ pub(crate) struct Dns {
     netbios: bool,
     first_message: bool,
     tcp: Option<Box<[Framer; 2]>>,
+    /// `dns_max_queries` (0: none).
+    max_queries: u64,
+    /// `dns_max_compression_chain_depth`.
+    max_depth: u64,
+    /// A limit was reported: the `X` is in history, nothing later changes
+    /// it.
+    limit_reported: bool,
 }
 
 impl Dns {
@@ -59,7 +75,21 @@ impl Dns {
             netbios: info.orig_p == NETBIOS_PORT || info.resp_p == NETBIOS_PORT,
             first_message: true,
             tcp: (info.proto == L4::Tcp).then(Default::default),
+            max_queries: AnalyzerLimits::default().dns_max_queries,
+            max_depth: AnalyzerLimits::default().dns_max_compression_chain_depth,
+            limit_reported: false,
         }
+    }
+
+    pub fn with_limits(mut self, limits: &AnalyzerLimits) -> Self {
+        self.max_queries = limits.dns_max_queries;
+        self.max_depth = limits.dns_max_compression_chain_depth;
+        self
+    }
+
+    fn limit(&mut self, w: Weird, cx: &mut Cx<'_>) {
+        self.limit_reported = true;
+        cx.limit_reached(w);
     }
 
     /// `is_query`: 1 from the originator, 0 from the responder, 2 unknown.
@@ -69,6 +99,8 @@ impl Dns {
         };
         let opcode = (h.flags & 0x7800) >> 11;
         if !matches!(opcode, OP_QUERY | OP_UPDATE | OP_NOTIFY) && !self.netbios {
+            // Not a limit, but Zeek marks it the same way.
+            self.limit(Weird::DnsUnknownOpcode, cx);
             return;
         }
         let qr = h.flags & 0x8000 != 0;
@@ -76,13 +108,18 @@ impl Dns {
             cx.flip();
         }
         self.first_message = false;
-        if h.qd > MAX_QUERIES {
+        if self.max_queries > 0 && u64::from(h.qd) > self.max_queries {
+            // The weird comes after the violation in Zeek, but a violation
+            // stops the analyzer here, so report the limit first.
+            self.limit(Weird::DnsConnCountTooLarge, cx);
             cx.violation();
             return;
         }
         let p = Msg {
             msg: data,
             resp_netbios: cx.info.resp_p == NETBIOS_PORT,
+            max_depth: self.max_depth,
+            too_deep: Cell::new(false),
         };
         let mut pos = 12;
         let ok = if opcode == OP_UPDATE {
@@ -90,6 +127,9 @@ impl Dns {
         } else {
             p.questions(h.qd, &mut pos) && (truncated || p.answers(h.an, false, &mut pos))
         };
+        if p.too_deep.get() {
+            self.limit(Weird::DnsMaxCompressionChainDepthExceeded, cx);
+        }
         if ok {
             cx.confirm();
         }
@@ -127,6 +167,10 @@ impl Header {
 struct Msg<'a> {
     msg: &'a [u8],
     resp_netbios: bool,
+    /// `dns_max_compression_chain_depth`.
+    max_depth: u64,
+    /// A name went past `max_depth` (reported once per message).
+    too_deep: Cell<bool>,
 }
 
 impl Msg<'_> {
@@ -139,8 +183,10 @@ impl Msg<'_> {
 
     /// `ExtractName` on the message, reading at most up to `limit`.
     /// Returns false on a parse error.
-    fn name(&self, pos: &mut usize, limit: usize, name_len: &mut usize, depth: u32) -> bool {
-        if depth > MAX_COMPRESSION_DEPTH {
+    fn name(&self, pos: &mut usize, limit: usize, name_len: &mut usize, depth: u64) -> bool {
+        if depth > self.max_depth {
+            // `ExtractName`: the name ends here, parsing goes on.
+            self.too_deep.set(true);
             return true;
         }
         loop {
@@ -428,7 +474,9 @@ impl Parser for Dns {
     }
 
     fn finished(&self, confirmed: bool, settled: bool, seen: u64) -> bool {
-        (confirmed && settled) || seen > GIVE_UP_AFTER
+        // Any message can still bring an `X` (an unknown opcode, a limit),
+        // so the parser runs until it has reported one.
+        self.limit_reported && ((confirmed && settled) || seen > GIVE_UP_AFTER)
     }
 }
 
@@ -503,16 +551,141 @@ pub(crate) mod tests {
     fn garbage_and_too_many_queries() {
         let i = info(L4::Udp);
         let mut d = Dns::new(&i);
-        assert!(run(&mut d, &i, true, b"hello world, this is not dns").is_empty());
+        // Its "flags" read as opcode 13: ignored, but marked as Zeek does.
+        assert_eq!(
+            run(&mut d, &i, true, b"hello world, this is not dns").as_slice(),
+            &[Note::LimitReached(
+                crate::decode::weird::Weird::DnsUnknownOpcode
+            )]
+        );
         let mut q = query(1, "a.b", false);
         q[4] = 0;
         q[5] = 26;
-        assert_eq!(run(&mut d, &i, true, &q).as_slice(), &[Note::Violation]);
+        assert_eq!(
+            run(&mut d, &i, true, &q).as_slice(),
+            &[
+                Note::LimitReached(crate::decode::weird::Weird::DnsConnCountTooLarge),
+                Note::Violation
+            ]
+        );
         // Bad compression pointer: no confirmation.
         let mut q = query(2, "a.b", false);
         q[12] = 0xc0;
         q[13] = 40;
         assert!(run(&mut d, &i, true, &q).is_empty());
+    }
+
+    /// A reply whose second answer's name is a chain of `n` compression
+    /// pointers, each pointing at the one before (the first at the
+    /// question name): names nest `n + 1` deep.
+    pub fn pointer_chain(n: u8) -> Vec<u8> {
+        let mut m = vec![0, 9, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+        m.extend_from_slice(&[1, b'a', 1, b'b', 0, 0, 1, 0, 1]);
+        // Answer 1: NULL record whose rdata holds the chain.
+        m.extend_from_slice(&[0xc0, 12, 0, 10, 0, 1, 0, 0, 0, 0, 0, 2 * n]);
+        let first = m.len() as u8;
+        for i in 0..n {
+            let to = if i == 0 { 12 } else { first + 2 * (i - 1) };
+            m.extend_from_slice(&[0xc0, to]);
+        }
+        // Answer 2: an A record named by the last pointer.
+        let last = first + 2 * (n - 1);
+        m.extend_from_slice(&[0xc0, last, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1]);
+        m
+    }
+
+    #[test]
+    fn unknown_opcode_marks_history() {
+        let i = info(L4::Udp);
+        let mut d = Dns::new(&i);
+        let mut q = query(1, "a.b", false);
+        q[2] |= 2 << 3; // opcode 2 (STATUS)
+        assert_eq!(
+            run(&mut d, &i, true, &q).as_slice(),
+            &[Note::LimitReached(Weird::DnsUnknownOpcode)]
+        );
+        // NetBIOS takes any opcode.
+        let mut nb = info(L4::Udp);
+        nb.resp_p = 137;
+        let mut d = Dns::new(&nb);
+        assert!(!run(&mut d, &nb, true, &q)
+            .iter()
+            .any(|n| matches!(n, Note::LimitReached(_))));
+    }
+
+    #[test]
+    fn too_many_queries_is_a_limit_and_a_violation() {
+        let i = info(L4::Udp);
+        let mut q = query(1, "a.b", false);
+        q[5] = 26;
+        let mut d = Dns::new(&i);
+        assert_eq!(
+            run(&mut d, &i, true, &q).as_slice(),
+            &[
+                Note::LimitReached(Weird::DnsConnCountTooLarge),
+                Note::Violation
+            ]
+        );
+        // `dns_max_queries=3` (Zeek's max-queries btest): 10 questions.
+        let mut l = AnalyzerLimits::default();
+        l.set("dns_max_queries", 3);
+        q[5] = 10;
+        let mut d = Dns::new(&i).with_limits(&l);
+        assert_eq!(
+            run(&mut d, &i, true, &q)[0],
+            Note::LimitReached(Weird::DnsConnCountTooLarge)
+        );
+        q[5] = 3;
+        let mut d = Dns::new(&i).with_limits(&l);
+        assert!(run(&mut d, &i, true, &q).is_empty());
+        // 0: no limit (the 26 questions just fail to parse).
+        l.set("dns_max_queries", 0);
+        q[5] = 26;
+        let mut d = Dns::new(&i).with_limits(&l);
+        assert!(run(&mut d, &i, true, &q).is_empty());
+    }
+
+    #[test]
+    fn compression_chain_depth() {
+        let i = info(L4::Udp);
+        // 19 pointers: 20 deep, at the default limit.
+        let mut d = Dns::new(&i);
+        assert_eq!(
+            run(&mut d, &i, false, &pointer_chain(19)).as_slice(),
+            &[Note::Confirm]
+        );
+        let mut d = Dns::new(&i);
+        assert_eq!(
+            run(&mut d, &i, false, &pointer_chain(20)).as_slice(),
+            &[
+                Note::LimitReached(Weird::DnsMaxCompressionChainDepthExceeded),
+                Note::Confirm
+            ]
+        );
+        let mut l = AnalyzerLimits::default();
+        l.set("dns_max_compression_chain_depth", 5);
+        let mut d = Dns::new(&i).with_limits(&l);
+        assert_eq!(
+            run(&mut d, &i, false, &pointer_chain(5))[0],
+            Note::LimitReached(Weird::DnsMaxCompressionChainDepthExceeded)
+        );
+        let mut d = Dns::new(&i).with_limits(&l);
+        assert_eq!(
+            run(&mut d, &i, false, &pointer_chain(4)).as_slice(),
+            &[Note::Confirm]
+        );
+    }
+
+    #[test]
+    fn runs_until_a_limit_is_reported() {
+        let i = info(L4::Udp);
+        let mut d = Dns::new(&i);
+        assert!(!d.finished(true, true, 1 << 20));
+        let mut q = query(1, "a.b", false);
+        q[2] |= 3 << 3;
+        run(&mut d, &i, true, &q);
+        assert!(d.finished(true, true, 1 << 20));
+        assert!(!d.finished(false, false, 0));
     }
 
     #[test]

@@ -15,19 +15,23 @@
 //! and EPRT from the server's address, PASV and EPSV from the client's; an
 //! EPSV without address means the server's).
 //!
-//! Limits: lines are kept up to [`LINE_KEEP`] bytes; at most
+//! A command word longer than `FTP::max_command_length` (100; 0: no limit)
+//! is ignored with its line; once the analyzer confirmed, it is also
+//! `FTP_max_command_length_exceeded` and an `X` in history (`FTP.cc`).
+//!
+//! Limits: lines are kept up to [`LINE_KEEP`] bytes (a command word that
+//! runs past them counts as long as the whole line); at most
 //! [`MAX_PENDING`] unanswered commands are remembered.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::line::{LineSplitter, Owned};
-use super::{Analyzer, ChildKind, Cx, Parser, GIVE_UP_AFTER};
+use super::{Analyzer, AnalyzerLimits, ChildKind, Cx, Parser, GIVE_UP_AFTER};
+use crate::decode::weird::Weird;
 
 const LINE_KEEP: usize = 1024;
 const MAX_PENDING: usize = 20;
-/// `FTP::max_command_length`.
-const MAX_COMMAND_LENGTH: usize = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pending {
@@ -42,6 +46,11 @@ pub(crate) struct Ftp {
     auth_tls: bool,
     pending: VecDeque<Pending>,
     scratch: Vec<u8>,
+    /// `FTP::max_command_length` (0: none).
+    max_command_length: u64,
+    /// This analyzer confirmed (`AnalyzerConfirmed`): only then is a long
+    /// command a weird.
+    confirmed: bool,
 }
 
 impl Ftp {
@@ -55,10 +64,19 @@ impl Ftp {
             auth_tls: false,
             pending: VecDeque::new(),
             scratch: Vec::new(),
+            max_command_length: AnalyzerLimits::default().ftp_max_command_length,
+            confirmed: false,
         }
     }
 
-    fn request(&mut self, line: &[u8], cx: &mut Cx<'_>) {
+    pub fn with_limits(mut self, limits: &AnalyzerLimits) -> Self {
+        self.max_command_length = limits.ftp_max_command_length;
+        self
+    }
+
+    /// One client line; `full_len` is its length before [`LINE_KEEP`] cut
+    /// it.
+    fn request(&mut self, line: &[u8], full_len: usize, cx: &mut Cx<'_>) {
         let start = skip_ws(line, 0);
         let end = line
             .iter()
@@ -69,11 +87,21 @@ impl Ftp {
         if cmd.len() < 3 || !cmd.iter().all(|c| c.is_ascii_graphic()) {
             return;
         }
-        if cmd.len() > MAX_COMMAND_LENGTH {
+        // A word that reaches the cut may go on to the end of the line.
+        let cmd_len = if end == line.len() {
+            full_len.saturating_sub(start).max(cmd.len())
+        } else {
+            cmd.len()
+        };
+        if self.max_command_length > 0 && cmd_len as u64 > self.max_command_length {
+            if self.confirmed {
+                cx.limit_reached(Weird::FtpMaxCommandLengthExceeded);
+            }
             return;
         }
         let arg = line.get(skip_ws(line, end)..).unwrap_or(&[]);
         cx.confirm();
+        self.confirmed = true;
         let upper = cmd.to_ascii_uppercase();
         if b"AUTH".starts_with(&upper) || upper == b"AUTH" {
             self.auth_tls = arg == b"TLS";
@@ -314,7 +342,7 @@ impl Parser for Ftp {
                 continue;
             }
             if is_orig {
-                self.request(&line, cx);
+                self.request(&line, len, cx);
             } else if self.reply(&line, cx) {
                 cx.child(ChildKind::Ssl);
                 used = data.len() - rest.len();
@@ -420,6 +448,60 @@ mod tests {
         let (n, used) = feed(&mut f, false, b"234 go\r\nrest");
         assert_eq!(n.as_slice(), &[Note::Child(ChildKind::Ssl)]);
         assert_eq!(used, 8);
+    }
+
+    #[test]
+    fn long_command_is_a_limit_once_confirmed() {
+        let long = format!("{}\r\n", "A".repeat(101));
+        // Before confirmation: ignored, no weird (FTP.cc).
+        let mut f = Ftp::new();
+        assert!(feed(&mut f, true, long.as_bytes()).0.is_empty());
+        assert_eq!(
+            feed(&mut f, true, b"USER x\r\n").0.as_slice(),
+            &[Note::Confirm]
+        );
+        assert_eq!(
+            feed(&mut f, true, long.as_bytes()).0.as_slice(),
+            &[Note::LimitReached(Weird::FtpMaxCommandLengthExceeded)]
+        );
+        // Exactly at the limit is a command.
+        let at = format!("{} x\r\n", "B".repeat(100));
+        assert_eq!(
+            feed(&mut f, true, at.as_bytes()).0.as_slice(),
+            &[Note::Confirm]
+        );
+        // A word running past what is kept of the line still counts whole.
+        let huge = format!("{}\r\n", "C".repeat(LINE_KEEP + 50));
+        assert_eq!(
+            feed(&mut f, true, huge.as_bytes()).0.as_slice(),
+            &[Note::LimitReached(Weird::FtpMaxCommandLengthExceeded)]
+        );
+    }
+
+    #[test]
+    fn command_length_limit_is_settable() {
+        let mut l = AnalyzerLimits::default();
+        l.set("FTP::max_command_length", 4);
+        let mut f = Ftp::new().with_limits(&l);
+        assert_eq!(
+            feed(&mut f, true, b"USER x\r\n").0.as_slice(),
+            &[Note::Confirm]
+        );
+        assert_eq!(
+            feed(&mut f, true, b"SITE x\r\nSTORE y\r\n").0.as_slice(),
+            &[
+                Note::Confirm,
+                Note::LimitReached(Weird::FtpMaxCommandLengthExceeded)
+            ]
+        );
+        // 0 disables the limit.
+        l.set("FTP::max_command_length", 0);
+        let mut f = Ftp::new().with_limits(&l);
+        let long = format!("{}\r\n", "A".repeat(500));
+        assert_eq!(
+            feed(&mut f, true, long.as_bytes()).0.as_slice(),
+            &[Note::Confirm]
+        );
     }
 
     #[test]

@@ -22,6 +22,14 @@
 //! a successful `CONNECT` reply, and after a `101` upgrade, the stream goes
 //! to a new PIA (DPD on the tunnel) or, for WebSocket, to nothing we parse.
 //!
+//! Requests waiting for their reply are counted as the HTTP scripts count
+//! `c$http_state$pending`: when a new request finds more than
+//! `HTTP::max_pending_requests` (100; 0: no limit) of them, the scripts
+//! raise `HTTP_excessive_pipelining` (an `X` in history) and flush them.
+//! Since that can happen at any point of a long connection (one-sided
+//! captures, a reply side stopped by a gap), a confirmed parser keeps
+//! reading requests past `DPD::ignore_violations_after` until it has.
+//!
 //! Limits: lines are kept up to [`LINE_KEEP`] bytes (the rest is counted),
 //! at most [`MAX_UNANSWERED`] requests are remembered, multipart boundaries
 //! up to [`MAX_BOUNDARY`] bytes.
@@ -29,7 +37,8 @@
 use std::collections::VecDeque;
 
 use super::line::{LineSplitter, Owned};
-use super::{ChildKind, Cx, Parser, GIVE_UP_AFTER};
+use super::{AnalyzerLimits, ChildKind, Cx, Parser, GIVE_UP_AFTER};
+use crate::decode::weird::Weird;
 
 const LINE_KEEP: usize = 2048;
 const MAX_UNANSWERED: usize = 64;
@@ -124,6 +133,13 @@ pub(crate) struct Http {
     request_ongoing: bool,
     reply_ongoing: bool,
     scratch: Vec<u8>,
+    /// The scripts' `current_request` and the replies done since (their
+    /// difference is `|pending|`).
+    requests: u64,
+    replies_done: u64,
+    /// `HTTP::max_pending_requests` (0: none).
+    max_pending: u64,
+    limit_reported: bool,
 }
 
 /// `is_HTTP_token_char`.
@@ -211,7 +227,30 @@ impl Http {
             request_ongoing: false,
             reply_ongoing: false,
             scratch: Vec::new(),
+            requests: 0,
+            replies_done: 0,
+            max_pending: AnalyzerLimits::default().http_max_pending_requests,
+            limit_reported: false,
         }
+    }
+
+    pub fn with_limits(mut self, limits: &AnalyzerLimits) -> Self {
+        self.max_pending = limits.http_max_pending_requests;
+        self
+    }
+
+    /// `http_request` in `main.zeek`: requests still waiting for a reply
+    /// beyond the limit are logged out and forgotten.
+    fn count_request(&mut self, cx: &mut Cx<'_>) {
+        // HTTP_response_before_request: fast-forward.
+        self.requests = self.requests.max(self.replies_done);
+        let pending = self.requests - self.replies_done;
+        if self.max_pending > 0 && pending > self.max_pending {
+            cx.limit_reached(Weird::HttpExcessivePipelining);
+            self.limit_reported = true;
+            self.replies_done = self.requests;
+        }
+        self.requests += 1;
     }
 
     fn set_version(&mut self, is_req: bool, v: (u8, u8)) {
@@ -334,6 +373,8 @@ impl Http {
         let code = self.reply_code;
         if !(100..200).contains(&code) {
             self.unanswered.pop_front();
+            // http_message_done: the reply's entry leaves `pending`.
+            self.replies_done += 1;
         }
         let mut child = None;
         if code == 101 && self.unanswered.len() == 1 && self.upgrade_connection {
@@ -558,6 +599,7 @@ impl Http {
                 });
                 match method {
                     Some((head, connect)) => {
+                        self.count_request(cx);
                         self.num_requests += 1;
                         self.req = ReqState::Message;
                         self.request_ongoing = true;
@@ -778,8 +820,12 @@ impl Parser for Http {
     }
 
     fn finished(&self, confirmed: bool, settled: bool, seen: u64) -> bool {
-        (confirmed && settled)
-            || seen > GIVE_UP_AFTER
+        // Pipelining can pass its limit late in a connection: while it
+        // may (requests still parsed, limit not reported), keep going.
+        let pipelining_open =
+            self.max_pending > 0 && !self.limit_reported && self.req != ReqState::Nothing;
+        (confirmed && settled && !pipelining_open)
+            || (!confirmed && seen > GIVE_UP_AFTER)
             || (self.req == ReqState::Nothing && self.rep == RepState::Nothing)
     }
 }
@@ -805,6 +851,48 @@ mod tests {
         };
         let used = h.deliver(is_orig, data, &mut cx);
         (notes, used)
+    }
+
+    fn limits_in(n: &Notes) -> usize {
+        n.iter()
+            .filter(|n| **n == Note::LimitReached(Weird::HttpExcessivePipelining))
+            .count()
+    }
+
+    #[test]
+    fn excessive_pipelining_at_the_default() {
+        let mut h = Http::new();
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        // 101 requests pending are still fine...
+        for _ in 0..101 {
+            assert_eq!(limits_in(&feed(&mut h, true, req).0), 0);
+        }
+        assert!(!h.finished(true, true, 1 << 20));
+        // ...the 102nd finds 101 > 100.
+        assert_eq!(limits_in(&feed(&mut h, true, req).0), 1);
+        assert!(h.finished(true, true, 1 << 20));
+    }
+
+    #[test]
+    fn answered_requests_leave_pending_and_limit_is_settable() {
+        let mut l = AnalyzerLimits::default();
+        l.set("HTTP::max_pending_requests", 2);
+        let mut h = Http::new().with_limits(&l);
+        let req = b"GET / HTTP/1.1\r\n\r\n";
+        let rep = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        for _ in 0..10 {
+            assert_eq!(limits_in(&feed(&mut h, true, req).0), 0);
+            assert_eq!(limits_in(&feed(&mut h, false, rep).0), 0);
+        }
+        // Three unanswered, then a fourth: 3 > 2.
+        let three = req.repeat(3);
+        assert_eq!(limits_in(&feed(&mut h, true, &three).0), 0);
+        assert_eq!(limits_in(&feed(&mut h, true, req).0), 1);
+        // 0: no limit, and the parser may stop once settled.
+        l.set("HTTP::max_pending_requests", 0);
+        let mut h = Http::new().with_limits(&l);
+        assert_eq!(limits_in(&feed(&mut h, true, &req.repeat(300)).0), 0);
+        assert!(h.finished(true, true, 0));
     }
 
     #[test]

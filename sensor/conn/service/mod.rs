@@ -39,6 +39,7 @@ mod http;
 mod imap;
 mod irc;
 mod ldap;
+mod limits;
 mod line;
 mod modbus;
 mod ntp;
@@ -52,6 +53,10 @@ mod ssl;
 mod tree;
 
 use tree::{Env, Tree};
+
+pub use limits::{AnalyzerLimits, KexList};
+
+use crate::decode::weird::Weird;
 
 /// Zeek's `dpd_buffer_size`.
 pub const DPD_BUFFER_SIZE: usize = 1024;
@@ -331,6 +336,9 @@ pub enum ServiceEvent {
     FlipRoles,
     /// The server refused the originator's credentials once more.
     AuthFailure,
+    /// An analyzer hit one of Zeek's limits (`LimitReachedWeird`): the
+    /// engine counts the weird and adds `X` to history once.
+    LimitReached(Weird),
     /// Schedule an analyzer for a future connection (FTP data channels,
     /// IRC DCC): Zeek's `Analyzer::schedule_analyzer`. `orig_h` `None`
     /// is the wildcard originator.
@@ -369,6 +377,9 @@ pub(crate) enum Note {
     /// The server refused credentials (HTTP 401/407, FTP 530): what
     /// brute force is made of, seen without a model.
     AuthFailure,
+    /// One of Zeek's analyzer limits was reached (see [`limits`]); push it
+    /// before any violation it brings, which stops the analyzer.
+    LimitReached(Weird),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -410,6 +421,9 @@ impl Cx<'_> {
     }
     pub fn auth_failure(&mut self) {
         self.notes.push(Note::AuthFailure);
+    }
+    pub fn limit_reached(&mut self, w: Weird) {
+        self.notes.push(Note::LimitReached(w));
     }
     pub fn expect(&mut self, orig_h: Option<IpAddr>, resp_h: IpAddr, resp_p: u16, a: Analyzer) {
         self.notes.push(Note::Expect {
@@ -465,15 +479,15 @@ impl Parser for Null {
 }
 
 /// A fresh parser for analyzer `a` on transport `proto`.
-pub(crate) fn new_parser(a: Analyzer, info: &ConnInfo) -> Box<dyn Parser> {
+pub(crate) fn new_parser(a: Analyzer, info: &ConnInfo, limits: &AnalyzerLimits) -> Box<dyn Parser> {
     match a {
-        Analyzer::Http => Box::new(http::Http::new()),
-        Analyzer::Dns => Box::new(dns::Dns::new(info)),
+        Analyzer::Http => Box::new(http::Http::new().with_limits(limits)),
+        Analyzer::Dns => Box::new(dns::Dns::new(info).with_limits(limits)),
         Analyzer::Ssl => Box::new(ssl::Ssl::new()),
         Analyzer::Dtls => Box::new(ssl::Dtls::new()),
-        Analyzer::Ssh => Box::new(ssh::Ssh::new()),
-        Analyzer::Ftp => Box::new(ftp::Ftp::new()),
-        Analyzer::Smtp => Box::new(smtp::Smtp::new()),
+        Analyzer::Ssh => Box::new(ssh::Ssh::new().with_limits(limits)),
+        Analyzer::Ftp => Box::new(ftp::Ftp::new().with_limits(limits)),
+        Analyzer::Smtp => Box::new(smtp::Smtp::new().with_limits(limits)),
         Analyzer::Pop3 => Box::new(pop3::Pop3::new()),
         Analyzer::Imap => Box::new(imap::Imap::new()),
         Analyzer::Irc => Box::new(irc::Irc::new()),
@@ -509,6 +523,7 @@ pub struct ServiceDetector {
     partial: bool,
     gap: [bool; 2],
     ignore_after: u64,
+    limits: AnalyzerLimits,
     done: bool,
 }
 
@@ -540,6 +555,7 @@ impl ServiceDetector {
             partial: false,
             gap: [false; 2],
             ignore_after: IGNORE_VIOLATIONS_AFTER,
+            limits: AnalyzerLimits::default(),
             done: enabled.is_empty(),
         }
     }
@@ -558,11 +574,12 @@ impl ServiceDetector {
             gap: self.gap,
             size: self.size,
             ignore_after: self.ignore_after,
+            limits: &self.limits,
             events,
         };
-        let tree = self
-            .tree
-            .get_or_insert_with(|| Tree::root(&self.root_info, self.enabled, &self.scheduled));
+        let tree = self.tree.get_or_insert_with(|| {
+            Tree::root(&self.root_info, self.enabled, &self.scheduled, &self.limits)
+        });
         tree.deliver(is_orig, data, &mut env);
         self.done = tree.is_done(self.size, self.ignore_after);
     }
@@ -581,11 +598,12 @@ impl ServiceDetector {
             gap: self.gap,
             size: self.size,
             ignore_after: self.ignore_after,
+            limits: &self.limits,
             events,
         };
-        let tree = self
-            .tree
-            .get_or_insert_with(|| Tree::root(&self.root_info, self.enabled, &self.scheduled));
+        let tree = self.tree.get_or_insert_with(|| {
+            Tree::root(&self.root_info, self.enabled, &self.scheduled, &self.limits)
+        });
         tree.undelivered(is_orig, len, &mut env);
         self.done = tree.is_done(self.size, self.ignore_after);
     }
@@ -604,11 +622,12 @@ impl ServiceDetector {
             gap: self.gap,
             size: self.size,
             ignore_after: self.ignore_after,
+            limits: &self.limits,
             events,
         };
-        let tree = self
-            .tree
-            .get_or_insert_with(|| Tree::root(&self.root_info, self.enabled, &self.scheduled));
+        let tree = self.tree.get_or_insert_with(|| {
+            Tree::root(&self.root_info, self.enabled, &self.scheduled, &self.limits)
+        });
         tree.eof(is_orig, &mut env);
         self.done = tree.is_done(self.size, self.ignore_after);
     }
@@ -627,6 +646,12 @@ impl ServiceDetector {
     /// violations always count). Call right after [`Self::new`].
     pub fn set_ignore_violations_after(&mut self, bytes: u64) {
         self.ignore_after = bytes;
+    }
+
+    /// The analyzer limits (Zeek's defaults unless set). Call right after
+    /// [`Self::new`], before any payload.
+    pub fn set_limits(&mut self, limits: &AnalyzerLimits) {
+        self.limits = *limits;
     }
 
     /// The engine swapped originator and responder.

@@ -13,6 +13,15 @@
 //! `X-ANONYMOUSTLS` hands the stream to an SSL analyzer. `BDAT <n>` data
 //! is skipped.
 //!
+//! Mail transactions are checked as `scripts/base/protocols/smtp/main.zeek`
+//! does: `RCPT TO:` without `MAIL FROM:`, and `DATA`/`BDAT` without
+//! `RCPT TO:`, are invalid; beyond `SMTP::max_invalid_mail_transactions`
+//! (25; 0: no limit) of them on a confirmed connection the scripts raise
+//! `smtp_excessive_invalid_mail_transactions` (an `X` in history) and
+//! disable the analyzer, so nothing further is parsed (no STARTTLS). Since
+//! that can happen at any point, a confirmed parser runs past
+//! `DPD::ignore_violations_after` until it has.
+//!
 //! Limits: lines are kept up to [`LINE_KEEP`] bytes; at most
 //! [`MAX_PENDING`] pipelined commands are remembered (the queue is cleared
 //! beyond that, as Zeek does at 1000).
@@ -20,7 +29,8 @@
 use std::collections::VecDeque;
 
 use super::line::{LineSplitter, Owned};
-use super::{ChildKind, Cx, Parser};
+use super::{AnalyzerLimits, ChildKind, Cx, Parser};
+use crate::decode::weird::Weird;
 
 const LINE_KEEP: usize = 512;
 const MAX_PENDING: usize = 64;
@@ -53,6 +63,16 @@ pub(crate) struct Smtp {
     pending_cmds: VecDeque<Cmd>,
     pending_reply: u16,
     scratch: Vec<u8>,
+    /// `trans_mail_from_seen` / `trans_rcpt_to_seen` of the SMTP scripts.
+    mail_from: bool,
+    rcpt_to: bool,
+    invalid_transactions: u64,
+    /// `SMTP::max_invalid_mail_transactions` (0: none).
+    max_invalid: u64,
+    confirmed: bool,
+    /// The scripts disabled the analyzer after too many invalid
+    /// transactions.
+    disabled: bool,
 }
 
 /// SMTP command words (`SMTP_cmd.def`), compared case-insensitively.
@@ -92,6 +112,54 @@ impl Smtp {
             pending_cmds: VecDeque::new(),
             pending_reply: 0,
             scratch: Vec::new(),
+            mail_from: false,
+            rcpt_to: false,
+            invalid_transactions: 0,
+            max_invalid: AnalyzerLimits::default().smtp_max_invalid_mail_transactions,
+            confirmed: false,
+            disabled: false,
+        }
+    }
+
+    pub fn with_limits(mut self, limits: &AnalyzerLimits) -> Self {
+        self.max_invalid = limits.smtp_max_invalid_mail_transactions;
+        self
+    }
+
+    /// `smtp_request` in `main.zeek`, for the commands that make up a mail
+    /// transaction.
+    fn transaction(&mut self, word: &[u8], arg: &[u8], cx: &mut Cx<'_>) {
+        let is = |w: &[u8]| word.eq_ignore_ascii_case(w);
+        let starts = |p: &[u8]| {
+            arg.get(..p.len())
+                .is_some_and(|a| a.eq_ignore_ascii_case(p))
+        };
+        if is(b"RCPT") && starts(b"TO:") {
+            self.rcpt_to = true;
+            if !self.mail_from {
+                self.invalid_transaction(cx);
+            }
+        } else if is(b"MAIL") && starts(b"FROM:") {
+            self.mail_from = true;
+            self.rcpt_to = false;
+        } else if is(b"DATA") || is(b"BDAT") {
+            if !self.rcpt_to {
+                self.invalid_transaction(cx);
+            }
+            if is(b"BDAT") && arg.ends_with(b" LAST") {
+                self.mail_from = false;
+                self.rcpt_to = false;
+            }
+        }
+    }
+
+    /// `mail_transaction_invalid`: the scripts disable the analyzer (which
+    /// they know of once it confirmed) past the limit.
+    fn invalid_transaction(&mut self, cx: &mut Cx<'_>) {
+        self.invalid_transactions += 1;
+        if self.max_invalid > 0 && self.invalid_transactions > self.max_invalid && self.confirmed {
+            cx.limit_reached(Weird::SmtpExcessiveInvalidMailTransactions);
+            self.disabled = true;
         }
     }
 
@@ -140,11 +208,15 @@ impl Smtp {
                     self.new_cmd(Cmd::EndOfData);
                     self.command_state(Cmd::EndOfData);
                     cx.confirm();
+                    self.confirmed = true;
+                    self.mail_from = false;
+                    self.rcpt_to = false;
                 }
             }
             State::InAuth => {
                 self.new_cmd(Cmd::AuthAnswer);
                 cx.confirm();
+                self.confirmed = true;
             }
             State::Normal => {
                 let end = line
@@ -158,13 +230,18 @@ impl Smtp {
                 };
                 self.new_cmd(cmd);
                 cx.confirm();
+                self.confirmed = true;
+                let arg = line.get(end..).unwrap_or(&[]);
+                let arg = arg
+                    .iter()
+                    .position(|c| !c.is_ascii_whitespace())
+                    .and_then(|s| arg.get(s..))
+                    .unwrap_or(&[]);
+                self.transaction(word, arg, cx);
+                if self.disabled {
+                    return;
+                }
                 if cmd == Cmd::Bdat {
-                    let arg = line.get(end..).unwrap_or(&[]);
-                    let arg = arg
-                        .iter()
-                        .position(|c| !c.is_ascii_whitespace())
-                        .and_then(|s| arg.get(s..))
-                        .unwrap_or(&[]);
                     let digits = arg.iter().take_while(|c| c.is_ascii_digit()).count();
                     if let Some(n) = std::str::from_utf8(arg.get(..digits).unwrap_or(&[]))
                         .ok()
@@ -200,6 +277,7 @@ impl Smtp {
             if self.state == State::AfterGap {
                 self.state = State::Normal;
                 cx.confirm();
+                self.confirmed = true;
             }
             let c = self.first_cmd.take();
             self.first_cmd = self.pending_cmds.pop_front();
@@ -216,7 +294,7 @@ impl Smtp {
 
 impl Parser for Smtp {
     fn deliver(&mut self, is_orig: bool, data: &[u8], cx: &mut Cx<'_>) -> usize {
-        if cx.partial {
+        if cx.partial || self.disabled {
             return data.len();
         }
         let d = usize::from(!is_orig);
@@ -224,6 +302,9 @@ impl Parser for Smtp {
         let mut line = std::mem::take(&mut self.scratch);
         let mut used = data.len();
         while let Some(piece) = self.lines[d].next_owned(&mut rest, &mut line) {
+            if self.disabled {
+                break;
+            }
             let Owned::Line(_) = piece else {
                 continue;
             };
@@ -249,7 +330,7 @@ impl Parser for Smtp {
     }
 
     fn eof(&mut self, is_orig: bool, cx: &mut Cx<'_>) {
-        if cx.partial {
+        if cx.partial || self.disabled {
             return;
         }
         let d = usize::from(!is_orig);
@@ -264,6 +345,11 @@ impl Parser for Smtp {
             cx.child(ChildKind::Ssl);
         }
         self.scratch = line;
+    }
+
+    fn finished(&self, confirmed: bool, settled: bool, _seen: u64) -> bool {
+        // Invalid transactions can pile up at any point of a session.
+        self.disabled || (confirmed && settled && self.max_invalid == 0)
     }
 }
 
@@ -320,6 +406,64 @@ mod tests {
         let (n, _) = feed(&mut s, true, b"Subject: STARTTLS\r\n\r\nhi\r\n.\r\n");
         assert_eq!(n.as_slice(), &[Note::Confirm]);
         assert_eq!(s.state, State::Normal);
+    }
+
+    #[test]
+    fn invalid_transactions_past_the_limit_disable_the_analyzer() {
+        let mut s = Smtp::new();
+        feed(&mut s, false, b"220 mx\r\n");
+        feed(&mut s, true, b"HELO x\r\n");
+        for _ in 0..25 {
+            let (n, _) = feed(&mut s, true, b"RCPT TO:<b>\r\n");
+            assert_eq!(n.as_slice(), &[Note::Confirm]);
+        }
+        let (n, _) = feed(&mut s, true, b"RCPT TO:<c>\r\n");
+        assert_eq!(
+            n.as_slice(),
+            &[
+                Note::Confirm,
+                Note::LimitReached(Weird::SmtpExcessiveInvalidMailTransactions)
+            ]
+        );
+        assert!(s.finished(true, false, 0));
+        // Disabled: not even STARTTLS is followed.
+        assert!(feed(&mut s, true, b"STARTTLS\r\n").0.is_empty());
+        assert!(feed(&mut s, false, b"220 go\r\n").0.is_empty());
+    }
+
+    #[test]
+    fn valid_transactions_and_a_set_limit() {
+        let mut s = Smtp::new();
+        for _ in 0..40 {
+            let (n, _) = feed(
+                &mut s,
+                true,
+                b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 0 LAST\r\n",
+            );
+            assert!(!n.iter().any(|n| matches!(n, Note::LimitReached(_))));
+        }
+        let mut l = AnalyzerLimits::default();
+        l.set("SMTP::max_invalid_mail_transactions", 2);
+        let mut s = Smtp::new().with_limits(&l);
+        feed(&mut s, false, b"220 mx\r\n");
+        for _ in 0..2 {
+            let (n, _) = feed(&mut s, true, b"DATA\r\n");
+            assert_eq!(n.as_slice(), &[Note::Confirm]);
+            feed(&mut s, false, b"503 no\r\n");
+        }
+        let (n, _) = feed(&mut s, true, b"DATA\r\n");
+        assert_eq!(
+            n.as_slice(),
+            &[
+                Note::Confirm,
+                Note::LimitReached(Weird::SmtpExcessiveInvalidMailTransactions)
+            ]
+        );
+        // 0: no limit, and the parser may stop once settled.
+        l.set("SMTP::max_invalid_mail_transactions", 0);
+        let s = Smtp::new().with_limits(&l);
+        assert!(s.finished(true, true, 0));
+        assert!(!Smtp::new().finished(true, true, 0));
     }
 
     #[test]

@@ -14,19 +14,29 @@
 //! send lines before its banner. Nothing is parsed on partial connections
 //! or after a content gap; encrypted data is not parsed.
 //!
+//! Zeek's limits (`ssh-analyzer.pac`), each a weird and an `X` in history:
+//! a packet longer than `SSH::max_packet_length` (8 MiB) and a string
+//! longer than `SSH::max_string_length` (2 MiB) are cut to that length, and
+//! what follows is parsed from there (so the rest of a cut packet reads as
+//! the next one, usually a violation); a KEXINIT that parses and has more
+//! names in a list than `SSH::max_kexinit_*` (100 each) allows. 0 disables
+//! a limit.
+//!
 //! Limits: version lines are kept up to [`LINE_KEEP`] bytes; a packet is
 //! buffered up to [`MAX_PACKET_KEEP`] bytes (a longer one is checked on its
-//! first bytes only); the first KEXINIT's algorithm list is kept up to
-//! [`MAX_KEX_LIST`] bytes and 100 names (`SSH::max_kexinit_kex_algorithms`).
+//! first bytes only, but a KEXINIT's names are counted as its bytes pass,
+//! in [`KexScan`]); the first KEXINIT's algorithm list is kept up to
+//! [`MAX_KEX_LIST`] bytes and 100 names for choosing the key exchange.
+
+use std::cell::Cell;
 
 use super::line::{LineSplitter, Owned};
-use super::{Cx, Parser};
+use super::{AnalyzerLimits, Cx, KexList, Parser};
+use crate::decode::weird::Weird;
 
 const LINE_KEEP: usize = 256;
 const MAX_PACKET_KEEP: usize = 4096;
 const MAX_KEX_LIST: usize = 2048;
-/// `SSH::max_packet_length`.
-const MAX_PACKET_LENGTH: u32 = 8 * 1024 * 1024;
 const MAX_KEX_ALGS: usize = 100;
 
 const MSG_NEWKEYS: u8 = 21;
@@ -62,6 +72,8 @@ struct Dir {
     /// Length of the current packet (after the length field).
     total: u32,
     buf: Vec<u8>,
+    /// Name counts of the packet, if it is read as a KEXINIT.
+    kex: KexScan,
 }
 
 impl Dir {
@@ -74,6 +86,158 @@ impl Dir {
             left: 0,
             total: 0,
             buf: Vec::new(),
+            kex: KexScan::default(),
+        }
+    }
+}
+
+/// The ten name lists of a KEXINIT, by the limit each falls under.
+const KEX_LISTS: [KexList; 10] = [
+    KexList::Kex,
+    KexList::HostKey,
+    KexList::Encryption,
+    KexList::Encryption,
+    KexList::Mac,
+    KexList::Mac,
+    KexList::Compression,
+    KexList::Compression,
+    KexList::Languages,
+    KexList::Languages,
+];
+
+/// Counts the names of a KEXINIT's lists as the packet's bytes pass, so
+/// that lists beyond what a packet keeps ([`MAX_PACKET_KEEP`]) still count:
+/// `proc_ssh2_kexinit` splits every list at commas, and a list with more
+/// names than its limit is a weird.
+#[derive(Debug, Default)]
+struct KexScan {
+    /// Bytes of the packet (after its length field) seen.
+    off: u64,
+    /// Where the payload ends (packet length less padding), once known.
+    end: u64,
+    /// List being read (10: all read).
+    list: u8,
+    len_buf: [u8; 4],
+    len_got: u8,
+    /// Bytes of the current list still to come (after the string cap).
+    left: u32,
+    words: u64,
+    /// Offset just after the last list.
+    lists_end: u64,
+    counts: [u64; 10],
+    /// The list's length field was not 0 (languages count only then).
+    nonempty: [bool; 10],
+    /// A list was longer than `SSH::max_string_length`.
+    string_cut: bool,
+}
+
+impl KexScan {
+    fn reset(&mut self) {
+        *self = KexScan::default();
+    }
+
+    fn finish_list(&mut self) {
+        if let Some(c) = self.counts.get_mut(usize::from(self.list)) {
+            *c = self.words;
+        }
+        self.list += 1;
+        self.len_got = 0;
+        if self.list == 10 {
+            self.lists_end = self.off + 1;
+        }
+    }
+
+    /// More bytes of a packet of `total` bytes; `max_string` caps strings.
+    fn feed(&mut self, data: &[u8], total: u32, max_string: u32) {
+        for &b in data {
+            if self.list >= 10 {
+                // Only the offset matters from here on.
+                break;
+            }
+            match self.off {
+                0 => self.end = u64::from(total).saturating_sub(u64::from(b)),
+                1..=17 => {} // message type, cookie
+                _ if self.len_got < 4 => {
+                    self.len_buf[usize::from(self.len_got)] = b;
+                    self.len_got += 1;
+                    if self.len_got == 4 {
+                        let raw = u32::from_be_bytes(self.len_buf);
+                        self.left = raw.min(max_string);
+                        self.string_cut |= raw > max_string;
+                        self.words = 1;
+                        if let Some(n) = self.nonempty.get_mut(usize::from(self.list)) {
+                            *n = raw > 0;
+                        }
+                        if self.left == 0 {
+                            self.finish_list();
+                        }
+                    }
+                }
+                _ => {
+                    if b == b',' {
+                        self.words += 1;
+                    }
+                    self.left -= 1;
+                    if self.left == 0 {
+                        self.finish_list();
+                    }
+                }
+            }
+            self.off += 1;
+        }
+    }
+
+    /// Whether the KEXINIT parsed: all lists, the flag and the reserved
+    /// word inside the payload (binpac's `&length`).
+    fn parsed(&self) -> bool {
+        self.list == 10 && self.lists_end + 5 <= self.end
+    }
+
+    /// The limits this KEXINIT went over, in list order.
+    fn over(&self, max: &[u64; 6]) -> impl Iterator<Item = KexList> + '_ {
+        let max = *max;
+        KEX_LISTS
+            .iter()
+            .zip(self.counts.iter().zip(self.nonempty.iter()))
+            .filter(move |(k, (n, nonempty))| {
+                let m = max[**k as usize];
+                (**k != KexList::Languages || **nonempty) && m > 0 && **n > m
+            })
+            .map(|(k, _)| *k)
+    }
+}
+
+fn kex_weird(k: KexList) -> Weird {
+    match k {
+        KexList::Kex => Weird::SshMaxKexinitKexAlgorithmsExceeded,
+        KexList::HostKey => Weird::SshMaxKexinitHostkeyAlgorithmsExceeded,
+        KexList::Encryption => Weird::SshMaxKexinitEncryptionAlgorithmsExceeded,
+        KexList::Mac => Weird::SshMaxKexinitMacAlgorithmsExceeded,
+        KexList::Compression => Weird::SshMaxKexinitCompressionAlgorithmsExceeded,
+        KexList::Languages => Weird::SshMaxKexinitLanguagesExceeded,
+    }
+}
+
+/// `SSH::max_string_length` while a packet is parsed; remembers whether
+/// a string was cut.
+struct StrCap {
+    max: u32,
+    cut: Cell<bool>,
+}
+
+impl StrCap {
+    fn new(max: u32) -> Self {
+        StrCap {
+            max,
+            cut: Cell::new(false),
+        }
+    }
+    fn apply(&self, len: u32) -> u32 {
+        if len > self.max {
+            self.cut.set(true);
+            self.max
+        } else {
+            len
         }
     }
 }
@@ -92,6 +256,11 @@ pub(crate) struct Ssh {
     kex_orig: bool,
     kex_cache: Vec<u8>,
     scratch: Vec<u8>,
+    /// `SSH::max_packet_length` and `SSH::max_string_length` (no limit:
+    /// `u32::MAX`).
+    max_packet: u32,
+    max_string: u32,
+    max_kexinit: [u64; 6],
 }
 
 impl Ssh {
@@ -107,7 +276,17 @@ impl Ssh {
             kex_orig: false,
             kex_cache: Vec::new(),
             scratch: Vec::new(),
+            max_packet: AnalyzerLimits::cap_u32(AnalyzerLimits::default().ssh_max_packet_length),
+            max_string: AnalyzerLimits::cap_u32(AnalyzerLimits::default().ssh_max_string_length),
+            max_kexinit: AnalyzerLimits::default().ssh_max_kexinit,
         }
+    }
+
+    pub fn with_limits(mut self, limits: &AnalyzerLimits) -> Self {
+        self.max_packet = AnalyzerLimits::cap_u32(limits.ssh_max_packet_length);
+        self.max_string = AnalyzerLimits::cap_u32(limits.ssh_max_string_length);
+        self.max_kexinit = limits.ssh_max_kexinit;
+        self
     }
 
     fn set_both(&mut self, s: State) {
@@ -229,45 +408,65 @@ impl Ssh {
         let end = (2 + payload_len as usize).min(p.len());
         let payload = p.get(2..end).unwrap_or(&[]);
         let cut = truncated && payload.len() < payload_len as usize;
-        let ok = match self.dirs[d].state {
-            State::KexInit => self.kexinit(is_orig, payload, cut),
+        let sc = StrCap::new(self.max_string);
+        let sc = &sc;
+        let state = self.dirs[d].state;
+        let ok = match state {
+            State::KexInit => {
+                let ok = self.kexinit(is_orig, payload, cut, sc);
+                // The scan saw the whole packet, and reports the cuts.
+                sc.cut.set(false);
+                let scan = &self.dirs[d].kex;
+                if scan.string_cut {
+                    cx.limit_reached(Weird::SshMaxStringLengthExceeded);
+                }
+                if scan.parsed() {
+                    for k in scan.over(&self.max_kexinit) {
+                        cx.limit_reached(kex_weird(k));
+                    }
+                }
+                ok
+            }
             State::KexDhGex => match msg_type {
                 30 => fixed(payload, 4, cut),
                 34 => fixed(payload, 12, cut),
-                31 => strings(payload, 2, cut).is_some(),
-                32 => strings(payload, 1, cut).is_some(),
-                33 => strings(payload, 3, cut).is_some(),
+                31 => strings(payload, 2, cut, sc).is_some(),
+                32 => strings(payload, 1, cut, sc).is_some(),
+                33 => strings(payload, 3, cut, sc).is_some(),
                 _ => true,
             },
             State::KexDh => match msg_type {
-                30 => strings(payload, 1, cut).is_some(),
-                31 => strings(payload, 3, cut).is_some(),
+                30 => strings(payload, 1, cut, sc).is_some(),
+                31 => strings(payload, 3, cut, sc).is_some(),
                 _ => true,
             },
             State::KexEcc => match msg_type {
-                30 => strings(payload, 1, cut).is_some(),
-                31 => strings(payload, 3, cut).is_some(),
+                30 => strings(payload, 1, cut, sc).is_some(),
+                31 => strings(payload, 3, cut, sc).is_some(),
                 _ => false,
             },
             State::KexGss => match msg_type {
-                30 => strings(payload, 2, cut).is_some(),
-                31 | 33 => strings(payload, 1, cut).is_some(),
-                32 => gss_complete(payload, cut),
+                30 => strings(payload, 2, cut, sc).is_some(),
+                31 | 33 => strings(payload, 1, cut, sc).is_some(),
+                32 => gss_complete(payload, cut, sc),
                 34 => {
                     payload.len() >= 8
-                        || cut && strings(payload.get(8..).unwrap_or(&[]), 2, cut).is_some()
+                        || cut && strings(payload.get(8..).unwrap_or(&[]), 2, cut, sc).is_some()
                 }
                 40 => fixed(payload, 12, cut),
-                41 => strings(payload, 2, cut).is_some(),
+                41 => strings(payload, 2, cut, sc).is_some(),
                 _ => false,
             },
             State::KexRsa => match msg_type {
-                30 => strings(payload, 2, cut).is_some(),
-                31 | 32 => strings(payload, 1, cut).is_some(),
+                30 => strings(payload, 2, cut, sc).is_some(),
+                31 | 32 => strings(payload, 1, cut, sc).is_some(),
                 _ => false,
             },
             State::Encrypted | State::VersionExchange => true,
         };
+        if sc.cut.get() {
+            cx.limit_reached(Weird::SshMaxStringLengthExceeded);
+        }
         if !ok {
             self.fail(cx);
             return;
@@ -283,11 +482,11 @@ impl Ssh {
     }
 
     /// `SSH2_KEXINIT` and `update_kex`.
-    fn kexinit(&mut self, is_orig: bool, p: &[u8], cut: bool) -> bool {
+    fn kexinit(&mut self, is_orig: bool, p: &[u8], cut: bool, sc: &StrCap) -> bool {
         let Some(body) = p.get(16..) else {
             return cut;
         };
-        let Some(lists) = strings(body, 10, cut) else {
+        let Some(lists) = strings(body, 10, cut, sc) else {
             return false;
         };
         let rest_at = 16 + lists.1;
@@ -363,14 +562,14 @@ fn fixed(p: &[u8], n: usize, cut: bool) -> bool {
 
 /// `n` consecutive `ssh_string`s; returns the first one's value and the
 /// bytes used, None if they do not fit (a truncated packet may end early).
-fn strings(p: &[u8], n: usize, cut: bool) -> Option<(&[u8], usize)> {
+fn strings<'p>(p: &'p [u8], n: usize, cut: bool, sc: &StrCap) -> Option<(&'p [u8], usize)> {
     let mut pos = 0;
     let mut first: &[u8] = &[];
     for i in 0..n {
         let Some(len) = p.get(pos..pos + 4) else {
             return cut.then_some((first, pos));
         };
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let len = sc.apply(u32::from_be_bytes([len[0], len[1], len[2], len[3]])) as usize;
         pos += 4;
         let Some(v) = p.get(pos..pos + len) else {
             return cut.then_some((first, pos));
@@ -383,14 +582,14 @@ fn strings(p: &[u8], n: usize, cut: bool) -> Option<(&[u8], usize)> {
     Some((first, pos))
 }
 
-fn gss_complete(p: &[u8], cut: bool) -> bool {
-    let Some((_, used)) = strings(p, 2, cut) else {
+fn gss_complete(p: &[u8], cut: bool, sc: &StrCap) -> bool {
+    let Some((_, used)) = strings(p, 2, cut, sc) else {
         return false;
     };
     match p.get(used) {
         None => cut,
         Some(0) => true,
-        Some(_) => strings(p.get(used + 1..).unwrap_or(&[]), 1, cut).is_some(),
+        Some(_) => strings(p.get(used + 1..).unwrap_or(&[]), 1, cut, sc).is_some(),
     }
 }
 
@@ -439,11 +638,20 @@ impl Parser for Ssh {
                             break;
                         }
                         dir.hdr_len = 0;
-                        let len = u32::from_be_bytes(dir.hdr).min(MAX_PACKET_LENGTH);
+                        let raw = u32::from_be_bytes(dir.hdr);
+                        // `cap_packet_length`, before the version decides
+                        // how to read the packet.
+                        let len = if raw > self.max_packet {
+                            cx.limit_reached(Weird::SshMaxPacketLengthExceeded);
+                            self.max_packet
+                        } else {
+                            raw
+                        };
                         if self.version != Version::V2 && self.version != Version::V1 {
                             self.fail(cx);
                             break;
                         }
+                        dir.kex.reset();
                         let body = if self.version == Version::V1 {
                             len + 8 - len % 8
                         } else {
@@ -461,6 +669,9 @@ impl Parser for Ssh {
                     let (take, r) = rest.split_at(n);
                     let room = MAX_PACKET_KEEP.saturating_sub(dir.buf.len()).min(n);
                     dir.buf.extend_from_slice(take.get(..room).unwrap_or(&[]));
+                    if self.version == Version::V2 && dir.state == State::KexInit {
+                        dir.kex.feed(take, dir.total, self.max_string);
+                    }
                     dir.left -= n as u32;
                     rest = r;
                     if dir.left == 0 {
@@ -555,6 +766,116 @@ pub(crate) mod tests {
         both.extend(packet(21, &[]));
         assert_eq!(feed(&mut s, false, &both).as_slice(), &[Note::Confirm]);
         assert!(s.finished(true, false, 0));
+    }
+
+    fn kexinit_lists(lists: &[Vec<u8>; 10]) -> Vec<u8> {
+        let mut p = vec![7u8; 16];
+        for l in lists {
+            p.extend(string(l));
+        }
+        p.extend_from_slice(&[0, 0, 0, 0, 0]);
+        packet(20, &p)
+    }
+
+    fn names(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| format!("alg{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+            .into_bytes()
+    }
+
+    fn banners(s: &mut Ssh) {
+        feed(s, true, b"SSH-2.0-a\r\n");
+        feed(s, false, b"SSH-2.0-b\r\n");
+    }
+
+    fn limits(n: &Notes) -> Vec<Weird> {
+        n.iter()
+            .filter_map(|n| match n {
+                Note::LimitReached(w) => Some(*w),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kexinit_name_lists_over_their_limits() {
+        let mut lists: [Vec<u8>; 10] = Default::default();
+        for l in lists.iter_mut() {
+            *l = names(3);
+        }
+        lists[0] = names(101);
+        lists[8] = Vec::new();
+        let mut s = Ssh::new();
+        banners(&mut s);
+        assert_eq!(
+            limits(&feed(&mut s, true, &kexinit_lists(&lists))),
+            vec![Weird::SshMaxKexinitKexAlgorithmsExceeded]
+        );
+        // Zeek's max-kexinit-algorithms btest settings, a packet far past
+        // what is kept of it: every list is still counted.
+        let mut l = AnalyzerLimits::default();
+        for (name, v) in [
+            ("SSH::max_kexinit_kex_algorithms", 101),
+            ("SSH::max_kexinit_hostkey_algorithms", 102),
+            ("SSH::max_kexinit_encryption_algorithms", 103),
+            ("SSH::max_kexinit_mac_algorithms", 104),
+            ("SSH::max_kexinit_compression_algorithms", 105),
+            ("SSH::max_kexinit_languages", 106),
+        ] {
+            l.set(name, v);
+        }
+        let big: [Vec<u8>; 10] = std::array::from_fn(|i| names(500 + 10 * i));
+        let pkt = kexinit_lists(&big);
+        assert!(pkt.len() > MAX_PACKET_KEEP);
+        let mut s = Ssh::new().with_limits(&l);
+        banners(&mut s);
+        let got = limits(&feed(&mut s, true, &pkt));
+        assert_eq!(got.len(), 10, "{got:?}");
+        assert_eq!(got[9], Weird::SshMaxKexinitLanguagesExceeded);
+        // Unlimited (0): nothing.
+        let mut s = Ssh::new().with_limits(&AnalyzerLimits {
+            ssh_max_kexinit: [0; 6],
+            ..AnalyzerLimits::default()
+        });
+        banners(&mut s);
+        assert!(limits(&feed(&mut s, true, &pkt)).is_empty());
+    }
+
+    #[test]
+    fn long_packets_and_strings_are_cut() {
+        // The default packet limit: 8 MiB.
+        let mut s = Ssh::new();
+        banners(&mut s);
+        let hdr = (8 * 1024 * 1024 + 1u32).to_be_bytes();
+        assert_eq!(
+            limits(&feed(&mut s, true, &hdr)),
+            vec![Weird::SshMaxPacketLengthExceeded]
+        );
+        // Zeek's max-lengths btest: packets over 1000, strings over 200.
+        let mut l = AnalyzerLimits::default();
+        l.set("SSH::max_packet_length", 1000);
+        let mut lists: [Vec<u8>; 10] = Default::default();
+        lists[0] = names(90);
+        lists[1] = names(90);
+        let pkt = kexinit_lists(&lists);
+        assert!(pkt.len() > 1004);
+        let mut s = Ssh::new().with_limits(&l);
+        banners(&mut s);
+        let n = feed(&mut s, true, &pkt);
+        assert_eq!(limits(&n)[0], Weird::SshMaxPacketLengthExceeded);
+        let mut l = AnalyzerLimits::default();
+        l.set("SSH::max_string_length", 200);
+        let mut s = Ssh::new().with_limits(&l);
+        banners(&mut s);
+        let n = feed(&mut s, true, &pkt);
+        assert_eq!(limits(&n), vec![Weird::SshMaxStringLengthExceeded]);
+        // Within both limits: nothing.
+        let mut s = Ssh::new();
+        banners(&mut s);
+        let got = limits(&feed(&mut s, true, &pkt));
+        assert!(got.is_empty(), "{got:?}");
     }
 
     #[test]

@@ -203,9 +203,14 @@ fn late_starttls_child_still_confirms() {
     assert_eq!(confirmed(&ev), vec!["ftp", "ssl"]);
 }
 
+/// Past `DPD::ignore_violations_after` a confirmed HTTP parser keeps
+/// reading only while `HTTP::max_pending_requests` can still be passed.
 #[test]
-fn http_after_ten_kib_is_done() {
+fn http_after_ten_kib_is_done_without_a_pipelining_limit() {
     let mut d = ServiceDetector::new(info(L4::Tcp, 80), AnalyzerSet::all(), &[]);
+    let mut limits = AnalyzerLimits::default();
+    limits.set("HTTP::max_pending_requests", 0);
+    d.set_limits(&limits);
     let mut ev = Vec::new();
     d.deliver(true, b"GET / HTTP/1.1\r\n\r\n", &mut ev);
     d.deliver(
@@ -219,4 +224,27 @@ fn http_after_ten_kib_is_done() {
     }
     assert!(d.is_done());
     assert_eq!(confirmed(&ev), vec!["http"]);
+}
+
+#[test]
+fn http_after_ten_kib_still_counts_pipelined_requests() {
+    let mut d = ServiceDetector::new(info(L4::Tcp, 80), AnalyzerSet::all(), &[]);
+    let mut ev = Vec::new();
+    d.deliver(true, b"GET / HTTP/1.1\r\n\r\n", &mut ev);
+    d.deliver(
+        false,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n",
+        &mut ev,
+    );
+    let body = vec![b'x'; 1400];
+    for _ in 0..10 {
+        d.deliver(false, &body, &mut ev);
+    }
+    assert!(!d.is_done());
+    for _ in 0..102 {
+        d.deliver(true, b"GET / HTTP/1.1\r\n\r\n", &mut ev);
+    }
+    assert!(ev.contains(&ServiceEvent::LimitReached(
+        crate::decode::weird::Weird::HttpExcessivePipelining
+    )));
 }

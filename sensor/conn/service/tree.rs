@@ -28,8 +28,8 @@
 
 use super::sig::Sigs;
 use super::{
-    new_parser, Analyzer, AnalyzerSet, ChildKind, ConnInfo, Cx, Note, Notes, Null, Parser,
-    ServiceEvent, DPD_BUFFER_SIZE, DPD_MAX_PACKETS, L4, MAX_ANALYZER_VIOLATIONS,
+    new_parser, Analyzer, AnalyzerLimits, AnalyzerSet, ChildKind, ConnInfo, Cx, Note, Notes, Null,
+    Parser, ServiceEvent, DPD_BUFFER_SIZE, DPD_MAX_PACKETS, L4, MAX_ANALYZER_VIOLATIONS,
 };
 
 /// Bytes per direction kept for signature matching and replay.
@@ -51,6 +51,8 @@ pub(crate) struct Env<'a> {
     pub size: u64,
     /// `DPD::ignore_violations_after` (0: never).
     pub ignore_after: u64,
+    /// Zeek's analyzer limits, for parsers created from here on.
+    pub limits: &'a AnalyzerLimits,
     pub events: &'a mut Vec<ServiceEvent>,
 }
 
@@ -77,10 +79,10 @@ struct Inst {
 }
 
 impl Inst {
-    fn new(kind: Analyzer, info: &ConnInfo) -> Self {
+    fn new(kind: Analyzer, info: &ConnInfo, limits: &AnalyzerLimits) -> Self {
         Inst {
             kind,
-            parser: new_parser(kind, info),
+            parser: new_parser(kind, info, limits),
             confirmed: false,
             disabled: false,
             violations: 0,
@@ -157,6 +159,9 @@ impl Inst {
                 }
                 Note::Flip => env.events.push(ServiceEvent::FlipRoles),
                 Note::AuthFailure => env.events.push(ServiceEvent::AuthFailure),
+                // Zeek raises these whatever the connection's state (partial,
+                // after a gap): they are weirds, not violations.
+                Note::LimitReached(w) => env.events.push(ServiceEvent::LimitReached(w)),
                 Note::Expect {
                     orig_h,
                     resp_h,
@@ -177,7 +182,9 @@ impl Inst {
                             Tree::empty(env.info.proto, d)
                         } else {
                             match kind {
-                                ChildKind::Ssl => Tree::single(Analyzer::Ssl, env.info, d),
+                                ChildKind::Ssl => {
+                                    Tree::single(Analyzer::Ssl, env.info, d, env.limits)
+                                }
                                 ChildKind::Pia => Tree::pia_only(env.info.proto, env.enabled, d),
                                 ChildKind::Drop => Tree::empty(env.info.proto, d),
                             }
@@ -376,10 +383,15 @@ impl Tree {
     }
 
     /// The tree of a new connection.
-    pub fn root(info: &ConnInfo, enabled: AnalyzerSet, scheduled: &[Analyzer]) -> Self {
+    pub fn root(
+        info: &ConnInfo,
+        enabled: AnalyzerSet,
+        scheduled: &[Analyzer],
+        limits: &AnalyzerLimits,
+    ) -> Self {
         let mut t = Tree::empty(info.proto, 0);
         for a in Self::port_attached(info, enabled, scheduled) {
-            t.insts.push(Inst::new(a, info));
+            t.insts.push(Inst::new(a, info, limits));
         }
         t.n_pre = t.insts.len();
         t.pia = Self::new_pia(info.proto, enabled);
@@ -387,9 +399,9 @@ impl Tree {
     }
 
     /// A tree holding one analyzer (an SSL child).
-    fn single(kind: Analyzer, info: &ConnInfo, depth: u8) -> Self {
+    fn single(kind: Analyzer, info: &ConnInfo, depth: u8, limits: &AnalyzerLimits) -> Self {
         let mut t = Tree::empty(info.proto, depth);
-        t.insts.push(Inst::new(kind, info));
+        t.insts.push(Inst::new(kind, info, limits));
         t.n_pre = 1;
         t
     }
@@ -449,7 +461,7 @@ impl Tree {
                 if !env.enabled.loaded(a) || self.has_active(a) {
                     continue;
                 }
-                let mut inst = Inst::new(a, env.info);
+                let mut inst = Inst::new(a, env.info, env.limits);
                 pia.replay(prev, &mut inst, env, depth);
                 inst.deliver(is_orig, data, env, depth);
                 self.insts.push(inst);

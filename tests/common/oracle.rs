@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 /// Protocol scripts whose analyzers osprey implements for `service`.
-pub const ANALYZERS: [&str; 11] = [
-    "http", "dns", "ssl", "ssh", "ftp", "smtp", "pop3", "imap", "irc", "dhcp", "ntp",
+pub const ANALYZERS: [&str; 12] = [
+    "http", "dns", "ssl", "ssh", "ftp", "smtp", "pop3", "imap", "irc", "dhcp", "ntp", "krb",
 ];
 
 // ---------------------------------------------------------------------------

@@ -31,13 +31,16 @@ use std::net::IpAddr;
 
 use smallvec::SmallVec;
 
+mod asn1;
 mod dce_rpc;
 mod dhcp;
 mod dns;
 mod ftp;
+mod gssapi;
 mod http;
 mod imap;
 mod irc;
+mod krb;
 mod ldap;
 mod line;
 mod modbus;
@@ -92,6 +95,12 @@ pub enum Analyzer {
     LdapUdp,
     /// NTLM, fed by LDAP binds.
     Ntlm,
+    /// Kerberos over UDP, and inside GSSAPI tokens (`krb`).
+    Krb,
+    /// Kerberos over TCP (`krb_tcp`).
+    KrbTcp,
+    /// GSSAPI, fed by LDAP SASL binds.
+    Gssapi,
 }
 
 impl Analyzer {
@@ -115,6 +124,9 @@ impl Analyzer {
         Analyzer::LdapTcp,
         Analyzer::LdapUdp,
         Analyzer::Ntlm,
+        Analyzer::Krb,
+        Analyzer::KrbTcp,
+        Analyzer::Gssapi,
     ];
 
     /// The name Zeek logs in `service`.
@@ -139,6 +151,9 @@ impl Analyzer {
             Analyzer::LdapTcp => "ldap_tcp",
             Analyzer::LdapUdp => "ldap_udp",
             Analyzer::Ntlm => "ntlm",
+            Analyzer::Krb => "krb",
+            Analyzer::KrbTcp => "krb_tcp",
+            Analyzer::Gssapi => "gssapi",
         }
     }
 
@@ -176,6 +191,8 @@ impl Analyzer {
             (L4::Tcp, 135) => &[DceRpc],
             (L4::Tcp, 389 | 3268) => &[LdapTcp],
             (L4::Udp, 389) => &[LdapUdp],
+            (L4::Udp, 88) => &[Krb],
+            (L4::Tcp, 88) => &[KrbTcp],
             _ => &[],
         }
     }
@@ -201,6 +218,8 @@ impl Analyzer {
             (Analyzer::DceRpc, L4::Tcp) => &[135],
             (Analyzer::LdapTcp, L4::Tcp) => &[389, 3268],
             (Analyzer::LdapUdp, L4::Udp) => &[389],
+            (Analyzer::Krb, L4::Udp) => &[88],
+            (Analyzer::KrbTcp, L4::Tcp) => &[88],
             _ => &[],
         }
     }
@@ -222,8 +241,8 @@ impl AnalyzerSet {
         self.0 & a.bit() != 0
     }
     /// Adds `a`, with the analyzers its Zeek scripts bring along: FTP
-    /// schedules `ftp-data`, IRC `irc-dcc-data`, and the SSL scripts also
-    /// load DTLS.
+    /// schedules `ftp-data`, IRC `irc-dcc-data`, the SSL scripts also
+    /// load DTLS, and `base/protocols/krb` registers both KRB and KRB_TCP.
     pub fn insert(&mut self, a: Analyzer) {
         self.0 |= a.bit();
         match a {
@@ -232,6 +251,9 @@ impl AnalyzerSet {
             Analyzer::Ssl => self.0 |= Analyzer::Dtls.bit(),
             Analyzer::LdapTcp | Analyzer::LdapUdp => {
                 self.0 |= Analyzer::LdapTcp.bit() | Analyzer::LdapUdp.bit()
+            }
+            Analyzer::Krb | Analyzer::KrbTcp => {
+                self.0 |= Analyzer::Krb.bit() | Analyzer::KrbTcp.bit()
             }
             _ => {}
         }
@@ -435,7 +457,11 @@ pub(crate) fn new_parser(a: Analyzer, info: &ConnInfo) -> Box<dyn Parser> {
         Analyzer::Modbus => Box::new(modbus::Modbus::new()),
         Analyzer::DceRpc => Box::new(dce_rpc::DceRpc::new()),
         Analyzer::LdapTcp | Analyzer::LdapUdp => Box::new(ldap::Ldap::new(info.proto)),
-        Analyzer::FtpData | Analyzer::IrcDccData | Analyzer::Ntlm => Box::new(Null),
+        Analyzer::Krb => Box::new(krb::Krb),
+        Analyzer::KrbTcp => Box::new(krb::KrbTcp::new()),
+        Analyzer::FtpData | Analyzer::IrcDccData | Analyzer::Ntlm | Analyzer::Gssapi => {
+            Box::new(Null)
+        }
     }
 }
 

@@ -79,15 +79,11 @@ fn mech_token(c: &mut Cur<'_>, out: &mut Vec<Verdict>) -> Res<()> {
     let m = c.meta()?;
     let tok = c.take(m.len)?;
     match tok.first() {
-        Some(0x4e) => {
-            if tok.starts_with(b"NTLMSSP") {
-                out.push(if ntlm_ok(tok) {
-                    Verdict::Confirm(Analyzer::Ntlm)
-                } else {
-                    Verdict::Violation(Analyzer::Ntlm)
-                });
-            }
-        }
+        Some(0x4e) if tok.starts_with(b"NTLMSSP") => out.push(if ntlm_ok(tok) {
+            Verdict::Confirm(Analyzer::Ntlm)
+        } else {
+            Verdict::Violation(Analyzer::Ntlm)
+        }),
         Some(0x60) => {
             // KRB_OID_BLOB: header, OID, token id, then the message.
             let mut t = Cur::new(tok);

@@ -72,6 +72,84 @@ def record(link, frame, dt_ms=1):
     return struct.pack("<BHHH", link, dt_ms, 0, len(frame)) + frame
 
 
+def tlv(tag, body):
+    n = len(body)
+    if n < 0x80:
+        head = bytes([tag, n])
+    elif n < 0x100:
+        head = bytes([tag, 0x81, n])
+    else:
+        head = bytes([tag, 0x82, n >> 8, n & 0xFF])
+    return head + body
+
+
+def ctx_int(n, v):
+    return tlv(0xA0 + n, tlv(0x02, bytes([v])))
+
+
+def principal(*names):
+    strings = b"".join(tlv(0x1B, n.encode()) for n in names)
+    return tlv(0x30, ctx_int(0, 1) + tlv(0xA1, tlv(0x30, strings)))
+
+
+def enc_data():
+    return tlv(0x30, ctx_int(0, 18) + tlv(0xA2, tlv(0x04, b"\x5a" * 16)))
+
+
+def krb_as_req():
+    body = tlv(0x30, tlv(0xA0, tlv(0x03, b"\0\x50\0\0\0")) + tlv(0xA1, principal("alice"))
+               + tlv(0xA2, tlv(0x1B, b"OSPREY.TEST")) + tlv(0xA3, principal("krbtgt", "OSPREY.TEST"))
+               + tlv(0xA5, tlv(0x18, b"20370913024805Z")) + tlv(0xA7, tlv(0x02, b"\x2a"))
+               + tlv(0xA8, tlv(0x30, tlv(0x02, b"\x12"))))
+    return tlv(0x6A, tlv(0x30, ctx_int(1, 5) + ctx_int(2, 10) + tlv(0xA4, body)))
+
+
+def krb_ap_req():
+    ticket = tlv(0x61, tlv(0x30, ctx_int(0, 5) + tlv(0xA1, tlv(0x1B, b"OSPREY.TEST"))
+                           + tlv(0xA2, principal("ldap", "dc.osprey.test")) + tlv(0xA3, enc_data())))
+    return tlv(0x6E, tlv(0x30, ctx_int(0, 5) + ctx_int(1, 14) + tlv(0xA2, tlv(0x03, b"\0\x20\0\0\0"))
+                         + tlv(0xA3, ticket) + tlv(0xA4, enc_data())))
+
+
+def ldap_spnego_krb_bind():
+    krb5_oid = bytes.fromhex("06092a864886f712010202")
+    token = tlv(0x60, krb5_oid + b"\x01\x00" + krb_ap_req())
+    init = tlv(0x30, tlv(0xA0, tlv(0x30, krb5_oid)) + tlv(0xA2, tlv(0x04, token)))
+    spnego = tlv(0x60, bytes.fromhex("06062b0601050502") + tlv(0xA0, init))
+    sasl = tlv(0x04, b"GSS-SPNEGO") + tlv(0x04, spnego)
+    op = tlv(0x60, tlv(0x02, b"\x03") + tlv(0x04, b"") + tlv(0xA3, sasl))
+    return tlv(0x30, tlv(0x02, b"\x01") + op)
+
+
+def tcp_exchange(sp, dp, client_data, server_data):
+    """Handshake, one segment each way, FIN both ways."""
+    c, s = 100, 500
+    pkts = [tcp(A, B, sp, dp, c, 0, 0x02), tcp(B, A, dp, sp, s, c + 1, 0x12),
+            tcp(A, B, sp, dp, c + 1, s + 1, 0x10)]
+    c, s = c + 1, s + 1
+    pkts.append(tcp(A, B, sp, dp, c, s, 0x18, client_data))
+    c += len(client_data)
+    pkts.append(tcp(B, A, dp, sp, s, c, 0x18, server_data))
+    s += len(server_data)
+    pkts += [tcp(A, B, sp, dp, c, s, 0x11), tcp(B, A, dp, sp, s, c + 1, 0x11),
+             tcp(A, B, sp, dp, c + 1, s + 1, 0x10)]
+    return b"\0" + b"".join(record(ETHERNET, eth(p)) for p in pkts)
+
+
+def kerberos_seeds():
+    """Kerberos over UDP and TCP, and inside an LDAP SASL bind; each also
+    truncated, so the violation paths start covered."""
+    as_req = krb_as_req()
+    framed = struct.pack("!I", len(as_req)) + as_req
+    bind = ldap_spnego_krb_bind()
+    return {
+        "udp_krb_as_req": b"\0" + record(ETHERNET, eth(udp(A, B, 40100, 88, as_req)))
+        + record(ETHERNET, eth(udp(B, A, 88, 40100, as_req[:20]))),
+        "tcp_krb_as_req": tcp_exchange(40101, 88, framed, framed[:4] + b"\x7e" + framed[5:30]),
+        "tcp_ldap_sasl_spnego_krb": tcp_exchange(40102, 389, bind, bind[:60]),
+    }
+
+
 def decode_conn_seeds():
     http = b"GET / HTTP/1.1\r\nHost: osprey\r\n\r\n"
     resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -130,6 +208,7 @@ def decode_conn_seeds():
         pkts.append(tcp(s_, d_, sp, dp, seq[k], seq[1 - k], 0x18, m))
         seq[k] += len(m)
     seeds["tcp_socks5_then_http"] = b"\0" + b"".join(record(ETHERNET, eth(p)) for p in pkts)
+    seeds.update(kerberos_seeds())
     return seeds
 
 

@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 /// Protocol scripts whose analyzers osprey implements for `service`.
-pub const ANALYZERS: [&str; 13] = [
+pub const ANALYZERS: [&str; 14] = [
     "http", "dns", "ssl", "ssh", "ftp", "smtp", "pop3", "imap", "irc", "dhcp", "ntp", "quic",
-    "socks",
+    "socks", "krb",
 ];
 
 // ---------------------------------------------------------------------------

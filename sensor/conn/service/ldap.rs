@@ -10,24 +10,37 @@
 //! message is a universal SEQUENCE with an INTEGER message id and an
 //! APPLICATION-class operation that fits in it; a BindRequest has a
 //! context-specific authentication choice, SASL credentials for GSS-SPNEGO
-//! start with a GSS token, a SPNEGO choice or `NTLMSSP`, Sicily
-//! authentication starts with `NTLMSSP`; a BindResponse's trailing elements
-//! are `[7]` server SASL credentials. Other operations are not looked into.
-//! NTLMSSP tokens carried in binds (SASL GSS-SPNEGO/NTLM or Sicily) are
-//! handed to NTLM, which confirms on any token that parses (signature, a
+//! are an initial-context token with SPNEGO's OID, a SPNEGO choice or
+//! `NTLMSSP`, Sicily authentication starts with `NTLMSSP`; a BindResponse's
+//! trailing elements are `[7]` server SASL credentials. Other operations
+//! are not looked into. Tokens carried in binds are handed on as
+//! `ldap_zeek.spicy` does, after the bind parsed and before LDAP confirms
+//! the message (so a first message that is a bind logs e.g.
+//! `krb,gssapi,ldap_tcp`): bare NTLMSSP tokens (SASL GSS-SPNEGO/NTLM or
+//! Sicily) to NTLM, which confirms on any token that parses (signature, a
 //! known message type with its fixed fields) and reports a violation
-//! otherwise. After a successful SASL bind, messages that do not start with
+//! otherwise; other GSS-SPNEGO and GSSAPI tokens, empty ones included, to
+//! [`super::gssapi`] (which feeds Kerberos and NTLM). Over UDP nothing is
+//! handed on: Zeek delivers them as packets, which these stream analyzers
+//! ignore. After a successful SASL bind, messages that do not start with
 //! a SEQUENCE tag are taken as length-prefixed encrypted blobs
-//! (`MAYBE_ENCRYPTED`); after a successful StartTLS extended operation the
+//! (`MAYBE_ENCRYPTED`); with a GSS mechanism (or none seen), a first blob
+//! that starts with a krb5 wrap token id (`0x0504`), or a GSS-SPNEGO
+//! BindResponse that accepts MS KRB5 with a response token, switches to
+//! `MS_KRB5` framing, where each blob's wrap token header must parse (the
+//! `0xff` filler, an EC/RRC pair it handles, room for the EC bytes) or it
+//! is a violation. After a successful StartTLS extended operation the
 //! stream goes to an SSL analyzer.
 //!
 //! Limits: a message is buffered up to [`MAX_MESSAGE`] bytes (a longer one
-//! is checked on its first bytes); the SASL mechanism name is kept up to
-//! 32 bytes.
+//! is checked on its first bytes, and its tokens are not handed on); the
+//! SASL mechanism name is kept up to 32 bytes; the LDAP messages inside
+//! unsealed `MS_KRB5` wrap tokens are not parsed.
 
+use super::gssapi::{self, Verdict};
 use super::{Analyzer, ChildKind, Cx, Parser, L4};
 
-const MAX_MESSAGE: usize = 4096;
+const MAX_MESSAGE: usize = 16 * 1024;
 const MAX_MECH: usize = 32;
 const STARTTLS_OID: &[u8] = b"1.3.6.1.4.1.1466.20037";
 
@@ -37,7 +50,15 @@ enum Mode {
     MaybeEncrypted,
     Cleartext,
     Encrypted,
+    /// `MS_KRB5`: length-prefixed messages, each a krb5 wrap token.
+    MsKrb5,
 }
+
+/// MS KRB5's mechanism OID, 1.2.840.48018.1.2.2.
+const MS_KRB5_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x82, 0xf7, 0x12, 0x01, 0x02, 0x02];
+/// A krb5 wrap token's header: token id, flags, filler, EC, RRC,
+/// sequence number.
+const WRAP_HDR: usize = 16;
 
 #[derive(Debug, Default)]
 struct Dir {
@@ -51,6 +72,11 @@ struct Dir {
     total: u64,
     in_body: bool,
     failed: bool,
+    /// Length-prefixed framing: the first body bytes, while they are
+    /// wanted (a krb5 wrap token header).
+    wrap: [u8; WRAP_HDR],
+    nwrap: u8,
+    wrap_on: bool,
 }
 
 #[derive(Debug)]
@@ -59,6 +85,9 @@ pub(crate) struct Ldap {
     mode: Mode,
     mechanism: Vec<u8>,
     start_tls_requested: bool,
+    /// `MaybeEncrypted` chose encrypted for a GSS mechanism: the next
+    /// frame's first two bytes may switch to `MS_KRB5`.
+    peek: bool,
     dirs: [Dir; 2],
 }
 
@@ -108,16 +137,125 @@ fn body(d: &[u8], t: Tlv) -> &[u8] {
     d.get(t.at..t.end()).unwrap_or(&[])
 }
 
+/// A token a bind hands to another analyzer (`ldap_zeek.spicy`'s
+/// `protocol_data_in`).
+enum Fwd {
+    Ntlm(Vec<u8>),
+    Gssapi(Vec<u8>),
+}
+
 /// What one message parse found.
 #[derive(Default)]
 struct Found {
-    ntlm: Vec<Vec<u8>>,
+    fwd: Vec<Fwd>,
     sasl_success: bool,
+    /// A SPNEGO accept of MS KRB5 with a response token.
+    ms_krb5: bool,
     starttls_success: bool,
 }
 
+/// The SPNEGO mechanism OID, 1.3.6.1.5.5.2 (`GSS_SPNEGO_negTokenInit`).
+const SPNEGO_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x02];
+
+/// Whether a SASL mechanism's tokens go to GSSAPI.
+fn gss_mech(m: &[u8]) -> bool {
+    m == b"GSS-SPNEGO" || m == b"GSSAPI"
+}
+
+/// `GSS_SPNEGO_Init`: a GSS-SPNEGO bind's credentials must be an
+/// initial-context token whose OID is SPNEGO's, a negTokenResp choice
+/// (`0xa1`) or a bare NTLMSSP token. Returns whether it is the latter
+/// (then the token goes to NTLM directly), None when it does not parse.
+fn spnego_init(p: &[u8]) -> Option<bool> {
+    match p.first() {
+        Some(0x60) => {
+            let (_, _, at) = header(p, 0)?;
+            let (tag, len, oid_at) = header(p, at)?;
+            if tag >> 6 != 0 || tag & 0x1f != 6 {
+                return None;
+            }
+            let oid = p.get(oid_at..oid_at.checked_add(len)?)?;
+            (oid == SPNEGO_OID).then_some(false)
+        }
+        Some(0xa1) => header(p, 0).map(|_| false),
+        _ if p.starts_with(b"NTLMSSP") => Some(true),
+        _ => None,
+    }
+}
+
+/// `GSS_SPNEGO_Subsequent`: a GSS-SPNEGO BindResponse's first server
+/// credentials are a bare NTLMSSP token or a negTokenResp, a SEQUENCE of
+/// `[0]`-`[3]` elements. Returns (NTLMSSP, accepted MS KRB5 with a
+/// response token); None when it does not parse.
+fn spnego_subsequent(p: &[u8]) -> Option<(bool, bool)> {
+    if p.starts_with(b"NTLMSSP") {
+        return Some((true, false));
+    }
+    if p.first() != Some(&0xa1) {
+        return None;
+    }
+    let (_, _, at) = header(p, 0)?;
+    let seq = element(p, at, p.len())?;
+    let mut pos = seq.at;
+    let (mut accepted, mut ms_krb5_mech, mut response) = (false, false, false);
+    while pos < seq.end() {
+        let e = element(p, pos, seq.end())?;
+        if e.class() == 0 {
+            return None;
+        }
+        let b = body(p, e);
+        match e.ty() {
+            0 => accepted = b == [0x0a, 0x01, 0x00],
+            1 => {
+                let oid = element(b, 0, b.len())?;
+                ms_krb5_mech = body(b, oid) == MS_KRB5_OID;
+            }
+            2 => response = true,
+            3 => {}
+            _ => return None,
+        }
+        pos = e.end();
+    }
+    Some((false, accepted && ms_krb5_mech && response))
+}
+
+/// Whether a `MS_KRB5` frame of `total` bytes starting with `w` parses:
+/// the token id needs two bytes; a wrap token (`0x0504`) needs its
+/// 16-byte header with the `0xff` filler, an EC/RRC pair it can handle
+/// when not sealed, and room for the EC bytes.
+fn wrap_ok(w: &[u8], total: u64) -> bool {
+    if total < 2 {
+        return false;
+    }
+    if !w.starts_with(&[0x05, 0x04]) {
+        return true;
+    }
+    let be16 = |i: usize| match w.get(i..i + 2) {
+        Some(&[a, b]) => Some(u64::from(u16::from_be_bytes([a, b]))),
+        _ => None,
+    };
+    let (Some(&flags), Some(&filler), Some(ec), Some(rrc)) = (w.get(2), w.get(3), be16(4), be16(6))
+    else {
+        return false;
+    };
+    if total < WRAP_HDR as u64 || filler != 0xff {
+        return false;
+    }
+    let sealed = flags & 0x02 != 0;
+    let (head, trail) = if rrc == ec {
+        (ec, 0)
+    } else if rrc == 0 {
+        (0, ec)
+    } else if !sealed {
+        return false;
+    } else {
+        (0, 0)
+    };
+    total >= WRAP_HDR as u64 + head + trail
+}
+
 /// NTLM_SSP_Token: signature, type and the fixed fields of types 1-3.
-fn ntlm_ok(t: &[u8]) -> bool {
+pub(super) fn ntlm_ok(t: &[u8]) -> bool {
     if t.len() < 12 {
         return false;
     }
@@ -138,6 +276,7 @@ impl Ldap {
             mode: Mode::Undef,
             mechanism: Vec::new(),
             start_tls_requested: false,
+            peek: false,
             dirs: Default::default(),
         }
     }
@@ -218,14 +357,12 @@ impl Ldap {
                 if let Some(p) = payload {
                     let mut ntlm = self.mechanism == b"NTLM";
                     if self.mechanism == b"GSS-SPNEGO" {
-                        match p.first() {
-                            Some(0x60 | 0xa1) => {}
-                            _ if p.starts_with(b"NTLMSSP") => ntlm = true,
-                            _ => return None,
-                        }
+                        ntlm = spnego_init(p)?;
                     }
                     if ntlm {
-                        found.ntlm.push(p.to_vec());
+                        found.fwd.push(Fwd::Ntlm(p.to_vec()));
+                    } else if gss_mech(&self.mechanism) {
+                        found.fwd.push(Fwd::Gssapi(p.to_vec()));
                     }
                 }
             }
@@ -233,7 +370,7 @@ impl Ldap {
                 if !data.starts_with(b"NTLMSSP") {
                     return None;
                 }
-                found.ntlm.push(data.to_vec());
+                found.fwd.push(Fwd::Ntlm(data.to_vec()));
             }
             _ => {}
         }
@@ -256,39 +393,82 @@ impl Ldap {
             pos = c.end();
         }
         let mut ntlm = self.mechanism == b"NTLM";
+        let mut ms_krb5 = false;
         if self.mechanism == b"GSS-SPNEGO" {
             if let Some(first) = creds.first() {
-                match first.first() {
-                    Some(0xa1) => {}
-                    _ if first.starts_with(b"NTLMSSP") => ntlm = true,
-                    _ => return None,
-                }
+                (ntlm, ms_krb5) = spnego_subsequent(first)?;
             }
         }
-        if ntlm {
-            found.ntlm.extend(creds.iter().map(|c| c.to_vec()));
+        for c in &creds {
+            if ntlm {
+                found.fwd.push(Fwd::Ntlm(c.to_vec()));
+            } else if gss_mech(&self.mechanism) {
+                found.fwd.push(Fwd::Gssapi(c.to_vec()));
+            }
         }
         if !self.mechanism.is_empty() && code == 0 {
             found.sasl_success = true;
         }
+        found.ms_krb5 = ms_krb5;
         Some(())
     }
 
     /// Applies a parsed message; returns true when the stream now goes to
     /// an SSL analyzer.
     fn apply(&mut self, found: Found, cx: &mut Cx<'_>) -> bool {
-        for t in &found.ntlm {
-            if ntlm_ok(t) {
-                cx.confirm_as(Analyzer::Ntlm);
-            } else {
-                cx.violation_as(Analyzer::Ntlm);
+        // Over UDP the tokens are handed on as packets, which neither NTLM
+        // nor GSSAPI (stream analyzers) look at.
+        if !self.udp {
+            let mut verdicts = Vec::new();
+            for f in &found.fwd {
+                match f {
+                    Fwd::Ntlm(t) => verdicts.push(if ntlm_ok(t) {
+                        Verdict::Confirm(Analyzer::Ntlm)
+                    } else {
+                        Verdict::Violation(Analyzer::Ntlm)
+                    }),
+                    Fwd::Gssapi(t) => gssapi::token(t, &mut verdicts),
+                }
+            }
+            for v in verdicts {
+                match v {
+                    Verdict::Confirm(a) => cx.confirm_as(a),
+                    Verdict::Violation(a) => cx.violation_as(a),
+                }
             }
         }
         cx.confirm();
-        if found.sasl_success && self.mode == Mode::Undef {
+        if found.sasl_success {
             self.mode = Mode::MaybeEncrypted;
         }
+        if found.ms_krb5 {
+            self.mode = Mode::MsKrb5;
+        }
         found.starttls_success
+    }
+
+    /// `SaslMsKrb5Stripper` (and `MaybeEncrypted`'s peek) on the first
+    /// bytes of a length-prefixed frame; false after a violation. The
+    /// LDAP messages inside an unsealed wrap token are not parsed.
+    fn wrap_check(&mut self, d: usize, cx: &mut Cx<'_>) -> bool {
+        let Some(dir) = self.dirs.get_mut(d) else {
+            return true;
+        };
+        dir.wrap_on = false;
+        let w = dir.wrap.get(..usize::from(dir.nwrap)).unwrap_or(&[]);
+        let total = dir.total;
+        if self.peek {
+            self.peek = false;
+            if !w.starts_with(&[0x05, 0x04]) {
+                return true;
+            }
+            self.mode = Mode::MsKrb5;
+        }
+        if self.mode != Mode::MsKrb5 || wrap_ok(w, total) {
+            return true;
+        }
+        self.fail(d, cx);
+        false
     }
 
     fn fail(&mut self, d: usize, cx: &mut Cx<'_>) {
@@ -350,10 +530,14 @@ impl Parser for Ldap {
                         self.mode = if first == 0x30 {
                             Mode::Cleartext
                         } else {
+                            // Peek for a wrap token if the mechanism may
+                            // be Kerberos.
+                            self.peek =
+                                self.mechanism.is_empty() || self.mechanism.starts_with(b"GSS");
                             Mode::Encrypted
                         };
                     }
-                    dir.enc = self.mode == Mode::Encrypted;
+                    dir.enc = matches!(self.mode, Mode::Encrypted | Mode::MsKrb5);
                 }
                 let Some((&b, r)) = rest.split_first() else {
                     break;
@@ -367,8 +551,16 @@ impl Parser for Ldap {
                     let n = u32::from_be_bytes([dir.hdr[0], dir.hdr[1], dir.hdr[2], dir.hdr[3]]);
                     dir.hdr.clear();
                     dir.left = u64::from(n);
-                    dir.total = 0;
+                    dir.total = u64::from(n);
                     dir.in_body = n > 0;
+                    if self.peek && n < 2 {
+                        self.peek = false;
+                    }
+                    dir.wrap_on = self.peek || self.mode == Mode::MsKrb5;
+                    dir.nwrap = 0;
+                    if n == 0 && dir.wrap_on && !self.wrap_check(d, cx) {
+                        break;
+                    }
                     continue;
                 }
                 if dir.hdr.len() == 1 && (b >> 6 != 0 || b & 0x1f != 16) {
@@ -401,9 +593,21 @@ impl Parser for Ldap {
             if !dir.enc {
                 let room = MAX_MESSAGE.saturating_sub(dir.buf.len()).min(n);
                 dir.buf.extend_from_slice(take.get(..room).unwrap_or(&[]));
+            } else if dir.wrap_on {
+                for &b in take.iter().take(WRAP_HDR - usize::from(dir.nwrap)) {
+                    if let Some(slot) = dir.wrap.get_mut(usize::from(dir.nwrap)) {
+                        *slot = b;
+                    }
+                    dir.nwrap += 1;
+                }
             }
             dir.left -= n as u64;
             rest = r;
+            let wrap_ready = dir.wrap_on && (usize::from(dir.nwrap) == WRAP_HDR || dir.left == 0);
+            if wrap_ready && !self.wrap_check(d, cx) {
+                break;
+            }
+            let dir = &mut self.dirs[d];
             if dir.left > 0 {
                 continue;
             }
@@ -495,6 +699,21 @@ mod tests {
             feed(&mut l, true, b).as_slice(),
             &[Note::ConfirmAs(Analyzer::Ntlm), Note::Confirm]
         );
+    }
+
+    #[test]
+    fn spnego_credentials_are_checked() {
+        use crate::conn::service::gssapi::build as g;
+        use crate::conn::service::krb::build as k;
+        let good = g::neg_token_init(&g::krb5_token([1, 0], &k::ap_req()));
+        assert_eq!(spnego_init(&good), Some(false));
+        assert_eq!(spnego_init(&g::neg_token_resp(&[])), Some(false));
+        assert_eq!(spnego_init(b"NTLMSSP\0"), Some(true));
+        // An initial-context token of another mechanism, and garbage.
+        let raw = g::krb5_token([1, 0], &k::ap_req());
+        assert_eq!(spnego_init(&raw), None);
+        assert_eq!(spnego_init(&[0x60]), None);
+        assert_eq!(spnego_init(b"hello"), None);
     }
 
     #[test]

@@ -31,13 +31,16 @@ use std::net::IpAddr;
 
 use smallvec::SmallVec;
 
+mod asn1;
 mod dce_rpc;
 mod dhcp;
 mod dns;
 mod ftp;
+mod gssapi;
 mod http;
 mod imap;
 mod irc;
+mod krb;
 mod ldap;
 mod limits;
 mod line;
@@ -103,6 +106,12 @@ pub enum Analyzer {
     Quic,
     /// SOCKS v4/v5 (the proxied stream goes to a new PIA).
     Socks,
+    /// Kerberos over UDP, and inside GSSAPI tokens (`krb`).
+    Krb,
+    /// Kerberos over TCP (`krb_tcp`).
+    KrbTcp,
+    /// GSSAPI, fed by LDAP SASL binds.
+    Gssapi,
 }
 
 impl Analyzer {
@@ -128,6 +137,9 @@ impl Analyzer {
         Analyzer::Ntlm,
         Analyzer::Quic,
         Analyzer::Socks,
+        Analyzer::Krb,
+        Analyzer::KrbTcp,
+        Analyzer::Gssapi,
     ];
 
     /// The name Zeek logs in `service`.
@@ -154,6 +166,9 @@ impl Analyzer {
             Analyzer::Ntlm => "ntlm",
             Analyzer::Quic => "quic",
             Analyzer::Socks => "socks",
+            Analyzer::Krb => "krb",
+            Analyzer::KrbTcp => "krb_tcp",
+            Analyzer::Gssapi => "gssapi",
         }
     }
 
@@ -193,6 +208,8 @@ impl Analyzer {
             (L4::Tcp, 135) => &[DceRpc],
             (L4::Tcp, 389 | 3268) => &[LdapTcp],
             (L4::Udp, 389) => &[LdapUdp],
+            (L4::Udp, 88) => &[Krb],
+            (L4::Tcp, 88) => &[KrbTcp],
             _ => &[],
         }
     }
@@ -220,6 +237,8 @@ impl Analyzer {
             (Analyzer::DceRpc, L4::Tcp) => &[135],
             (Analyzer::LdapTcp, L4::Tcp) => &[389, 3268],
             (Analyzer::LdapUdp, L4::Udp) => &[389],
+            (Analyzer::Krb, L4::Udp) => &[88],
+            (Analyzer::KrbTcp, L4::Tcp) => &[88],
             _ => &[],
         }
     }
@@ -274,8 +293,8 @@ impl AnalyzerSet {
         self.0 & a.bit() != 0
     }
     /// Adds `a`, with the analyzers its Zeek scripts bring along: FTP
-    /// schedules `ftp-data`, IRC `irc-dcc-data`, and the SSL scripts also
-    /// load DTLS.
+    /// schedules `ftp-data`, IRC `irc-dcc-data`, the SSL scripts also
+    /// load DTLS, and `base/protocols/krb` registers both KRB and KRB_TCP.
     pub fn insert(&mut self, a: Analyzer) {
         self.0 |= a.bit();
         match a {
@@ -284,6 +303,9 @@ impl AnalyzerSet {
             Analyzer::Ssl => self.0 |= Analyzer::Dtls.bit(),
             Analyzer::LdapTcp | Analyzer::LdapUdp => {
                 self.0 |= Analyzer::LdapTcp.bit() | Analyzer::LdapUdp.bit()
+            }
+            Analyzer::Krb | Analyzer::KrbTcp => {
+                self.0 |= Analyzer::Krb.bit() | Analyzer::KrbTcp.bit()
             }
             _ => {}
         }
@@ -498,7 +520,11 @@ pub(crate) fn new_parser(a: Analyzer, info: &ConnInfo, limits: &AnalyzerLimits) 
         Analyzer::LdapTcp | Analyzer::LdapUdp => Box::new(ldap::Ldap::new(info.proto)),
         Analyzer::Quic => Box::new(quic::Quic::new()),
         Analyzer::Socks => Box::new(socks::Socks::new()),
-        Analyzer::FtpData | Analyzer::IrcDccData | Analyzer::Ntlm => Box::new(Null),
+        Analyzer::Krb => Box::new(krb::Krb),
+        Analyzer::KrbTcp => Box::new(krb::KrbTcp::new()),
+        Analyzer::FtpData | Analyzer::IrcDccData | Analyzer::Ntlm | Analyzer::Gssapi => {
+            Box::new(Null)
+        }
     }
 }
 

@@ -66,9 +66,13 @@ pub(crate) enum Sig {
     Socks4ReverseServer,
     Socks5Client,
     Socks5Server,
+    KrbUdpRequests,
+    KrbUdpReplies,
+    KrbTcpRequests,
+    KrbTcpReplies,
 }
 
-pub(crate) const NSIGS: usize = 32;
+pub(crate) const NSIGS: usize = 36;
 /// Line starts remembered per direction.
 const MAX_STARTS: usize = 1024;
 
@@ -423,6 +427,46 @@ static DEFS: [Def; NSIGS] = [
         owner: Analyzer::Socks,
         line_start: false,
         matcher: socks5_server,
+    },
+    Def {
+        sig: Sig::KrbUdpRequests,
+        proto: UDP,
+        dir: Dir::Any,
+        requires_reverse: None,
+        enable: Some(Analyzer::Krb),
+        owner: Analyzer::Krb,
+        line_start: false,
+        matcher: krb_udp_request,
+    },
+    Def {
+        sig: Sig::KrbUdpReplies,
+        proto: UDP,
+        dir: Dir::Any,
+        requires_reverse: None,
+        enable: Some(Analyzer::Krb),
+        owner: Analyzer::Krb,
+        line_start: false,
+        matcher: krb_udp_reply,
+    },
+    Def {
+        sig: Sig::KrbTcpRequests,
+        proto: TCP,
+        dir: Dir::Any,
+        requires_reverse: None,
+        enable: Some(Analyzer::KrbTcp),
+        owner: Analyzer::KrbTcp,
+        line_start: false,
+        matcher: krb_tcp_request,
+    },
+    Def {
+        sig: Sig::KrbTcpReplies,
+        proto: TCP,
+        dir: Dir::Any,
+        requires_reverse: None,
+        enable: Some(Analyzer::KrbTcp),
+        owner: Analyzer::KrbTcp,
+        line_start: false,
+        matcher: krb_tcp_reply,
     },
 ];
 
@@ -1149,6 +1193,47 @@ fn ldap_server(data: &[u8], _: &[u16], _: &mut u16) -> M {
     lit(data, 0, &[0x30])
 }
 
+/// The shape `dpd_krb_*` look for at `at`: one of `first`, 1-4 bytes,
+/// a SEQUENCE tag, 1-4 bytes, then `tail` (pvno 5 and the start of the
+/// msg-type element).
+fn krb_shape(data: &[u8], at: usize, first: &[u8], tail: &[u8]) -> M {
+    match data.get(at) {
+        None => return M::More,
+        Some(c) if first.contains(c) => {}
+        Some(_) => return M::Dead,
+    }
+    any((1..=4).flat_map(|i| {
+        let seq = at + 1 + i;
+        (1..=4).map(move |j| match lit(data, seq, &[0x30]) {
+            M::Match => lit(data, seq + 1 + j, tail),
+            m => m,
+        })
+    }))
+}
+
+const KRB_REQ_TAIL: &[u8] = &[0xa1, 0x03, 0x02, 0x01, 0x05, 0xa2, 0x03, 0x02, 0x01];
+const KRB_REP_TAIL: &[u8] = &[0xa0, 0x03, 0x02, 0x01, 0x05, 0xa1, 0x03, 0x02, 0x01];
+
+/// An AS-REQ or TGS-REQ header.
+fn krb_udp_request(data: &[u8], _: &[u16], _: &mut u16) -> M {
+    krb_shape(data, 0, &[0x6a, 0x6c], KRB_REQ_TAIL)
+}
+
+/// An AS-REP, TGS-REP or KRB-ERROR header.
+fn krb_udp_reply(data: &[u8], _: &[u16], _: &mut u16) -> M {
+    krb_shape(data, 0, &[0x6b, 0x6d, 0x7e], KRB_REP_TAIL)
+}
+
+/// A request after the 4-byte record length.
+fn krb_tcp_request(data: &[u8], _: &[u16], _: &mut u16) -> M {
+    krb_shape(data, 4, &[0x6a, 0x6c], KRB_REQ_TAIL)
+}
+
+/// A reply after the 4-byte record length.
+fn krb_tcp_reply(data: &[u8], _: &[u16], _: &mut u16) -> M {
+    krb_shape(data, 4, &[0x6b, 0x6d, 0x7e], KRB_REP_TAIL)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1230,6 +1315,24 @@ mod tests {
         d[236..].copy_from_slice(&[0x63, 0x82, 0x53, 0x63]);
         assert_eq!(run(dhcp_cookie, &d), M::Match);
         assert_eq!(run(dhcp_cookie, &d[..100]), M::More);
+    }
+
+    #[test]
+    fn krb() {
+        // AS-REQ with a two-byte length and a one-byte SEQUENCE length.
+        let req = [
+            0x6a, 0x81, 0x90, 0x30, 0x81, 0x8d, 0xa1, 3, 2, 1, 5, 0xa2, 3, 2, 1, 10,
+        ];
+        assert_eq!(run(krb_udp_request, &req), M::Match);
+        assert_eq!(run(krb_udp_request, &req[..10]), M::More);
+        assert_eq!(run(krb_udp_reply, &req), M::Dead);
+        let err = [0x7e, 0x5a, 0x30, 0x58, 0xa0, 3, 2, 1, 5, 0xa1, 3, 2, 1, 30];
+        assert_eq!(run(krb_udp_reply, &err), M::Match);
+        let mut framed = vec![0, 0, 0, 0x5c];
+        framed.extend_from_slice(&err);
+        assert_eq!(run(krb_tcp_reply, &framed), M::Match);
+        assert_eq!(run(krb_tcp_request, &framed), M::Dead);
+        assert_eq!(run(krb_udp_request, &[0x6a, 1, 2, 3, 4, 5, 6]), M::Dead);
     }
 
     #[test]

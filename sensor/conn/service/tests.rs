@@ -154,7 +154,7 @@ fn random_streams_never_panic() {
         x
     };
     let ports = [
-        21u16, 22, 25, 53, 80, 135, 143, 389, 443, 502, 6667, 5555, 67, 123,
+        21u16, 22, 25, 53, 80, 135, 143, 389, 443, 502, 6667, 5555, 67, 123, 88,
     ];
     for round in 0..2000 {
         let proto = if round % 3 == 0 { L4::Udp } else { L4::Tcp };
@@ -165,7 +165,9 @@ fn random_streams_never_panic() {
             let n = (next() % 300) as usize;
             let mut buf: Vec<u8> = (0..n).map(|_| next() as u8).collect();
             if next() % 4 == 0 {
-                let seeds: [&[u8]; 8] = [
+                let seeds: [&[u8]; 10] = [
+                    b"\x6a\x81\x90\x30\x81\x8d\xa1\x03\x02\x01\x05\xa2\x03\x02\x01\x0a",
+                    b"\0\0\0\x5c\x7e\x5a\x30\x58\xa0\x03\x02\x01\x05\xa1\x03\x02\x01\x1e",
                     b"GET / HTTP/1.1\r\n",
                     b"220 hi\r\n",
                     b"USER x\r\n",
@@ -175,7 +177,7 @@ fn random_streams_never_panic() {
                     b"\x30\x0c\x02\x01\x01\x60\x07\x02\x01\x03\x04\x00\xa3\x00",
                     b"\x05\x00\x0b\x03\x10\x00\x00\x00",
                 ];
-                let s = seeds[(next() % 8) as usize];
+                let s = seeds[(next() % 10) as usize];
                 buf.splice(0..0, s.iter().copied());
             }
             let is_orig = next() % 2 == 0;
@@ -247,4 +249,96 @@ fn http_after_ten_kib_still_counts_pipelined_requests() {
     assert!(ev.contains(&ServiceEvent::LimitReached(
         crate::decode::weird::Weird::HttpExcessivePipelining
     )));
+/// An LDAP SASL BindRequest (message id 1) with `mech` and `creds`.
+fn sasl_bind(mech: &str, creds: &[u8]) -> Vec<u8> {
+    use krb::build::{cat, int, tlv};
+    let sasl = cat(&[tlv(0x04, mech.as_bytes()), tlv(0x04, creds)]);
+    let op = tlv(0x60, &cat(&[int(3), tlv(0x04, b""), tlv(0xa3, &sasl)]));
+    tlv(0x30, &cat(&[int(1), op]))
+}
+
+/// An LDAP BindResponse (message id 1) with server SASL credentials.
+fn sasl_bind_response(code: u8, creds: &[u8]) -> Vec<u8> {
+    use krb::build::{cat, int, tlv};
+    let op = tlv(
+        0x61,
+        &cat(&[
+            tlv(0x0a, &[code]),
+            tlv(0x04, b""),
+            tlv(0x04, b""),
+            tlv(0x87, creds),
+        ]),
+    );
+    tlv(0x30, &cat(&[int(1), op]))
+}
+
+#[test]
+fn kerberos_in_ldap_sasl_bind() {
+    let spnego =
+        gssapi::build::neg_token_init(&gssapi::build::krb5_token([1, 0], &krb::build::ap_req()));
+    let mut d = ServiceDetector::new(info(L4::Tcp, 389), AnalyzerSet::all(), &[]);
+    let mut ev = Vec::new();
+    d.deliver(true, &sasl_bind("GSS-SPNEGO", &spnego), &mut ev);
+    // The bind is the first message: its tokens are handed on before
+    // LDAP confirms it.
+    assert_eq!(confirmed(&ev), vec!["krb", "gssapi", "ldap_tcp"]);
+    let resp =
+        gssapi::build::neg_token_resp(&gssapi::build::krb5_token([2, 0], &krb::build::ap_rep()));
+    ev.clear();
+    d.deliver(false, &sasl_bind_response(0, &resp), &mut ev);
+    assert!(ev.is_empty(), "{ev:?}");
+}
+
+#[test]
+fn sasl_gssapi_raw_token_is_a_gssapi_violation() {
+    let raw = gssapi::build::krb5_token([1, 0], &krb::build::ap_req());
+    let mut d = ServiceDetector::new(info(L4::Tcp, 389), AnalyzerSet::all(), &[]);
+    let mut ev = Vec::new();
+    d.deliver(true, &sasl_bind("GSSAPI", &raw), &mut ev);
+    assert_eq!(
+        ev,
+        vec![
+            ServiceEvent::Violation(Analyzer::Gssapi),
+            ServiceEvent::Confirmed(Analyzer::LdapTcp)
+        ]
+    );
+}
+
+#[test]
+fn krb_udp_by_port_and_signature() {
+    for port in [88, 7088] {
+        let mut d = ServiceDetector::new(info(L4::Udp, port), AnalyzerSet::all(), &[]);
+        let mut ev = Vec::new();
+        d.deliver(true, &krb::build::as_req(), &mut ev);
+        assert_eq!(confirmed(&ev), vec!["krb"], "port {port}");
+    }
+    // A datagram on 88 that is not Kerberos.
+    let mut d = ServiceDetector::new(info(L4::Udp, 88), AnalyzerSet::all(), &[]);
+    let mut ev = Vec::new();
+    d.deliver(true, b"hello", &mut ev);
+    assert_eq!(ev, vec![ServiceEvent::Violation(Analyzer::Krb)]);
+}
+
+#[test]
+fn krb_tcp_by_port_and_signature() {
+    let msg = krb::build::error();
+    let mut framed = (msg.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&msg);
+    for port in [88, 7088] {
+        let mut d = ServiceDetector::new(info(L4::Tcp, port), AnalyzerSet::all(), &[]);
+        let mut ev = Vec::new();
+        let (a, b) = framed.split_at(10);
+        d.deliver(false, a, &mut ev);
+        d.deliver(false, b, &mut ev);
+        assert_eq!(confirmed(&ev), vec!["krb_tcp"], "port {port}");
+    }
+    // Bare mode without the krb scripts: nothing.
+    let mut d = ServiceDetector::new(info(L4::Tcp, 88), AnalyzerSet::none(), &[]);
+    let mut ev = Vec::new();
+    d.deliver(false, &framed, &mut ev);
+    assert!(ev.is_empty());
+    // `krb` loads both.
+    let mut set = AnalyzerSet::none();
+    set.insert(Analyzer::Krb);
+    assert!(set.contains(Analyzer::KrbTcp));
 }

@@ -249,6 +249,8 @@ fn http_after_ten_kib_still_counts_pipelined_requests() {
     assert!(ev.contains(&ServiceEvent::LimitReached(
         crate::decode::weird::Weird::HttpExcessivePipelining
     )));
+}
+
 /// An LDAP SASL BindRequest (message id 1) with `mech` and `creds`.
 fn sasl_bind(mech: &str, creds: &[u8]) -> Vec<u8> {
     use krb::build::{cat, int, tlv};

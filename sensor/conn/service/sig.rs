@@ -476,7 +476,7 @@ fn def(s: Sig) -> &'static Def {
 }
 
 /// Rule-matching state of one DPD context (both directions).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Sigs {
     /// Signatures in play (loaded and applicable to the transport).
     active: u64,
@@ -493,6 +493,20 @@ pub(crate) struct Sigs {
     /// far it was scanned.
     starts: [Vec<u16>; 2],
     scanned: [usize; 2],
+}
+
+impl Default for Sigs {
+    fn default() -> Self {
+        Sigs {
+            active: 0,
+            pattern: [0; 2],
+            fired: [0; 2],
+            dead: [0; 2],
+            resume: [[0; NSIGS]; 2],
+            starts: Default::default(),
+            scanned: [0; 2],
+        }
+    }
 }
 
 fn bit(s: Sig) -> u64 {

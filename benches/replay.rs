@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 
+use osprey::capture::{FileReader, OfflineSource, PacketSource};
 use osprey::conn::EngineConfig;
 use osprey::replay::{self, ReplayOptions};
 use osprey::report::{ExtraColumns, LogFormat};
@@ -212,6 +213,60 @@ fn build_capture(path: &Path, link: i32, pkts: &[LabPacket], copies: u64) -> std
     Ok(())
 }
 
+/// The same trace as [`build_capture`] as a pcapng file: one section, one
+/// interface (microsecond clock), an Enhanced Packet Block per packet.
+/// libpcap reads it too, so both readers can be timed on it.
+fn build_pcapng(path: &Path, link: i32, pkts: &[LabPacket], copies: u64) -> std::io::Result<()> {
+    let pad = |n: usize| (4 - n % 4) % 4;
+    let per_copy: u64 = pkts
+        .iter()
+        .map(|p| (32 + p.data.len() + pad(p.data.len())) as u64)
+        .sum();
+    let size = 28 + 20 + copies * per_copy;
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == size) {
+        return Ok(());
+    }
+    let first = pkts.first().map_or(0, |p| p.ts_us);
+    let last = pkts.last().map_or(0, |p| p.ts_us);
+    let stride = (last - first) + GAP_SECS * 1_000_000;
+    let tmp = path.with_extension("pcapng.tmp");
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+    // Section header: byte-order magic, version 1.0, unknown length.
+    for v in [0x0A0D_0D0Au32, 28, 0x1A2B_3C4D, 1] {
+        w.write_all(&v.to_le_bytes())?;
+    }
+    w.write_all(&(-1i64).to_le_bytes())?;
+    w.write_all(&28u32.to_le_bytes())?;
+    // Interface: link type, snaplen, no options.
+    for v in [1u32, 20, link as u32, 262_144, 20] {
+        w.write_all(&v.to_le_bytes())?;
+    }
+    for c in 0..copies {
+        let shift = c * stride;
+        for p in pkts {
+            let t = p.ts_us + shift;
+            let len = (32 + p.data.len() + pad(p.data.len())) as u32;
+            for v in [
+                6u32,
+                len,
+                0,
+                (t >> 32) as u32,
+                t as u32,
+                p.data.len() as u32,
+                p.wire_len,
+            ] {
+                w.write_all(&v.to_le_bytes())?;
+            }
+            w.write_all(&p.data)?;
+            w.write_all(&[0u8; 3][..pad(p.data.len())])?;
+            w.write_all(&len.to_le_bytes())?;
+        }
+    }
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 /// A node's `any` capture of the same trace: each packet's IP packet as a
 /// LINUX_SLL2 frame on interface 2, then again on interface 3. Packets
 /// without one (ARP) are written once, on interface 2.
@@ -339,6 +394,26 @@ fn bare_loop(path: &Path) -> u64 {
     n
 }
 
+/// The same loop through osprey's `OfflineSource` with the reader `how`
+/// names (for the pcapng reader: the walk at open included).
+fn source_loop(path: &Path, how: FileReader) -> u64 {
+    let mut src = OfflineSource::open_with(path, None, how).expect("open the bench capture");
+    let mut n = 0u64;
+    let mut acc = 0u64;
+    loop {
+        match src.next_packet() {
+            Ok(Some(p)) => {
+                n += 1;
+                acc = acc.wrapping_add(u64::from(p.data.first().copied().unwrap_or(0)));
+            }
+            Ok(None) => break,
+            Err(e) => panic!("{}: {e}", path.display()),
+        }
+    }
+    black_box(acc);
+    n
+}
+
 /// What `osprey replay FILE --log-dir DIR --seed 1 [-C]` runs.
 fn replay_options(path: &Path, log_dir: &Path, ignore_checksums: bool) -> ReplayOptions {
     ReplayOptions {
@@ -451,8 +526,13 @@ fn main() {
         Ok(n) => n,
         Err(e) => panic!("writing {}: {e}", node_path.display()),
     };
+    let ng_path = dir.join(format!("lab-mix-{copies}x.pcapng"));
+    if let Err(e) = build_pcapng(&ng_path, link, &lab, copies) {
+        panic!("writing {}: {e}", ng_path.display());
+    }
     drop(lab);
     let file_bytes = warm_page_cache(&path).expect("read the bench capture");
+    let ng_bytes = warm_page_cache(&ng_path).expect("read the pcapng capture");
     warm_page_cache(&node_path).expect("read the node capture");
 
     // conn.log goes to a fresh temporary directory (in the system's
@@ -466,6 +546,7 @@ fn main() {
     let opts = replay_options(&path, log_dir.path(), false);
     let opts_c = replay_options(&path, log_dir.path(), true);
     let opts_node = replay_options(&node_path, log_dir.path(), true);
+    let opts_ng = replay_options(&ng_path, log_dir.path(), true);
 
     // Plain timings, interleaved so that load changes hit all contenders.
     let load_before = loadavg();
@@ -487,6 +568,18 @@ fn main() {
     };
     let mut node_c = Timings {
         name: "replay -C, node capture",
+        secs: Vec::new(),
+    };
+    let mut ng_libpcap = Timings {
+        name: "pcapng: bare libpcap loop",
+        secs: Vec::new(),
+    };
+    let mut ng_native = Timings {
+        name: "pcapng: osprey reader loop",
+        secs: Vec::new(),
+    };
+    let mut ng_replay = Timings {
+        name: "pcapng: replay -C",
         secs: Vec::new(),
     };
     let mut packets = 0;
@@ -521,6 +614,22 @@ fn main() {
             node_records, records,
             "the node capture must give the single view's connections"
         );
+
+        let t = Instant::now();
+        let n = black_box(bare_loop(&ng_path));
+        ng_libpcap.secs.push(t.elapsed().as_secs_f64());
+        assert_eq!(n, packets, "libpcap on the pcapng copy");
+
+        let t = Instant::now();
+        let n = black_box(source_loop(&ng_path, FileReader::PcapNg));
+        ng_native.secs.push(t.elapsed().as_secs_f64());
+        assert_eq!(n, packets, "osprey's reader on the pcapng copy");
+
+        let t = Instant::now();
+        let (p, r) = replay_once(&opts_ng);
+        ng_replay.secs.push(t.elapsed().as_secs_f64());
+        assert_eq!(p, packets, "replay -C of the pcapng copy");
+        assert_eq!(r, records, "the pcapng copy gives the same connections");
     }
     let log_bytes = std::fs::metadata(log_dir.path().join("conn.log")).map_or(0, |m| m.len());
     let load_after_plain = loadavg();
@@ -596,6 +705,22 @@ fn main() {
             m / t.median(),
             t.median() * 1e9 / m,
             node_bare.median() / t.median()
+        );
+    }
+    println!(
+        "  pcapng copy: {} ({ng_bytes} bytes); vs bare = the bare libpcap loop over the pcap",
+        ng_path.display()
+    );
+    for t in [&ng_libpcap, &ng_native, &ng_replay] {
+        println!(
+            "  {:<26} {:>9.3} {:>9.3} {:>12.0} {:>12.0} {:>10.1} {:>8.3}x",
+            t.name,
+            t.min(),
+            t.median(),
+            n / t.min(),
+            n / t.median(),
+            t.median() * 1e9 / n,
+            bare.median() / t.median()
         );
     }
     let view_ns = ((node_c.median() - full_c.median()) - (node_bare.median() - bare.median()))

@@ -382,6 +382,71 @@ def config_rules_seeds():
     return seeds
 
 
+def pcapng_seeds():
+    """Small pcapng files: the block types and the variations the reader
+    handles (sections in both byte orders, interfaces of several link
+    types, snapshot lengths and clocks, EPB, SPB and the obsolete PB,
+    blocks it skips)."""
+
+    class Ng:
+        def __init__(self):
+            self.out = b""
+            self.e = "<"
+
+        def block(self, typ, body):
+            body += b"\0" * (-len(body) % 4)
+            n = 12 + len(body)
+            self.out += struct.pack(self.e + "II", typ, n) + body + struct.pack(self.e + "I", n)
+            return self
+
+        def shb(self, big=False):
+            self.e = ">" if big else "<"
+            return self.block(0x0A0D0D0A, struct.pack(self.e + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+
+        def opts(self, items):
+            b = b""
+            for code, value in items:
+                b += struct.pack(self.e + "HH", code, len(value)) + value
+                b += b"\0" * (-len(b) % 4)
+            return b + b"\0" * 4 if items else b
+
+        def idb(self, link, snaplen, items=()):
+            return self.block(1, struct.pack(self.e + "HHI", link, 0, snaplen) + self.opts(items))
+
+        def epb(self, iface, ts, data, wire=None):
+            wire = len(data) if wire is None else wire
+            body = struct.pack(self.e + "IIIII", iface, ts >> 32, ts & 0xFFFFFFFF, len(data), wire)
+            body += data + b"\0" * (-len(data) % 4)
+            return self.block(6, body + self.opts([(2, struct.pack(self.e + "I", 1))]))
+
+        def spb(self, data):
+            return self.block(3, struct.pack(self.e + "I", len(data)) + data)
+
+        def pb(self, iface, ts, data):
+            body = struct.pack(self.e + "HHIIII", iface, 0, ts >> 32, ts & 0xFFFFFFFF, len(data), len(data))
+            return self.block(2, body + data)
+
+    a, b = [10, 0, 0, 1], [10, 0, 0, 2]
+    q = udp(a, b, 40000, 53, b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+    r = udp(b, a, 53, 40000, b"\x12\x34\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00")
+    syn = tcp(a, b, 40001, 80, 1000, 0, 0x02)
+    sll = bytes([0, 4, 0, 1, 0, 6, 2, 0, 0, 0, 0, 2, 0, 0, 0x08, 0x00])
+    micro = 1_700_000_000_000_000
+    seeds = {}
+    ng = Ng().shb().idb(1, 65535).epb(0, micro, eth(q)).epb(0, micro + 1500, eth(r))
+    seeds["ethernet_udp"] = ng.out
+    ng = (Ng().shb().idb(1, 65535).block(4, b"\0" * 8)
+          .idb(113, 8192, [(9, b"\x09")])
+          .epb(0, micro, eth(syn)).epb(1, micro * 1000 + 7, sll + r)
+          .block(5, b"\0" * 12)
+          .shb(big=True).idb(101, 0, [(9, b"\x03"), (14, struct.pack(">q", 1000))])
+          .epb(0, micro // 1000, q).spb(r).pb(0, micro // 1000 + 3, q))
+    seeds["two_sections_mixed_links"] = ng.out
+    ng = Ng().shb(big=True).idb(276, 262144, [(9, b"\x94")]).epb(0, micro, bytes(20) + q)
+    seeds["big_endian_sll2_binary_clock"] = ng.out
+    return seeds
+
+
 def write(target, seeds):
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
@@ -398,6 +463,7 @@ def main():
         "json_with_features": b"\x01" + CONN_LOG_JSON.encode(),
     })
     write("config_rules", config_rules_seeds())
+    write("pcapng", pcapng_seeds())
     return 0
 
 

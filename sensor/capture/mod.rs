@@ -2,16 +2,18 @@
 //!
 //! A source hands out packets through a lending `next_packet()`: the returned
 //! [`Packet`] borrows the source's own buffer (libpcap's file buffer or mmap
-//! ring), so nothing on the per-packet path allocates or copies payload.
+//! ring, or the pcapng reader's block buffer), so nothing on the per-packet
+//! path allocates or copies payload.
 
 mod batch;
 mod live;
 mod offline;
+pub mod pcapng;
 
 pub use batch::PacketBatch;
 
 pub use live::{KernelStats, LiveOptions, LiveSource, Read};
-pub use offline::{open_all, OfflineSource};
+pub use offline::{open_all, FileReader, OfflineSource};
 
 use std::path::PathBuf;
 
@@ -60,8 +62,22 @@ pub struct SourceStats {
     pub packets: u64,
     pub bytes_captured: u64,
     pub bytes_wire: u64,
-    /// Packets the BPF filter rejected.
+    /// Packets the BPF filter rejected (counted by the pcapng reader;
+    /// libpcap filters before osprey sees a packet).
     pub filtered: u64,
+    /// pcapng packet blocks skipped: they name an interface their section
+    /// did not describe, or have a captured or wire length of zero.
+    pub skipped: u64,
+}
+
+impl std::ops::AddAssign for SourceStats {
+    fn add_assign(&mut self, o: SourceStats) {
+        self.packets += o.packets;
+        self.bytes_captured += o.bytes_captured;
+        self.bytes_wire += o.bytes_wire;
+        self.filtered += o.filtered;
+        self.skipped += o.skipped;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +88,24 @@ pub enum CaptureError {
     Filter {
         path: PathBuf,
         filter: String,
+        reason: String,
+    },
+    /// A pcapng file whose structure is damaged or that osprey cannot
+    /// read: found when the file is opened, before anything is written.
+    #[error("{path}: cannot open capture: {problem} at byte {offset}")]
+    PcapNg {
+        path: PathBuf,
+        offset: u64,
+        problem: pcapng::PcapNgError,
+    },
+    /// The filter does not compile for one of the link types of a pcapng
+    /// file's interfaces (a filter naming Ethernet fields, say, on a
+    /// Linux cooked capture).
+    #[error("{path}: bad capture filter {filter:?} for link type {link}: {reason}")]
+    FilterLinkType {
+        path: PathBuf,
+        filter: String,
+        link: i32,
         reason: String,
     },
     #[error("interface {interface}: {reason}")]

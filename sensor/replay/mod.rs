@@ -18,7 +18,7 @@ mod respond;
 
 pub use respond::{ActionSummary, ReplayOutcome, ReplayScoring};
 
-use crate::capture::{self, CaptureError, Packet, PacketBatch, PacketSource};
+use crate::capture::{self, CaptureError, Packet, PacketBatch, PacketSource, SourceStats};
 use crate::conn::node_view::{NodeView, NodeViewStats, Verdict};
 use crate::conn::record::{ConnRecord, ConnState};
 use crate::conn::service::ViolationCounts;
@@ -41,19 +41,34 @@ const READER_POOL_BATCHES: usize = READER_QUEUE_BATCHES + 2;
 
 /// The reader thread: copies packets from the sources, file after file,
 /// into batches; a read error ends the stream with that error.
-/// Returns how many files were opened.
+/// Returns how many files were opened, and what their sources counted.
 fn read_batches(
     mut sources: Vec<capture::OfflineSource>,
     out: crossbeam_channel::Sender<Result<PacketBatch, CaptureError>>,
     empties: crossbeam_channel::Receiver<PacketBatch>,
     verify: bool,
-) -> usize {
-    let n = sources.len();
+) -> (usize, SourceStats) {
+    send_batches(&mut sources, &out, &empties, verify);
+    let mut total = SourceStats::default();
+    for s in &sources {
+        total += s.stats();
+    }
+    (sources.len(), total)
+}
+
+/// [`read_batches`]' loop; returns when the sources are read, when one
+/// fails, or when the engine has gone.
+fn send_batches(
+    sources: &mut [capture::OfflineSource],
+    out: &crossbeam_channel::Sender<Result<PacketBatch, CaptureError>>,
+    empties: &crossbeam_channel::Receiver<PacketBatch>,
+    verify: bool,
+) {
     // Batches come back from the engine; a fixed set of them circulates, so
     // the steady state allocates (and maps, and unmaps) nothing.
     for (i, src) in sources.iter_mut().enumerate() {
         let Ok(mut batch) = empties.recv() else {
-            return n;
+            return;
         };
         batch.clear();
         batch.file = i;
@@ -62,12 +77,12 @@ fn read_batches(
                 Ok(Some(p)) => {
                     if !batch.fits(&p) {
                         let Ok(mut next) = empties.recv() else {
-                            return n;
+                            return;
                         };
                         next.clear();
                         next.file = i;
                         if out.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
-                            return n;
+                            return;
                         }
                     }
                     batch.push(&p, verify);
@@ -78,15 +93,14 @@ fn read_batches(
                         let _ = out.send(Ok(batch));
                     }
                     let _ = out.send(Err(e));
-                    return n;
+                    return;
                 }
             }
         }
         if !batch.is_empty() && out.send(Ok(batch)).is_err() {
-            return n;
+            return;
         }
     }
-    n
 }
 
 /// Records handed to the writer thread at a time.
@@ -114,6 +128,9 @@ pub struct ReplayOptions {
 #[derive(Default)]
 pub struct Summary {
     pub files: usize,
+    /// pcapng packet blocks not read: an unknown interface, or a zero
+    /// length (`SourceStats::skipped`).
+    pub skipped_packet_blocks: u64,
     pub packets: u64,
     pub bytes: u64,
     pub non_ip: u64,
@@ -368,7 +385,7 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
     // Stop the reader (if it is still reading) and collect it.
     drop(pkt_rx);
     drop(empty_tx);
-    let sources_read = reader_thread.join().unwrap_or(0);
+    let (sources_read, source_stats) = reader_thread.join().unwrap_or_default();
     if opts.progress {
         eprint!("\r{:80}\r", "");
     }
@@ -407,6 +424,7 @@ pub fn run(opts: &ReplayOptions, scoring: Option<ReplayScoring>) -> Result<Summa
     let st = engine.stats().clone();
     let mut summary = Summary {
         files: sources_read,
+        skipped_packet_blocks: source_stats.skipped,
         packets: st.packets,
         bytes: st.bytes,
         non_ip: st.non_ip,
@@ -492,6 +510,13 @@ impl Summary {
         }
         if !states.is_empty() {
             let _ = writeln!(s, "  by conn_state:{states}");
+        }
+        if self.skipped_packet_blocks > 0 {
+            let _ = writeln!(
+                s,
+                "  pcapng packet blocks skipped (unknown interface or zero length): {}",
+                self.skipped_packet_blocks
+            );
         }
         if self.non_ip > 0 {
             let _ = writeln!(s, "  non-IP frames (ARP, LLC, ...): {}", self.non_ip);

@@ -49,7 +49,9 @@ fn script(name: &str) -> String {
 fn capture(ns: &str, ifc: &str, path: &Path) -> Server {
     let dump = Server(
         Command::new("ip")
-            .args(["netns", "exec", ns, "tcpdump", "-Z", "root", "-U", "-n", "-s", "0"])
+            .args([
+                "netns", "exec", ns, "tcpdump", "-Z", "root", "-U", "-n", "-s", "0",
+            ])
             .args(["--immediate-mode", "-i", ifc, "-w"])
             .arg(path)
             .stdout(Stdio::null())
@@ -81,7 +83,14 @@ fn stop_capture(mut dump: Server) {
 /// conn.log rows as (proto, resp_p, service, history).
 fn replay(pcap: &Path, dir: &Path) -> Vec<(String, u16, String, String)> {
     let out = Command::new(env!("CARGO_BIN_EXE_osprey"))
-        .args(["replay", "-C", "--no-models", "--analyzers", "all", "--log-dir"])
+        .args([
+            "replay",
+            "-C",
+            "--no-models",
+            "--analyzers",
+            "all",
+            "--log-dir",
+        ])
         .arg(dir)
         .arg(pcap)
         .output()
@@ -99,8 +108,12 @@ fn replay(pcap: &Path, dir: &Path) -> Vec<(String, u16, String, String)> {
         .split('\t')
         .collect();
     let col = |n: &str| fields.iter().position(|f| *f == n).expect(n);
-    let (proto, resp_p, service, history) =
-        (col("proto"), col("id.resp_p"), col("service"), col("history"));
+    let (proto, resp_p, service, history) = (
+        col("proto"),
+        col("id.resp_p"),
+        col("service"),
+        col("history"),
+    );
     log.lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| {
@@ -206,6 +219,10 @@ fn quic_from_a_real_client_and_server_is_quic_ssl_on_443_and_found_by_dpd_elsewh
     }
     let junk = udp(9443);
     assert_eq!(junk.len(), 1, "one udp/9443 row expected: {rows:?}");
-    assert_eq!(junk[0].2, "-", "undecryptable Initials are not QUIC: {:?}", junk[0]);
+    assert_eq!(
+        junk[0].2, "-",
+        "undecryptable Initials are not QUIC: {:?}",
+        junk[0]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -596,13 +596,13 @@ impl Quic {
         }
         // What reached the sink before an error still went to SSL.
         if !tls.is_empty() {
-            self.to_ssl(is_orig, &tls, cx);
+            self.feed_ssl(is_orig, &tls, cx);
         }
         result
     }
 
     /// Hands TLS bytes to the SSL child; its verdicts count for `ssl`.
-    fn to_ssl(&mut self, is_orig: bool, tls: &[u8], cx: &mut Cx<'_>) {
+    fn feed_ssl(&mut self, is_orig: bool, tls: &[u8], cx: &mut Cx<'_>) {
         let ssl = self.ssl.get_or_insert_with(Ssl::new);
         let mut notes = Notes::new();
         {

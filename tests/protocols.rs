@@ -226,3 +226,50 @@ fn quic_from_a_real_client_and_server_is_quic_ssl_on_443_and_found_by_dpd_elsewh
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn socks5_on_an_odd_port_is_found_by_dpd_and_the_proxied_http_too() {
+    let test = "socks5_on_an_odd_port_is_found_by_dpd_and_the_proxied_http_too";
+    if !netns::enabled_with(test, &["tcpdump", "curl", "python3"]) {
+        return;
+    }
+    let pair = VethPair::new();
+    let dir = tempdir("socks");
+    let pcap = dir.join("socks.pcap");
+    let dump = capture(&pair.ns_a, &pair.if_a, &pcap);
+    let _web = netns::web_server(&pair.ns_a);
+    let _proxy = Server(
+        Command::new("ip")
+            .args(["netns", "exec", &pair.ns_a, "python3"])
+            .args([&script("socks5_proxy.py"), SERVER_IP, "10080"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socks proxy"),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let url = format!("http://{SERVER_IP}:8080/");
+    let proxy = format!("socks5://{SERVER_IP}:10080");
+    let fetched = wait_for(Duration::from_secs(10), || {
+        Command::new("ip")
+            .args(["netns", "exec", &pair.ns_b, "curl", "-s", "-o", "/dev/null"])
+            .args(["--max-time", "3", "--proxy", &proxy, &url])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert!(fetched.is_some(), "curl could not fetch through the SOCKS proxy");
+    stop_capture(dump);
+    let rows = replay(&pcap, &dir);
+    let proxied: Vec<_> = rows
+        .iter()
+        .filter(|r| r.0 == "tcp" && r.1 == 10080)
+        .collect();
+    assert!(!proxied.is_empty(), "no tcp/10080 row: {rows:?}");
+    // Zeek's SOCKS analyzer hands the proxied stream to a new PIA, whose
+    // DPD finds HTTP in it: socks first, then http.
+    assert!(
+        proxied.iter().any(|r| r.2 == "socks,http"),
+        "SOCKS on 10080 with HTTP through it: {proxied:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

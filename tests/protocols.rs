@@ -257,7 +257,10 @@ fn socks5_on_an_odd_port_is_found_by_dpd_and_the_proxied_http_too() {
             .status()
             .is_ok_and(|s| s.success())
     });
-    assert!(fetched.is_some(), "curl could not fetch through the SOCKS proxy");
+    assert!(
+        fetched.is_some(),
+        "curl could not fetch through the SOCKS proxy"
+    );
     stop_capture(dump);
     let rows = replay(&pcap, &dir);
     let proxied: Vec<_> = rows

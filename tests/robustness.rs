@@ -1142,3 +1142,60 @@ fn binary_many_records_do_not_stall_the_log_writer() {
         );
     }
 }
+
+/// A capture's clock is input: at 2^60 s and more, adding a timeout to a
+/// packet time changes nothing, so a timer re-armed "later" was due again
+/// at once and the engine never returned (found by the pcapng fuzz
+/// target). Times up to 2^40 s are analysed; later ones are counted. Runs in a thread so that a regression fails instead of
+/// hanging the suite.
+#[test]
+fn packet_times_beyond_float_precision_do_not_stall_the_timers() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut engine = Engine::new(EngineConfig {
+            seed: Some(1),
+            ignore_checksums: true,
+            ..EngineConfig::default()
+        });
+        let dns = udp4(
+            5353,
+            53,
+            b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01",
+        );
+        let syn = tcp4(40000, 80, 1, true, b"");
+        let mut out = Vec::new();
+        for ts in [
+            1.0e12,
+            1.09e12,
+            1.2e19,
+            1.2e19,
+            f64::MAX / 2.0,
+            f64::INFINITY,
+            f64::NAN,
+        ] {
+            for frame in [&dns, &syn] {
+                let p = Packet {
+                    ts,
+                    link: LinkType::ETHERNET,
+                    wire_len: frame.len() as u32,
+                    data: frame,
+                };
+                engine.process_packet(&p);
+                engine.take_records(&mut out);
+            }
+        }
+        engine.finish();
+        engine.take_records(&mut out);
+        let dropped = engine
+            .stats()
+            .weirds
+            .get(osprey::decode::weird::Weird::PacketTimeOutOfRange);
+        let _ = tx.send((out.len(), dropped));
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+    let Ok((_, dropped)) = got else {
+        panic!("the engine did not return within 20 s");
+    };
+    // 1.2e19 (twice), f64::MAX / 2, infinity and NaN, two packets each.
+    assert_eq!(dropped, 10, "out-of-range packet times are counted");
+}

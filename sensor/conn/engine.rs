@@ -110,6 +110,25 @@ struct ConnKey {
     inner_vlan: u16,
 }
 
+/// The latest packet time the engine accepts (2^40 s, some 34,800 years
+/// after 1970). A capture's clock is input: beyond this, adding a timeout
+/// to a packet time loses precision, and the timer wheel's second index
+/// nears its limits. Later, negative or non-finite times are dropped and
+/// counted (`packet_time_out_of_range`).
+pub const MAX_PACKET_TIME: f64 = (1u64 << 40) as f64;
+
+/// Moves timers re-armed while one fired to strictly after `now`. Adding
+/// a timeout to a packet time changes nothing once the time is 2^53 s or
+/// more (which a forged capture can claim): such a timer would be due
+/// again at once, and `advance_time` would never return.
+fn strictly_after(timers: &mut [TimerReq], now: f64) {
+    for r in timers.iter_mut() {
+        if r.at <= now {
+            r.at = now.next_up();
+        }
+    }
+}
+
 /// An address as Zeek orders them: IPv4 in its IPv4-mapped IPv6 form,
 /// compared as a big-endian 128-bit number.
 fn addr16(a: &IpAddr) -> u128 {
@@ -466,7 +485,9 @@ impl Engine {
     /// Moves packet time forward to `t` (never backwards) and fires every
     /// timer due by then, as Zeek does before each packet.
     pub fn advance_time(&mut self, t: f64) {
-        if t > self.network_time {
+        // A capture's clock is input: an infinite time would make every
+        // timer due forever.
+        if t.is_finite() && t > self.network_time {
             self.network_time = t;
         }
         let now = self.network_time;
@@ -544,6 +565,7 @@ impl Engine {
         if remove {
             self.remove(e.slot);
         } else {
+            strictly_after(&mut self.fx.timers, now);
             self.push_timers(e.slot);
         }
     }
@@ -795,7 +817,7 @@ impl Engine {
         let out = conn.snap.on_timer(now, conn.core.start_time, silent, &ic);
         if let Some(at) = out.rearm_at {
             let req = TimerReq {
-                at,
+                at: if at > now { at } else { now.next_up() },
                 kind: TimerKind::Interim,
                 gen: 0,
             };
@@ -872,6 +894,9 @@ impl Engine {
     pub fn process_packet_prepared(&mut self, pkt: &Packet<'_>, prep: &Prepared) {
         self.stats.packets += 1;
         self.stats.bytes += u64::from(pkt.wire_len);
+        if !(0.0..=MAX_PACKET_TIME).contains(&pkt.ts) {
+            return self.weird(Weird::PacketTimeOutOfRange);
+        }
         self.advance_time(pkt.ts);
         let ctx = PktCtx {
             t: pkt.ts,

@@ -76,6 +76,7 @@ weirds! {
     TunnelEmptyPacket => "tunnel_empty_packet",
     TunnelMaxChangesExceeded => "tunnel_max_changes_per_connection_exceeded",
     ConnectionTableFull => "connection_table_full",
+    PacketTimeOutOfRange => "packet_time_out_of_range",
     AboveHoleDataWithoutAnyAcks => "above_hole_data_without_any_acks",
     ExcessiveDataWithoutFurtherAcks => "excessive_data_without_further_acks",
     TcpReassemblyFlowBudget => "tcp_reassembly_flow_over_budget",

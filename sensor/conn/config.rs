@@ -527,24 +527,19 @@ impl EngineConfig {
         "Tunnel::delay_gtp_confirmation",
         "Tunnel::validate_vxlan_checksums",
         "DPD::ignore_violations_after",
-        // AnalyzerLimits::SETTINGS
-        "FTP::max_command_length",
-        "dns_max_queries",
-        "dns_max_compression_chain_depth",
-        "SSH::max_packet_length",
-        "SSH::max_string_length",
-        "SSH::max_kexinit_kex_algorithms",
-        "SSH::max_kexinit_hostkey_algorithms",
-        "SSH::max_kexinit_encryption_algorithms",
-        "SSH::max_kexinit_mac_algorithms",
-        "SSH::max_kexinit_compression_algorithms",
-        "SSH::max_kexinit_languages",
-        "HTTP::max_pending_requests",
-        "SMTP::max_invalid_mail_transactions",
         "max_connections",
         "ConnKey::factory",
         "dns_session_timeout",
     ];
+
+    /// Every name [`EngineConfig::set`] accepts: the engine's own, then the
+    /// analyzer limits' ([`AnalyzerLimits::SETTINGS`]).
+    pub fn settings() -> impl Iterator<Item = &'static str> {
+        Self::SETTINGS
+            .iter()
+            .chain(AnalyzerLimits::SETTINGS)
+            .copied()
+    }
 
     /// Applies one `NAME=VALUE` or `NAME+=VALUE` (sets only) assignment.
     pub fn set(&mut self, assignment: &str) -> Result<(), SettingError> {
@@ -682,7 +677,7 @@ impl EngineConfig {
             _ => {
                 return Err(err(format!(
                     "unknown setting; known: {}",
-                    Self::SETTINGS.join(", ")
+                    Self::settings().collect::<Vec<_>>().join(", ")
                 )))
             }
         }
@@ -746,7 +741,7 @@ mod tests {
     #[test]
     fn analyzer_limits_are_settings() {
         for name in AnalyzerLimits::SETTINGS {
-            assert!(EngineConfig::SETTINGS.contains(name), "{name}");
+            assert!(EngineConfig::settings().any(|s| s == *name), "{name}");
         }
         let mut c = EngineConfig::default();
         assert_eq!(c.analyzer_limits.ftp_max_command_length, 100);

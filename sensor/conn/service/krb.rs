@@ -197,8 +197,8 @@ fn pa_data(c: &mut Cur<'_>, ty: u8) -> Res<()> {
         3 => {
             c.encoding()?;
         }
-        16 => pk_as_req(&mut c.limit(elem.len)?)?,
-        17 => pk_as_rep(&mut c.limit(elem.len)?)?,
+        16 => pk_as(&mut c.limit(elem.len)?, 4)?,
+        17 => pk_as(&mut c.limit(elem.len)?, 5)?,
         11 | 19 => enctype_info(&mut c.limit(elem.len)?)?,
         _ => {
             c.limit(elem.len)?.encoding()?;
@@ -207,26 +207,10 @@ fn pa_data(c: &mut Cur<'_>, ty: u8) -> Res<()> {
     Ok(())
 }
 
-/// `KRB_PA_PK_AS_Req`.
-fn pk_as_req(c: &mut Cur<'_>) -> Res<()> {
-    for _ in 0..4 {
-        c.meta()?;
-    }
-    c.encoding()?;
-    c.meta()?;
-    c.meta()?;
-    for _ in 0..3 {
-        c.encoding()?;
-    }
-    let cert = c.meta()?;
-    c.take(cert.len)?;
-    c.rest();
-    Ok(())
-}
-
-/// `KRB_PA_PK_AS_Rep`.
-fn pk_as_rep(c: &mut Cur<'_>) -> Res<()> {
-    for _ in 0..5 {
+/// `KRB_PA_PK_AS_Req` (`headers` = 4) and `KRB_PA_PK_AS_Rep` (5): the
+/// same walk after a different number of leading headers.
+fn pk_as(c: &mut Cur<'_>, headers: usize) -> Res<()> {
+    for _ in 0..headers {
         c.meta()?;
     }
     c.encoding()?;

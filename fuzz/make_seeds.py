@@ -325,6 +325,14 @@ def analyzer_limit_seeds():
             (True, b"GET / HTTP/1.1\r\n\r\n" * 102)]),
         "limit_smtp_invalid_transactions": tcp_session(25, [
             (False, b"220 mx\r\n"), (True, b"HELO osprey\r\n" + b"RCPT TO:<a@b>\r\n" * 26)]),
+        "limit_http_mime_max_depth": tcp_session(80, [
+            (True, b"POST / HTTP/1.1\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+             + b"Content-Type: message/rfc822\r\n\r\n" * 101 + b"x\r\n--b--\r\n")]),
+        "limit_smtp_mime_max_header_bytes": tcp_session(25, [
+            (False, b"220 mx\r\n"), (True, b"HELO osprey\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n"),
+            (True, b"Subject: a")]
+            + [(True, b"\r\n\t" + b"x" * 1000)] * 70
+            + [(True, b"\r\n\r\nbody\r\n.\r\n")]),
     }
 
 

@@ -98,6 +98,8 @@ weirds! {
     SshMaxKexinitLanguagesExceeded => "SSH_max_kexinit_languages_exceeded",
     HttpExcessivePipelining => "HTTP_excessive_pipelining",
     SmtpExcessiveInvalidMailTransactions => "smtp_excessive_invalid_mail_transactions",
+    ExceededMimeMaxDepth => "exceeded_mime_max_depth",
+    ExceededMimeMaxHeaderBytes => "exceeded_mime_max_header_bytes",
 }
 
 /// Counts of each [`Weird`].

@@ -14,8 +14,9 @@
 //! Messages are framed as `HTTP_Entity` does so the next request/reply
 //! line is found: headers up to the empty line, then no body (HEAD, 1xx,
 //! 204, 304, requests without length), chunked bodies (HTTP/1.1 only),
-//! Content-Length bodies, multipart bodies up to their closing boundary,
-//! or everything up to the end of the connection (`Connection: close` or
+//! Content-Length bodies, `multipart/*` bodies up to their closing boundary
+//! (or their Content-Length), `message/*` bodies as lines, or everything up
+//! to the end of the connection (`Connection: close` or
 //! compressed without length; replies without length are read as lines to
 //! the end). A content gap inside a body with known length is skipped;
 //! any other gap stops the side (and both sides for a request gap). After
@@ -30,19 +31,23 @@
 //! captures, a reply side stopped by a gap), a confirmed parser keeps
 //! reading requests past `DPD::ignore_violations_after` until it has.
 //!
+//! Headers are read as `MIME_Entity` reads them (continuation lines joined,
+//! `MIME::max_header_bytes`), and `multipart/*` and `message/*` bodies are
+//! walked as MIME entities for `MIME::max_depth` (see [`super::mime`]);
+//! inside a multipart part only CRLF ends a line, as in Zeek.
+//!
 //! Limits: lines are kept up to [`LINE_KEEP`] bytes (the rest is counted),
-//! at most [`MAX_UNANSWERED`] requests are remembered, multipart boundaries
-//! up to [`MAX_BOUNDARY`] bytes.
+//! at most [`MAX_UNANSWERED`] requests are remembered.
 
 use std::collections::VecDeque;
 
 use super::line::{LineSplitter, Owned};
+use super::mime::{split_header, ContentType, HeaderLine, Kind, Mime, MimeLimits};
 use super::{AnalyzerLimits, ChildKind, Cx, Parser, GIVE_UP_AFTER};
 use crate::decode::weird::Weird;
 
 const LINE_KEEP: usize = 2048;
 const MAX_UNANSWERED: usize = 64;
-const MAX_BOUNDARY: usize = 80;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReqState {
@@ -76,9 +81,11 @@ enum Body {
     Trailer,
     /// Content-Length bytes, counted by the splitter's plain delivery.
     Plain,
-    /// Multipart with Content-Length: lines counted with their CRLF.
+    /// Multipart or message with Content-Length: lines counted with
+    /// their CRLF, up to the length or the closing boundary.
     CountedLines(i64),
-    /// Multipart without length: lines up to the closing boundary.
+    /// Multipart or message without length: lines up to the closing
+    /// boundary (a message has none).
     Multipart,
     /// Lines or bytes to the end of the connection.
     Forever,
@@ -91,8 +98,12 @@ struct Msg {
     content_length: Option<u64>,
     chunked: bool,
     compressed: bool,
-    multipart: bool,
-    boundary: Vec<u8>,
+    /// The top-level entity's media type as far as it matters.
+    content: ContentType,
+    /// The header being read, with its continuation lines.
+    header: HeaderLine,
+    /// The MIME entities of a multipart or message body.
+    mime: Option<Mime>,
     /// Body bytes seen (a gap before any is not skipped).
     body_seen: u64,
 }
@@ -105,8 +116,12 @@ impl Msg {
             content_length: None,
             chunked: false,
             compressed: false,
-            multipart: false,
-            boundary: Vec::new(),
+            content: ContentType {
+                kind: Kind::Other,
+                boundary: None,
+            },
+            header: HeaderLine::default(),
+            mime: None,
             body_seen: 0,
         }
     }
@@ -139,6 +154,12 @@ pub(crate) struct Http {
     replies_done: u64,
     /// `HTTP::max_pending_requests` (0: none).
     max_pending: u64,
+    /// `MIME::max_depth` and `MIME::max_header_bytes`.
+    mime_limits: MimeLimits,
+    /// Limits reached and not yet handed to the connection.
+    hits: Vec<Weird>,
+    /// A limit was reported: the `X` is in history, so nothing further
+    /// this parser could find changes conn.log.
     limit_reported: bool,
 }
 
@@ -230,13 +251,24 @@ impl Http {
             requests: 0,
             replies_done: 0,
             max_pending: AnalyzerLimits::default().http_max_pending_requests,
+            mime_limits: AnalyzerLimits::default().mime,
+            hits: Vec::new(),
             limit_reported: false,
         }
     }
 
     pub fn with_limits(mut self, limits: &AnalyzerLimits) -> Self {
         self.max_pending = limits.http_max_pending_requests;
+        self.mime_limits = limits.mime;
         self
+    }
+
+    /// Hands the limits reached to the connection.
+    fn report_hits(&mut self, cx: &mut Cx<'_>) {
+        for w in self.hits.drain(..) {
+            cx.limit_reached(w);
+            self.limit_reported = true;
+        }
     }
 
     /// `http_request` in `main.zeek`: requests still waiting for a reply
@@ -356,6 +388,7 @@ impl Http {
         }
         self.request_ongoing = false;
         self.req_msg = None;
+        self.lines[0].set_crlf_only(false);
         self.req = if interrupted {
             ReqState::Nothing
         } else {
@@ -370,6 +403,7 @@ impl Http {
         }
         self.reply_ongoing = false;
         self.rep_msg = None;
+        self.lines[1].set_crlf_only(false);
         let code = self.reply_code;
         if !(100..200).contains(&code) {
             self.unanswered.pop_front();
@@ -407,16 +441,11 @@ impl Http {
         }
     }
 
+    /// One finished header (continuation lines joined).
     fn header(&mut self, is_orig: bool, line: &[u8]) {
-        let Some(colon) = line.iter().position(|&c| c == b':') else {
+        let Some((name, value)) = split_header(line) else {
             return;
         };
-        let name = line.get(..colon).unwrap_or(&[]);
-        let name = match name.iter().rposition(|c| !matches!(c, b' ' | b'\t')) {
-            Some(e) => name.get(..=e).unwrap_or(&[]),
-            None => &[],
-        };
-        let value = line.get(colon + 1..).unwrap_or(&[]);
         let tok = value_token(value);
         let eq = |a: &[u8], b: &[u8]| a.eq_ignore_ascii_case(b);
         // HTTP_Analyzer::HTTP_Header.
@@ -459,9 +488,10 @@ impl Http {
             if eq(tok, b"gzip") || eq(tok, b"x-gzip") || eq(tok, b"deflate") {
                 msg.compressed = true;
             }
-        } else if eq(name, b"content-type") && prefix_ci(tok, 0, b"multipart/") {
-            msg.multipart = true;
-            msg.boundary = boundary(value);
+        } else if eq(name, b"content-type") {
+            if let Some(ct) = ContentType::parse(value, msg.content.boundary.take()) {
+                msg.content = ct;
+            }
         }
     }
 
@@ -469,6 +499,7 @@ impl Http {
     /// if the message is complete.
     fn end_of_headers(&mut self, is_orig: bool) -> bool {
         let close = self.connection_close;
+        let limits = self.mime_limits;
         let d = usize::from(!is_orig);
         let Some(msg) = (if is_orig {
             self.req_msg.as_mut()
@@ -480,12 +511,13 @@ impl Http {
         if msg.body == Body::Trailer || msg.expect == Expect::NotExpected {
             return true;
         }
-        if msg.multipart {
+        if msg.content.kind != Kind::Other {
             match msg.content_length {
                 Some(0) => return true,
                 Some(n) => msg.body = Body::CountedLines(i64::try_from(n).unwrap_or(i64::MAX)),
                 None => msg.body = Body::Multipart,
             }
+            msg.mime = Some(Mime::body_of(msg.content.clone(), limits));
         } else if msg.chunked {
             msg.body = Body::ChunkSize;
         } else if let Some(n) = msg.content_length {
@@ -516,11 +548,23 @@ impl Http {
         };
         match msg.body.clone() {
             Body::Headers | Body::Trailer => {
-                if len == 0 {
-                    return self.end_of_headers(is_orig);
+                // MIME_Entity::Deliver in its headers.
+                let done = if len == 0 || line.first() == Some(&0) {
+                    msg.header.finish()
+                } else if matches!(line.first(), Some(b' ' | b'\t')) {
+                    let (done, hit) = msg
+                        .header
+                        .cont(line, len, self.mime_limits.max_header_bytes);
+                    self.hits.extend(hit);
+                    done
+                } else {
+                    msg.header.start(line, len)
+                };
+                if let Some(h) = done {
+                    self.header(is_orig, &h);
                 }
-                if !matches!(line.first(), Some(b' ' | b'\t')) {
-                    self.header(is_orig, line);
+                if len == 0 || line.first() == Some(&0) {
+                    return self.end_of_headers(is_orig);
                 }
                 false
             }
@@ -540,6 +584,9 @@ impl Http {
             }
             Body::CountedLines(left) => {
                 msg.body_seen += len as u64;
+                if Self::mime_line(msg, line, len, &mut self.hits, &mut self.lines, is_orig) {
+                    return true;
+                }
                 let left = left - len as i64 - 2;
                 if left <= 0 {
                     return true;
@@ -549,18 +596,38 @@ impl Http {
             }
             Body::Multipart => {
                 msg.body_seen += len as u64;
-                let b = &msg.boundary;
-                !b.is_empty()
-                    && line.len() >= b.len() + 4
-                    && line.starts_with(b"--")
-                    && line.get(2..2 + b.len()) == Some(b.as_slice())
-                    && line.get(2 + b.len()..4 + b.len()) == Some(b"--".as_slice())
+                Self::mime_line(msg, line, len, &mut self.hits, &mut self.lines, is_orig)
             }
             Body::Forever | Body::Plain | Body::ChunkData => {
                 msg.body_seen += len as u64;
                 false
             }
         }
+    }
+
+    /// A body line of a multipart or message entity; returns true when the
+    /// top-level entity ended (its closing boundary). Entering and leaving
+    /// a multipart part switches the side's line ends as Zeek's
+    /// `SetCRLFAsEOL` does.
+    fn mime_line(
+        msg: &mut Msg,
+        line: &[u8],
+        len: usize,
+        hits: &mut Vec<Weird>,
+        lines: &mut [LineSplitter; 2],
+        is_orig: bool,
+    ) -> bool {
+        let Some(mime) = msg.mime.as_mut() else {
+            return false;
+        };
+        mime.line(line, len);
+        hits.extend(mime.take_hits());
+        if let (Some(crlf_only), Some(s)) =
+            (mime.take_crlf_only(), lines.get_mut(usize::from(!is_orig)))
+        {
+            s.set_crlf_only(crlf_only);
+        }
+        mime.ended()
     }
 
     /// Plain-delivered body bytes; returns true when the message completed.
@@ -683,30 +750,6 @@ impl Http {
     }
 }
 
-/// The `boundary` parameter of a Content-Type value.
-fn boundary(value: &[u8]) -> Vec<u8> {
-    let lower: Vec<u8> = value.to_ascii_lowercase();
-    let Some(i) = lower.windows(9).position(|w| w == b"boundary=") else {
-        return Vec::new();
-    };
-    let v = value.get(i + 9..).unwrap_or(&[]);
-    let v = match v.first() {
-        Some(b'"') => {
-            let inner = v.get(1..).unwrap_or(&[]);
-            let e = inner.iter().position(|&c| c == b'"').unwrap_or(inner.len());
-            inner.get(..e).unwrap_or(&[])
-        }
-        _ => {
-            let e = v
-                .iter()
-                .position(|&c| matches!(c, b';' | b' ' | b'\t'))
-                .unwrap_or(v.len());
-            v.get(..e).unwrap_or(&[])
-        }
-    };
-    v.get(..v.len().min(MAX_BOUNDARY)).unwrap_or(&[]).to_vec()
-}
-
 impl Parser for Http {
     fn deliver(&mut self, is_orig: bool, data: &[u8], cx: &mut Cx<'_>) -> usize {
         if cx.partial {
@@ -738,6 +781,7 @@ impl Parser for Http {
                 }
                 Owned::Plain(p) => self.plain(is_orig, p.len()),
             };
+            self.report_hits(cx);
             if let Outcome::Child(c) = outcome {
                 cx.child(c);
                 used = data.len() - rest.len();
@@ -808,6 +852,7 @@ impl Parser for Http {
             }
         }
         self.scratch = line;
+        self.report_hits(cx);
         if let Some(c) = child {
             cx.child(c);
             return;
@@ -822,9 +867,13 @@ impl Parser for Http {
     fn finished(&self, confirmed: bool, settled: bool, seen: u64) -> bool {
         // Pipelining can pass its limit late in a connection: while it
         // may (requests still parsed, limit not reported), keep going.
-        let pipelining_open =
-            self.max_pending > 0 && !self.limit_reported && self.req != ReqState::Nothing;
-        (confirmed && settled && !pipelining_open)
+        // So can the MIME limits, on either side.
+        let pipelining_open = self.max_pending > 0 && self.req != ReqState::Nothing;
+        let mime = self.mime_limits;
+        let mime_open = (mime.max_depth > 0 || mime.max_header_bytes > 0)
+            && (self.req != ReqState::Nothing || self.rep != RepState::Nothing);
+        let limits_open = !self.limit_reported && (pipelining_open || mime_open);
+        (confirmed && settled && !limits_open)
             || (!confirmed && seen > GIVE_UP_AFTER)
             || (self.req == ReqState::Nothing && self.rep == RepState::Nothing)
     }
@@ -888,8 +937,12 @@ mod tests {
         let three = req.repeat(3);
         assert_eq!(limits_in(&feed(&mut h, true, &three).0), 0);
         assert_eq!(limits_in(&feed(&mut h, true, req).0), 1);
-        // 0: no limit, and the parser may stop once settled.
+        // 0: no limit, and the parser may stop once settled (with the
+        // MIME limits off too).
         l.set("HTTP::max_pending_requests", 0);
+        assert!(!Http::new().with_limits(&l).finished(true, true, 0));
+        l.set("MIME::max_depth", 0);
+        l.set("MIME::max_header_bytes", 0);
         let mut h = Http::new().with_limits(&l);
         assert_eq!(limits_in(&feed(&mut h, true, &req.repeat(300)).0), 0);
         assert!(h.finished(true, true, 0));
@@ -1020,5 +1073,71 @@ mod tests {
                 feed(&mut h, x & 4 == 0, &buf);
             }
         }
+    }
+
+    fn mime_limit(n: &Notes, w: Weird) -> bool {
+        n.contains(&Note::LimitReached(w))
+    }
+
+    #[test]
+    fn nested_message_bodies_reach_mime_max_depth() {
+        let mut l = AnalyzerLimits::default();
+        l.set("MIME::max_depth", 2);
+        let body = "Content-Type: message/rfc822\r\n\r\n".repeat(3) + "x\r\n";
+        let req = format!(
+            "POST / HTTP/1.1\r\nConnection: keep-alive\r\nContent-Type: message/rfc822\r\n\
+             Content-Length: {}\r\n\r\n{body}GET /next HTTP/1.1\r\n\r\n",
+            body.len()
+        );
+        let mut h = Http::new().with_limits(&l);
+        let (n, _) = feed(&mut h, true, req.as_bytes());
+        assert!(mime_limit(&n, Weird::ExceededMimeMaxDepth));
+        // The body was framed by its length: the next request parses.
+        assert_eq!(n.iter().filter(|n| **n == Note::Confirm).count(), 2);
+        assert!(!n.contains(&Note::Violation));
+        // At the default depth nothing is reached.
+        let mut h = Http::new();
+        let (n, _) = feed(&mut h, true, req.as_bytes());
+        assert!(!n.iter().any(|n| matches!(n, Note::LimitReached(_))));
+    }
+
+    #[test]
+    fn multipart_part_lines_end_only_at_crlf() {
+        // Bare LFs inside a part do not end lines (Zeek switches its
+        // line analyzer to CRLF only), so the counted length lands exactly
+        // on the closing boundary and the next request is found.
+        let body = "--b\r\nContent-Type: application/octet-stream\r\n\r\n1\n2\n3\n4\r\n--b--\r\n";
+        let req = format!(
+            "POST /u HTTP/1.1\r\nConnection: keep-alive\r\nContent-Type: multipart/form-data; \
+             boundary=b\r\nContent-Length: {}\r\n\r\n{body}GET /next HTTP/1.1\r\n\r\n",
+            body.len()
+        );
+        let mut h = Http::new();
+        let (n, _) = feed(&mut h, true, req.as_bytes());
+        assert_eq!(n.iter().filter(|n| **n == Note::Confirm).count(), 2);
+        assert!(!n.contains(&Note::Violation));
+        // After the message, a bare LF ends lines again.
+        let (n, _) = feed(&mut h, true, b"GET /lf HTTP/1.1\n\n");
+        assert_eq!(n.as_slice(), &[Note::Confirm]);
+    }
+
+    #[test]
+    fn folded_header_beyond_mime_max_header_bytes() {
+        let mut l = AnalyzerLimits::default();
+        l.set("MIME::max_header_bytes", 40);
+        let mut h = Http::new().with_limits(&l);
+        let req = b"GET / HTTP/1.1\r\nX-Long: a\r\n 0123456789\r\n 0123456789\r\n \
+                    0123456789\r\n 0123456789\r\n 0123456789\r\n\r\n";
+        let (n, _) = feed(&mut h, true, req);
+        assert!(mime_limit(&n, Weird::ExceededMimeMaxHeaderBytes));
+        // A folded Content-Type still gives the boundary that frames the body.
+        let body = "--q\r\n\r\nx\r\n--q--\r\n";
+        let req = format!(
+            "POST / HTTP/1.1\r\nConnection: keep-alive\r\nContent-Type: multipart/mixed;\r\n \
+             boundary=q\r\n\r\n{body}GET /next HTTP/1.1\r\n\r\n"
+        );
+        let mut h = Http::new();
+        let (n, _) = feed(&mut h, true, req.as_bytes());
+        assert_eq!(n.iter().filter(|n| **n == Note::Confirm).count(), 2);
     }
 }

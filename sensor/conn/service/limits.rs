@@ -14,10 +14,11 @@
 //! `dns_max_compression_chain_depth`, which Zeek compares as `depth > max`).
 //!
 //! Limits osprey does not reach, because its parsers do not go that far:
-//! `MIME::max_depth` and `MIME::max_header_bytes` (HTTP and SMTP bodies are
-//! framed, not parsed as MIME entities), `SSL::max_ssl_history_length`
-//! (osprey does not build `ssl_history`), and the NVT/ContentLine buffer
-//! limits of 16 MiB (osprey keeps lines far shorter and never raises them).
+//! `SSL::max_ssl_history_length` (osprey does not build `ssl_history`),
+//! and the NVT/ContentLine buffer limits of 16 MiB (osprey keeps lines far
+//! shorter and never raises them).
+
+use super::mime::MimeLimits;
 
 /// The analyzer limits of one engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +45,9 @@ pub struct AnalyzerLimits {
     /// `SMTP::max_invalid_mail_transactions`: beyond this the SMTP scripts
     /// disable the analyzer.
     pub smtp_max_invalid_mail_transactions: u64,
+    /// `MIME::max_depth` and `MIME::max_header_bytes`, for the MIME
+    /// entities of HTTP bodies and SMTP mails (see [`super::mime`]).
+    pub mime: MimeLimits,
 }
 
 /// The name lists of an SSH KEXINIT that have a limit, in the order of
@@ -69,6 +73,10 @@ impl Default for AnalyzerLimits {
             ssh_max_kexinit: [100; 6],
             http_max_pending_requests: 100,
             smtp_max_invalid_mail_transactions: 25,
+            mime: MimeLimits {
+                max_depth: 100,
+                max_header_bytes: 65536,
+            },
         }
     }
 }
@@ -89,6 +97,8 @@ impl AnalyzerLimits {
         "SSH::max_kexinit_languages",
         "HTTP::max_pending_requests",
         "SMTP::max_invalid_mail_transactions",
+        "MIME::max_depth",
+        "MIME::max_header_bytes",
     ];
 
     /// Sets the limit Zeek calls `name` to `value`; false if `name` is not
@@ -114,6 +124,8 @@ impl AnalyzerLimits {
             "SSH::max_kexinit_languages" => &mut self.ssh_max_kexinit[KexList::Languages as usize],
             "HTTP::max_pending_requests" => &mut self.http_max_pending_requests,
             "SMTP::max_invalid_mail_transactions" => &mut self.smtp_max_invalid_mail_transactions,
+            "MIME::max_depth" => &mut self.mime.max_depth,
+            "MIME::max_header_bytes" => &mut self.mime.max_header_bytes,
             _ => return false,
         };
         *slot = value;

@@ -102,6 +102,13 @@ impl LineSplitter {
         self
     }
 
+    /// `SetCRLFAsEOL(0)` (true) or back to CR, LF and CRLF (false): HTTP
+    /// inside a multipart part.
+    pub fn set_crlf_only(&mut self, crlf_only: bool) {
+        self.cr_eol = !crlf_only;
+        self.lf_eol = !crlf_only;
+    }
+
     /// Hands the next `n` bytes through as [`Piece::Plain`].
     pub fn set_plain(&mut self, n: u64) {
         self.plain = n;

@@ -44,6 +44,7 @@ mod krb;
 mod ldap;
 mod limits;
 mod line;
+mod mime;
 mod modbus;
 mod ntp;
 mod pop3;
@@ -58,6 +59,7 @@ mod tree;
 use tree::{Env, Tree};
 
 pub use limits::{AnalyzerLimits, KexList};
+pub use mime::MimeLimits;
 
 use crate::decode::weird::Weird;
 
@@ -510,7 +512,7 @@ pub(crate) fn new_parser(a: Analyzer, info: &ConnInfo, limits: &AnalyzerLimits) 
         Analyzer::Ssh => Box::new(ssh::Ssh::new().with_limits(limits)),
         Analyzer::Ftp => Box::new(ftp::Ftp::new().with_limits(limits)),
         Analyzer::Smtp => Box::new(smtp::Smtp::new().with_limits(limits)),
-        Analyzer::Pop3 => Box::new(pop3::Pop3::new()),
+        Analyzer::Pop3 => Box::new(pop3::Pop3::new().with_limits(limits)),
         Analyzer::Imap => Box::new(imap::Imap::new()),
         Analyzer::Irc => Box::new(irc::Irc::new()),
         Analyzer::Dhcp => Box::new(dhcp::Dhcp),

@@ -12,15 +12,22 @@
 //! exchange and outside a multi-line answer, and more than 10 unknown
 //! client commands.
 //!
+//! The answer to `RETR` or `TOP`, from its `+OK` line to the lone `.`, is
+//! walked as a MIME mail for `MIME::max_depth` and `MIME::max_header_bytes`
+//! (see [`super::mime`]), as Zeek's `MIME_Mail` does (the `+OK` line is
+//! its first header line, as in Zeek); while those limits can still be
+//! reached the parser runs for the whole connection.
+//!
 //! Limits: lines are kept up to [`LINE_KEEP`] bytes; the command queue
 //! holds [`MAX_PENDING`] lines of at most [`LINE_KEEP`] bytes.
 
 use std::collections::VecDeque;
 
 use super::line::{LineSplitter, Owned};
-use super::{ChildKind, Cx, Parser};
+use super::mime::{Mime, MimeLimits};
+use super::{AnalyzerLimits, ChildKind, Cx, Parser};
 
-const LINE_KEEP: usize = 256;
+const LINE_KEEP: usize = 1024;
 /// `POP3::max_pending_commands`.
 const MAX_PENDING: usize = 10;
 /// `POP3::max_unknown_client_commands`.
@@ -152,6 +159,11 @@ pub(crate) struct Pop3 {
     unknown_cmds: u32,
     cmds: VecDeque<Vec<u8>>,
     scratch: Vec<u8>,
+    /// The mail of the current `RETR`/`TOP` answer.
+    mail: Option<Mime>,
+    mime_limits: MimeLimits,
+    /// A MIME limit was reported (the `X` is in history).
+    mime_reported: bool,
 }
 
 impl Pop3 {
@@ -168,6 +180,26 @@ impl Pop3 {
             unknown_cmds: 0,
             cmds: VecDeque::new(),
             scratch: Vec::new(),
+            mail: None,
+            mime_limits: AnalyzerLimits::default().mime,
+            mime_reported: false,
+        }
+    }
+
+    pub fn with_limits(mut self, limits: &AnalyzerLimits) -> Self {
+        self.mime_limits = limits.mime;
+        self
+    }
+
+    /// `ProcessData`: one line of a retrieved mail (`len` bytes, `line`
+    /// kept); the first one starts the mail (`BeginData`).
+    fn mail_line(&mut self, line: &[u8], len: usize, cx: &mut Cx<'_>) {
+        let limits = self.mime_limits;
+        let mail = self.mail.get_or_insert_with(|| Mime::new(limits));
+        mail.line(line, len);
+        for w in mail.take_hits() {
+            cx.limit_reached(w);
+            self.mime_reported = true;
         }
     }
 
@@ -293,12 +325,15 @@ impl Pop3 {
     }
 
     /// Returns true when the stream now belongs to an SSL child.
-    fn reply(&mut self, line: &[u8], cx: &mut Cx<'_>) -> bool {
+    fn reply(&mut self, line: &[u8], len: usize, cx: &mut Cx<'_>) -> bool {
         if self.multi {
-            if line.first() == Some(&b'.') && line.len() == 1 {
+            if line.first() == Some(&b'.') && len == 1 {
                 self.request_multi = false;
                 self.multi = false;
+                self.mail = None;
                 self.finish_cmd(cx);
+            } else if matches!(self.state, St::Retr | St::Top) {
+                self.mail_line(line, len, cx);
             }
             return false;
         }
@@ -339,7 +374,13 @@ impl Pop3 {
                         }
                         self.waiting_auth = false;
                     }
-                    St::Top | St::Retr | St::Uidl | St::List => {
+                    St::Top | St::Retr => {
+                        self.mail_line(line, len, cx);
+                        if self.request_multi {
+                            self.multi = true;
+                        }
+                    }
+                    St::Uidl | St::List => {
                         if self.request_multi {
                             self.multi = true;
                         }
@@ -414,12 +455,12 @@ impl Parser for Pop3 {
         let mut line = std::mem::take(&mut self.scratch);
         let mut used = data.len();
         while let Some(piece) = self.lines[d].next_owned(&mut rest, &mut line) {
-            let Owned::Line(_) = piece else {
+            let Owned::Line(len) = piece else {
                 continue;
             };
             if is_orig {
                 self.request(&line, cx);
-            } else if self.reply(&line, cx) {
+            } else if self.reply(&line, len, cx) {
                 cx.child(ChildKind::Ssl);
                 used = data.len() - rest.len();
                 break;
@@ -427,6 +468,13 @@ impl Parser for Pop3 {
         }
         self.scratch = line;
         used
+    }
+
+    fn finished(&self, confirmed: bool, settled: bool, _seen: u64) -> bool {
+        // A retrieved mail can reach a MIME limit at any point.
+        let mime = self.mime_limits;
+        let mime_open = (mime.max_depth > 0 || mime.max_header_bytes > 0) && !self.mime_reported;
+        confirmed && settled && !mime_open
     }
 }
 
@@ -492,5 +540,38 @@ mod tests {
         assert_eq!(parse_cmd(b"user"), Some(Kw::User));
         assert_eq!(parse_cmd(b"HTTP/1.1"), None);
         assert_eq!(first_word(b"  USER  bob"), (&b"USER"[..], true));
+    }
+
+    #[test]
+    fn retrieved_mail_nested_beyond_mime_max_depth() {
+        let mut l = AnalyzerLimits::default();
+        l.set("MIME::max_depth", 1);
+        let mut p = Pop3::new().with_limits(&l);
+        feed(&mut p, false, b"+OK ready\r\n");
+        feed(&mut p, true, b"USER bob\r\n");
+        feed(&mut p, false, b"+OK\r\n");
+        feed(&mut p, true, b"PASS x\r\n");
+        feed(&mut p, false, b"+OK\r\n");
+        feed(&mut p, true, b"RETR 1\r\n");
+        let n = feed(
+            &mut p,
+            false,
+            b"+OK 99 octets\r\nContent-Type: message/rfc822\r\n\r\n\
+              Content-Type: message/rfc822\r\n\r\nx\r\n.\r\n",
+        );
+        assert_eq!(
+            n.as_slice(),
+            &[Note::LimitReached(
+                crate::decode::weird::Weird::ExceededMimeMaxDepth
+            )]
+        );
+        // A LIST answer is no mail.
+        feed(&mut p, true, b"LIST\r\n");
+        let n = feed(
+            &mut p,
+            false,
+            b"+OK\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\n.\r\n",
+        );
+        assert!(n.is_empty());
     }
 }

@@ -13,6 +13,10 @@
 //! `X-ANONYMOUSTLS` hands the stream to an SSL analyzer. `BDAT <n>` data
 //! is skipped.
 //!
+//! The lines of a `DATA` transaction (a leading `.` removed) are walked as
+//! a MIME entity for `MIME::max_depth` and `MIME::max_header_bytes` (see
+//! [`super::mime`]), as Zeek's `MIME_Mail` does.
+//!
 //! Mail transactions are checked as `scripts/base/protocols/smtp/main.zeek`
 //! does: `RCPT TO:` without `MAIL FROM:`, and `DATA`/`BDAT` without
 //! `RCPT TO:`, are invalid; beyond `SMTP::max_invalid_mail_transactions`
@@ -29,6 +33,7 @@
 use std::collections::VecDeque;
 
 use super::line::{LineSplitter, Owned};
+use super::mime::{Mime, MimeLimits};
 use super::{AnalyzerLimits, ChildKind, Cx, Parser};
 use crate::decode::weird::Weird;
 
@@ -73,6 +78,11 @@ pub(crate) struct Smtp {
     /// The scripts disabled the analyzer after too many invalid
     /// transactions.
     disabled: bool,
+    /// The mail of the current `DATA` transaction.
+    mail: Option<Mime>,
+    mime_limits: MimeLimits,
+    /// A MIME limit was reported (the `X` is in history).
+    mime_reported: bool,
 }
 
 /// SMTP command words (`SMTP_cmd.def`), compared case-insensitively.
@@ -118,11 +128,15 @@ impl Smtp {
             max_invalid: AnalyzerLimits::default().smtp_max_invalid_mail_transactions,
             confirmed: false,
             disabled: false,
+            mail: None,
+            mime_limits: AnalyzerLimits::default().mime,
+            mime_reported: false,
         }
     }
 
     pub fn with_limits(mut self, limits: &AnalyzerLimits) -> Self {
         self.max_invalid = limits.smtp_max_invalid_mail_transactions;
+        self.mime_limits = limits.mime;
         self
     }
 
@@ -176,6 +190,8 @@ impl Smtp {
 
     /// State changes at command time (`UpdateState` with reply 0).
     fn command_state(&mut self, c: Cmd) {
+        // BeginData / EndData: each transaction is a new mail.
+        self.mail = None;
         if c == Cmd::Data {
             self.state = State::InData;
         } else if c == Cmd::EndOfData {
@@ -200,7 +216,7 @@ impl Smtp {
         false
     }
 
-    fn client_line(&mut self, line: &[u8], cx: &mut Cx<'_>) {
+    fn client_line(&mut self, line: &[u8], len: usize, cx: &mut Cx<'_>) {
         match self.state {
             State::AfterGap => {}
             State::InData => {
@@ -211,6 +227,8 @@ impl Smtp {
                     self.confirmed = true;
                     self.mail_from = false;
                     self.rcpt_to = false;
+                } else {
+                    self.mail_line(line, len, cx);
                 }
             }
             State::InAuth => {
@@ -253,6 +271,21 @@ impl Smtp {
                     self.command_state(cmd);
                 }
             }
+        }
+    }
+
+    /// `ProcessData`: one line of mail data (`len` bytes, `line` kept).
+    fn mail_line(&mut self, line: &[u8], len: usize, cx: &mut Cx<'_>) {
+        let (line, len) = match line.strip_prefix(b".") {
+            Some(rest) => (rest, len.saturating_sub(1)),
+            None => (line, len),
+        };
+        let limits = self.mime_limits;
+        let mail = self.mail.get_or_insert_with(|| Mime::new(limits));
+        mail.line(line, len);
+        for w in mail.take_hits() {
+            cx.limit_reached(w);
+            self.mime_reported = true;
         }
     }
 
@@ -305,14 +338,15 @@ impl Parser for Smtp {
             if self.disabled {
                 break;
             }
-            let Owned::Line(_) = piece else {
+            let Owned::Line(mut len) = piece else {
                 continue;
             };
             while line.last() == Some(&b'\r') {
                 line.pop();
+                len = len.saturating_sub(1);
             }
             if is_orig {
-                self.client_line(&line, cx);
+                self.client_line(&line, len, cx);
             } else if self.server_line(&line, cx) {
                 cx.child(ChildKind::Ssl);
                 used = data.len() - rest.len();
@@ -335,12 +369,12 @@ impl Parser for Smtp {
         }
         let d = usize::from(!is_orig);
         let mut line = std::mem::take(&mut self.scratch);
-        if self.lines[d].flush_owned(&mut line).is_none() {
+        let Some(len) = self.lines[d].flush_owned(&mut line) else {
             self.scratch = line;
             return;
-        }
+        };
         if is_orig {
-            self.client_line(&line, cx);
+            self.client_line(&line, len, cx);
         } else if self.server_line(&line, cx) {
             cx.child(ChildKind::Ssl);
         }
@@ -348,8 +382,11 @@ impl Parser for Smtp {
     }
 
     fn finished(&self, confirmed: bool, settled: bool, _seen: u64) -> bool {
-        // Invalid transactions can pile up at any point of a session.
-        self.disabled || (confirmed && settled && self.max_invalid == 0)
+        // Invalid transactions and MIME limits can come at any point of a
+        // session.
+        let mime = self.mime_limits;
+        let mime_open = (mime.max_depth > 0 || mime.max_header_bytes > 0) && !self.mime_reported;
+        self.disabled || (confirmed && settled && self.max_invalid == 0 && !mime_open)
     }
 }
 
@@ -459,11 +496,60 @@ mod tests {
                 Note::LimitReached(Weird::SmtpExcessiveInvalidMailTransactions)
             ]
         );
-        // 0: no limit, and the parser may stop once settled.
+        // 0: no limit, and the parser may stop once settled (unless the
+        // MIME limits are still to watch).
         l.set("SMTP::max_invalid_mail_transactions", 0);
+        assert!(!Smtp::new().with_limits(&l).finished(true, true, 0));
+        l.set("MIME::max_depth", 0);
+        l.set("MIME::max_header_bytes", 0);
         let s = Smtp::new().with_limits(&l);
         assert!(s.finished(true, true, 0));
         assert!(!Smtp::new().finished(true, true, 0));
+    }
+
+    #[test]
+    fn mail_nested_beyond_mime_max_depth() {
+        let mut l = AnalyzerLimits::default();
+        l.set("MIME::max_depth", 2);
+        let mut s = Smtp::new().with_limits(&l);
+        feed(&mut s, false, b"220 mx\r\n");
+        feed(&mut s, true, b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n");
+        feed(&mut s, false, b"250 ok\r\n250 ok\r\n354 go\r\n");
+        // Two levels are fine; dot-stuffed boundaries still count.
+        let two = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n\
+                    ..--x\r\nContent-Type: message/rfc822\r\n\r\nSubject: hi\r\n\r\nbody\r\n\
+                    --x--\r\n.\r\n";
+        let (n, _) = feed(&mut s, true, two);
+        assert!(!n.iter().any(|n| matches!(n, Note::LimitReached(_))));
+        feed(&mut s, false, b"250 ok\r\n");
+        // A third level is not created.
+        feed(&mut s, true, b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n");
+        feed(&mut s, false, b"250 ok\r\n250 ok\r\n354 go\r\n");
+        let three = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n\
+                      --x\r\nContent-Type: message/rfc822\r\n\r\n\
+                      Content-Type: message/rfc822\r\n\r\nx\r\n.\r\n";
+        let (n, _) = feed(&mut s, true, three);
+        assert!(n.contains(&Note::LimitReached(Weird::ExceededMimeMaxDepth)));
+    }
+
+    #[test]
+    fn mail_header_beyond_mime_max_header_bytes() {
+        let mut l = AnalyzerLimits::default();
+        l.set("MIME::max_header_bytes", 64);
+        let mut s = Smtp::new().with_limits(&l);
+        feed(&mut s, true, b"DATA\r\n");
+        let mut mail = b"To: a".to_vec();
+        for _ in 0..10 {
+            mail.extend_from_slice(b"\r\n\t0123456789");
+        }
+        mail.extend_from_slice(b"\r\n\r\nbody\r\n.\r\n");
+        let (n, _) = feed(&mut s, true, &mail);
+        assert!(n.contains(&Note::LimitReached(Weird::ExceededMimeMaxHeaderBytes)));
+        // The body is not headers: long lines there are no limit.
+        let mut s = Smtp::new().with_limits(&l);
+        feed(&mut s, true, b"DATA\r\n");
+        let (n, _) = feed(&mut s, true, b"To: a\r\n\r\n \x20aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n \x20b\r\n.\r\n");
+        assert!(!n.iter().any(|n| matches!(n, Note::LimitReached(_))));
     }
 
     #[test]

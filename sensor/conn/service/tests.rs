@@ -206,12 +206,15 @@ fn late_starttls_child_still_confirms() {
 }
 
 /// Past `DPD::ignore_violations_after` a confirmed HTTP parser keeps
-/// reading only while `HTTP::max_pending_requests` can still be passed.
+/// reading only while `HTTP::max_pending_requests` or a MIME limit can
+/// still be passed.
 #[test]
 fn http_after_ten_kib_is_done_without_a_pipelining_limit() {
     let mut d = ServiceDetector::new(info(L4::Tcp, 80), AnalyzerSet::all(), &[]);
     let mut limits = AnalyzerLimits::default();
     limits.set("HTTP::max_pending_requests", 0);
+    limits.set("MIME::max_depth", 0);
+    limits.set("MIME::max_header_bytes", 0);
     d.set_limits(&limits);
     let mut ev = Vec::new();
     d.deliver(true, b"GET / HTTP/1.1\r\n\r\n", &mut ev);

@@ -40,13 +40,7 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// A data set is missing: a failure under CI, a skip elsewhere.
-fn missing(what: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} is missing: CI has the shared folder beside the repo");
-    }
-    eprintln!("SKIPPED: {what} is missing");
-}
+use common::missing;
 
 /// The lab's benign captures.
 fn benign_pcaps() -> Option<Vec<PathBuf>> {

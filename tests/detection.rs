@@ -193,10 +193,7 @@ impl Tally {
 fn bundled_models_detect_the_lab_attacks() {
     let lab = lab_dir();
     if !lab.join("labels.csv").is_file() {
-        eprintln!(
-            "SKIPPED: no lab captures at {} (the shared folder sits beside the repo)",
-            lab.display()
-        );
+        common::missing(&format!("the lab captures at {}", lab.display()));
         return;
     }
     let record = record();
@@ -394,7 +391,7 @@ fn lab_attackers(lab: &Path) -> Vec<String> {
 fn false_positives_on_the_zeek_oracle_traces() {
     let oracle = oracle_dir();
     if !oracle.is_dir() {
-        eprintln!("SKIPPED: no Zeek oracle at {}", oracle.display());
+        common::missing(&format!("the Zeek oracle at {}", oracle.display()));
         return;
     }
     let dirs = case_dirs(&oracle).expect("listing the oracle");

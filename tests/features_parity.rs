@@ -116,10 +116,7 @@ fn engine_flags(args: &[String]) -> Vec<String> {
 fn engine_and_zeek_conn_log_give_identical_feature_rows() {
     let oracle = oracle_dir();
     if !oracle.is_dir() {
-        eprintln!(
-            "SKIPPED: no Zeek oracle at {} (the shared folder sits beside the repo)",
-            oracle.display()
-        );
+        common::missing(&format!("the Zeek oracle at {}", oracle.display()));
         return;
     }
     let spec = repo(TEMPLATE);
@@ -373,7 +370,7 @@ fn rust_and_python_features_agree() {
         }
     }
     if logs.is_empty() {
-        eprintln!("SKIPPED: no conn.logs (the shared folder sits beside the repo)");
+        common::missing("the conn.logs of ../shared");
         return;
     }
     let mut specs: Vec<(PathBuf, bool)> = MODEL_SPECS.iter().map(|s| (repo(s), false)).collect();

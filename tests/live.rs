@@ -142,7 +142,7 @@ fn live_conn_log_equals_replay() {
         return;
     }
     let Some(lab) = lab_dir() else {
-        eprintln!("live_conn_log_equals_replay: skipped: ../shared/lab-pcaps is absent");
+        common::missing("../shared/lab-pcaps (live_conn_log_equals_replay)");
         return;
     };
     let captures = paced_captures(&lab);
@@ -196,7 +196,7 @@ fn top_speed_packets_add_up() {
         return;
     }
     let Some(lab) = lab_dir() else {
-        eprintln!("top_speed_packets_add_up: skipped: ../shared/lab-pcaps is absent");
+        common::missing("../shared/lab-pcaps (top_speed_packets_add_up)");
         return;
     };
     let pcap =

@@ -15,12 +15,23 @@ pub fn lab_dir() -> Option<PathBuf> {
     d.is_dir().then_some(d)
 }
 
-/// One lab capture; `None` (with the reason printed) when it is absent.
+/// A data set a test reads is missing: a failure under CI (`CI=true`,
+/// where `../shared` sits beside the clone), a printed skip elsewhere.
+#[allow(dead_code)]
+pub fn missing(what: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{what} is missing: under CI the shared folder sits beside the repo");
+    }
+    eprintln!("SKIPPED: {what} is missing");
+}
+
+/// One lab capture; `None` (with the reason printed, or a failure under
+/// CI) when it is absent.
 #[allow(dead_code)]
 pub fn lab_pcap(name: &str) -> Option<PathBuf> {
     let p = lab_dir().map(|d| d.join(name)).filter(|p| p.is_file());
     if p.is_none() {
-        eprintln!("skipped: ../shared/lab-pcaps/{name} is absent");
+        missing(&format!("../shared/lab-pcaps/{name}"));
     }
     p
 }

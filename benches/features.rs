@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use osprey::conn::EngineConfig;
+use osprey::drivers::replay::collect_records;
 use osprey::features::{featurize, to_f32, FeatureSpec, Flow};
-use osprey::replay::collect_records;
 
 fn input() -> PathBuf {
     let shared = std::env::var_os("OSPREY_SHARED")

@@ -15,7 +15,7 @@
 //! 3. times, interleaved, `OSPREY_BENCH_RUNS` (default 5) runs each of
 //!    - a bare libpcap loop (`pcap::Capture::from_file` + `next_packet()`,
 //!      touching one byte per packet),
-//!    - `osprey::replay::run` as `osprey replay --seed 1` runs it (with the
+//!    - `osprey::drivers::replay::run` as `osprey replay --seed 1` runs it (with the
 //!      binary's allocator, mimalloc): every
 //!      analyzer, checksums verified, conn.log written (through the writer
 //!      thread, then renamed) into a temporary directory (under
@@ -49,7 +49,7 @@ use criterion::{Criterion, SamplingMode, Throughput};
 
 use osprey::capture::{FileReader, OfflineSource, PacketSource};
 use osprey::conn::EngineConfig;
-use osprey::replay::{self, ReplayOptions};
+use osprey::drivers::replay::{self, ReplayOptions};
 use osprey::report::{ExtraColumns, LogFormat};
 
 /// The allocator the `osprey` binary uses, so that the replay is timed as

@@ -6,6 +6,7 @@
 //! Units are in the key names (`_secs`, `_bytes`, `_ms`) so a reader of a
 //! Helm values file never has to guess them.
 
+pub use crate::report::live::OutputConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -276,45 +277,6 @@ impl Default for ConnConfig {
             settings: Vec::new(),
             node_view: NodeViewSettings::default(),
             reassembly: ReassemblySettings::default(),
-        }
-    }
-}
-
-/// Where records and alerts go.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct OutputConfig {
-    /// Directory of conn.log and alerts.log.
-    pub log_dir: PathBuf,
-    /// `zeek` (TSV with headers) or `json` lines.
-    pub format: String,
-    /// JSON lines on standard output instead of files (containers).
-    pub stdout: bool,
-    /// Rotate after this long (0: never); aligned to the clock as Zeek's
-    /// `Log::default_rotation_interval`.
-    pub rotate_interval_secs: u64,
-    /// Rotate once a file reaches this size (0: never).
-    pub rotate_size_bytes: u64,
-    /// Rotated files kept per log (0: all).
-    pub keep_files: usize,
-    /// Append the pod identity of both endpoints to conn.log, after
-    /// Zeek's columns (`orig_k8s.kind`, `orig_k8s.namespace`,
-    /// `orig_k8s.pod`, `orig_k8s.workload`, `orig_k8s.node`, then the same
-    /// for `resp_k8s`). Off by default: conn.log stays exactly Zeek's, and
-    /// tools that read it by position keep working.
-    pub conn_pod_columns: bool,
-}
-
-impl Default for OutputConfig {
-    fn default() -> Self {
-        OutputConfig {
-            log_dir: PathBuf::from("/var/log/osprey"),
-            format: "zeek".into(),
-            stdout: false,
-            rotate_interval_secs: 3600,
-            rotate_size_bytes: 0,
-            keep_files: 48,
-            conn_pod_columns: false,
         }
     }
 }

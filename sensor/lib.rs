@@ -9,19 +9,18 @@
 
 #![forbid(unsafe_code)]
 
-pub mod calibrate;
 pub mod capture;
 pub mod config;
 pub mod conn;
 pub mod decode;
+pub mod drivers;
 pub mod evidence;
 pub mod fault;
 pub mod features;
 pub mod identity;
 pub mod metrics;
 pub mod model;
-pub mod pipeline;
-pub mod replay;
+pub mod packet;
 pub mod report;
 pub mod respond;
 pub mod score;

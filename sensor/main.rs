@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use osprey::conn::config::{NetSet, PortSet};
 use osprey::conn::EngineConfig;
-use osprey::replay::{self, ReplayOptions};
+use osprey::drivers::replay::{self, ReplayOptions};
 use osprey::report::{ExtraColumns, LogFormat};
 
 mod daemon;
@@ -118,7 +118,7 @@ struct CalibrateArgs {
 
 /// `--target-fpr`: a share in (0, 0.5].
 fn target_fpr(s: &str) -> Result<f64, String> {
-    let max = osprey::calibrate::MAX_TARGET_FPR;
+    let max = osprey::drivers::calibrate::MAX_TARGET_FPR;
     match s.trim().parse::<f64>() {
         Ok(x) if x > 0.0 && x <= max => Ok(x),
         Ok(_) => Err(format!("must lie in (0, {max}]")),
@@ -127,7 +127,7 @@ fn target_fpr(s: &str) -> Result<f64, String> {
 }
 
 fn calibrate(a: CalibrateArgs) -> Result<()> {
-    use osprey::calibrate::{self, CalibrateOptions, ModelInput, RuleInput};
+    use osprey::drivers::calibrate::{self, CalibrateOptions, ModelInput, RuleInput};
     let mut cfg = match &a.config {
         Some(p) => osprey::config::Config::load(p)?,
         None => osprey::config::Config::default(),
@@ -495,7 +495,8 @@ fn load_models(specs: &[PathBuf]) -> Result<Vec<osprey::model::Model>> {
 }
 
 fn featurize(a: FeaturizeArgs) -> Result<()> {
-    use osprey::features::{labels::LabLabels, table, FeatureSpec};
+    use osprey::drivers::featurize as table;
+    use osprey::features::{labels::LabLabels, FeatureSpec};
     use std::io::Write;
     let spec = FeatureSpec::load(&a.spec)?;
     let labels = a.labels.as_deref().map(LabLabels::load).transpose()?;

@@ -539,7 +539,7 @@ fn one_connection_across_link_types() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (ng, _) = mixed();
     let path = ng.write(dir.path(), "mixed.pcapng");
-    let records = osprey::replay::collect_records(
+    let records = osprey::drivers::replay::collect_records(
         &[path],
         None,
         EngineConfig {

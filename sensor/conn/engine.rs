@@ -42,7 +42,6 @@ use super::service::{
 };
 use super::tcp::{self, EpState, Segment, Tcp};
 use super::timer::{TimerEntry, TimerKind, TimerQueue, TimerReq};
-use crate::capture::{LinkType, Packet};
 use crate::decode::checksum::{self, ChecksumHint};
 use crate::decode::frag::{FragDrop, FragResult, FragmentManager};
 use crate::decode::ip::{
@@ -53,6 +52,7 @@ use crate::decode::link::{decode_link_into, Frames, L2Info, LinkStop};
 use crate::decode::prepare::Prepared;
 use crate::decode::tunnel::{self, Decap, Payload, TunnelKind};
 use crate::decode::weird::{Weird, WeirdCounts};
+use crate::packet::{LinkType, Packet};
 
 /// Scheduled analyzers (expected connections) kept at most.
 pub const MAX_EXPECTED: usize = 10_000;

@@ -64,9 +64,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::icmp;
-use crate::capture::{LinkType, Packet};
 use crate::decode::link::decode_inner_ethernet;
 use crate::decode::prepare::{prepare, Prepared};
+use crate::packet::{LinkType, Packet};
 
 /// Node-view settings (`conn.dedup_*` in the configuration).
 #[derive(Clone, Copy, Debug, PartialEq)]

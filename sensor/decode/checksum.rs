@@ -112,7 +112,7 @@ pub enum ChecksumHint {
 /// icmp/ICMP.cc): over the IP payload length, only when all of it was
 /// captured; a zero IPv4 UDP checksum means "none" and verifies.
 pub fn outer_transport_hint(
-    link: crate::capture::LinkType,
+    link: crate::packet::LinkType,
     frame: &[u8],
     wire_len: usize,
 ) -> ChecksumHint {

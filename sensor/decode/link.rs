@@ -9,7 +9,7 @@
 use smallvec::SmallVec;
 
 use super::weird::Weird;
-use crate::capture::LinkType;
+use crate::packet::LinkType;
 
 /// At most this many IP packets are taken out of one frame (A-MSDU).
 pub const MAX_FRAMES: usize = 16;

@@ -5,7 +5,7 @@
 
 use super::checksum::{ip_hints, ChecksumHint};
 use super::link::{decode_link_into, Frames, L2Info};
-use crate::capture::LinkType;
+use crate::packet::LinkType;
 
 /// What the capture thread found out about a frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -13,7 +13,6 @@ pub mod flow;
 pub mod labels;
 pub mod live;
 pub mod spec;
-pub mod table;
 pub mod vector;
 pub mod zeek_log;
 

@@ -2,15 +2,56 @@
 //! the log directory, or JSON lines on standard output.
 
 use std::io;
+use std::path::PathBuf;
 use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
 
 use super::platform::{AlertBody, Event, ReporterHandle};
 use super::{ExtraColumns, JsonStream, LiveLogs, LogError, LogFormat, RotateConfig, RotatingLogs};
-use crate::config::OutputConfig;
 use crate::conn::ConnRecord;
 use crate::identity::{Attribution, ConnIdentity};
 use crate::model::{Model, Verdict};
 use crate::score::live::LiveOutputs;
+
+/// Where records and alerts go.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Directory of conn.log and alerts.log.
+    pub log_dir: PathBuf,
+    /// `zeek` (TSV with headers) or `json` lines.
+    pub format: String,
+    /// JSON lines on standard output instead of files (containers).
+    pub stdout: bool,
+    /// Rotate after this long (0: never); aligned to the clock as Zeek's
+    /// `Log::default_rotation_interval`.
+    pub rotate_interval_secs: u64,
+    /// Rotate once a file reaches this size (0: never).
+    pub rotate_size_bytes: u64,
+    /// Rotated files kept per log (0: all).
+    pub keep_files: usize,
+    /// Append the pod identity of both endpoints to conn.log, after
+    /// Zeek's columns (`orig_k8s.kind`, `orig_k8s.namespace`,
+    /// `orig_k8s.pod`, `orig_k8s.workload`, `orig_k8s.node`, then the same
+    /// for `resp_k8s`). Off by default: conn.log stays exactly Zeek's, and
+    /// tools that read it by position keep working.
+    pub conn_pod_columns: bool,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            log_dir: PathBuf::from("/var/log/osprey"),
+            format: "zeek".into(),
+            stdout: false,
+            rotate_interval_secs: 3600,
+            rotate_size_bytes: 0,
+            keep_files: 48,
+            conn_pod_columns: false,
+        }
+    }
+}
 
 /// Opens the configured outputs (creating the log directory), so that an
 /// unwritable directory fails the start, not the first record. Alerts

@@ -27,8 +27,8 @@ use crate::conn::ConnRecord;
 use crate::identity::ConnIdentity;
 use crate::model::{Model, Verdict};
 use crate::report::conn_log::{civil_utc, unix_secs, zeek_log_time};
+use crate::report::AlertWriter;
 use crate::report::{ConnLogWriter, ExtraColumns, LogFormat};
-use crate::score::AlertWriter;
 
 /// A failed log operation. The daemon counts these and keeps running, so
 /// the message names the file and what was being done to it.

@@ -257,6 +257,18 @@ pub fn table(decisions: &[Decision]) -> String {
     out
 }
 
+/// What an operator lifted, and why if they said.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiftBody {
+    /// The address or range asked for.
+    pub target: ipnet::IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The decisions that were in force and are lifted (may be empty: a
+    /// lift also stops new decisions on old evidence).
+    pub lifted: Vec<Decision>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,6 @@ use super::hook::{HookError, Hooks};
 use super::kube::{KubeEnforcer, KubeError};
 use super::nft::{NftEnforcer, NftWorker};
 use crate::identity::Attribution;
-use crate::report::platform::{Event, ReporterHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -37,6 +36,17 @@ pub enum Enforced {
 }
 
 /// The enforcers and the reporter the daemon was configured with.
+/// Where the dispatcher tells the platform about actions and lifts. The
+/// report stage implements it (its platform reporter), so that respond
+/// never imports report; an implementation must not block (the platform
+/// reporter spools).
+pub trait ActionReport: Send + Sync {
+    /// An action, within the reporter's own cap on alert actions.
+    fn action(&self, node: &str, a: &Action);
+    /// An operator's lift at `ts`.
+    fn lift(&self, node: &str, ts: f64, body: super::control::LiftBody);
+}
+
 pub struct Dispatch {
     /// The enforcer until its thread starts (at the first use, once the
     /// metrics are known).
@@ -44,7 +54,7 @@ pub struct Dispatch {
     nft: Option<NftWorker>,
     kube: Option<Arc<KubeEnforcer>>,
     hooks: Arc<Hooks>,
-    reporter: ReporterHandle,
+    reporter: Option<Box<dyn ActionReport>>,
     node: String,
     /// Names the endpoints of every action's evidence, when on.
     identity: Attribution,
@@ -69,7 +79,7 @@ impl Dispatch {
             nft: None,
             kube: None,
             hooks: Arc::new(Hooks::none()),
-            reporter: ReporterHandle::disabled(),
+            reporter: None,
             node: String::new(),
             identity: Attribution::off(),
             metrics: None,
@@ -91,8 +101,8 @@ impl Dispatch {
     }
 
     /// Reports every action to the platform as `node`.
-    pub fn with_reporter(mut self, reporter: ReporterHandle, node: &str) -> Dispatch {
-        self.reporter = reporter;
+    pub fn with_reporter(mut self, reporter: impl ActionReport + 'static, node: &str) -> Dispatch {
+        self.reporter = Some(Box::new(reporter));
         self.node = node.to_owned();
         self
     }
@@ -216,8 +226,8 @@ impl Dispatch {
     /// Tells the platform (never blocks: the reporter spools), within the
     /// reporter's cap on alert actions.
     pub fn report(&mut self, a: &Action) {
-        if self.reporter.action_allowed(a) {
-            self.reporter.submit(&Event::action(&self.node, a));
+        if let Some(r) = &self.reporter {
+            r.action(&self.node, a);
         }
     }
 
@@ -235,9 +245,9 @@ impl Dispatch {
     }
 
     /// Tells the platform an operator lifted decisions.
-    pub fn report_lift(&mut self, ts: f64, body: crate::report::platform::LiftBody) {
-        if self.reporter.enabled() {
-            self.reporter.submit(&Event::lift(&self.node, ts, body));
+    pub fn report_lift(&mut self, ts: f64, body: super::control::LiftBody) {
+        if let Some(r) = &self.reporter {
+            r.lift(&self.node, ts, body);
         }
     }
 

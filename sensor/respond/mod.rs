@@ -12,6 +12,7 @@
 
 pub mod action;
 pub mod admit;
+pub mod backoff;
 pub mod control;
 pub mod decide;
 pub mod discover;

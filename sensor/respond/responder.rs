@@ -374,7 +374,7 @@ impl Responder {
         );
         self.dispatch.report_lift(
             now,
-            crate::report::platform::LiftBody {
+            super::control::LiftBody {
                 target,
                 reason,
                 lifted: lifted.clone(),

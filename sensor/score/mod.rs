@@ -8,11 +8,9 @@
 //! given. (Training featurizes whole traces at once, `osprey featurize`:
 //! a flow's context there also holds flows whose records came after it.)
 
-mod alerts;
 pub mod live;
 mod summary;
 
-pub use alerts::AlertWriter;
 pub use summary::LabelSummary;
 
 /// Rows per inference call: large enough to amortise the per-call cost,

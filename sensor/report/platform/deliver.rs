@@ -37,11 +37,11 @@ use reqwest::StatusCode;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use super::backoff::Backoff;
 use super::event::{Heartbeat, HeartbeatHealth, SensorInfo};
 use super::spool::{Batch, ReadPos};
 use super::token::Token;
 use super::{PlatformConfig, PlatformError, Shared};
+use crate::respond::backoff::Backoff;
 use crate::respond::Action;
 
 /// Longest `Retry-After` honoured, so a confused platform cannot park

@@ -9,6 +9,7 @@ use crate::conn::ConnRecord;
 use crate::identity::ConnIdentity;
 use crate::model::{Model, Verdict};
 use crate::report::{ConnLogWriter, ExtraColumns, LogFormat};
+use crate::respond::control::LiftBody;
 use crate::respond::Action;
 
 /// One thing the platform should know about. Spooled and sent as JSON:
@@ -38,18 +39,6 @@ pub enum EventBody {
     Action(Box<Action>),
     /// An operator lifted decisions (`osprey decisions delete`).
     Lift(Box<LiftBody>),
-}
-
-/// What an operator lifted, and why if they said.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LiftBody {
-    /// The address or range asked for.
-    pub target: ipnet::IpNet,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The decisions that were in force and are lifted (may be empty: a
-    /// lift also stops new decisions on old evidence).
-    pub lifted: Vec<crate::respond::control::Decision>,
 }
 
 impl EventBody {

@@ -5,7 +5,6 @@
 //! ever pays for a JSON serialisation and a `write(2)`. The platform side
 //! of the protocol is specified in docs/platform-api.yaml.
 
-pub(crate) mod backoff;
 mod config;
 mod deliver;
 mod event;
@@ -21,8 +20,7 @@ use prometheus::Registry;
 pub use config::PlatformConfig;
 pub use deliver::ReporterTask;
 pub use event::{
-    AlertBody, Event, EventBody, Heartbeat, HeartbeatHealth, LiftBody, ModelRef, SensorInfo,
-    VerdictSummary,
+    AlertBody, Event, EventBody, Heartbeat, HeartbeatHealth, ModelRef, SensorInfo, VerdictSummary,
 };
 
 use crate::respond::{Action, ActionKind};
@@ -232,6 +230,21 @@ impl ReporterHandle {
     /// Events spooled and not yet acknowledged (0 when disabled).
     pub fn pending(&self) -> u64 {
         self.shared.as_ref().map_or(0, |s| s.spool.pending())
+    }
+}
+
+/// The responder reports its actions and lifts through this handle.
+impl crate::respond::dispatch::ActionReport for ReporterHandle {
+    fn action(&self, node: &str, a: &Action) {
+        if self.action_allowed(a) {
+            self.submit(&Event::action(node, a));
+        }
+    }
+
+    fn lift(&self, node: &str, ts: f64, body: crate::respond::control::LiftBody) {
+        if self.enabled() {
+            self.submit(&Event::lift(node, ts, body));
+        }
     }
 }
 

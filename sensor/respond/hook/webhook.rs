@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
 
 use super::{HookError, WebhookConfig};
-use crate::report::platform::backoff::Backoff;
+use crate::respond::backoff::Backoff;
 
 /// Longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);

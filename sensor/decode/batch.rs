@@ -7,8 +7,8 @@
 //! steady state allocates nothing. Consumers read the batch through the
 //! same borrowed [`Packet`] view the sources lend.
 
-use super::{LinkType, Packet, Time};
-use crate::decode::prepare::{prepare, Prepared};
+use super::prepare::{prepare, Prepared};
+use crate::packet::{LinkType, Packet, Time};
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {

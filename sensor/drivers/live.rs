@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use crate::capture::{CaptureError, LiveSource, PacketBatch, Read};
+use crate::capture::{CaptureError, LiveSource, Read};
 use crate::conn::node_view::{Fold, NodeView, NodeViewConfig, NodeViewStats, Verdict};
 use crate::conn::{Engine, EngineConfig};
 use crate::decode::prepare::{prepare, Prepared};
+use crate::decode::PacketBatch;
 use crate::metrics::Metrics;
 
 /// Bytes of packet data per batch arena, per packet of the batch: enough

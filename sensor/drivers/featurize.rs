@@ -5,13 +5,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::flow::Flow;
-use super::labels::LabLabels;
-use super::spec::{FeatureSpec, Value};
-use super::vector::featurize;
-use super::zeek_log::{read_conn_log, LogError};
 use crate::conn::EngineConfig;
-use crate::replay::{collect_records, ReplayError};
+use crate::drivers::replay::{collect_records, ReplayError};
+use crate::features::featurize;
+use crate::features::labels::LabLabels;
+use crate::features::spec::Value;
+use crate::features::zeek_log::{read_conn_log, LogError};
+use crate::features::FeatureSpec;
+use crate::features::Flow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -80,10 +81,10 @@ pub fn needed_columns(spec: &FeatureSpec) -> Vec<&'static str> {
             Value::OneHot { field, .. } => add(field.column()),
             Value::History { .. } => add("history"),
             Value::Context { stat, .. } => {
-                if let super::spec::ContextStat::Mean(n) = stat {
+                if let crate::features::spec::ContextStat::Mean(n) = stat {
                     add(n.column());
                 }
-                if let super::spec::ContextStat::ShareState(_) = stat {
+                if let crate::features::spec::ContextStat::ShareState(_) = stat {
                     add("conn_state");
                 }
             }

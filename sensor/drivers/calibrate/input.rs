@@ -19,10 +19,10 @@ use smallvec::SmallVec;
 
 use crate::conn::record::{ConnState, History, Proto, Uid};
 use crate::conn::{ConnRecord, EngineConfig};
+use crate::drivers::featurize::{input_kind, InputError, InputKind};
+use crate::drivers::replay::collect_records;
 use crate::features::flow::Flow;
-use crate::features::table::{input_kind, InputError, InputKind};
 use crate::features::zeek_log::read_conn_log;
-use crate::replay::collect_records;
 
 /// Why an input could not be read.
 #[derive(Debug, thiserror::Error)]

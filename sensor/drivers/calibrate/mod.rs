@@ -50,9 +50,9 @@ pub use input::{ReadError, EVIDENCE_COLUMNS};
 pub use write::Rewritten;
 
 use crate::conn::{ConnRecord, EngineConfig, InterimConfig};
+use crate::drivers::featurize::needed_columns;
 use crate::evidence::EvidenceConfig;
 use crate::features::spec::{Meaning, ModelKind};
-use crate::features::table::needed_columns;
 use crate::features::{FeatureSpec, LiveConfig, SpecError};
 use crate::metrics::Metrics;
 use crate::model::{Model, ModelError};

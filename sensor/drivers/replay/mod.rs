@@ -18,7 +18,7 @@ mod respond;
 
 pub use respond::{ActionSummary, ReplayOutcome, ReplayScoring};
 
-use crate::capture::{self, CaptureError, Packet, PacketBatch, PacketSource, SourceStats};
+use crate::capture::{self, CaptureError, Packet, PacketSource, SourceStats};
 use crate::conn::node_view::{NodeView, NodeViewStats, Verdict};
 use crate::conn::record::{ConnRecord, ConnState};
 use crate::conn::service::ViolationCounts;
@@ -26,6 +26,7 @@ use crate::conn::tcp::ReasmDrop;
 use crate::conn::{Engine, EngineConfig};
 use crate::decode::frag::FragDrop;
 use crate::decode::prepare::Prepared;
+use crate::decode::PacketBatch;
 use crate::decode::WeirdCounts;
 use crate::metrics::Metrics;
 use crate::report::{ConnLogWriter, ExtraColumns, LogFormat};

@@ -19,6 +19,7 @@ use ipnet::IpNet;
 use crate::conn::ConnRecord;
 use crate::evidence::EvidenceConfig;
 use crate::model::Model;
+use crate::report::AlertWriter;
 use crate::report::ConnLogWriter;
 use crate::respond::admit::{Admission, AdmitConfig, Outcome, Proposal};
 use crate::respond::decide::{Decider, Verdicts};
@@ -26,7 +27,7 @@ use crate::respond::rules::{ModelFacts, RuleSet};
 use crate::respond::safety::Allowlist;
 use crate::respond::{Action, ActionKind};
 use crate::score::live::{RecordSink, Scored};
-use crate::score::{AlertWriter, LabelSummary};
+use crate::score::LabelSummary;
 
 /// What a replay scores and decides with.
 pub struct ReplayScoring {

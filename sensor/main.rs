@@ -13,7 +13,7 @@ use osprey::conn::EngineConfig;
 use osprey::drivers::replay::{self, ReplayOptions};
 use osprey::report::{ExtraColumns, LogFormat};
 
-mod daemon;
+use osprey::drivers::daemon;
 
 /// mimalloc keeps freed memory in per-thread pages instead of handing it
 /// back to the kernel and faulting it in again, which glibc's allocator did
@@ -54,7 +54,7 @@ enum Command {
     /// goes above the highest value any benign source reached.
     Calibrate(CalibrateArgs),
     /// Run the live sensor: capture, conn records, scoring, metrics.
-    Run(daemon::RunArgs),
+    Run(RunArgs),
     /// Delete osprey's nftables table (every block and rate limit).
     Cleanup(CleanupArgs),
     /// List or lift the running daemon's decisions (blocks, rate limits,
@@ -617,7 +617,12 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check(a) => check(a),
         Command::Calibrate(a) => calibrate(a),
-        Command::Run(a) => daemon::run(a),
+        Command::Run(a) => {
+            let cfg = effective_config(&a)?;
+            let reload: daemon::ConfigLoader =
+                Box::new(move || effective_config(&a).map_err(|e| format!("{e:#}").into()));
+            Ok(daemon::run(cfg, reload)?)
+        }
         Command::Cleanup(a) => cleanup(a),
         Command::Decisions(a) => decisions(a),
         Command::Featurize(a) => featurize(a),
@@ -665,4 +670,77 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `osprey run`'s command line: the configuration file and overrides of
+/// its keys.
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Configuration file (TOML or YAML; docs/osprey.example.toml lists
+    /// every key). Without it, every key has its default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Interface to capture on (repeatable; replaces capture.interfaces).
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    interfaces: Vec<String>,
+    /// Directory for conn.log and alerts.log (output.log_dir).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Address of /metrics, /healthz and /readyz (metrics.listen_addr).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
+    /// A model's feature spec (repeatable; replaces models.specs).
+    #[arg(long = "model", value_name = "SPEC")]
+    models: Vec<PathBuf>,
+    /// BPF capture filter (capture.bpf_filter).
+    #[arg(short = 'f', long)]
+    filter: Option<String>,
+    /// JSON lines on standard output instead of log files (output.stdout).
+    #[arg(long)]
+    stdout: bool,
+    /// Enforce actions (respond.enforce); without it, every action is a
+    /// logged and reported dry run.
+    #[arg(long)]
+    enforce: bool,
+    /// Rule file (respond.rules_file; default: the bundled rules).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+}
+
+/// The configuration file with the command line's overrides applied.
+fn effective_config(a: &RunArgs) -> Result<osprey::config::Config> {
+    let mut cfg = match &a.config {
+        Some(p) => osprey::config::Config::load(p)?,
+        None => osprey::config::Config::default(),
+    };
+    if !a.interfaces.is_empty() {
+        cfg.capture.interfaces = a.interfaces.clone();
+    }
+    if let Some(d) = &a.log_dir {
+        cfg.output.log_dir = d.clone();
+    }
+    if let Some(m) = &a.metrics_addr {
+        cfg.metrics.listen_addr = m.clone();
+    }
+    if !a.models.is_empty() {
+        cfg.models.specs = a.models.clone();
+    }
+    if let Some(f) = &a.filter {
+        cfg.capture.bpf_filter = f.clone();
+    }
+    if a.stdout {
+        cfg.output.stdout = true;
+    }
+    if a.enforce {
+        cfg.respond.enforce = true;
+    }
+    if let Some(r) = &a.rules {
+        cfg.respond.rules_file = Some(r.clone());
+    }
+    let origin = a
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("(command line)"));
+    cfg.validate(&origin)?;
+    Ok(cfg)
 }

@@ -37,7 +37,6 @@ const ORDER: &[(&str, u32)] = &[
     ("config", 12),
     // replay, live, daemon, calibrate, featurize.
     ("drivers", 13),
-    ("daemon", 13),
 ];
 
 fn rank(module: &str) -> Option<u32> {

@@ -2,7 +2,7 @@
 //! and mutated packets through the engine and the decoders, and the bound
 //! on tracked connections.
 //!
-//! The contract pinned here (see `sensor/replay.rs` and `sensor/main.rs`):
+//! The contract pinned here (see `sensor/drivers/replay/` and `sensor/main.rs`):
 //! a capture that cannot be read is a clear error (non-zero exit, stderr
 //! names the file and the reason, no `conn.log`; a file damaged part-way
 //! leaves `conn.log.partial` without a `#close` footer), while packets that

@@ -7,6 +7,7 @@
 //! folder imports a driver.
 
 pub mod calibrate;
+pub mod daemon;
 pub mod featurize;
 pub mod live;
 pub mod replay;

@@ -10,46 +10,98 @@
 //! allowlist, and looks the discovered allowlist up again: a broken one is
 //! refused, logged and counted, and the running ones stay.
 
+use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-
-use osprey::capture::{LiveOptions, LiveSource};
-use osprey::config::Config;
-use osprey::conn::ConnRecord;
-use osprey::drivers::live::{StageOptions, Stages};
-use osprey::identity::{Attribution, Directory, Fallbacks};
-use osprey::metrics::{Health, Metrics, ServerLimits};
-use osprey::model::bundled::load_models;
-use osprey::model::Model;
-use osprey::report::platform::{ModelRef, Reporter, ReporterHandle, ReporterTask};
-use osprey::respond::admit::{Admission, AdmitConfig, Aggregate, BreakerLimits, Proposal};
-use osprey::respond::decide::{DecideMetrics, Decider, Verdicts};
-use osprey::respond::discover::{publish, Discovery, DiscoverySettings};
-use osprey::respond::dispatch::Dispatch;
-use osprey::respond::hook::Hooks;
-use osprey::respond::kube::{KubeEnforcer, KubeError};
-use osprey::respond::nft::NftEnforcer;
-use osprey::respond::responder::{RespondMetrics, Responder};
-use osprey::respond::rules::{LoadContext, ModelFacts, RuleSet};
-use osprey::respond::safety::{Allowlist, Published};
-use osprey::score::live::{
+use crate::capture::{LiveOptions, LiveSource};
+use crate::config::Config;
+use crate::conn::ConnRecord;
+use crate::drivers::live::{StageOptions, Stages};
+use crate::identity::{Attribution, Directory, Fallbacks};
+use crate::metrics::{Health, Metrics, ServerLimits};
+use crate::model::bundled::load_models;
+use crate::model::Model;
+use crate::report::platform::{ModelRef, Reporter, ReporterHandle, ReporterTask};
+use crate::respond::admit::{Admission, AdmitConfig, Aggregate, BreakerLimits, Proposal};
+use crate::respond::decide::{DecideMetrics, Decider, Verdicts};
+use crate::respond::discover::{publish, Discovery, DiscoverySettings};
+use crate::respond::dispatch::Dispatch;
+use crate::respond::hook::Hooks;
+use crate::respond::kube::{KubeEnforcer, KubeError};
+use crate::respond::nft::NftEnforcer;
+use crate::respond::responder::{RespondMetrics, Responder};
+use crate::respond::rules::{LoadContext, ModelFacts, RuleSet};
+use crate::respond::safety::{Allowlist, Published};
+use crate::score::live::{
     lower_thread_priority, run_scorer, LiveOutputs, ModelSet, RecordSink, Reload, Scored,
     ScorerOptions, DEFAULT_MAX_HELD,
 };
 
+/// An error of any stage the daemon starts, carried with the step it
+/// failed in.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Why the daemon did not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A configuration value is refused; `key` names it.
+    #[error("{key}: {reason}")]
+    Setting { key: String, reason: String },
+    /// A step of start-up or shutdown failed.
+    #[error("{step}")]
+    Step {
+        step: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A thread panicked or the capture failed: the sensor stopped.
+    #[error("stopped because {0}")]
+    Stopped(String),
+}
+
+/// Names the step a fallible call belongs to.
+trait StepContext<T> {
+    fn step(self, step: &str) -> Result<T, DaemonError>;
+    fn step_with(self, step: impl FnOnce() -> String) -> Result<T, DaemonError>;
+}
+
+impl<T, E: Into<BoxError>> StepContext<T> for Result<T, E> {
+    fn step(self, step: &str) -> Result<T, DaemonError> {
+        self.step_with(|| step.to_string())
+    }
+
+    fn step_with(self, step: impl FnOnce() -> String) -> Result<T, DaemonError> {
+        self.map_err(|e| DaemonError::Step {
+            step: step(),
+            source: e.into(),
+        })
+    }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn StdError) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
+}
+
 /// The rule file the configuration names, or the bundled default, checked
 /// against the models that will run.
-pub fn load_rules(cfg: &Config, models: &[Model]) -> Result<RuleSet> {
+pub fn load_rules(cfg: &Config, models: &[Model]) -> Result<RuleSet, DaemonError> {
     let facts: Vec<ModelFacts> = models.iter().map(ModelFacts::of).collect();
     let cx = rule_context(cfg);
     let set = match &cfg.respond.rules_file {
-        Some(p) => RuleSet::load(p, &facts, &cx)?,
+        Some(p) => RuleSet::load(p, &facts, &cx).step("respond.rules_file")?,
         None => RuleSet::parse(DEFAULT_RULES, true, &facts, &cx)
-            .context("the bundled rules/default.yaml")?,
+            .step("the bundled rules/default.yaml")?,
     };
     for (model, classes) in set.unused_classes(&facts) {
         tracing::warn!(
@@ -197,91 +249,29 @@ impl RecordSink for DaemonSink {
 }
 
 /// rules/default.yaml, so the daemon responds out of the box.
-pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
+pub const DEFAULT_RULES: &str = include_str!("../../rules/default.yaml");
 
-#[derive(clap::Args, Clone)]
-pub struct RunArgs {
-    /// Configuration file (TOML or YAML; docs/osprey.example.toml lists
-    /// every key). Without it, every key has its default.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Interface to capture on (repeatable; replaces capture.interfaces).
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
-    interfaces: Vec<String>,
-    /// Directory for conn.log and alerts.log (output.log_dir).
-    #[arg(long)]
-    log_dir: Option<PathBuf>,
-    /// Address of /metrics, /healthz and /readyz (metrics.listen_addr).
-    #[arg(long, value_name = "HOST:PORT")]
-    metrics_addr: Option<String>,
-    /// A model's feature spec (repeatable; replaces models.specs).
-    #[arg(long = "model", value_name = "SPEC")]
-    models: Vec<PathBuf>,
-    /// BPF capture filter (capture.bpf_filter).
-    #[arg(short = 'f', long)]
-    filter: Option<String>,
-    /// JSON lines on standard output instead of log files (output.stdout).
-    #[arg(long)]
-    stdout: bool,
-    /// Enforce actions (respond.enforce); without it, every action is a
-    /// logged and reported dry run.
-    #[arg(long)]
-    enforce: bool,
-    /// Rule file (respond.rules_file; default: the bundled rules).
-    #[arg(long, value_name = "FILE")]
-    rules: Option<PathBuf>,
-}
+/// Re-reads the configuration on SIGHUP (the file with the command line's
+/// overrides), checked as at start.
+pub type ConfigLoader = Box<dyn Fn() -> Result<Config, BoxError> + Send + Sync>;
 
-/// The configuration file with the command line's overrides applied.
-fn effective_config(a: &RunArgs) -> Result<Config> {
-    let mut cfg = match &a.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    if !a.interfaces.is_empty() {
-        cfg.capture.interfaces = a.interfaces.clone();
-    }
-    if let Some(d) = &a.log_dir {
-        cfg.output.log_dir = d.clone();
-    }
-    if let Some(m) = &a.metrics_addr {
-        cfg.metrics.listen_addr = m.clone();
-    }
-    if !a.models.is_empty() {
-        cfg.models.specs = a.models.clone();
-    }
-    if let Some(f) = &a.filter {
-        cfg.capture.bpf_filter = f.clone();
-    }
-    if a.stdout {
-        cfg.output.stdout = true;
-    }
-    if a.enforce {
-        cfg.respond.enforce = true;
-    }
-    if let Some(r) = &a.rules {
-        cfg.respond.rules_file = Some(r.clone());
-    }
-    let origin = a
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("(command line)"));
-    cfg.validate(&origin)?;
-    Ok(cfg)
-}
-
-pub fn run(a: RunArgs) -> Result<()> {
-    let cfg = effective_config(&a)?;
+/// Runs the daemon on `cfg` until SIGTERM or SIGINT, or until a thread
+/// fails; `reload` gives the configuration again on SIGHUP.
+pub fn run(cfg: Config, reload: ConfigLoader) -> Result<(), DaemonError> {
     let mut engine = cfg
         .engine_config()
-        .map_err(|(key, reason)| anyhow::anyhow!("{key}: {reason}"))?;
+        .map_err(|(key, reason)| DaemonError::Setting {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        })?;
     engine.interim = Some(cfg.interim());
 
-    let addr = cfg
-        .metrics_addr()
-        .map_err(|e| anyhow::anyhow!("metrics.listen_addr: {e}"))?;
+    let addr = cfg.metrics_addr().map_err(|e| DaemonError::Setting {
+        key: "metrics.listen_addr".into(),
+        reason: e.to_string(),
+    })?;
     let listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("metrics.listen_addr {addr}: cannot listen"))?;
+        .step_with(|| format!("metrics.listen_addr {addr}: cannot listen"))?;
 
     let sources = LiveSource::open_set(
         &cfg.capture.interfaces,
@@ -294,40 +284,42 @@ pub fn run(a: RunArgs) -> Result<()> {
             read_timeout_ms: cfg.capture.read_timeout_ms,
             block_timeout_ms: cfg.capture.block_timeout_ms,
         },
-    )?;
+    )
+    .step("opening the capture")?;
 
-    let models = load_models(&cfg.models.specs)?;
+    let models = load_models(&cfg.models.specs).step("loading the models")?;
     let metrics = Arc::new(Metrics::new());
     let node = node_name(&cfg);
     let (reporter, reporter_task) = Reporter::open(&cfg.platform, &node, &metrics.registry)
-        .context("starting the platform reporter")?;
+        .step("starting the platform reporter")?;
     reporter.set_models(model_refs(&models));
-    let hooks = Hooks::new(&cfg.respond.hooks, &metrics.registry)?;
+    let hooks = Hooks::new(&cfg.respond.hooks, &metrics.registry).step("respond.hooks")?;
 
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
     // From here on a panic in any thread stops the sensor and exits
     // non-zero (metrics/fail.rs).
-    osprey::metrics::fail::install(health.clone(), stop.clone(), &metrics.registry);
+    crate::metrics::fail::install(health.clone(), stop.clone(), &metrics.registry);
     let server_limits = server_limits(&cfg);
     let rules = load_rules(&cfg, &models)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the I/O runtime")?;
-    let identity = rt.block_on(osprey::identity::start(
+        .step("starting the I/O runtime")?;
+    let identity = rt.block_on(crate::identity::start(
         &cfg.identity,
         &identity_fallbacks(&cfg),
         &metrics.registry,
         Some(health.clone()),
     ));
     let attribution = Attribution::from(&identity);
-    let outputs = osprey::report::live::open_outputs(
+    let outputs = crate::report::live::open_outputs(
         &cfg.output,
         reporter.clone(),
         &node,
         attribution.clone(),
-    )?;
+    )
+    .step("opening the outputs")?;
     let (nft, kube) = start_enforcers(&cfg, &rt, &metrics, &health, identity.directory);
     let allowlist = start_allowlist(&cfg, &rt, &metrics);
     let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(cfg.respond.queue_actions);
@@ -365,7 +357,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         decide_metrics: DecideMetrics::register(&metrics.registry),
     };
     let (reload_tx, reload_rx) = crossbeam_channel::bounded::<Reload<RuleSet>>(1);
-    rt.spawn(osprey::metrics::notify::supervise(health.clone()));
+    rt.spawn(crate::metrics::notify::supervise(health.clone()));
     let io = IoThread::start(
         rt,
         (listener, server_limits),
@@ -373,7 +365,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         health.clone(),
         stop.clone(),
         Reloader {
-            args: a.clone(),
+            load: reload,
             tx: reload_tx,
             metrics: metrics.clone(),
             reporter: reporter.clone(),
@@ -395,10 +387,10 @@ pub fn run(a: RunArgs) -> Result<()> {
     };
     let interfaces = cfg.capture.interfaces.join(",");
     let stages = Stages::start(sources, &stage_opts, metrics.clone(), stop.clone())
-        .context("starting the capture and conn threads")?;
+        .step("starting the capture and conn threads")?;
     health.set_models_loaded(!models.is_empty());
     health.set_capture_running(true);
-    osprey::metrics::notify::ready();
+    crate::metrics::notify::ready();
     reporter.set_ready(!models.is_empty());
     tracing::info!(
         interfaces = %interfaces,
@@ -449,10 +441,10 @@ pub fn run(a: RunArgs) -> Result<()> {
     // A panicked thread (including a tokio task, which no join sees) fails
     // the run: the exit status tells the orchestrator to restart.
     if let Some(why) = health.failure() {
-        anyhow::bail!("stopped because {why}");
+        return Err(DaemonError::Stopped(why.to_string()));
     }
-    scored.context("closing the logs")?;
-    joined?;
+    scored.step("closing the logs")?;
+    joined.step("the capture and conn threads")?;
     eprintln!("osprey: stopped");
     Ok(())
 }
@@ -472,11 +464,11 @@ fn start_control_socket(
         return None;
     }
     let _enter = rt.enter();
-    match osprey::respond::control::bind(&path) {
+    match crate::respond::control::bind(&path) {
         Ok(listener) => {
             let (tx, rx) = tokio::sync::mpsc::channel(16);
             responder.control = Some(rx);
-            rt.spawn(osprey::respond::control::serve(listener, tx));
+            rt.spawn(crate::respond::control::serve(listener, tx));
             tracing::info!(socket = %path.display(), "osprey decisions: control socket listening");
             Some(path)
         }
@@ -612,7 +604,7 @@ fn start_enforcers(
     } else {
         None
     };
-    let gauge = osprey::metrics::gauge_vec(
+    let gauge = crate::metrics::gauge_vec(
         &metrics.registry,
         "osprey_respond_enforcement_degraded",
         "1 for an enforcer that enforcement asked for but that could not start (nft, kubernetes).",
@@ -684,8 +676,9 @@ fn start_allowlist(cfg: &Config, rt: &tokio::runtime::Runtime, metrics: &Metrics
 
 /// Loads the model set again on SIGHUP.
 struct Reloader {
-    /// Re-read on SIGHUP with the same overrides as at start.
-    args: RunArgs,
+    /// Re-reads the configuration on SIGHUP with the same overrides as at
+    /// start.
+    load: ConfigLoader,
     tx: crossbeam_channel::Sender<Reload<RuleSet>>,
     metrics: Arc<Metrics>,
     /// The heartbeat lists the models in use.
@@ -699,9 +692,9 @@ impl Reloader {
         // A bad allowlist entry fails `effective_config` with its key
         // (respond.allowlist[N]): the whole reload is refused, and the
         // running allowlist stays with the running models and rules.
-        let result = (|| -> Result<(Reload<RuleSet>, Vec<ipnet::IpNet>)> {
-            let cfg = effective_config(&self.args)?;
-            let models = load_models(&cfg.models.specs)?;
+        let result = (|| -> Result<(Reload<RuleSet>, Vec<ipnet::IpNet>), DaemonError> {
+            let cfg = (self.load)().step("the configuration")?;
+            let models = load_models(&cfg.models.specs).step("loading the models")?;
             let rules = load_rules(&cfg, &models)?;
             self.reporter.set_models(model_refs(&models));
             Ok((
@@ -732,12 +725,13 @@ impl Reloader {
             }
             Err(e) => {
                 self.metrics.reloads.with_label_values(&["error"]).inc();
+                let e = chain(&e);
                 tracing::error!(
-                    error = format!("{e:#}"),
+                    error = e,
                     "SIGHUP: reload refused, the running models, rules and allowlist stay"
                 );
                 eprintln!(
-                    "osprey: reload refused, the running models, rules and allowlist stay: {e:#}"
+                    "osprey: reload refused, the running models, rules and allowlist stay: {e}"
                 );
             }
         }
@@ -768,24 +762,26 @@ impl IoThread {
         reloader: Reloader,
         responder: (Responder, tokio::sync::mpsc::Receiver<Proposal>),
         reporter: ReporterTask,
-    ) -> Result<IoThread> {
+    ) -> Result<IoThread, DaemonError> {
         use tokio::signal::unix::{signal, SignalKind};
         // Handlers are installed here, before capture starts, so that a
         // SIGTERM during start-up is not lost.
-        let (mut term, mut int, mut hup) = rt.block_on(async {
-            Ok::<_, std::io::Error>((
-                signal(SignalKind::terminate())?,
-                signal(SignalKind::interrupt())?,
-                signal(SignalKind::hangup())?,
-            ))
-        })?;
+        let (mut term, mut int, mut hup) = rt
+            .block_on(async {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::hangup())?,
+                ))
+            })
+            .step("installing the signal handlers")?;
         let (done, done_rx) = tokio::sync::watch::channel(false);
         let handle = std::thread::Builder::new()
             .name("osprey-io".into())
             .spawn(move || {
                 rt.block_on(async move {
                     let mut server_done = done_rx.clone();
-                    let server = tokio::spawn(osprey::metrics::serve(
+                    let server = tokio::spawn(crate::metrics::serve(
                         listener,
                         metrics,
                         health.clone(),
@@ -815,7 +811,7 @@ impl IoThread {
                     }
                     tracing::info!("stopping: flushing open connections");
                     health.set_stopping();
-                    osprey::metrics::notify::stopping();
+                    crate::metrics::notify::stopping();
                     stop.store(true, Ordering::Relaxed);
                     // Keep serving /metrics while the pipeline drains.
                     if let Ok(Err(e)) = server.await {
@@ -840,7 +836,7 @@ impl IoThread {
                     let _ = reporting.await;
                 });
             })
-            .context("starting the I/O thread")?;
+            .step("starting the I/O thread")?;
         Ok(IoThread { handle, done })
     }
 

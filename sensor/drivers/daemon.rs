@@ -166,6 +166,9 @@ impl DaemonSink {
                 .log_write_errors
                 .with_label_values(&["alerts"])
                 .inc();
+            self.metrics
+                .dropped
+                .add(crate::metrics::Stage::Report, "alerts_write_failed", 1);
             tracing::warn!(error = %e, "alerts.log write failed");
         }
     }
@@ -194,6 +197,9 @@ impl DaemonSink {
                     .pipeline_dropped_records
                     .with_label_values(&["respond"])
                     .inc();
+                self.metrics
+                    .dropped
+                    .add(crate::metrics::Stage::Respond, "proposal_queue_full", 1);
             }
         }
     }
@@ -208,6 +214,9 @@ impl RecordSink for DaemonSink {
                 .log_write_errors
                 .with_label_values(&["conn"])
                 .inc();
+            self.metrics
+                .dropped
+                .add(crate::metrics::Stage::Report, "conn_log_write_failed", 1);
             tracing::warn!(error = %e, "conn.log write failed");
         }
     }

@@ -28,7 +28,7 @@ use crate::conn::node_view::{Fold, NodeView, NodeViewConfig, NodeViewStats, Verd
 use crate::conn::{Engine, EngineConfig};
 use crate::decode::prepare::{prepare, Prepared};
 use crate::decode::PacketBatch;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Stage};
 
 /// Bytes of packet data per batch arena, per packet of the batch: enough
 /// for full-size Ethernet frames on average. The arenas of every queued
@@ -447,6 +447,13 @@ impl CaptureLoop {
         m.pipeline_dropped_packets
             .with_label_values(&["fold"])
             .inc_by(c.folds_dropped - done.folds_dropped);
+        m.dropped
+            .add(Stage::Conn, "queue_full", c.dropped - done.dropped);
+        m.dropped.add(
+            Stage::Conn,
+            "fold_queue_full",
+            c.folds_dropped - done.folds_dropped,
+        );
         *done = CaptureCounts {
             packets: c.packets,
             bytes: c.bytes,
@@ -469,6 +476,16 @@ impl CaptureLoop {
             .capture_interface_drops
             .with_label_values(&[iface])
             .inc_by(k.if_dropped.saturating_sub(done.if_dropped));
+        self.metrics.dropped.add(
+            Stage::Capture,
+            "kernel_ring_full",
+            k.dropped.saturating_sub(done.dropped),
+        );
+        self.metrics.dropped.add(
+            Stage::Capture,
+            "interface",
+            k.if_dropped.saturating_sub(done.if_dropped),
+        );
         *done = *k;
     }
 }

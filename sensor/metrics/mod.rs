@@ -7,10 +7,12 @@
 //! so the shared atomics are touched thousands of times less often than
 //! packets arrive.
 
+mod dropped;
 pub mod fail;
 pub mod notify;
 mod server;
 
+pub use dropped::{Dropped, Stage};
 pub use server::{serve, Health, ServerLimits};
 
 use prometheus::{
@@ -28,6 +30,8 @@ use crate::decode::weird::Weird;
 /// Every metric osprey exports.
 pub struct Metrics {
     pub registry: Registry,
+    /// `osprey_dropped_total{stage,reason}`: every drop, wherever it is.
+    pub dropped: Dropped,
     pub capture_packets: IntCounterVec,
     pub capture_bytes: IntCounterVec,
     pub capture_kernel_drops: IntCounterVec,
@@ -148,6 +152,7 @@ impl Metrics {
             &["shard"],
         );
         Metrics {
+            dropped: Dropped::on(&r),
             capture_packets: counter_vec(
                 &r,
                 "osprey_capture_packets_total",
@@ -373,6 +378,16 @@ impl Metrics {
             .inc_by(now.conns_created - before.conns_created);
         self.conns_evicted
             .inc_by(now.conns_evicted - before.conns_evicted);
+        self.dropped.add(
+            Stage::Conn,
+            "conn_limit",
+            now.conns_evicted - before.conns_evicted,
+        );
+        self.dropped.add(
+            Stage::Conn,
+            "interim_queue_full",
+            now.interim_dropped.saturating_sub(before.interim_dropped),
+        );
         self.interim_records
             .inc_by(now.interim_records - before.interim_records);
         // By name, not by zipping the non-zero counts of both: a weird
@@ -402,6 +417,8 @@ impl Metrics {
                 self.fragments_evicted
                     .with_label_values(&[d.name()])
                     .inc_by(n - b);
+                self.dropped
+                    .add(Stage::Decode, &format!("fragment_{}", d.name()), n - b);
             }
         }
         for d in ReasmDrop::ALL {
@@ -432,5 +449,31 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_drops_reach_the_one_dropped_family() {
+        let m = Metrics::new();
+        let before = EngineStats::default();
+        let now = EngineStats {
+            conns_evicted: 4,
+            interim_dropped: 3,
+            ..EngineStats::default()
+        };
+        let (c0, i0) = (
+            m.dropped.get(Stage::Conn, "conn_limit"),
+            m.dropped.get(Stage::Conn, "interim_queue_full"),
+        );
+        m.add_engine_delta(&before, &now);
+        assert_eq!(m.dropped.get(Stage::Conn, "conn_limit") - c0, 4);
+        assert_eq!(m.dropped.get(Stage::Conn, "interim_queue_full") - i0, 3);
+        assert!(m
+            .render()
+            .contains("osprey_dropped_total{reason=\"conn_limit\",stage=\"conn\"}"));
     }
 }

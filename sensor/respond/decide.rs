@@ -321,6 +321,7 @@ mod tests;
 pub struct DecideMetrics {
     tracked: prometheus::IntGaugeVec,
     evicted: prometheus::IntCounterVec,
+    dropped: crate::metrics::Dropped,
     memory: prometheus::IntGauge,
     last: EvidenceStats,
     last_memory: std::time::Instant,
@@ -330,6 +331,7 @@ impl DecideMetrics {
     pub fn register(r: &prometheus::Registry) -> DecideMetrics {
         use crate::metrics::{counter_vec, gauge, gauge_vec};
         DecideMetrics {
+            dropped: crate::metrics::Dropped::on(r),
             tracked: gauge_vec(
                 r,
                 "osprey_evidence_tracked",
@@ -384,6 +386,11 @@ impl DecideMetrics {
             self.tracked.with_label_values(&[table]).set(n as i64);
             if ev > last {
                 self.evicted.with_label_values(&[table]).inc_by(ev - last);
+                self.dropped.add(
+                    crate::metrics::Stage::Evidence,
+                    &format!("evicted_{table}"),
+                    ev - last,
+                );
             }
         }
         self.last = s;

@@ -27,11 +27,13 @@ pub struct RespondMetrics {
     pub breaker_trips: IntCounter,
     /// `osprey_respond_lifted_total{kind}`.
     pub lifted: IntCounterVec,
+    pub dropped: crate::metrics::Dropped,
 }
 
 impl RespondMetrics {
     pub fn register(r: &Registry) -> RespondMetrics {
         RespondMetrics {
+            dropped: crate::metrics::Dropped::on(r),
             enforce: EnforceMetrics::register(r),
             refused: counter_vec(
                 r,
@@ -175,6 +177,11 @@ impl Responder {
                 Ok(Enforced::Started) => None,
                 Err(e @ DispatchError::QueueFull) => {
                     tracing::error!(action = %describe(&action), error = %e, "enforcement dropped");
+                    self.metrics.dropped.add(
+                        crate::metrics::Stage::Respond,
+                        "enforcer_queue_full",
+                        1,
+                    );
                     Some("dropped")
                 }
                 Err(e) => {

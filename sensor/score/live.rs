@@ -27,7 +27,7 @@ use crossbeam_channel::{select, Receiver};
 
 use crate::conn::ConnRecord;
 use crate::features::{scale_rows, to_f32, Flow, LiveConfig, LiveFeaturizer};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Stage};
 use crate::model::{Model, Verdict};
 
 /// Where the daemon's scorer writes logs.
@@ -95,6 +95,9 @@ pub struct ModelSet {
     /// Seconds of packet time a record is held before scoring: the
     /// longest look-ahead of any model's context columns.
     hold: f64,
+    /// Host-context flows evicted and records not kept, as last counted
+    /// in `osprey_dropped_total`.
+    drops_counted: (u64, u64),
 }
 
 impl ModelSet {
@@ -123,7 +126,27 @@ impl ModelSet {
             featurizers,
             uses,
             hold,
+            drops_counted: (0, 0),
         }
+    }
+
+    /// Counts what the host contexts dropped since the last call: flows
+    /// evicted at their memory bound (contexts are partial then), and
+    /// records whose time could not be placed.
+    fn count_drops(&mut self, m: &Metrics) {
+        let (evicted, unusable) = self.featurizers.iter().fold((0, 0), |(e, u), f| {
+            let s = f.stats();
+            (e + s.evicted, u + s.unusable)
+        });
+        let (e0, u0) = self.drops_counted;
+        m.dropped
+            .add(Stage::Features, "context_full", evicted.saturating_sub(e0));
+        m.dropped.add(
+            Stage::Features,
+            "context_unusable_time",
+            unusable.saturating_sub(u0),
+        );
+        self.drops_counted = (evicted, unusable);
     }
 
     /// Seconds of packet time records are held before scoring.
@@ -261,6 +284,11 @@ pub fn run_scorer<S: RecordSink>(
                             .pipeline_dropped_records
                             .with_label_values(&["score"])
                             .inc_by(batch.records.len() as u64);
+                        metrics.dropped.add(
+                            Stage::Score,
+                            "backlog",
+                            batch.records.len() as u64,
+                        );
                     }
                     if batch.clock > clock {
                         clock = batch.clock;
@@ -278,6 +306,7 @@ pub fn run_scorer<S: RecordSink>(
                         arrived.push(record);
                     }
                     set.push(arrived, batch.emitted, batch.clock, &mut pending);
+                    set.count_drops(metrics);
                 }
                 Err(_) => closed = true,
             },
@@ -434,6 +463,7 @@ fn score<S: RecordSink>(
                 m.pipeline_dropped_records
                     .with_label_values(&["inference"])
                     .inc_by(n as u64);
+                m.dropped.add(Stage::Score, "inference_failed", n as u64);
                 failed = true;
                 break;
             }

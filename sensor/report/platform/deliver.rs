@@ -376,6 +376,11 @@ impl Deliverer {
                     .events_rejected
                     .with_label_values(&[reason])
                     .inc();
+                self.shared.metrics.dropped.add(
+                    crate::metrics::Stage::Report,
+                    &format!("platform_rejected_{reason}"),
+                    1,
+                );
                 let key = batch
                     .lines
                     .first()

@@ -2,7 +2,7 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 
-use crate::metrics::{counter, counter_vec, gauge};
+use crate::metrics::{counter, counter_vec, gauge, Dropped};
 
 #[derive(Clone)]
 pub(crate) struct PlatformMetrics {
@@ -17,11 +17,13 @@ pub(crate) struct PlatformMetrics {
     pub(crate) alerts_suppressed: IntCounter,
     pub(crate) actions_suppressed: IntCounter,
     pub(crate) events_rejected: IntCounterVec,
+    pub(crate) dropped: Dropped,
 }
 
 impl PlatformMetrics {
     pub(crate) fn new(r: &Registry) -> Self {
         PlatformMetrics {
+            dropped: Dropped::on(r),
             deliveries: counter_vec(
                 r,
                 "osprey_platform_deliveries_total",

@@ -156,6 +156,9 @@ impl ReporterHandle {
             }
             Err(e) => {
                 s.metrics.spool_dropped.inc();
+                s.metrics
+                    .dropped
+                    .add(crate::metrics::Stage::Report, "event_not_serialisable", 1);
                 tracing::warn!(key = %event.key, error = %e, "platform event not serialisable; dropped");
             }
         }

@@ -267,6 +267,11 @@ impl Spool {
         };
         let bytes = segments.iter().map(|s| s.bytes).sum();
         metrics.spool_skipped.inc_by(skipped);
+        metrics.dropped.add(
+            crate::metrics::Stage::Report,
+            "spool_unreadable_line",
+            skipped,
+        );
         let spool = Spool {
             _lock: lock,
             dir: dir.to_path_buf(),
@@ -343,6 +348,9 @@ impl Spool {
             }
             Err(e) => {
                 self.metrics.spool_dropped.inc();
+                self.metrics
+                    .dropped
+                    .add(crate::metrics::Stage::Report, "spool_write_failed", 1);
                 if !st.write_failing {
                     st.write_failing = true;
                     warn!(dir = %self.dir.display(), error = %e,
@@ -410,6 +418,9 @@ impl Spool {
             remove_segment(&self.dir, s.first);
             if lost > 0 {
                 self.metrics.spool_dropped.inc_by(lost);
+                self.metrics
+                    .dropped
+                    .add(crate::metrics::Stage::Report, "spool_full", lost);
                 warn!(dropped = lost, max_bytes = self.max_bytes, dir = %self.dir.display(),
                     "platform spool full: dropped its oldest undelivered events");
             }
@@ -502,6 +513,11 @@ impl Spool {
         }
         if skipped > 0 {
             self.metrics.spool_skipped.inc_by(skipped);
+            self.metrics.dropped.add(
+                crate::metrics::Stage::Report,
+                "spool_unreadable_line",
+                skipped,
+            );
             warn!(
                 skipped,
                 dir = %self.dir.display(),

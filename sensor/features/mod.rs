@@ -19,4 +19,4 @@ pub mod zeek_log;
 pub use flow::Flow;
 pub use live::{LiveConfig, LiveFeaturizer, LiveStats};
 pub use spec::{FeatureSpec, SpecError};
-pub use vector::{featurize, scale_rows, to_f32};
+pub use vector::{featurize, scale_rows, scaled_f32_into, to_f32};

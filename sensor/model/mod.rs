@@ -108,6 +108,73 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// Reads an ONNX file with its subnormal float weights flushed to zero
+/// (sign kept). A multiply that touches a subnormal takes the CPU's slow
+/// path (tens to a hundred times slower on x86), and osprey may not set
+/// the FTZ/DAZ flags (no unsafe code); a weight below 1.2e-38 cannot
+/// change a score at f32 precision, so dropping it changes no verdict.
+fn read_flushed(path: &std::path::Path) -> TractResult<InferenceModel> {
+    let onnx = onnx();
+    let mut proto = onnx.proto_model_for_path(path)?;
+    let flushed = flush_subnormals(&mut proto);
+    if flushed > 0 {
+        tracing::info!(
+            onnx = %path.display(),
+            weights = flushed,
+            "subnormal weights flushed to zero"
+        );
+    }
+    let dir = path.parent().and_then(|d| d.to_str());
+    let parsed = onnx.parse(&proto, dir)?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(TractError::msg(format!(
+            "could not resolve inputs at top level: {:?}",
+            parsed.unresolved_inputs
+        )));
+    }
+    Ok(parsed.model)
+}
+
+/// Flushes the subnormal f32 values of a model's initializers and
+/// `Constant` tensors (subgraphs included) to signed zero; returns how
+/// many it changed.
+pub fn flush_subnormals(proto: &mut tract_onnx::pb::ModelProto) -> usize {
+    fn tensor(t: &mut tract_onnx::pb::TensorProto) -> usize {
+        // TensorProto.DataType.FLOAT
+        if t.data_type != 1 {
+            return 0;
+        }
+        let mut n = 0;
+        for v in &mut t.float_data {
+            if v.is_subnormal() {
+                *v = 0.0f32.copysign(*v);
+                n += 1;
+            }
+        }
+        for b in t.raw_data.chunks_exact_mut(4) {
+            let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            if v.is_subnormal() {
+                b.copy_from_slice(&0.0f32.copysign(v).to_le_bytes());
+                n += 1;
+            }
+        }
+        n
+    }
+    fn graph(g: &mut tract_onnx::pb::GraphProto) -> usize {
+        let mut n: usize = g.initializer.iter_mut().map(tensor).sum();
+        for node in &mut g.node {
+            for a in &mut node.attribute {
+                n += a.t.as_mut().map_or(0, tensor);
+                n += a.tensors.iter_mut().map(tensor).sum::<usize>();
+                n += a.g.as_mut().map_or(0, graph);
+                n += a.graphs.iter_mut().map(graph).sum::<usize>();
+            }
+        }
+        n
+    }
+    proto.graph.as_mut().map_or(0, graph)
+}
+
 /// tract's ONNX reader with osprey's tree ops in place of tract's.
 pub fn onnx() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
@@ -127,7 +194,7 @@ impl Model {
             path: path.clone(),
             message: format!("{e:#}"),
         };
-        let model = onnx().model_for_path(&path).map_err(load_err)?;
+        let model = read_flushed(&path).map_err(load_err)?;
         let (typed, signature, results) = check::against_spec(&spec, model, &path)?;
         let mut optimized = typed.into_optimized().map_err(load_err)?;
         let narrowed = softmax::narrow(&mut optimized).map_err(load_err)?;
@@ -306,6 +373,66 @@ fn f32_output(results: &TVec<TValue>, at: usize, len: usize) -> Result<&[f32], M
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subnormal_weights_are_flushed_with_their_sign() {
+        use tract_onnx::pb;
+        let tiny = f32::MIN_POSITIVE / 4.0;
+        let raw: Vec<u8> = [1.5f32, -tiny, tiny, 0.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut proto = pb::ModelProto {
+            graph: Some(pb::GraphProto {
+                initializer: vec![
+                    pb::TensorProto {
+                        data_type: 1,
+                        float_data: vec![tiny, 2.0, -tiny],
+                        ..Default::default()
+                    },
+                    pb::TensorProto {
+                        data_type: 1,
+                        raw_data: raw,
+                        ..Default::default()
+                    },
+                    // Not floats: untouched.
+                    pb::TensorProto {
+                        data_type: 7,
+                        raw_data: vec![1, 0, 0, 0, 0, 0, 0, 0],
+                        ..Default::default()
+                    },
+                ],
+                node: vec![pb::NodeProto {
+                    op_type: "Constant".into(),
+                    attribute: vec![pb::AttributeProto {
+                        t: Some(pb::TensorProto {
+                            data_type: 1,
+                            float_data: vec![tiny],
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(flush_subnormals(&mut proto), 5);
+        let g = proto.graph.as_ref().unwrap();
+        let f = &g.initializer[0].float_data;
+        assert_eq!(f[0].to_bits(), 0.0f32.to_bits());
+        assert_eq!(f[1], 2.0);
+        assert_eq!(f[2].to_bits(), (-0.0f32).to_bits());
+        let r = &g.initializer[1].raw_data;
+        assert_eq!(f32::from_le_bytes([r[0], r[1], r[2], r[3]]), 1.5);
+        assert_eq!(
+            f32::from_le_bytes([r[4], r[5], r[6], r[7]]).to_bits(),
+            (-0.0f32).to_bits()
+        );
+        assert_eq!(g.initializer[2].raw_data, [1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(flush_subnormals(&mut proto), 0);
+    }
 
     #[test]
     fn top_prefers_the_first_of_equals_and_skips_nan() {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver};
 
 use crate::conn::ConnRecord;
-use crate::features::{scale_rows, to_f32, Flow, LiveConfig, LiveFeaturizer};
+use crate::features::{scaled_f32_into, Flow, LiveConfig, LiveFeaturizer};
 use crate::metrics::{Metrics, Stage};
 use crate::model::{Model, Verdict};
 
@@ -98,6 +98,8 @@ pub struct ModelSet {
     /// Host-context flows evicted and records not kept, as last counted
     /// in `osprey_dropped_total`.
     drops_counted: (u64, u64),
+    /// The model input of a batch, reused from batch to batch.
+    input: Vec<f32>,
 }
 
 impl ModelSet {
@@ -127,6 +129,7 @@ impl ModelSet {
             uses,
             hold,
             drops_counted: (0, 0),
+            input: Vec::new(),
         }
     }
 
@@ -430,17 +433,12 @@ fn score<S: RecordSink>(
         .map(|f| f.featurize(flows))
         .collect();
     let mut failed = false;
+    let mut rows = std::mem::take(&mut set.input);
     for (model, &uses) in set.models.iter().zip(&set.uses) {
         let spec = model.spec();
         let name = spec.model.name.as_str();
-        let rows = match &spec.scaler {
-            Some(s) => {
-                let mut raw = raws[uses].clone();
-                scale_rows(s, spec.columns(), &mut raw);
-                to_f32(&raw)
-            }
-            None => to_f32(&raws[uses]),
-        };
+        let raw = raws.get(uses).map_or(&[][..], Vec::as_slice);
+        scaled_f32_into(spec.scaler.as_ref(), spec.columns(), raw, &mut rows);
         let started = Instant::now();
         match model.run(&rows, n) {
             Ok(vs) => {
@@ -450,11 +448,25 @@ fn score<S: RecordSink>(
                 m.inference_batch_rows
                     .with_label_values(&[name])
                     .observe(n as f64);
-                for (slot, v) in verdicts.iter_mut().zip(vs) {
-                    m.verdicts.with_label_values(&[name, v.label_name()]).inc();
-                    if v.flagged {
-                        m.alerts.with_label_values(&[name]).inc();
+                // Counted per label once per batch: a labelled counter
+                // lookup per record costs more than the model's arithmetic.
+                let mut by_label: Vec<(&str, u64)> = Vec::new();
+                let mut alerts = 0u64;
+                for v in &vs {
+                    let label = v.label_name();
+                    match by_label.iter_mut().find(|(l, _)| *l == label) {
+                        Some((_, c)) => *c += 1,
+                        None => by_label.push((label, 1)),
                     }
+                    alerts += u64::from(v.flagged);
+                }
+                for (label, c) in by_label {
+                    m.verdicts.with_label_values(&[name, label]).inc_by(c);
+                }
+                if alerts > 0 {
+                    m.alerts.with_label_values(&[name]).inc_by(alerts);
+                }
+                for (slot, v) in verdicts.iter_mut().zip(vs) {
                     slot.push(v);
                 }
             }
@@ -469,6 +481,7 @@ fn score<S: RecordSink>(
             }
         }
     }
+    set.input = rows;
     let now = Instant::now();
     let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -29,7 +29,7 @@
 //!
 //! [`context_columns`]: super::context::context_columns
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -123,25 +123,28 @@ struct Group {
     hosts: HashMap<HostKey, Host>,
 }
 
-/// A flow's place in a key's time order: ties in start time are broken by
-/// slot so a flow can be found by binary search.
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    ts: f64,
-    slot: u32,
+/// A flow's place in a key's time order: the start time as an ordered
+/// integer ([`age`], with -0 read as +0 so that the order agrees with the
+/// float comparisons of the batch sweep), ties broken by slot.
+type Entry = (u64, u32);
+
+fn entry(ts: f64, slot: u32) -> Entry {
+    (age(ts + 0.0), slot)
 }
 
-fn before(a: &Entry, b: &Entry) -> bool {
-    a.ts.total_cmp(&b.ts).then(a.slot.cmp(&b.slot)).is_lt()
-}
-
-/// The flows of one key value, in time order, and the window over
-/// `entries[lo..hi]`.
+/// The flows of one key value, in time order, and the window over those
+/// in `[lo, hi)`.
+///
+/// A B-tree, not a sorted array: records arrive out of start-time order
+/// (a connection is logged when it ends; an interim snapshot is replaced
+/// by its final record), and a flood puts hundreds of thousands of flows
+/// under one key, where inserting or removing in the middle of an array
+/// moved all of them every time.
 struct Host {
-    entries: VecDeque<Entry>,
+    entries: BTreeSet<Entry>,
     window: Window<u32>,
-    lo: usize,
-    hi: usize,
+    lo: Entry,
+    hi: Entry,
 }
 
 fn slot_of(slots: &[Option<Slot>], id: u32) -> Option<&Slot> {
@@ -157,72 +160,67 @@ fn contributions<'a>(s: &'a Slot, columns: &'a [Column]) -> impl Iterator<Item =
 impl Host {
     fn new(columns: usize) -> Host {
         Host {
-            entries: VecDeque::new(),
+            entries: BTreeSet::new(),
             window: Window::new(columns),
-            lo: 0,
-            hi: 0,
+            lo: (0, 0),
+            hi: (0, 0),
         }
     }
 
-    /// Inserts a flow in time order; it joins the window when it lands
-    /// strictly inside the window's range, so the window stays exactly
-    /// `entries[lo..hi]`.
+    fn in_window(&self, e: Entry) -> bool {
+        self.lo <= e && e < self.hi
+    }
+
+    /// Adds a flow; it joins the window when it lies in the window's range.
     fn insert(&mut self, e: Entry, s: &Slot, columns: &[Column]) {
-        let p = self.entries.partition_point(|x| before(x, &e));
-        self.entries.insert(p, e);
-        if p < self.lo {
-            self.lo += 1;
-            self.hi += 1;
-        } else if p < self.hi {
+        self.entries.insert(e);
+        if self.in_window(e) {
             self.window.add(&s.member, contributions(s, columns));
-            self.hi += 1;
         }
     }
 
     fn remove(&mut self, e: Entry, s: &Slot, columns: &[Column]) {
-        let p = self.entries.partition_point(|x| before(x, &e));
-        if self.entries.get(p).is_none_or(|x| x.slot != e.slot) {
+        if !self.entries.remove(&e) {
             debug_assert!(false, "a retained flow is missing from its key");
             return;
         }
-        self.entries.remove(p);
-        if p < self.lo {
-            self.lo -= 1;
-            self.hi -= 1;
-        } else if p < self.hi {
+        if self.in_window(e) {
             self.window.remove(&s.member, contributions(s, columns));
-            self.hi -= 1;
         }
     }
 
-    /// Moves the window to `entries[lo..hi]`: grows it first, then
-    /// shrinks it, so every flow removed was in it.
-    fn seek(&mut self, lo: usize, hi: usize, slots: &[Option<Slot>], columns: &[Column]) {
-        let apply = |w: &mut Window<u32>, e: Option<&Entry>, adding: bool| {
-            if let Some(s) = e.and_then(|e| slot_of(slots, e.slot)) {
-                if adding {
-                    w.add(&s.member, contributions(s, columns));
-                } else {
-                    w.remove(&s.member, contributions(s, columns));
+    /// Moves the window to the flows in `[lo, hi)`: adds those the new
+    /// range has and the old one had not, removes those it no longer has.
+    /// Window arithmetic is exact (integer sums, counted distinct values),
+    /// so the order of these steps does not change any value.
+    fn seek(&mut self, lo: Entry, hi: Entry, slots: &[Option<Slot>], columns: &[Column]) {
+        let (old_lo, old_hi) = (self.lo, self.hi);
+        let Host {
+            entries, window, ..
+        } = self;
+        let mut apply = |from: Entry, to: Entry, adding: bool| {
+            if from >= to {
+                return;
+            }
+            for e in entries.range(from..to) {
+                if let Some(s) = slot_of(slots, e.1) {
+                    if adding {
+                        window.add(&s.member, contributions(s, columns));
+                    } else {
+                        window.remove(&s.member, contributions(s, columns));
+                    }
                 }
             }
         };
-        while self.hi < hi {
-            apply(&mut self.window, self.entries.get(self.hi), true);
-            self.hi += 1;
+        // new minus old, then old minus new.
+        apply(lo, hi.min(old_lo), true);
+        apply(lo.max(old_hi), hi, true);
+        if old_lo < old_hi {
+            apply(old_lo, old_hi.min(lo), false);
+            apply(old_lo.max(hi), old_hi, false);
         }
-        while self.lo > lo {
-            self.lo -= 1;
-            apply(&mut self.window, self.entries.get(self.lo), true);
-        }
-        while self.lo < lo {
-            apply(&mut self.window, self.entries.get(self.lo), false);
-            self.lo += 1;
-        }
-        while self.hi > hi {
-            self.hi -= 1;
-            apply(&mut self.window, self.entries.get(self.hi), false);
-        }
+        self.lo = lo;
+        self.hi = hi;
     }
 }
 
@@ -439,10 +437,9 @@ impl LiveFeaturizer {
                         .and_then(|k| g.hosts.get_mut(&k));
                     let w = match host {
                         Some(h) => {
-                            let from = f.ts - g.window;
-                            let lo = h.entries.partition_point(|e| e.ts < from);
-                            let to = f.ts + g.ahead;
-                            let hi = h.entries.partition_point(|e| e.ts <= to);
+                            // Start times in [ts - window, ts + ahead].
+                            let lo = entry(f.ts - g.window, 0);
+                            let hi = (age(f.ts + g.ahead + 0.0).saturating_add(1), 0);
                             h.seek(lo, hi, slots, &g.columns);
                             &h.window
                         }
@@ -533,7 +530,7 @@ impl LiveFeaturizer {
         let s = place.insert(slot);
         by_uid.insert(s.uid.clone(), id);
         by_age.insert((age(s.ts), id));
-        let e = Entry { ts: s.ts, slot: id };
+        let e = entry(s.ts, id);
         for g in groups.iter_mut() {
             let n = g.columns.len();
             g.hosts
@@ -547,7 +544,7 @@ impl LiveFeaturizer {
         let Some(s) = self.slots.get_mut(id as usize).and_then(Option::take) else {
             return;
         };
-        let e = Entry { ts: s.ts, slot: id };
+        let e = entry(s.ts, id);
         for g in self.groups.iter_mut() {
             let k = host_key(g.key, &s.member);
             if let Some(h) = g.hosts.get_mut(&k) {

@@ -22,6 +22,7 @@
 //! `MIME::max_depth` set to 0 (no limit) the chain stops growing at
 //! [`MAX_CHAIN`] entities, so hostile nesting cannot take memory.
 
+use super::Cx;
 use crate::decode::weird::Weird;
 
 /// Bytes of a header line kept for parsing (the total is still counted).
@@ -362,6 +363,47 @@ impl Entity {
             kind: Kind::Other,
             boundary: None,
         }
+    }
+}
+
+/// The mails of a mail protocol's session (SMTP `DATA`, POP3 `RETR`):
+/// one [`Mime`] per mail, and whether a limit was reported yet.
+#[derive(Debug)]
+pub(crate) struct Mails {
+    current: Option<Mime>,
+    limits: MimeLimits,
+    reported: bool,
+}
+
+impl Mails {
+    pub fn new(limits: MimeLimits) -> Self {
+        Mails {
+            current: None,
+            limits,
+            reported: false,
+        }
+    }
+
+    /// A line of the current mail (`BeginData` first if none is open).
+    pub fn line(&mut self, line: &[u8], len: usize, cx: &mut Cx<'_>) {
+        let limits = self.limits;
+        let mail = self.current.get_or_insert_with(|| Mime::new(limits));
+        mail.line(line, len);
+        for w in mail.take_hits() {
+            cx.limit_reached(w);
+            self.reported = true;
+        }
+    }
+
+    /// `EndData`: the next line starts a new mail.
+    pub fn end(&mut self) {
+        self.current = None;
+    }
+
+    /// True while a limit can still be reached: the parser must keep
+    /// reading the session.
+    pub fn watching(&self) -> bool {
+        (self.limits.max_depth > 0 || self.limits.max_header_bytes > 0) && !self.reported
     }
 }
 

@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 
 use super::line::{LineSplitter, Owned};
-use super::mime::{Mime, MimeLimits};
+use super::mime::Mails;
 use super::{AnalyzerLimits, ChildKind, Cx, Parser};
 
 const LINE_KEEP: usize = 1024;
@@ -159,11 +159,8 @@ pub(crate) struct Pop3 {
     unknown_cmds: u32,
     cmds: VecDeque<Vec<u8>>,
     scratch: Vec<u8>,
-    /// The mail of the current `RETR`/`TOP` answer.
-    mail: Option<Mime>,
-    mime_limits: MimeLimits,
-    /// A MIME limit was reported (the `X` is in history).
-    mime_reported: bool,
+    /// The mails of `RETR`/`TOP` answers.
+    mails: Mails,
 }
 
 impl Pop3 {
@@ -180,27 +177,13 @@ impl Pop3 {
             unknown_cmds: 0,
             cmds: VecDeque::new(),
             scratch: Vec::new(),
-            mail: None,
-            mime_limits: AnalyzerLimits::default().mime,
-            mime_reported: false,
+            mails: Mails::new(AnalyzerLimits::default().mime),
         }
     }
 
     pub fn with_limits(mut self, limits: &AnalyzerLimits) -> Self {
-        self.mime_limits = limits.mime;
+        self.mails = Mails::new(limits.mime);
         self
-    }
-
-    /// `ProcessData`: one line of a retrieved mail (`len` bytes, `line`
-    /// kept); the first one starts the mail (`BeginData`).
-    fn mail_line(&mut self, line: &[u8], len: usize, cx: &mut Cx<'_>) {
-        let limits = self.mime_limits;
-        let mail = self.mail.get_or_insert_with(|| Mime::new(limits));
-        mail.line(line, len);
-        for w in mail.take_hits() {
-            cx.limit_reached(w);
-            self.mime_reported = true;
-        }
     }
 
     fn request(&mut self, line: &[u8], cx: &mut Cx<'_>) {
@@ -330,10 +313,10 @@ impl Pop3 {
             if line.first() == Some(&b'.') && len == 1 {
                 self.request_multi = false;
                 self.multi = false;
-                self.mail = None;
+                self.mails.end();
                 self.finish_cmd(cx);
             } else if matches!(self.state, St::Retr | St::Top) {
-                self.mail_line(line, len, cx);
+                self.mails.line(line, len, cx);
             }
             return false;
         }
@@ -375,7 +358,7 @@ impl Pop3 {
                         self.waiting_auth = false;
                     }
                     St::Top | St::Retr => {
-                        self.mail_line(line, len, cx);
+                        self.mails.line(line, len, cx);
                         if self.request_multi {
                             self.multi = true;
                         }
@@ -472,9 +455,7 @@ impl Parser for Pop3 {
 
     fn finished(&self, confirmed: bool, settled: bool, _seen: u64) -> bool {
         // A retrieved mail can reach a MIME limit at any point.
-        let mime = self.mime_limits;
-        let mime_open = (mime.max_depth > 0 || mime.max_header_bytes > 0) && !self.mime_reported;
-        confirmed && settled && !mime_open
+        confirmed && settled && !self.mails.watching()
     }
 }
 

@@ -33,7 +33,7 @@
 use std::collections::VecDeque;
 
 use super::line::{LineSplitter, Owned};
-use super::mime::{Mime, MimeLimits};
+use super::mime::Mails;
 use super::{AnalyzerLimits, ChildKind, Cx, Parser};
 use crate::decode::weird::Weird;
 
@@ -78,11 +78,8 @@ pub(crate) struct Smtp {
     /// The scripts disabled the analyzer after too many invalid
     /// transactions.
     disabled: bool,
-    /// The mail of the current `DATA` transaction.
-    mail: Option<Mime>,
-    mime_limits: MimeLimits,
-    /// A MIME limit was reported (the `X` is in history).
-    mime_reported: bool,
+    /// The mails of `DATA` transactions.
+    mails: Mails,
 }
 
 /// SMTP command words (`SMTP_cmd.def`), compared case-insensitively.
@@ -128,15 +125,13 @@ impl Smtp {
             max_invalid: AnalyzerLimits::default().smtp_max_invalid_mail_transactions,
             confirmed: false,
             disabled: false,
-            mail: None,
-            mime_limits: AnalyzerLimits::default().mime,
-            mime_reported: false,
+            mails: Mails::new(AnalyzerLimits::default().mime),
         }
     }
 
     pub fn with_limits(mut self, limits: &AnalyzerLimits) -> Self {
         self.max_invalid = limits.smtp_max_invalid_mail_transactions;
-        self.mime_limits = limits.mime;
+        self.mails = Mails::new(limits.mime);
         self
     }
 
@@ -191,7 +186,7 @@ impl Smtp {
     /// State changes at command time (`UpdateState` with reply 0).
     fn command_state(&mut self, c: Cmd) {
         // BeginData / EndData: each transaction is a new mail.
-        self.mail = None;
+        self.mails.end();
         if c == Cmd::Data {
             self.state = State::InData;
         } else if c == Cmd::EndOfData {
@@ -280,13 +275,7 @@ impl Smtp {
             Some(rest) => (rest, len.saturating_sub(1)),
             None => (line, len),
         };
-        let limits = self.mime_limits;
-        let mail = self.mail.get_or_insert_with(|| Mime::new(limits));
-        mail.line(line, len);
-        for w in mail.take_hits() {
-            cx.limit_reached(w);
-            self.mime_reported = true;
-        }
+        self.mails.line(line, len, cx);
     }
 
     /// Returns true when the stream now belongs to an SSL child.
@@ -384,9 +373,7 @@ impl Parser for Smtp {
     fn finished(&self, confirmed: bool, settled: bool, _seen: u64) -> bool {
         // Invalid transactions and MIME limits can come at any point of a
         // session.
-        let mime = self.mime_limits;
-        let mime_open = (mime.max_depth > 0 || mime.max_header_bytes > 0) && !self.mime_reported;
-        self.disabled || (confirmed && settled && self.max_invalid == 0 && !mime_open)
+        self.disabled || (confirmed && settled && self.max_invalid == 0 && !self.mails.watching())
     }
 }
 

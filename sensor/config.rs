@@ -667,12 +667,6 @@ impl Config {
         }
         self.engine_config()
             .map_err(|(key, reason)| bad(&key, reason))?;
-        if !matches!(self.output.format.as_str(), "zeek" | "json") {
-            return Err(bad(
-                "output.format",
-                format!("{:?} is neither \"zeek\" nor \"json\"", self.output.format),
-            ));
-        }
         self.metrics_addr()
             .map_err(|reason| bad("metrics.listen_addr", reason))?;
         if self.metrics.max_connections == 0 {

@@ -7,8 +7,9 @@ use std::io::{self, Write};
 use crate::conn::record::ConnRecord;
 use crate::identity::{ConnIdentity, Endpoint};
 
-/// Output format of conn.log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// Output format of conn.log (`zeek` or `json` in a configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Zeek's ASCII writer: TSV with `#fields`/`#types` headers.
     #[default]

@@ -21,7 +21,7 @@ pub struct OutputConfig {
     /// Directory of conn.log and alerts.log.
     pub log_dir: PathBuf,
     /// `zeek` (TSV with headers) or `json` lines.
-    pub format: String,
+    pub format: LogFormat,
     /// JSON lines on standard output instead of files (containers).
     pub stdout: bool,
     /// Rotate after this long (0: never); aligned to the clock as Zeek's
@@ -43,7 +43,7 @@ impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
             log_dir: PathBuf::from("/var/log/osprey"),
-            format: "zeek".into(),
+            format: LogFormat::Zeek,
             stdout: false,
             rotate_interval_secs: 3600,
             rotate_size_bytes: 0,
@@ -79,11 +79,7 @@ pub fn open_outputs(
         LiveLogs::Files(RotatingLogs::open(
             RotateConfig {
                 log_dir: o.log_dir.clone(),
-                format: if o.format == "json" {
-                    LogFormat::Json
-                } else {
-                    LogFormat::Zeek
-                },
+                format: o.format,
                 extra,
                 rotate_size_bytes: o.rotate_size_bytes,
                 rotate_interval_secs: o.rotate_interval_secs,

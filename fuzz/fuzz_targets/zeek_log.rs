@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use osprey::features::table::needed_columns;
+use osprey::drivers::featurize::needed_columns;
 use osprey::features::zeek_log::read_conn_log_from;
 use osprey::features::{featurize, FeatureSpec};
 

@@ -265,6 +265,11 @@ pub struct LiveFeaturizer {
     /// The newest start time seen.
     now: f64,
     stats: LiveStats,
+    /// Per-batch scratch (context values, query order), kept between
+    /// batches: a batch's buffers are large enough that allocating them
+    /// afresh costs the kernel zeroing new pages every time.
+    ctx: Vec<f64>,
+    order: Vec<usize>,
 }
 
 impl LiveFeaturizer {
@@ -341,6 +346,8 @@ impl LiveFeaturizer {
             protos: HashMap::new(),
             now: f64::NEG_INFINITY,
             stats: LiveStats::default(),
+            ctx: Vec::new(),
+            order: Vec::new(),
         }
     }
 
@@ -407,13 +414,24 @@ impl LiveFeaturizer {
     /// returns them) from the retained flows only: a flow that was not
     /// pushed is not in its own window.
     pub fn featurize(&mut self, flows: &[Flow]) -> Vec<f64> {
+        let mut out = Vec::new();
+        self.featurize_into(flows, &mut out);
+        out
+    }
+
+    /// [`Self::featurize`] into `out` (cleared first), reusing its
+    /// capacity and this featurizer's scratch.
+    pub fn featurize_into(&mut self, flows: &[Flow], out: &mut Vec<f64>) {
         let cols = self.features.len();
-        let mut ctx = Vec::new();
+        let mut ctx = std::mem::take(&mut self.ctx);
+        ctx.clear();
         if !self.groups.is_empty() {
-            ctx = vec![f64::NAN; cols * flows.len()];
+            ctx.resize(cols * flows.len(), f64::NAN);
             // In time order each key's window only moves forward within
             // the batch.
-            let mut order: Vec<usize> = (0..flows.len()).collect();
+            let mut order = std::mem::take(&mut self.order);
+            order.clear();
+            order.extend(0..flows.len());
             order.sort_by(|&a, &b| flows[a].ts.total_cmp(&flows[b].ts));
             let empty = Window::<u32>::new(0);
             let Self {
@@ -452,10 +470,12 @@ impl LiveFeaturizer {
                     }
                 }
             }
+            self.order = order;
         }
-        let mut out = Vec::with_capacity(flows.len() * cols);
-        push_rows(&self.features, flows, &ctx, &mut out);
-        out
+        out.clear();
+        out.reserve(flows.len() * cols);
+        push_rows(&self.features, flows, &ctx, out);
+        self.ctx = ctx;
     }
 
     /// Drops the flows no window can reach any more, oldest first.

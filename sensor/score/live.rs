@@ -98,8 +98,10 @@ pub struct ModelSet {
     /// Host-context flows evicted and records not kept, as last counted
     /// in `osprey_dropped_total`.
     drops_counted: (u64, u64),
-    /// The model input of a batch, reused from batch to batch.
+    /// The model input of a batch, and each featurizer's unscaled rows,
+    /// reused from batch to batch.
     input: Vec<f32>,
+    raws: Vec<Vec<f64>>,
 }
 
 impl ModelSet {
@@ -130,6 +132,7 @@ impl ModelSet {
             hold,
             drops_counted: (0, 0),
             input: Vec::new(),
+            raws: Vec::new(),
         }
     }
 
@@ -427,11 +430,11 @@ fn score<S: RecordSink>(
     let mut verdicts: Vec<Vec<Verdict>> = (0..n)
         .map(|_| Vec::with_capacity(set.models.len()))
         .collect();
-    let raws: Vec<Vec<f64>> = set
-        .featurizers
-        .iter_mut()
-        .map(|f| f.featurize(flows))
-        .collect();
+    let mut raws = std::mem::take(&mut set.raws);
+    raws.resize_with(set.featurizers.len(), Vec::new);
+    for (f, out) in set.featurizers.iter_mut().zip(raws.iter_mut()) {
+        f.featurize_into(flows, out);
+    }
     let mut failed = false;
     let mut rows = std::mem::take(&mut set.input);
     for (model, &uses) in set.models.iter().zip(&set.uses) {
@@ -514,6 +517,7 @@ fn score<S: RecordSink>(
             }),
         );
     }
+    set.raws = raws;
 }
 
 #[cfg(test)]

@@ -437,9 +437,18 @@ fn allowlisted_elements_are_lifted_at_start_and_after_sighup() {
         "a block not allowlisted was lifted"
     );
     assert!(has(&ns.ns, "block_v6", "fd00::3"));
-    assert!(osprey
-        .stderr_text()
-        .contains("198.18.0.3/32 is allowlisted (configured 198.18.0.3/32)"));
+    // The log line is written right after the kernel's delete: wait for
+    // it as for the delete.
+    let logged = wait_for(Duration::from_secs(3), || {
+        osprey
+            .stderr_text()
+            .contains("198.18.0.3/32 is allowlisted (configured 198.18.0.3/32)")
+    });
+    assert!(
+        logged.is_some(),
+        "the lift was not logged:\n{}",
+        osprey.stderr_text()
+    );
 
     // SIGHUP with two more entries: lifted within one reconcile period of
     // the reload.

@@ -549,7 +549,8 @@ impl Http {
         match msg.body.clone() {
             Body::Headers | Body::Trailer => {
                 // MIME_Entity::Deliver in its headers.
-                let done = if len == 0 || line.first() == Some(&0) {
+                let headers_end = len == 0 || line.first() == Some(&0);
+                let done = if headers_end {
                     msg.header.finish()
                 } else if matches!(line.first(), Some(b' ' | b'\t')) {
                     let (done, hit) = msg
@@ -563,7 +564,7 @@ impl Http {
                 if let Some(h) = done {
                     self.header(is_orig, &h);
                 }
-                if len == 0 || line.first() == Some(&0) {
+                if headers_end {
                     return self.end_of_headers(is_orig);
                 }
                 false

@@ -77,6 +77,7 @@ pub(super) struct Member<P> {
 /// arithmetic (and so give bit-identical values for the same set).
 pub(super) struct Window<P: Eq + Hash> {
     n: u64,
+    need: Distinct,
     resp_p: Multiset<(u16, P)>,
     resp_h: Multiset<IpAddr>,
     orig_h: Multiset<IpAddr>,
@@ -94,11 +95,41 @@ pub(super) fn contribution(stat: &ContextStat, f: &Flow) -> i128 {
     }
 }
 
+/// The distinct-value sets a window's columns read. Only those are kept:
+/// each costs a hash-map update per flow entering or leaving the window,
+/// and most column groups read one or none of the four.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Distinct {
+    resp_p: bool,
+    resp_h: bool,
+    orig_h: bool,
+    orig_p: bool,
+}
+
+impl Distinct {
+    /// What the statistics `stats` read.
+    pub(super) fn of<'a>(stats: impl IntoIterator<Item = &'a ContextStat>) -> Distinct {
+        let mut d = Distinct::default();
+        for s in stats {
+            match s {
+                ContextStat::DistinctRespP => d.resp_p = true,
+                ContextStat::DistinctRespH => d.resp_h = true,
+                ContextStat::DistinctOrigH => d.orig_h = true,
+                ContextStat::DistinctOrigP => d.orig_p = true,
+                ContextStat::Conns | ContextStat::ShareState(_) | ContextStat::Mean(_) => {}
+            }
+        }
+        d
+    }
+}
+
 impl<P: Eq + Hash + Copy> Window<P> {
-    /// A window for `stats` columns.
-    pub(super) fn new(stats: usize) -> Self {
+    /// A window for `stats` columns that keeps the distinct sets `need`
+    /// names (a statistic whose set is not kept reads 0).
+    pub(super) fn new(stats: usize, need: Distinct) -> Self {
         Window {
             n: 0,
+            need,
             resp_p: Multiset::new(),
             resp_h: Multiset::new(),
             orig_h: Multiset::new(),
@@ -111,11 +142,20 @@ impl<P: Eq + Hash + Copy> Window<P> {
     /// column in the order the window was made for.
     pub(super) fn add(&mut self, m: &Member<P>, contributions: impl Iterator<Item = i128>) {
         self.n += 1;
+        let need = self.need;
         // Ports are per transport: 53/udp and 53/tcp are different services.
-        self.resp_p.add((m.resp_p, m.proto));
-        self.orig_p.add((m.orig_p, m.proto));
-        self.resp_h.add(m.resp_h);
-        self.orig_h.add(m.orig_h);
+        if need.resp_p {
+            self.resp_p.add((m.resp_p, m.proto));
+        }
+        if need.orig_p {
+            self.orig_p.add((m.orig_p, m.proto));
+        }
+        if need.resp_h {
+            self.resp_h.add(m.resp_h);
+        }
+        if need.orig_h {
+            self.orig_h.add(m.orig_h);
+        }
         for (sum, c) in self.sums.iter_mut().zip(contributions) {
             *sum += c;
         }
@@ -124,10 +164,19 @@ impl<P: Eq + Hash + Copy> Window<P> {
     /// Removes a flow added before, with the same contributions.
     pub(super) fn remove(&mut self, m: &Member<P>, contributions: impl Iterator<Item = i128>) {
         self.n -= 1;
-        self.resp_p.remove(&(m.resp_p, m.proto));
-        self.orig_p.remove(&(m.orig_p, m.proto));
-        self.resp_h.remove(&m.resp_h);
-        self.orig_h.remove(&m.orig_h);
+        let need = self.need;
+        if need.resp_p {
+            self.resp_p.remove(&(m.resp_p, m.proto));
+        }
+        if need.orig_p {
+            self.orig_p.remove(&(m.orig_p, m.proto));
+        }
+        if need.resp_h {
+            self.resp_h.remove(&m.resp_h);
+        }
+        if need.orig_h {
+            self.orig_h.remove(&m.orig_h);
+        }
         for (sum, c) in self.sums.iter_mut().zip(contributions) {
             *sum -= c;
         }
@@ -207,6 +256,7 @@ pub fn context_columns(features: &[Feature], flows: &[Flow]) -> Vec<f64> {
     for ((key, window_bits, ahead_bits), columns) in groups {
         let window = f64::from_bits(window_bits);
         let ahead = f64::from_bits(ahead_bits);
+        let need = Distinct::of(columns.iter().map(|(_, s)| *s));
         // Each key value's members (the flows its windows hold) and
         // queries (the flows that read them), both in time order.
         type Lists = (Vec<usize>, Vec<usize>);
@@ -225,7 +275,7 @@ pub fn context_columns(features: &[Feature], flows: &[Flow]) -> Vec<f64> {
             }
             members.sort_by(by_ts);
             queries.sort_by(by_ts);
-            let mut w = Window::new(columns.len());
+            let mut w = Window::new(columns.len(), need);
             let (mut lo, mut hi) = (0, 0);
             for &i in queries.iter() {
                 let ts = flows[i].ts;

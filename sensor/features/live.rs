@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use super::context::{contribution, Member, Window};
+use super::context::{contribution, Distinct, Member, Window};
 use super::flow::Flow;
 use super::spec::{ContextKey, ContextStat, Feature, FeatureSpec, Value};
 use super::vector::push_rows;
@@ -158,10 +158,10 @@ fn contributions<'a>(s: &'a Slot, columns: &'a [Column]) -> impl Iterator<Item =
 }
 
 impl Host {
-    fn new(columns: usize) -> Host {
+    fn new(columns: &[Column]) -> Host {
         Host {
             entries: BTreeSet::new(),
-            window: Window::new(columns),
+            window: Window::new(columns.len(), Distinct::of(columns.iter().map(|c| &c.stat))),
             lo: (0, 0),
             hi: (0, 0),
         }
@@ -433,7 +433,7 @@ impl LiveFeaturizer {
             order.clear();
             order.extend(0..flows.len());
             order.sort_by(|&a, &b| flows[a].ts.total_cmp(&flows[b].ts));
-            let empty = Window::<u32>::new(0);
+            let empty = Window::<u32>::new(0, Distinct::default());
             let Self {
                 groups,
                 slots,
@@ -552,10 +552,10 @@ impl LiveFeaturizer {
         by_age.insert((age(s.ts), id));
         let e = entry(s.ts, id);
         for g in groups.iter_mut() {
-            let n = g.columns.len();
+            let columns = &g.columns;
             g.hosts
                 .entry(host_key(g.key, &s.member))
-                .or_insert_with(|| Host::new(n))
+                .or_insert_with(|| Host::new(columns))
                 .insert(e, s, &g.columns);
         }
     }

@@ -109,8 +109,20 @@ pub fn to_f32(values: &[f64]) -> Vec<f32> {
 /// sharing the columns still need) or allocating per batch.
 pub fn scaled_f32_into(s: Option<&Scaler>, cols: usize, rows: &[f64], out: &mut Vec<f32>) {
     out.clear();
-    out.reserve(rows.len());
     match s {
+        Some(s) if cols > 0 && s.center.len() >= cols && s.scale.len() >= cols => {
+            // Written by index into a sized buffer, not pushed: the loop
+            // then compiles to vector divisions (the division itself must
+            // stay: multiplying by a reciprocal would round differently
+            // from the training side).
+            let (center, scale) = (&s.center[..cols], &s.scale[..cols]);
+            out.resize(rows.len() / cols * cols, 0.0);
+            for (o, row) in out.chunks_exact_mut(cols).zip(rows.chunks_exact(cols)) {
+                for (((o, v), c), k) in o.iter_mut().zip(row).zip(center).zip(scale) {
+                    *o = ((v - c) / k) as f32;
+                }
+            }
+        }
         Some(s) if cols > 0 => {
             for row in rows.chunks_exact(cols) {
                 for ((v, center), scale) in row.iter().zip(&s.center).zip(&s.scale) {

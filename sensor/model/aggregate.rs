@@ -82,22 +82,36 @@ pub fn classify<T: Real>(
     let mut probs = vec![0f32; n * c];
     let mut sums = vec![T::default(); BLOCK * c];
     let mut voted = vec![false; BLOCK * c];
+    let mut masks = vec![0u64; BLOCK];
     for start in (0..n).step_by(BLOCK) {
         let rows = BLOCK.min(n - start);
         sums.fill(T::default());
         voted.fill(false);
-        forest.walk_block(
-            &x[start * cols..(start + rows) * cols],
-            cols,
-            rows,
-            &mut |r, leaf| {
+        let xb = &x[start * cols..(start + rows) * cols];
+        if c <= 64 && forest.has_masks() {
+            // Zero weights change no sum: add the others, vote by mask.
+            masks.fill(0);
+            forest.walk_block(xb, cols, rows, &mut |r, leaf| {
+                masks[r] |= forest.touched(leaf);
+                for &(k, w) in forest.sparse_weights(leaf) {
+                    let j = r * c + k as usize;
+                    sums[j] = sums[j] + w;
+                }
+            });
+            for (r, &m) in masks.iter().enumerate().take(rows) {
+                for (k, v) in voted[r * c..(r + 1) * c].iter_mut().enumerate() {
+                    *v = m >> k & 1 == 1;
+                }
+            }
+        } else {
+            forest.walk_block(xb, cols, rows, &mut |r, leaf| {
                 for &(k, w) in forest.leaf_weights(leaf) {
                     let j = r * c + k as usize;
                     sums[j] = sums[j] + w;
                     voted[j] = true;
                 }
-            },
-        );
+            });
+        }
         for r in 0..rows {
             let s = &mut sums[r * c..(r + 1) * c];
             let v = &mut voted[r * c..(r + 1) * c];
@@ -336,4 +350,46 @@ fn combine<T: Real>(agg: Aggregate, sum: &mut T, voted: &mut bool, w: T) {
         }
     }
     *voted = true;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::forest::{Attrs, Mode};
+
+    /// A stump over x0 with three classes: leaf 1 (x0 <= 0.5) weighs
+    /// class 0 at -1 and class 1 at exactly 0; leaf 2 weighs class 2 at 1.
+    fn stump() -> Attrs {
+        Attrs {
+            node_tree: vec![0, 0, 0],
+            node_id: vec![0, 1, 2],
+            feature: vec![0, 0, 0],
+            mode: vec![Some(Mode::Leq), None, None],
+            value: vec![0.5, 0.0, 0.0],
+            true_id: vec![1, 0, 0],
+            false_id: vec![2, 0, 0],
+            missing_true: vec![],
+            w_tree: vec![0, 0, 0],
+            w_node: vec![1, 1, 2],
+            w_target: vec![0, 1, 2],
+            w_value: vec![-1.0, 0.0, 1.0],
+        }
+    }
+
+    /// A zero weight is skipped in the sums but still votes: class 1's
+    /// sum of 0 beats class 0's -1 only because it was voted for.
+    #[test]
+    fn a_zero_weight_still_votes() {
+        let forest = Forest::<f32>::build(&stump(), 3).expect("forest");
+        let head = ClassifierHead {
+            classes: 3,
+            base: vec![],
+            post: PostTransform::None,
+            binary_case: false,
+            all_positive: false,
+        };
+        let (picks, probs) = classify(&forest, &head, &[0.0f32, 1.0], 1, 2);
+        assert_eq!(picks, vec![Pick::Class(1), Pick::Class(2)]);
+        assert_eq!(probs, vec![-1.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+    }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::conn::config::{NetSet, PortSet};
+use crate::conn::config::{Cidr, Port};
 use crate::conn::EngineConfig;
 
 /// Why a configuration was refused; the message names the key.
@@ -186,11 +186,13 @@ pub struct ConnConfig {
     /// captured before the NIC computes their checksums (offload), and
     /// verifying them would discard most of the node's own traffic.
     pub ignore_checksums: bool,
-    /// `Site::local_nets` (default: Zeek's private address space).
-    pub local_nets: Option<Vec<String>>,
+    /// `Site::local_nets` (default: Zeek's private address space): CIDRs
+    /// or addresses, each checked as it is read.
+    pub local_nets: Option<Vec<Cidr>>,
     /// Responder ports for connections whose start was not seen, e.g.
-    /// `["80/tcp", "53/udp"]` (default: Zeek's).
-    pub likely_server_ports: Option<Vec<String>>,
+    /// `["80/tcp", "53/udp"]` (default: Zeek's), each checked as it is
+    /// read.
+    pub likely_server_ports: Option<Vec<Port>>,
     /// Analyzers for `service`: `all`, `none`, or e.g. `http,dns,ssl`.
     pub analyzers: String,
     /// Zeek settings as `NAME=VALUE`, as `osprey replay --set` takes them.
@@ -294,8 +296,11 @@ pub struct ModelsConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Address of `/metrics`, `/healthz` and `/readyz`.
-    pub listen_addr: String,
+    /// Address of `/metrics`, `/healthz` and `/readyz`, as `HOST:PORT`
+    /// with an IP address for the host: it is bound before anything
+    /// could resolve a name.
+    #[serde(deserialize_with = "deserialize_listen_addr")]
+    pub listen_addr: SocketAddr,
     /// Connections the endpoint serves at once. It faces the network: past
     /// the cap, the connection that has waited longest for its request is
     /// closed, so slow clients can neither exhaust the process's file
@@ -312,7 +317,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         let limits = crate::metrics::ServerLimits::default();
         MetricsConfig {
-            listen_addr: "0.0.0.0:9750".into(),
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 9750)),
             max_connections: limits.max_connections,
             header_read_timeout_secs: limits.header_read_timeout.as_secs(),
         }
@@ -342,8 +347,9 @@ pub struct RespondConfig {
     pub rules_file: Option<PathBuf>,
     /// Addresses and CIDRs never acted on, besides the discovered ones
     /// (node addresses, gateways, resolvers, API server) and loopback,
-    /// link-local and multicast.
-    pub allowlist: Vec<String>,
+    /// link-local and multicast. Each is checked as it is read, so a bad
+    /// entry refuses the file (or a SIGHUP's reload) with its key.
+    pub allowlist: Vec<Cidr>,
     /// How often the allowlist's moving parts are looked up again: the
     /// API server's endpoints, the nodes, the cluster DNS, the host's
     /// resolvers and the platform's and webhooks' addresses. A lookup
@@ -451,9 +457,10 @@ impl Default for BreakerConfig {
 }
 
 impl RespondConfig {
-    /// The configured allowlist as ranges (each checked by `validate`).
+    /// The configured allowlist as the responder takes it (the entries
+    /// were checked as the file was read).
     pub fn allowlist_nets(&self) -> Vec<ipnet::IpNet> {
-        self.allowlist.iter().filter_map(|s| parse_net(s)).collect()
+        self.allowlist.iter().map(|c| c.0).collect()
     }
 
     /// How failed enforcement is retried.
@@ -465,10 +472,20 @@ impl RespondConfig {
     }
 }
 
-fn parse_net(s: &str) -> Option<ipnet::IpNet> {
-    s.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+/// Parses a listen address (`metrics.listen_addr`, `--metrics-addr`): the
+/// one place it is checked, with a message that shows the expected form
+/// (the standard library's says only "invalid socket address syntax").
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|e| {
+        format!(
+            "{s:?}: {e} (expected HOST:PORT with an IP address as HOST, \
+             e.g. 0.0.0.0:9750 or [::]:9750)"
+        )
+    })
+}
+
+fn deserialize_listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    crate::conn::config::deserialize_parsed(d, "an address HOST:PORT", parse_listen_addr)
 }
 
 impl Config {
@@ -531,8 +548,10 @@ impl Config {
         serde_path_to_error::deserialize(de).map_err(|e| parse_error(path, e))
     }
 
-    /// Checks values serde cannot: ranges, addresses, and the Zeek
-    /// settings (by building the engine configuration).
+    /// Checks what deserialising cannot: ranges, relations between keys,
+    /// and the Zeek settings (by building the engine configuration).
+    /// Addresses, networks, ports and formats were checked as they were
+    /// read.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let bad = |key: &str, reason: String| ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -551,14 +570,6 @@ impl Config {
                 "capture.buffer_size_bytes",
                 "must be at least 65536".into(),
             ));
-        }
-        for (i, a) in self.respond.allowlist.iter().enumerate() {
-            if parse_net(a).is_none() {
-                return Err(bad(
-                    &format!("respond.allowlist[{i}]"),
-                    format!("{a:?} is not an address or CIDR"),
-                ));
-            }
         }
         if self.respond.allowlist_refresh_secs == 0 {
             return Err(bad(
@@ -667,8 +678,6 @@ impl Config {
         }
         self.engine_config()
             .map_err(|(key, reason)| bad(&key, reason))?;
-        self.metrics_addr()
-            .map_err(|reason| bad("metrics.listen_addr", reason))?;
         if self.metrics.max_connections == 0 {
             return Err(bad(
                 "metrics.max_connections",
@@ -707,14 +716,6 @@ impl Config {
         Ok(())
     }
 
-    /// The metrics address, parsed.
-    pub fn metrics_addr(&self) -> Result<SocketAddr, String> {
-        self.metrics
-            .listen_addr
-            .parse()
-            .map_err(|e| format!("{:?}: {e} (expected HOST:PORT)", self.metrics.listen_addr))
-    }
-
     /// The connection engine's settings for one conn worker; an error names
     /// the key.
     pub fn engine_config(&self) -> Result<EngineConfig, (String, String)> {
@@ -725,12 +726,10 @@ impl Config {
             ..EngineConfig::default()
         };
         if let Some(nets) = &c.local_nets {
-            cfg.local_nets =
-                NetSet::parse(&nets.join(",")).map_err(|e| ("conn.local_nets".to_string(), e))?;
+            cfg.local_nets = nets.iter().map(|n| n.0).collect();
         }
         if let Some(ports) = &c.likely_server_ports {
-            cfg.likely_server_ports = PortSet::from_list(&ports.join(","))
-                .map_err(|e| ("conn.likely_server_ports".to_string(), e))?;
+            cfg.likely_server_ports = ports.iter().copied().collect();
         }
         cfg.analyzers = EngineConfig::parse_analyzers(&c.analyzers)
             .map_err(|e| ("conn.analyzers".to_string(), e))?;
@@ -933,6 +932,96 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("pipeline.score_nice"), "{e}");
+    }
+
+    /// Addresses, networks and ports are refused as the file is read, in
+    /// either syntax, with the path of the bad entry; `validate` never
+    /// sees them.
+    #[test]
+    fn bad_typed_values_are_refused_at_parse_with_their_key() {
+        for (toml_text, yaml_text, key, value) in [
+            (
+                "[respond]\nallowlist = [\"10.0.0.0/8\", \"10.0.0.300\"]\n",
+                "respond:\n  allowlist: [10.0.0.0/8, 10.0.0.300]\n",
+                "respond.allowlist[1]",
+                "10.0.0.300",
+            ),
+            (
+                "[metrics]\nlisten_addr = \"localhost:9750\"\n",
+                "metrics:\n  listen_addr: localhost:9750\n",
+                "metrics.listen_addr",
+                "HOST:PORT",
+            ),
+            (
+                "[conn]\nlocal_nets = [\"fd00::/200\"]\n",
+                "conn:\n  local_nets: [fd00::/200]\n",
+                "conn.local_nets[0]",
+                "fd00::/200",
+            ),
+            (
+                "[conn]\nlikely_server_ports = [\"80/tcp\", \"53/sctp\"]\n",
+                "conn:\n  likely_server_ports: [80/tcp, 53/sctp]\n",
+                "conn.likely_server_ports[1]",
+                "sctp",
+            ),
+        ] {
+            for parsed in [
+                Config::parse_toml(toml_text, Path::new("t.toml")),
+                Config::parse_yaml(yaml_text, Path::new("t.yaml")),
+            ] {
+                match parsed {
+                    Err(e @ ConfigError::Parse { .. }) => {
+                        let e = e.to_string();
+                        assert!(e.contains(key) && e.contains(value), "{key}: {e}");
+                    }
+                    other => panic!("{key}: not refused at parse: {other:?}"),
+                }
+            }
+        }
+        // A number where a port belongs says what was expected.
+        let e = toml("[conn]\nlikely_server_ports = [80]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("conn.likely_server_ports[0]") && e.contains("80/tcp"),
+            "{e}"
+        );
+    }
+
+    /// The typed values read from both forms, write back as the strings
+    /// they were read from, and become the engine's and the responder's
+    /// sets without another parse.
+    #[test]
+    fn typed_values_round_trip_and_reach_the_engine() {
+        use crate::conn::config::PortProto;
+        let c = yaml(
+            "respond:\n  allowlist: [198.18.0.0/15, 192.0.2.7, \"fd00::1\"]\n\
+             metrics:\n  listen_addr: \"[::1]:9750\"\n\
+             conn:\n  local_nets: [10.0.0.0/8, \"[fd00::]/8\"]\n  \
+             likely_server_ports: [80/tcp, 53/udp, 8/icmp]\n",
+        )
+        .unwrap();
+        let nets: Vec<ipnet::IpNet> = ["198.18.0.0/15", "192.0.2.7/32", "fd00::1/128"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(c.respond.allowlist_nets(), nets);
+        assert_eq!(c.metrics.listen_addr, "[::1]:9750".parse().unwrap());
+
+        let e = c.engine_config().unwrap();
+        assert!(e.local_nets.contains(&"10.1.2.3".parse().unwrap()));
+        assert!(e.local_nets.contains(&"fd12::1".parse().unwrap()));
+        assert!(!e.local_nets.contains(&"192.168.1.1".parse().unwrap()));
+        assert!(e.likely_server_ports.contains(PortProto::Tcp, 80));
+        assert!(e.likely_server_ports.contains(PortProto::Udp, 53));
+        assert!(e.likely_server_ports.contains(PortProto::Icmp, 8));
+        assert!(!e.likely_server_ports.contains(PortProto::Tcp, 443));
+
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("\"192.0.2.7/32\""), "{text}");
+        assert!(text.contains("\"53/udp\""), "{text}");
+        assert!(text.contains("listen_addr = \"[::1]:9750\""), "{text}");
+        assert_eq!(toml(&text).unwrap(), c);
     }
 
     #[test]

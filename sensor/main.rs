@@ -687,8 +687,8 @@ struct RunArgs {
     #[arg(long)]
     log_dir: Option<PathBuf>,
     /// Address of /metrics, /healthz and /readyz (metrics.listen_addr).
-    #[arg(long, value_name = "HOST:PORT")]
-    metrics_addr: Option<String>,
+    #[arg(long, value_name = "HOST:PORT", value_parser = osprey::config::parse_listen_addr)]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// A model's feature spec (repeatable; replaces models.specs).
     #[arg(long = "model", value_name = "SPEC")]
     models: Vec<PathBuf>,
@@ -720,7 +720,7 @@ fn effective_config(a: &RunArgs) -> Result<osprey::config::Config> {
         cfg.output.log_dir = d.clone();
     }
     if let Some(m) = &a.metrics_addr {
-        cfg.metrics.listen_addr = m.clone();
+        cfg.metrics.listen_addr = *m;
     }
     if !a.models.is_empty() {
         cfg.models.specs = a.models.clone();

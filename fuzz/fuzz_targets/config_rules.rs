@@ -35,7 +35,6 @@ fuzz_target!(|input: &[u8]| {
                 if cfg.validate(path).is_ok() {
                     // What the daemon derives from a valid file.
                     let _ = cfg.engine_config();
-                    let _ = cfg.metrics_addr();
                     let _ = cfg.respond.allowlist_nets();
                     let _ = cfg.live_context();
                     let _ = cfg.interim();

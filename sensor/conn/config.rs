@@ -3,10 +3,12 @@
 //! Zeek user can carry a `redef` over as `--set NAME=VALUE`.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::service::{Analyzer, AnalyzerLimits, AnalyzerSet};
 use crate::decode::frag::FragLimits;
@@ -17,6 +19,153 @@ pub enum PortProto {
     Tcp,
     Udp,
     Icmp,
+}
+
+impl PortProto {
+    /// Zeek's name of the transport, as written after the `/` of a port.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortProto::Tcp => "tcp",
+            PortProto::Udp => "udp",
+            PortProto::Icmp => "icmp",
+        }
+    }
+}
+
+/// A transport port as Zeek writes it (`80/tcp`, `53/udp`): an entry of
+/// `likely_server_ports`. It is parsed where it is read (a configuration
+/// list, `--likely-server-ports`, a `--set` value), so a bad entry is
+/// refused there with the name of its key, and a [`PortSet`] is built
+/// from ports that need no further checking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Port {
+    pub number: u16,
+    pub proto: PortProto,
+}
+
+impl FromStr for Port {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let item = s.trim();
+        let (num, proto) = item
+            .split_once('/')
+            .ok_or_else(|| format!("port {item:?} lacks its transport (e.g. 80/tcp)"))?;
+        let number: u16 = num
+            .trim()
+            .parse()
+            .map_err(|_| format!("port {item:?}: {num:?} is not a port number"))?;
+        let proto = match proto.trim() {
+            "tcp" => PortProto::Tcp,
+            "udp" => PortProto::Udp,
+            "icmp" => PortProto::Icmp,
+            other => return Err(format!("port {item:?}: unknown transport {other:?}")),
+        };
+        Ok(Port { number, proto })
+    }
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.number, self.proto.as_str())
+    }
+}
+
+/// Written back as `80/tcp`, the form it is read in.
+impl Serialize for Port {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_parsed(d, "a port such as 80/tcp", str::parse)
+    }
+}
+
+/// An IP network as a configuration writes it: a CIDR (`10.0.0.0/8`, or
+/// Zeek's `[fd00::]/8`) or a bare address, which stands for its host
+/// network (`192.0.2.7` is `192.0.2.7/32`). Like [`Port`], it is checked
+/// as it is read, so a bad entry is refused with its key and what is
+/// built from it (a [`NetSet`], the responder's allowlist) takes networks
+/// as they are. Host bits are kept as written: [`NetSet`] clears them,
+/// and `IpNet::contains` ignores them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cidr(pub IpNet);
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let item = s.trim();
+        let bare = item.trim_start_matches('[').replace("]/", "/");
+        IpNet::from_str(&bare)
+            .or_else(|_| IpAddr::from_str(&bare).map(IpNet::from))
+            .map(Cidr)
+            .map_err(|_| format!("{item:?} is not a network (CIDR) or address"))
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<Cidr> for IpNet {
+    fn from(c: Cidr) -> IpNet {
+        c.0
+    }
+}
+
+/// Written back as a CIDR string (a bare address as `/32` or `/128`),
+/// which reads as the same network.
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_parsed(d, "a network (CIDR) or an address", str::parse)
+    }
+}
+
+/// Deserialises a value from a string through `parse`. A refusal becomes
+/// serde's own error, which the configuration loader prefixes with the
+/// path of the key (`conn.likely_server_ports[2]`): the value is checked
+/// once, where it is read, and nothing downstream checks it again.
+/// `expecting` names the value in serde's type errors (a number where a
+/// string belongs).
+pub(crate) fn deserialize_parsed<'de, D, T, E>(
+    d: D,
+    expecting: &'static str,
+    parse: fn(&str) -> Result<T, E>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    E: fmt::Display,
+{
+    struct Parsed<T, E> {
+        expecting: &'static str,
+        parse: fn(&str) -> Result<T, E>,
+    }
+
+    impl<T, E: fmt::Display> serde::de::Visitor<'_> for Parsed<T, E> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+
+        fn visit_str<X: serde::de::Error>(self, v: &str) -> Result<T, X> {
+            (self.parse)(v).map_err(X::custom)
+        }
+    }
+
+    d.deserialize_str(Parsed { expecting, parse })
 }
 
 /// A set of transport ports (`likely_server_ports`).
@@ -63,34 +212,17 @@ impl PortSet {
     }
 
     /// Parses `80/tcp,53/udp` (spaces and braces allowed, as in Zeek syntax).
-    pub fn parse_list(s: &str) -> Result<Vec<(PortProto, u16)>, String> {
+    pub fn parse_list(s: &str) -> Result<Vec<Port>, String> {
         let s = s.trim().trim_start_matches('{').trim_end_matches('}');
-        let mut out = Vec::new();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (num, proto) = item
-                .split_once('/')
-                .ok_or_else(|| format!("port {item:?} lacks its transport (e.g. 80/tcp)"))?;
-            let port: u16 = num
-                .trim()
-                .parse()
-                .map_err(|_| format!("port {item:?}: {num:?} is not a port number"))?;
-            let proto = match proto.trim() {
-                "tcp" => PortProto::Tcp,
-                "udp" => PortProto::Udp,
-                "icmp" => PortProto::Icmp,
-                other => return Err(format!("port {item:?}: unknown transport {other:?}")),
-            };
-            out.push((proto, port));
-        }
-        Ok(out)
+        s.split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(str::parse)
+            .collect()
     }
 
     pub fn from_list(s: &str) -> Result<Self, String> {
-        let mut set = PortSet::new();
-        for (p, n) in Self::parse_list(s)? {
-            set.insert(p, n);
-        }
-        Ok(set)
+        Ok(Self::parse_list(s)?.into_iter().collect())
     }
 
     /// Ports every Zeek run has: the UDP tunnel decapsulation ports.
@@ -114,10 +246,25 @@ impl PortSet {
     pub fn zeek_default() -> Self {
         let mut set = PortSet::new();
         for list in [Self::TUNNEL_PORTS, Self::ZEEK_DEFAULT_SERVER_PORTS] {
-            for (p, n) in Self::parse_list(list).unwrap_or_default() {
-                set.insert(p, n);
-            }
+            set.extend(Self::parse_list(list).unwrap_or_default());
         }
+        set
+    }
+}
+
+impl Extend<Port> for PortSet {
+    fn extend<I: IntoIterator<Item = Port>>(&mut self, ports: I) {
+        for p in ports {
+            self.insert(p.proto, p.number);
+        }
+    }
+}
+
+/// A set of ports already parsed (a configuration's list).
+impl FromIterator<Port> for PortSet {
+    fn from_iter<I: IntoIterator<Item = Port>>(ports: I) -> Self {
+        let mut set = PortSet::new();
+        set.extend(ports);
         set
     }
 }
@@ -188,14 +335,7 @@ impl NetSet {
     pub fn extend_from(&mut self, s: &str) -> Result<(), String> {
         let s = s.trim().trim_start_matches('{').trim_end_matches('}');
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let item = item.trim_start_matches('[').replace("]/", "/");
-            let net = match IpNet::from_str(&item) {
-                Ok(n) => n,
-                Err(_) => match IpAddr::from_str(&item) {
-                    Ok(a) => IpNet::from(a),
-                    Err(_) => return Err(format!("{item:?} is not a network (CIDR) or address")),
-                },
-            };
+            let Cidr(net) = item.parse()?;
             self.push(net.trunc());
         }
         Ok(())
@@ -242,6 +382,18 @@ impl NetSet {
 
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
+    }
+}
+
+/// A set of networks already parsed (a configuration's list); host bits
+/// are cleared, as when parsing.
+impl FromIterator<IpNet> for NetSet {
+    fn from_iter<I: IntoIterator<Item = IpNet>>(nets: I) -> Self {
+        let mut set = NetSet::default();
+        for net in nets {
+            set.push(net.trunc());
+        }
+        set
     }
 }
 
@@ -570,9 +722,8 @@ impl EngineConfig {
                 if !add {
                     self.likely_server_ports = PortSet::new();
                 }
-                for (p, n) in PortSet::parse_list(value).map_err(err)? {
-                    self.likely_server_ports.insert(p, n);
-                }
+                self.likely_server_ports
+                    .extend(PortSet::parse_list(value).map_err(err)?);
             }
             "Site::local_nets" => {
                 // Zeek still adds the private address space on top of a
@@ -736,6 +887,51 @@ mod tests {
         assert!(c
             .ignore_checksums_nets
             .contains(&"192.168.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn ports_and_networks_parse_one_entry_each() {
+        let p: Port = " 53/udp ".parse().unwrap();
+        assert_eq!(
+            p,
+            Port {
+                number: 53,
+                proto: PortProto::Udp
+            }
+        );
+        assert_eq!(p.to_string(), "53/udp");
+        for (bad, why) in [
+            ("80", "lacks its transport"),
+            ("http/tcp", "not a port number"),
+            ("70000/tcp", "not a port number"),
+            ("80/sctp", "unknown transport"),
+        ] {
+            let e = bad.parse::<Port>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert_eq!(
+            PortSet::parse_list("{80/tcp, 53/udp}").unwrap(),
+            ["80/tcp".parse::<Port>().unwrap(), "53/udp".parse().unwrap()]
+        );
+
+        for (text, net) in [
+            ("10.0.0.0/8", "10.0.0.0/8"),
+            ("192.0.2.7", "192.0.2.7/32"),
+            ("fd00::1", "fd00::1/128"),
+            ("[fd00::]/8", "fd00::/8"),
+            ("10.1.2.3/8", "10.1.2.3/8"),
+        ] {
+            let c: Cidr = text.parse().unwrap();
+            assert_eq!(c.0, net.parse::<IpNet>().unwrap(), "{text}");
+            assert_eq!(c.to_string().parse::<Cidr>().unwrap(), c, "{text}");
+        }
+        for bad in ["", "10.0.0.0/33", "10.0.0.300", "example.com"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
+        }
+        let set: NetSet = ["10.1.2.3/8".parse::<IpNet>().unwrap()]
+            .into_iter()
+            .collect();
+        assert_eq!(set, NetSet::parse("10.0.0.0/8").unwrap());
     }
 
     #[test]

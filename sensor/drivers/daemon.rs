@@ -275,10 +275,7 @@ pub fn run(cfg: Config, reload: ConfigLoader) -> Result<(), DaemonError> {
         })?;
     engine.interim = Some(cfg.interim());
 
-    let addr = cfg.metrics_addr().map_err(|e| DaemonError::Setting {
-        key: "metrics.listen_addr".into(),
-        reason: e.to_string(),
-    })?;
+    let addr = cfg.metrics.listen_addr;
     let listener = std::net::TcpListener::bind(addr)
         .step_with(|| format!("metrics.listen_addr {addr}: cannot listen"))?;
 

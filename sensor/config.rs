@@ -794,6 +794,12 @@ fn parse_error<E: std::fmt::Display>(path: &Path, e: serde_path_to_error::Error<
         (Some(first), Some(last)) if lines.len() > 1 => format!("{last} ({first})"),
         _ => reason.trim().to_string(),
     };
+    // serde_yaml_ng starts its messages with the path it knows, which is
+    // the key again when it knows all of it: say it once.
+    let reason = match reason.strip_prefix(&key).and_then(|r| r.strip_prefix(": ")) {
+        Some(rest) => rest.to_string(),
+        None => reason,
+    };
     ConfigError::Parse {
         path: path.to_path_buf(),
         key: if key == "." {
@@ -978,6 +984,12 @@ mod tests {
                 }
             }
         }
+        // The key is named once (serde_yaml_ng names it in its message
+        // too).
+        let e = yaml("respond:\n  allowlist: [nope]\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e.matches("respond.allowlist[0]").count(), 1, "{e}");
         // A number where a port belongs says what was expected.
         let e = toml("[conn]\nlikely_server_ports = [80]\n")
             .unwrap_err()

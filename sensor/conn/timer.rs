@@ -54,6 +54,16 @@ pub struct TimerEntry {
 /// Seconds covered by the ring of buckets; later timers wait in `far`.
 const RING: usize = 4096;
 
+/// Emptied buckets kept for reuse at most, and the largest kept (in
+/// timers). A flood fills one second's bucket with tens of thousands of
+/// timers; kept and handed out again, such a buffer then sits under a
+/// bucket of a handful of timers for up to an hour, and over many floods
+/// every bucket in use ended up that large: memory grew with the length
+/// of the trace, not with the timers pending. A larger buffer is freed
+/// instead, which costs one allocation per flood second.
+const SPARE_MAX: usize = 64;
+const SPARE_MAX_CAPACITY: usize = 1024;
+
 /// Timers filed by whole second of their due time in a ring of buckets.
 pub struct TimerQueue {
     ring: Vec<Vec<TimerEntry>>,
@@ -248,18 +258,34 @@ impl TimerQueue {
             self.base += 1;
             self.pull_far();
             if v.is_empty() {
-                if v.capacity() > 0 {
-                    self.spare.push(v);
-                }
+                self.recycle(v);
             } else {
                 self.ring_len -= v.len();
                 v.sort_unstable_by_key(|e| std::cmp::Reverse(order_key(e)));
                 let drained = std::mem::replace(&mut self.due, v);
-                if drained.capacity() > 0 {
-                    self.spare.push(drained);
-                }
+                self.recycle(drained);
             }
         }
+    }
+
+    /// Keeps an emptied buffer for the next bucket that fills, unless it
+    /// is too large or enough are kept (see [`SPARE_MAX_CAPACITY`]).
+    fn recycle(&mut self, mut v: Vec<TimerEntry>) {
+        if v.capacity() == 0 || v.capacity() > SPARE_MAX_CAPACITY || self.spare.len() >= SPARE_MAX {
+            return;
+        }
+        v.clear();
+        self.spare.push(v);
+    }
+
+    /// Bytes the queue's buffers hold (pending timers and spare capacity).
+    pub fn allocated_bytes(&self) -> usize {
+        let cap = |v: &Vec<TimerEntry>| v.capacity();
+        let entries = self.ring.iter().map(cap).sum::<usize>()
+            + self.spare.iter().map(cap).sum::<usize>()
+            + cap(&self.far)
+            + cap(&self.due);
+        entries * std::mem::size_of::<TimerEntry>()
     }
 
     pub fn clear(&mut self) {
@@ -304,6 +330,34 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert!(q.pop_due(6.99).is_none());
         assert_eq!(q.pop_due(7.0).map(|e| e.slot), Some(4));
+    }
+
+    /// A flood's bucket is not kept for reuse once fired: memory follows
+    /// the timers pending, however many floods came before.
+    #[test]
+    fn a_flood_bucket_is_not_kept() {
+        let mut q = TimerQueue::new();
+        let bound = (SPARE_MAX * SPARE_MAX_CAPACITY + 2 * 64) * std::mem::size_of::<TimerEntry>();
+        for round in 0..5u32 {
+            let base = f64::from(round) * 10_000.0;
+            for i in 0..200_000u32 {
+                q.push(i, 0, req(base + 0.5));
+            }
+            // A few long timers after it, as inactivity timers are.
+            for k in 0..64u32 {
+                q.push(k, 0, req(base + 10.0 + f64::from(k)));
+            }
+            while q.pop_due(base + 5_000.0).is_some() {}
+            // A later second replaces the flood's buffer as the one firing.
+            q.push(0, 0, req(base + 6_000.0));
+            while q.pop_due(base + 6_001.0).is_some() {}
+            assert!(q.is_empty());
+            assert!(
+                q.allocated_bytes() <= bound,
+                "round {round}: {} bytes held with no timer pending",
+                q.allocated_bytes()
+            );
+        }
     }
 
     #[test]

@@ -279,7 +279,8 @@ impl TimerQueue {
     }
 
     /// Bytes the queue's buffers hold (pending timers and spare capacity).
-    pub fn allocated_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn allocated_bytes(&self) -> usize {
         let cap = |v: &Vec<TimerEntry>| v.capacity();
         let entries = self.ring.iter().map(cap).sum::<usize>()
             + self.spare.iter().map(cap).sum::<usize>()

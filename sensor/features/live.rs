@@ -120,6 +120,8 @@ struct Group {
     window: f64,
     ahead: f64,
     columns: Vec<Column>,
+    /// The distinct sets the columns read, kept by every key's window.
+    distinct: Distinct,
     hosts: HashMap<HostKey, Host>,
 }
 
@@ -158,10 +160,10 @@ fn contributions<'a>(s: &'a Slot, columns: &'a [Column]) -> impl Iterator<Item =
 }
 
 impl Host {
-    fn new(columns: &[Column]) -> Host {
+    fn new(columns: usize, distinct: Distinct) -> Host {
         Host {
             entries: BTreeSet::new(),
-            window: Window::new(columns.len(), Distinct::of(columns.iter().map(|c| &c.stat))),
+            window: Window::new(columns, distinct),
             lo: (0, 0),
             hi: (0, 0),
         }
@@ -325,9 +327,13 @@ impl LiveFeaturizer {
                     window: *window_secs,
                     ahead: *ahead_secs,
                     columns: vec![column],
+                    distinct: Distinct::default(),
                     hosts: HashMap::new(),
                 }),
             }
+        }
+        for g in &mut groups {
+            g.distinct = Distinct::of(g.columns.iter().map(|c| &c.stat));
         }
         let config = LiveConfig {
             retention_secs: config.retention_secs.max(0.0),
@@ -552,10 +558,10 @@ impl LiveFeaturizer {
         by_age.insert((age(s.ts), id));
         let e = entry(s.ts, id);
         for g in groups.iter_mut() {
-            let columns = &g.columns;
+            let (n, distinct) = (g.columns.len(), g.distinct);
             g.hosts
                 .entry(host_key(g.key, &s.member))
-                .or_insert_with(|| Host::new(columns))
+                .or_insert_with(|| Host::new(n, distinct))
                 .insert(e, s, &g.columns);
         }
     }

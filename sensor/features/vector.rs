@@ -110,23 +110,16 @@ pub fn to_f32(values: &[f64]) -> Vec<f32> {
 pub fn scaled_f32_into(s: Option<&Scaler>, cols: usize, rows: &[f64], out: &mut Vec<f32>) {
     out.clear();
     match s {
-        Some(s) if cols > 0 && s.center.len() >= cols && s.scale.len() >= cols => {
+        Some(s) if cols > 0 => {
             // Written by index into a sized buffer, not pushed: the loop
             // then compiles to vector divisions (the division itself must
             // stay: multiplying by a reciprocal would round differently
-            // from the training side).
-            let (center, scale) = (&s.center[..cols], &s.scale[..cols]);
+            // from the training side). Scaler lengths were checked when
+            // the spec was loaded.
             out.resize(rows.len() / cols * cols, 0.0);
             for (o, row) in out.chunks_exact_mut(cols).zip(rows.chunks_exact(cols)) {
-                for (((o, v), c), k) in o.iter_mut().zip(row).zip(center).zip(scale) {
+                for (((o, v), c), k) in o.iter_mut().zip(row).zip(&s.center).zip(&s.scale) {
                     *o = ((v - c) / k) as f32;
-                }
-            }
-        }
-        Some(s) if cols > 0 => {
-            for row in rows.chunks_exact(cols) {
-                for ((v, center), scale) in row.iter().zip(&s.center).zip(&s.scale) {
-                    out.push(((v - center) / scale) as f32);
                 }
             }
         }

@@ -355,24 +355,18 @@ fn combine<T: Real>(agg: Aggregate, sum: &mut T, voted: &mut bool, w: T) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::forest::{Attrs, Mode};
+    use crate::model::forest::Attrs;
 
-    /// A stump over x0 with three classes: leaf 1 (x0 <= 0.5) weighs
-    /// class 0 at -1 and class 1 at exactly 0; leaf 2 weighs class 2 at 1.
+    /// The forest tests' stump with three classes: leaf 1 (x0 <= 0.5)
+    /// weighs class 0 at -1 and class 1 at exactly 0; leaf 2 weighs
+    /// class 2 at 1.
     fn stump() -> Attrs {
         Attrs {
-            node_tree: vec![0, 0, 0],
-            node_id: vec![0, 1, 2],
-            feature: vec![0, 0, 0],
-            mode: vec![Some(Mode::Leq), None, None],
-            value: vec![0.5, 0.0, 0.0],
-            true_id: vec![1, 0, 0],
-            false_id: vec![2, 0, 0],
-            missing_true: vec![],
             w_tree: vec![0, 0, 0],
             w_node: vec![1, 1, 2],
             w_target: vec![0, 1, 2],
             w_value: vec![-1.0, 0.0, 1.0],
+            ..crate::model::forest::tests::stump()
         }
     }
 

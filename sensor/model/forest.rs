@@ -573,11 +573,11 @@ impl<const MODE: u8, const MISSING: bool> Compare for Cmp<MODE, MISSING> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Tree 0: x0 <= 0.5 ? leaf 1 (w 1) : leaf 2 (w 2).
-    fn stump() -> Attrs {
+    pub(crate) fn stump() -> Attrs {
         Attrs {
             node_tree: vec![0, 0, 0],
             node_id: vec![0, 1, 2],

@@ -1199,3 +1199,32 @@ fn packet_times_beyond_float_precision_do_not_stall_the_timers() {
     // 1.2e19 (twice), f64::MAX / 2, infinity and NaN, two packets each.
     assert_eq!(dropped, 10, "out-of-range packet times are counted");
 }
+
+// ---------------------------------------------------------------------------
+// The decode_conn fuzz target's committed seeds and past findings, replayed
+// through the target's own code on every test run (debug build: overflow
+// checks on, as in the fuzz build), so a finding fixed once stays fixed.
+
+#[path = "../fuzz/common/decode_conn.rs"]
+mod decode_conn_target;
+
+#[test]
+fn decode_conn_corpus_runs_clean() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_conn");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the decode_conn corpus is committed")
+        .map(|e| e.expect("corpus entry").path())
+        .collect();
+    entries.sort();
+    assert!(
+        entries
+            .iter()
+            .any(|p| p.ends_with("regress_ack_past_wrapped_fin")),
+        "the past finding is in the corpus"
+    );
+    for path in &entries {
+        let data = std::fs::read(path).expect("seed reads");
+        let outcome = std::panic::catch_unwind(|| decode_conn_target::run(&data));
+        assert!(outcome.is_ok(), "{} panics the engine", path.display());
+    }
+}

@@ -1051,7 +1051,7 @@ impl Tcp {
             core.scaled_history(letter, &mut ep.gap_cnt, &mut ep.gap_thresh);
         }
         if cfg.report_gaps_for_partial || clean {
-            core.missed_bytes += len;
+            core.missed_bytes = core.missed_bytes.saturating_add(len);
         }
         if self.want_stream {
             if let Some(svc) = core.detector(&cfg.analyzer_limits) {
@@ -1415,7 +1415,11 @@ impl Tcp {
         let ep = &self.ep[e];
         let mut seq = seq;
         if ep.fin_cnt > 0 && seq >= ep.fin_seq {
-            seq = ep.fin_seq.wrapping_sub(1);
+            // A FIN sent just before the stream's first byte (relative
+            // sequence -1, forged or a reused port) has `fin_seq` 0: it acks
+            // nothing, where a wrapping `- 1` would make every byte up to
+            // 2^64 a gap.
+            seq = ep.fin_seq.saturating_sub(1);
         }
         if seq <= ep.reasm.trim_seq {
             return;

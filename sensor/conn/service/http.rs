@@ -815,7 +815,7 @@ impl Parser for Http {
                 && matches!(msg.body, Body::Plain | Body::ChunkData)
                 && plain >= len;
             if inside {
-                msg.body_seen += len;
+                msg.body_seen = msg.body_seen.saturating_add(len);
                 self.lines[d].set_plain(plain - len);
                 if plain == len {
                     // The body ended inside the gap; an upgrade completed

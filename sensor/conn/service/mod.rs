@@ -617,7 +617,8 @@ impl ServiceDetector {
         if self.done || len == 0 {
             return;
         }
-        self.size += len;
+        // A gap's length comes from sequence numbers the sender chose.
+        self.size = self.size.saturating_add(len);
         self.gap[usize::from(!is_orig)] = true;
         let mut env = Env {
             info: &self.info,

@@ -126,8 +126,10 @@ pub struct PipelineConfig {
     pub score_batch_rows: usize,
     /// Longest a record waits for its batch to fill before it is scored.
     pub score_max_wait_ms: u64,
-    /// Records that waited longer than this for the scorer are logged but
-    /// not scored (counted): under overload, verdicts stay timely.
+    /// Records that waited longer than this for the scorer (in the queue
+    /// from the conn workers, or once due after the look-ahead) are
+    /// logged but not scored (counted): under overload, verdicts stay
+    /// timely and the conn workers are never kept waiting.
     pub score_max_lag_ms: u64,
     /// Niceness of the scoring thread (0-19, added to the process's own):
     /// the one stage that may shed gives way to capture and the conn

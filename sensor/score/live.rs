@@ -182,9 +182,10 @@ pub struct ScorerOptions {
     /// wait on it, or capture would start dropping packets instead.
     pub shed_backlog: usize,
     /// Records older than this (since they left their conn worker) when
-    /// the scorer gets to them are logged but not scored: a verdict that
-    /// late is worth less than keeping up, and it bounds verdict latency
-    /// when records come faster than the models can score them.
+    /// the scorer reads them, or due for longer than this when their turn
+    /// to be scored comes, are logged but not scored: a verdict that late
+    /// is worth less than keeping up, and it bounds verdict latency when
+    /// records come faster than the models can score them.
     pub max_lag: Duration,
     /// Host-context memory bounds for the featurizers.
     pub context: LiveConfig,
@@ -224,6 +225,10 @@ pub struct Reload<R> {
     pub extra: Option<R>,
 }
 
+/// A held record. The queue holds them boxed: under a flood it holds a
+/// quarter of a million (632 bytes each), and growing a queue of the
+/// records themselves moved all of them at once, stalling the scorer long
+/// enough for the conn workers' channel to fill.
 struct Pending {
     record: ConnRecord,
     /// The record as the featurizers read it (pushed on arrival).
@@ -231,6 +236,8 @@ struct Pending {
     emitted: Instant,
     /// Packet time from which it may be scored.
     due: f64,
+    /// When the scorer found it due (set then; `emitted` until then).
+    ready_at: Instant,
 }
 
 /// Lowers the calling thread's priority by `nice` (Linux niceness is per
@@ -261,7 +268,7 @@ pub fn run_scorer<S: RecordSink>(
     let batch_rows = o.batch_rows.max(1);
     // Held and waiting records in arrival order; the first `ready` of them
     // are due (readiness only ever grows: the clocks only move forward).
-    let mut pending: VecDeque<Pending> = VecDeque::with_capacity(batch_rows);
+    let mut pending: VecDeque<Box<Pending>> = VecDeque::with_capacity(batch_rows);
     let mut ready = 0usize;
     let mut clock = f64::NEG_INFINITY;
     let mut last_tick = Instant::now();
@@ -283,36 +290,8 @@ pub fn run_scorer<S: RecordSink>(
         select! {
             recv(records) -> msg => match msg {
                 Ok(batch) => {
-                    let shed = records.len() > o.shed_backlog
-                        || batch.emitted.elapsed() > o.max_lag;
-                    if shed {
-                        metrics
-                            .pipeline_dropped_records
-                            .with_label_values(&["score"])
-                            .inc_by(batch.records.len() as u64);
-                        metrics.dropped.add(
-                            Stage::Score,
-                            "backlog",
-                            batch.records.len() as u64,
-                        );
-                    }
-                    if batch.clock > clock {
-                        clock = batch.clock;
-                    }
-                    let mut arrived = Vec::with_capacity(batch.records.len());
-                    for record in batch.records {
-                        if !record.interim {
-                            sink.conn(&record);
-                        }
-                        if shed || set.models.is_empty() {
-                            sink.record(&record, None);
-                            continue;
-                        }
-                        sink.arrived(&record);
-                        arrived.push(record);
-                    }
-                    set.push(arrived, batch.emitted, batch.clock, &mut pending);
-                    set.count_drops(metrics);
+                    let backlog = records.len();
+                    arrive(batch, backlog, &mut set, &mut pending, &mut clock, sink, &o, metrics);
                 }
                 Err(_) => closed = true,
             },
@@ -336,22 +315,48 @@ pub fn run_scorer<S: RecordSink>(
         }
         let now = Instant::now();
         let wall = set.wall_hold(&o);
-        while let Some(p) = pending.get(ready) {
+        let over_held = pending.len() > o.max_held;
+        while let Some(p) = pending.get_mut(ready) {
             let by_wall = wall.is_some_and(|w| now >= p.emitted + w);
-            if p.due <= clock || by_wall {
-                ready += 1;
-            } else if pending.len() > o.max_held {
+            if p.due > clock && !by_wall {
+                if !over_held {
+                    break;
+                }
                 metrics.score_held_early.inc();
-                ready += 1;
-            } else {
-                break;
             }
+            p.ready_at = now;
+            ready += 1;
         }
         while ready >= batch_rows {
+            ready -= shed_late(&mut pending, ready, Instant::now(), &o, sink, metrics);
+            if ready < batch_rows {
+                break;
+            }
             score_front(&mut set, &mut pending, batch_rows, sink, metrics);
             ready -= batch_rows;
+            // Live, between batches, take what the conn workers sent
+            // meanwhile (it joins the back of the queue): a conn worker
+            // waits on a full record channel, and capture drops what it
+            // cannot queue. A replay reads one batch per turn, so that what
+            // the host context holds when a batch is scored never depends
+            // on thread timing.
+            let live = o.hold_by_wall_time;
+            while let Some(batch) = live.then(|| records.try_recv().ok()).flatten() {
+                let backlog = records.len();
+                arrive(
+                    batch,
+                    backlog,
+                    &mut set,
+                    &mut pending,
+                    &mut clock,
+                    sink,
+                    &o,
+                    metrics,
+                );
+            }
         }
         let waited = o.max_wait + wall.unwrap_or_default();
+        ready -= shed_late(&mut pending, ready, now, &o, sink, metrics);
         if ready > 0 && pending.front().is_some_and(|p| now >= p.emitted + waited) {
             score_front(&mut set, &mut pending, ready, sink, metrics);
             ready = 0;
@@ -363,6 +368,80 @@ pub fn run_scorer<S: RecordSink>(
     }
 }
 
+/// Handles a batch of records as it is read off the channel: final
+/// records to conn.log, then each either held for scoring or, when the
+/// scorer is behind (`backlog` batches still waiting, or the batch already
+/// older than `max_lag`), handed on unscored and counted.
+#[allow(clippy::too_many_arguments)]
+fn arrive<S: RecordSink>(
+    batch: RecordBatch,
+    backlog: usize,
+    set: &mut ModelSet,
+    pending: &mut VecDeque<Box<Pending>>,
+    clock: &mut f64,
+    sink: &mut S,
+    o: &ScorerOptions,
+    metrics: &Metrics,
+) {
+    let shed = backlog > o.shed_backlog || batch.emitted.elapsed() > o.max_lag;
+    if shed {
+        count_shed(metrics, batch.records.len());
+    }
+    if batch.clock > *clock {
+        *clock = batch.clock;
+    }
+    let mut arrived = Vec::with_capacity(batch.records.len());
+    for record in batch.records {
+        if !record.interim {
+            sink.conn(&record);
+        }
+        if shed || set.models.is_empty() {
+            sink.record(&record, None);
+            continue;
+        }
+        sink.arrived(&record);
+        arrived.push(record);
+    }
+    set.push(arrived, batch.emitted, *clock, pending);
+    set.count_drops(metrics);
+}
+
+/// Hands on unscored (and counts) the due records at the front that have
+/// been due for longer than `max_lag`: when records come due faster than
+/// the models score them, the oldest are given up so that the rest get
+/// timely verdicts and the channel from the conn workers keeps moving.
+/// Returns how many of the `ready` records it took.
+fn shed_late<S: RecordSink>(
+    pending: &mut VecDeque<Box<Pending>>,
+    ready: usize,
+    now: Instant,
+    o: &ScorerOptions,
+    sink: &mut S,
+    metrics: &Metrics,
+) -> usize {
+    let late = pending
+        .iter()
+        .take(ready)
+        .take_while(|p| now.saturating_duration_since(p.ready_at) > o.max_lag)
+        .count();
+    if late == 0 {
+        return 0;
+    }
+    count_shed(metrics, late);
+    for p in pending.drain(..late) {
+        sink.held(&p.record, None);
+    }
+    late
+}
+
+fn count_shed(metrics: &Metrics, n: usize) {
+    metrics
+        .pipeline_dropped_records
+        .with_label_values(&["score"])
+        .inc_by(n as u64);
+    metrics.dropped.add(Stage::Score, "backlog", n as u64);
+}
+
 impl ModelSet {
     /// Records arriving records in every featurizer's host context and
     /// queues them, due `hold` seconds of packet time after `clock`.
@@ -371,7 +450,7 @@ impl ModelSet {
         records: Vec<ConnRecord>,
         emitted: Instant,
         clock: f64,
-        pending: &mut VecDeque<Pending>,
+        pending: &mut VecDeque<Box<Pending>>,
     ) {
         if records.is_empty() {
             return;
@@ -381,24 +460,22 @@ impl ModelSet {
             f.push(&flows);
         }
         let due = clock + self.hold;
-        pending.extend(
-            records
-                .into_iter()
-                .zip(flows)
-                .map(|(record, flow)| Pending {
-                    record,
-                    flow,
-                    emitted,
-                    due,
-                }),
-        );
+        pending.extend(records.into_iter().zip(flows).map(|(record, flow)| {
+            Box::new(Pending {
+                record,
+                flow,
+                emitted,
+                due,
+                ready_at: emitted,
+            })
+        }));
     }
 }
 
 /// Scores the first `n` pending records.
 fn score_front<S: RecordSink>(
     set: &mut ModelSet,
-    pending: &mut VecDeque<Pending>,
+    pending: &mut VecDeque<Box<Pending>>,
     n: usize,
     sink: &mut S,
     m: &Metrics,
@@ -620,6 +697,97 @@ mod tests {
         drop(tx);
         scorer.join().expect("scorer").expect("closed");
         assert_eq!(rows.0.lock().expect("rows").len(), 6, "the rest at close");
+    }
+
+    /// Counts what reaches the sink, scored or not, and is slow to take a
+    /// scored record (as a scorer slower than the traffic is).
+    #[derive(Clone, Default)]
+    struct Slow(Arc<Mutex<(usize, usize)>>);
+
+    impl RecordSink for Slow {
+        type Reload = ();
+        fn conn(&mut self, _: &ConnRecord) {}
+        fn record(&mut self, _: &ConnRecord, scored: Option<Scored<'_>>) {
+            let mut n = self.0.lock().expect("counts");
+            if scored.is_some() {
+                n.0 += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            } else {
+                n.1 += 1;
+            }
+        }
+        fn reload(&mut self, _: &[Model], _: Option<()>) {}
+        fn tick(&mut self) {}
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Live, records that come due faster than they are scored are not
+    /// all scored late: those due for longer than `max_lag` go on unscored
+    /// and are counted, and every record still reaches the sink once.
+    #[test]
+    fn records_due_too_long_go_on_unscored() {
+        let model = classifier();
+        let hold = model.spec().max_ahead();
+        let (tx, rx) = crossbeam_channel::unbounded::<RecordBatch>();
+        let (_reload_tx, reloads) = crossbeam_channel::bounded::<Reload<()>>(1);
+        let counts = Slow::default();
+        let mut sink = counts.clone();
+        let metrics = Arc::new(Metrics::new());
+        let before = metrics.dropped.get(Stage::Score, "backlog");
+        let m = metrics.clone();
+        let scorer = std::thread::spawn(move || {
+            let options = ScorerOptions {
+                max_lag: Duration::from_millis(100),
+                shed_backlog: usize::MAX,
+                hold_by_wall_time: true,
+                max_wait: Duration::from_millis(1),
+                ..ScorerOptions::replay(1, LiveConfig::default())
+            };
+            let set = ModelSet::new(vec![model], options.context.clone());
+            run_scorer(rx, reloads, set, &mut sink, options, &m)
+        });
+        let n = 100u64;
+        let records = (1..=n)
+            .map(|i| {
+                let t = 100.0 + i as f64 * 0.001;
+                let to = ("198.18.0.1", i as u16);
+                tcp(i, ("198.18.0.9", 40000), to, ConnState::REJ, t)
+            })
+            .collect();
+        let batch = |records, clock| RecordBatch {
+            records,
+            emitted: Instant::now(),
+            clock,
+        };
+        tx.send(batch(records, 110.0)).expect("send");
+        // The clock moves past their look-ahead: all are due at once, and
+        // scoring them all would take a second.
+        tx.send(batch(Vec::new(), 110.0 + 2.0 * hold))
+            .expect("send");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (scored, shed) = loop {
+            let c = *counts.0.lock().expect("counts");
+            if c.0 + c.1 == n as usize || Instant::now() > deadline {
+                break c;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        drop(tx);
+        scorer.join().expect("scorer").expect("closed");
+        assert_eq!(
+            scored + shed,
+            n as usize,
+            "each record reaches the sink once"
+        );
+        assert!(scored >= 1, "the first are scored");
+        assert!(
+            shed >= 50,
+            "most wait too long: {scored} scored, {shed} shed"
+        );
+        let counted = metrics.dropped.get(Stage::Score, "backlog") - before;
+        assert_eq!(counted, shed as u64, "every record given up is counted");
     }
 
     fn my_nice() -> i32 {

@@ -387,8 +387,9 @@ fn arrive<S: RecordSink>(
     if shed {
         count_shed(metrics, batch.records.len());
     }
-    if batch.clock > *clock {
-        *clock = batch.clock;
+    let batch_clock = batch.clock;
+    if batch_clock > *clock {
+        *clock = batch_clock;
     }
     let mut arrived = Vec::with_capacity(batch.records.len());
     for record in batch.records {
@@ -402,7 +403,7 @@ fn arrive<S: RecordSink>(
         sink.arrived(&record);
         arrived.push(record);
     }
-    set.push(arrived, batch.emitted, *clock, pending);
+    set.push(arrived, batch.emitted, batch_clock, pending);
     set.count_drops(metrics);
 }
 

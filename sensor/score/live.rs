@@ -327,13 +327,20 @@ pub fn run_scorer<S: RecordSink>(
             p.ready_at = now;
             ready += 1;
         }
-        while ready >= batch_rows {
-            ready -= shed_late(&mut pending, ready, Instant::now(), &o, sink, metrics);
-            if ready < batch_rows {
-                break;
+        loop {
+            // Late records are handed on a batch's worth at a time: a
+            // flood's worth at once would leave the channel unread as long
+            // as scoring them would have.
+            let late = ready.min(batch_rows);
+            let shed = shed_late(&mut pending, late, Instant::now(), &o, sink, metrics);
+            ready -= shed;
+            if shed == 0 {
+                if ready < batch_rows {
+                    break;
+                }
+                score_front(&mut set, &mut pending, batch_rows, sink, metrics);
+                ready -= batch_rows;
             }
-            score_front(&mut set, &mut pending, batch_rows, sink, metrics);
-            ready -= batch_rows;
             // Live, between batches, take what the conn workers sent
             // meanwhile (it joins the back of the queue): a conn worker
             // waits on a full record channel, and capture drops what it

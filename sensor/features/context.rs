@@ -156,8 +156,11 @@ impl<P: Eq + Hash + Copy> Window<P> {
         if need.orig_h {
             self.orig_h.add(m.orig_h);
         }
+        // Wrapping, so that removing a flow always undoes adding it: a
+        // field's value comes from the traffic (or a log), and absurd ones
+        // saturate to i128::MAX, which two flows then overflow.
         for (sum, c) in self.sums.iter_mut().zip(contributions) {
-            *sum += c;
+            *sum = sum.wrapping_add(c);
         }
     }
 
@@ -178,7 +181,7 @@ impl<P: Eq + Hash + Copy> Window<P> {
             self.orig_h.remove(&m.orig_h);
         }
         for (sum, c) in self.sums.iter_mut().zip(contributions) {
-            *sum -= c;
+            *sum = sum.wrapping_sub(c);
         }
     }
 
@@ -300,4 +303,36 @@ pub fn context_columns(features: &[Feature], flows: &[Flow]) -> Vec<f64> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// Durations no real flow has (a forged or damaged log's 1e300 s)
+    /// saturate to i128::MAX; two of them in one window must neither
+    /// overflow nor leave a trace once removed.
+    #[test]
+    fn absurd_sums_wrap_and_undo() {
+        let need = Distinct::default();
+        let mut w: Window<u8> = Window::new(1, need);
+        let ip = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+        let m = Member {
+            orig_h: ip,
+            resp_h: ip,
+            orig_p: 1,
+            resp_p: 2,
+            proto: 6u8,
+        };
+        let huge = (1e300f64 * 1e6).round() as i128;
+        assert_eq!(huge, i128::MAX);
+        w.add(&m, std::iter::once(huge));
+        w.add(&m, std::iter::once(huge));
+        w.add(&m, std::iter::once(5));
+        w.remove(&m, std::iter::once(huge));
+        w.remove(&m, std::iter::once(huge));
+        let mean = ContextStat::Mean(NumField::OrigBytes);
+        assert_eq!(w.value(&mean, 0), 5.0);
+    }
 }

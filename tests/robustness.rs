@@ -699,21 +699,10 @@ fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// Every link type the engine decodes, plus one arbitrary value per case.
-const LINKS: [LinkType; 10] = [
-    LinkType::ETHERNET,
-    LinkType::LINUX_SLL,
-    LinkType::LINUX_SLL2,
-    LinkType::RAW,
-    LinkType::PPP,
-    LinkType::NULL,
-    LinkType::IEEE802_11,
-    LinkType::IEEE802_11_RADIO,
-    LinkType::FDDI,
-    LinkType::NFLOG,
-];
-
+/// Every link type the engine decodes (the fuzz target's list), plus one
+/// arbitrary value per case.
 fn link_type() -> impl Strategy<Value = LinkType> {
+    use decode_conn_target::LINKS;
     prop_oneof![
         4 => (0..LINKS.len()).prop_map(|i| LINKS[i]),
         1 => any::<i32>().prop_map(LinkType),

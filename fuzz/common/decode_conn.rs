@@ -42,8 +42,8 @@ use osprey::decode::link::MAX_FRAMES as FRAMES_PER_PACKET;
 
 const MAX_FRAMES: u64 = FRAMES_PER_PACKET as u64;
 
-/// Link types the engine decodes.
-const LINKS: [LinkType; 16] = [
+/// Link types the engine decodes (the robustness tests draw from it too).
+pub const LINKS: [LinkType; 16] = [
     LinkType::ETHERNET,
     LinkType::LINUX_SLL,
     LinkType::LINUX_SLL2,

@@ -341,6 +341,14 @@ fn a_syn_flood_gets_a_rate_limit_not_a_block() {
         "a flood source was blocked: {:?}",
         nft_set_elements(&lan.victim, "block_v4")
     );
+    // The element is in the set once nft has applied it; the counter
+    // follows when the nft call returns, so it is waited for, not raced.
+    wait_for(Duration::from_secs(5), || {
+        osprey.metrics().sum(
+            "osprey_respond_actions_total",
+            &["kind=\"rate_limit\"", "result=\"enforced\""],
+        ) >= 1.0
+    });
     let m = osprey.metrics();
     assert!(
         m.sum(
